@@ -1,0 +1,33 @@
+# Two entry points: `make demo` (set up, then run the main job) and `make test`.
+# Both create .venv when it is missing and install fmloop with torch pinned to the
+# CPU build 2.13.0 (see DEVELOPERS.md for GPU machines).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test,tensorboard,bench]" "$(TORCH)"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m fmloop demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/pretrain_throughput.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -1,0 +1,1 @@
+"""Command line: a thin shell over the Python API."""

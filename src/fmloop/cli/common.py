@@ -1,0 +1,66 @@
+"""What every command shares: logging, error handling, config assembly."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Callable
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from fmloop.core.errors import ExitCode, FmloopError
+
+err_console = Console(stderr=True)
+
+OVERRIDES_HELP = ("Any config value can be set as --section.key=value after the options, "
+                  "e.g. --train.lr=3e-4 --model.dropout=0.1 (see the example configs in examples/).")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    rank = os.environ.get("RANK", "0")
+    level = logging.DEBUG if verbose else (logging.INFO if rank == "0" else logging.WARNING)
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)], force=True)
+    # Libraries are chatty at INFO; their warnings still show.
+    for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    try:
+        import datasets
+        datasets.disable_progress_bars() if rank != "0" else None
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn a FmloopError into one red line and its exit code; never a traceback for user mistakes."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except FmloopError as err:
+            for line in str(err).splitlines():
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(int(err.exit_code)) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+    return wrapper
+
+
+def split_overrides(args: list[str]) -> list[str]:
+    """Extra command-line words must be --section.key=value overrides."""
+    from fmloop.core.errors import ConfigError
+
+    bad = [a for a in args if not (a.startswith("--") and "." in a.split("=", 1)[0])]
+    if bad:
+        raise ConfigError(f"Unexpected argument(s): {' '.join(bad)}. Config overrides look like --train.lr=3e-4.")
+    return args

@@ -1,0 +1,55 @@
+"""`fmloop info RUN_DIR`: an artifact's manifest and metrics at a glance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fmloop.cli.common import user_errors
+
+
+@user_errors
+def info_command(
+    run_dir: Path = typer.Argument(..., help="A run dir written by an fmloop stage."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+):
+    """Show a run's manifest (kind, parent, config hash, data fingerprint, version) and metrics."""
+    from fmloop.core.artifacts import RunDir
+
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        from fmloop.core.errors import FmloopError
+        raise FmloopError(f"{run_dir} does not exist.")
+    manifest = run.read_manifest()
+    if as_json:
+        typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+        return
+    console = Console()
+    table = Table(title=f"{run.path}", show_header=False)
+    for key in ("kind", "status", "stop_reason", "model", "parameters", "objective", "parent", "tokenizer", "data",
+                "data_fingerprint", "config_hash", "runtime", "fmloop_version", "created", "updated"):
+        if manifest.get(key) is not None:
+            table.add_row(key, str(manifest[key]))
+    console.print(table)
+    metrics = manifest.get("metrics") or {}
+    if metrics:
+        mt = Table(title="metrics", show_header=False)
+        for key, value in metrics.items():
+            mt.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        console.print(mt)
+    evals = [r for r in run.read_metrics() if "eval_loss" in r]
+    if evals:
+        et = Table(title="held-out evaluations")
+        et.add_column("step", justify="right")
+        et.add_column("loss", justify="right")
+        et.add_column("perplexity", justify="right")
+        for row in evals:
+            et.add_row(str(row["step"]), f"{row['eval_loss']:.4f}", f"{row['eval_ppl']:.2f}")
+        console.print(et)
+    for name in ("model", "report.html"):
+        if (run.path / name).exists():
+            console.print(f"{name}: {run.path / name}")

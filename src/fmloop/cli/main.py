@@ -1,0 +1,39 @@
+"""The `fmloop` command."""
+
+from __future__ import annotations
+
+import typer
+
+from fmloop import __version__
+from fmloop.cli.demo import demo_command
+from fmloop.cli.info import info_command
+from fmloop.cli.pretrain import pretrain_command
+
+app = typer.Typer(
+    name="fmloop",
+    help="fmloop: pretrain a foundation model on your own data, adapt it, compress it, serve it, improve it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+app.command("pretrain", context_settings=EXTRA)(pretrain_command)
+app.command("info")(info_command)
+app.command("demo")(demo_command)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"fmloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version.")):
+    """fmloop: the foundation-model loop in one tool."""
+
+
+def run() -> None:
+    app()

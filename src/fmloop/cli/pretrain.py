@@ -1,0 +1,70 @@
+"""`fmloop pretrain`: self-supervised pretraining on unlabeled text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmloop.cli.common import OVERRIDES_HELP, err_console, split_overrides, user_errors
+
+
+@user_errors
+def pretrain_command(
+    ctx: typer.Context,
+    data: Optional[str] = typer.Option(None, "--data", help="Text: .txt/.csv/.tsv/.jsonl(.gz)/.parquet, a folder, a save_to_disk folder or a hub id."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="mlm (masked LM, BERT-style) or clm (next-token, GPT-style). [default: mlm]"),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset (bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini) or a local Hugging Face model folder to continue pretraining. [default: bert-mini]"),
+    out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
+    column: Optional[str] = typer.Option(None, "--column", help="Text column of a CSV/JSONL/parquet source."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop (and checkpoint) after this long: 90s, 30m, 1h30m."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this dir from its last checkpoint."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+):
+    """Pretrain a language model on unlabeled text, from scratch or from a local model folder.
+
+    Writes RUN/model (a standard Hugging Face folder with safetensors weights and tokenizer),
+    RUN/metrics.jsonl, RUN/report.html, RUN/config.yaml, RUN/manifest.json and RUN/checkpoints.
+    SIGTERM or Ctrl-C finish the current step, checkpoint and exit 0; --resume continues exactly.
+    """
+    from fmloop.cli.common import setup_logging
+    from fmloop.core.artifacts import RunDir
+    from fmloop.core.config import deep_merge, load_config, parse_overrides
+    from fmloop.train.pretrain import PretrainConfig, pretrain
+
+    setup_logging(verbose)
+    cli_values: dict = {}
+    for key, value in {"objective": objective, "data.path": data, "data.column": column, "model.name": model,
+                       "train.max_steps": max_steps, "train.max_time": max_time}.items():
+        if value is not None:
+            node = cli_values
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), cli_values)
+    if resume is not None:
+        # The run's own resolved config is the base; command-line values (e.g. a larger
+        # --max-steps) go on top of it.
+        base = RunDir(resume)
+        if not base.config_path.exists():
+            from fmloop.core.errors import ResumeError
+            raise ResumeError(f"{resume} cannot be resumed: it has no config.yaml (not an fmloop run dir, or it failed before starting).")
+        saved = base.read_config()
+        cfg = load_config(PretrainConfig, None, deep_merge(saved, overrides))
+        run = pretrain(cfg, resume=resume)
+    else:
+        cfg = load_config(PretrainConfig, config, overrides)
+        if out is None:
+            from fmloop.core.errors import ConfigError
+            raise ConfigError("Pass --out RUN_DIR for a new run (or --resume RUN_DIR to continue one).")
+        run = pretrain(cfg, out=out)
+    manifest = run.read_manifest()
+    m = manifest.get("metrics", {})
+    err_console.print(f"[green]{manifest['status']}[/] after {m.get('steps')} steps"
+                      + (f" ({manifest['stop_reason']})" if manifest.get("stop_reason") else "")
+                      + (f"; held-out loss {m['initial_eval_loss']:.3f} -> {m['eval_loss']:.3f} (perplexity {m['eval_ppl']:.1f})" if "eval_loss" in m else ""))
+    err_console.print(f"model: {run.model_dir}\nreport: {run.path / 'report.html'}")

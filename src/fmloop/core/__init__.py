@@ -1,0 +1,1 @@
+"""Shared machinery every stage uses: config, catalog, artifacts, runtime, errors."""

@@ -1,0 +1,188 @@
+"""Run directories, manifests and crash-safe writes.
+
+Every file that matters is written to a temp file in the same folder, fsynced, then
+`os.replace`d over the target, and the folder is fsynced so the rename itself survives a power
+cut. A reader therefore sees either the old complete file or the new complete file, never half.
+
+A run dir looks like:
+
+    RUN/
+      manifest.json     kind, parent, config hash, data fingerprint, fmloop version, metrics
+      config.yaml       the resolved config (every default filled in)
+      metrics.jsonl     one JSON object per logged step / evaluation
+      checkpoints/      resumable training state (see train/checkpoint.py)
+      model/            Hugging Face save_pretrained layout, safetensors weights
+      report.html       plots and numbers for people
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from fmloop.core.errors import FmloopError
+
+MANIFEST = "manifest.json"
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or file creation inside `path` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Open a temp file beside `path`; on clean exit fsync it and rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a resolved config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def fingerprint_paths(paths: list[Path]) -> str:
+    """Content hash of input files (sorted), so a manifest says exactly which data trained it."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def fmloop_version() -> str:
+    from fmloop import __version__
+
+    return __version__
+
+
+class RunDir:
+    """One stage's output folder: manifest, resolved config, metrics, model."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # Paths -----------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    # Writing ---------------------------------------------------------------------------------
+    def create(self, *, allow_existing: bool = False) -> "RunDir":
+        """Create the folder. Refuses to write into a finished or half-finished run unless resuming."""
+        if self.path.exists() and any(self.path.iterdir()) and not allow_existing:
+            raise FmloopError(
+                f"Output folder {self.path} already exists and is not empty. "
+                f"Pass --resume {self.path} to continue that run, or choose a new --out."
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_config(self, resolved: dict) -> None:
+        atomic_write_text(self.config_path, yaml.safe_dump(resolved, sort_keys=False))
+
+    def write_manifest(self, **fields: Any) -> dict:
+        manifest = self.read_manifest() if self.manifest_path.exists() else {}
+        manifest.update(fields)
+        manifest.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        manifest["fmloop_version"] = fmloop_version()
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    # Reading ---------------------------------------------------------------------------------
+    def read_manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            raise FmloopError(
+                f"{self.path} is not an fmloop run dir: it has no {MANIFEST}."
+            ) from None
+        except json.JSONDecodeError as err:
+            raise FmloopError(f"{self.manifest_path} is corrupt ({err}).") from None
+
+    def read_config(self) -> dict:
+        return yaml.safe_load(self.config_path.read_text()) or {}
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL log, ignoring a torn last line (a crash mid-append leaves one)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

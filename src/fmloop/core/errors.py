@@ -1,0 +1,51 @@
+"""User-facing errors and the exit codes the CLI maps them to.
+
+A `FmloopError` is a mistake the user can fix (a wrong path, a bad value): the CLI prints its
+message on one line and exits with its code, never a traceback. Anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    ERROR = 1          # unexpected failure (a bug): traceback shown
+    USAGE = 2          # bad command line or config value
+    DATA = 3           # input data missing, empty, unreadable or malformed
+    MODEL = 4          # unknown preset, unloadable model folder
+    RESUME = 5         # run dir cannot be resumed (corrupt or incompatible)
+    TRAINING = 6       # training diverged (non-finite loss or gradients)
+    INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
+
+
+class FmloopError(Exception):
+    """An error caused by input the user can fix; `str(err)` says what and how."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(FmloopError):
+    exit_code = ExitCode.USAGE
+
+
+class DataError(FmloopError):
+    exit_code = ExitCode.DATA
+
+
+class ModelError(FmloopError):
+    exit_code = ExitCode.MODEL
+
+
+class ResumeError(FmloopError):
+    exit_code = ExitCode.RESUME
+
+
+class TrainingError(FmloopError):
+    exit_code = ExitCode.TRAINING

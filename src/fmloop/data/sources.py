@@ -1,0 +1,225 @@
+"""Text sources -> `datasets.DatasetDict` with a `train` and a `validation` split and one `text` column.
+
+Accepted inputs:
+  file.txt                a document per non-empty line
+  folder/ of *.txt        a document per file
+  file.csv / file.tsv     with a text column (`--data.column`)
+  file.jsonl[.gz], .json  likewise
+  file.parquet            likewise
+  folder/ with train.* (+ validation.* / test.*) files: those are the splits
+  folder/ from `Dataset.save_to_disk` / `DatasetDict.save_to_disk`
+  owner/name              a Hugging Face hub dataset id (needs network access)
+
+When no held-out split is given, one is carved out of train (seeded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from fmloop.core.artifacts import fingerprint_paths
+from fmloop.core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+TABULAR = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+TEXT_EXT = ".txt"
+SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation", "test": "test"}
+
+
+@dataclass
+class TextCorpus:
+    splits: DatasetDict          # "train" and "validation", each with a single "text" column
+    fingerprint: str             # content hash of the inputs (or the hub dataset's fingerprint)
+    description: str             # what was loaded, for logs and the manifest
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"] and len(suffixes) >= 2:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    return (not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).suffix
+            and " " not in text)
+
+
+def _find_bad_utf8_line(path: Path) -> int | None:
+    """1-based line number of the first line that is not valid UTF-8 (None if all decode)."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _check_readable(path: Path) -> None:
+    if not os.access(path, os.R_OK):
+        raise DataError(f"Cannot read {path}: permission denied.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path} is empty.")
+
+
+def _load_file(path: Path) -> Dataset:
+    """One file -> Dataset, with errors that name the file (and line, for bad bytes)."""
+    _check_readable(path)
+    ext = _suffix(path)
+    try:
+        if ext == TEXT_EXT:
+            ds = datasets.load_dataset("text", data_files=str(path), split="train")
+        elif ext in TABULAR:
+            kwargs = {"delimiter": "\t"} if ext == ".tsv" else {}
+            ds = datasets.load_dataset(TABULAR[ext], data_files=str(path), split="train", **kwargs)
+        else:
+            raise DataError(
+                f"{path}: unsupported file type {ext or '(none)'!r}. Use .txt, .csv, .tsv, .jsonl, "
+                f".jsonl.gz, .json or .parquet, a folder of them, or a save_to_disk folder."
+            )
+    except DataError:
+        raise
+    except Exception as err:  # datasets wraps parser errors in many types
+        bad_line = _find_bad_utf8_line(path) if ext != ".parquet" else None
+        if bad_line is not None:
+            raise DataError(
+                f"{path}, line {bad_line}: bytes that are not valid UTF-8. "
+                f"Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            ) from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"Could not read {path}: {reason}") from None
+    return ds
+
+
+def _pick_column(ds: Dataset, column: str | None, where: str) -> Dataset:
+    names = ds.column_names
+    if column is None:
+        if "text" in names:
+            column = "text"
+        else:
+            string_cols = [n for n, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
+            if len(string_cols) != 1:
+                raise DataError(
+                    f"{where}: cannot tell which column holds the text; columns are {', '.join(names)}. "
+                    f"Pass --data.column=NAME."
+                )
+            column = string_cols[0]
+    if column not in names:
+        raise DataError(f"{where}: no column {column!r}. Columns are: {', '.join(names)}. Pass --data.column=NAME.")
+    ds = ds.select_columns([column])
+    if column != "text":
+        ds = ds.rename_column(column, "text")
+    return ds
+
+
+def _drop_empty(ds: Dataset) -> Dataset:
+    return ds.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True,
+                     desc="dropping empty documents" if len(ds) > 100_000 else None)
+
+
+def _folder_of_text_files(folder: Path, files: list[Path]) -> Dataset:
+    docs = []
+    for f in files:
+        _check_readable(f)
+        try:
+            docs.append(f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{f}, line {_find_bad_utf8_line(f)}: bytes that are not valid UTF-8. Re-encode the file as UTF-8."
+            ) from None
+    return Dataset.from_dict({"text": docs})
+
+
+def load_text_corpus(path: str, *, column: str | None = None, validation_path: str | None = None,
+                     validation_fraction: float = 0.05, max_validation_docs: int = 2000,
+                     max_docs: int | None = None, seed: int = 0) -> TextCorpus:
+    """Load a text corpus from a file, folder or hub id into train/validation splits."""
+    splits: dict[str, Dataset] = {}
+    source = Path(path).expanduser()
+    files_for_hash: list[Path] = []
+    if source.is_dir():
+        if (source / "dataset_dict.json").exists() or (source / "dataset_info.json").exists() or (source / "state.json").exists():
+            loaded = datasets.load_from_disk(str(source))
+            splits = dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded}
+            fingerprint = "-".join(d._fingerprint for d in splits.values())[:32]
+            description = f"save_to_disk folder {source}"
+        else:
+            files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise DataError(f"{source} is an empty folder: put .txt/.csv/.jsonl/.parquet files in it.")
+            named = {SPLIT_NAMES.get(p.name.split(".")[0].lower()): p for p in files}
+            if "train" in named and all(_suffix(p) in TABULAR or _suffix(p) == TEXT_EXT for p in named.values() if p):
+                for split, f in named.items():
+                    if split:
+                        splits[split] = _load_file(f)
+                        files_for_hash.append(f)
+                description = f"split files in {source} ({', '.join(sorted(splits))})"
+            elif all(_suffix(p) == TEXT_EXT for p in files):
+                splits["train"] = _folder_of_text_files(source, files)
+                files_for_hash = files
+                description = f"{len(files)} text files in {source} (a document per file)"
+            else:
+                parts = [_load_file(f) for f in files]
+                parts = [_pick_column(d, column, str(f)) for d, f in zip(parts, files)]
+                splits["train"] = datasets.concatenate_datasets(parts)
+                files_for_hash = files
+                description = f"{len(files)} files in {source}"
+            fingerprint = fingerprint_paths(files_for_hash)
+    elif source.is_file():
+        splits["train"] = _load_file(source)
+        fingerprint = fingerprint_paths([source])
+        description = f"file {source}"
+    elif _looks_like_hub_id(path):
+        try:
+            loaded = datasets.load_dataset(path)
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(
+                f"{path!r} is not a local file or folder, and loading it from the Hugging Face hub failed "
+                f"({reason}). Check the path, or the network if you meant a hub dataset id."
+            ) from None
+        splits = dict(loaded)
+        fingerprint = "-".join(d._fingerprint for d in splits.values())[:32]
+        description = f"hub dataset {path}"
+    else:
+        raise DataError(f"{path} does not exist. Pass a file, a folder, or a Hugging Face hub dataset id.")
+
+    if "train" not in splits:
+        raise DataError(f"{path} has no 'train' split (found: {', '.join(splits)}).")
+    splits = {name: _drop_empty(_pick_column(ds, column, f"{path} [{name}]")) for name, ds in splits.items()}
+
+    if validation_path:
+        held = load_text_corpus(validation_path, column=column, validation_fraction=validation_fraction, seed=seed)
+        splits["validation"] = datasets.concatenate_datasets([held.splits["train"], held.splits["validation"]])
+        fingerprint = f"{fingerprint}+{held.fingerprint}"
+    elif "validation" not in splits and "test" in splits:
+        splits["validation"] = splits["test"]
+
+    train = splits["train"]
+    if len(train) == 0:
+        raise DataError(f"{path} has no non-empty documents.")
+    if "validation" not in splits or len(splits["validation"]) == 0:
+        if len(train) < 2:
+            raise DataError(f"{path} has only {len(train)} document: need at least 2 to hold one out for evaluation.")
+        n_val = max(1, min(int(round(len(train) * validation_fraction)), max_validation_docs))
+        parts = train.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+        train, splits["validation"] = parts["train"], parts["test"]
+        description += f"; held out {n_val} documents for evaluation"
+    if max_docs is not None and len(train) > max_docs:
+        train = train.shuffle(seed=seed).select(range(max_docs))
+    validation = splits["validation"]
+    if len(validation) > max_validation_docs:
+        validation = validation.shuffle(seed=seed).select(range(max_validation_docs))
+    return TextCorpus(DatasetDict(train=train, validation=validation), fingerprint, description)

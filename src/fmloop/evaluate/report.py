@@ -1,0 +1,87 @@
+"""Self-contained HTML reports (plots embedded as PNG data URIs: one file to open or mail)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+from fmloop.core.artifacts import RunDir, atomic_write_text
+
+
+def _figure_to_data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def training_curves(rows: list[dict]) -> str | None:
+    """Train/held-out loss, learning rate and throughput against step, as one PNG data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    if not train and not evals:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    ax = axes[0]
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train", alpha=0.8)
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="held-out")
+    ax.set(xlabel="step", ylabel="loss", title="loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if train:
+        axes[1].plot([r["step"] for r in train], [r["lr"] for r in train])
+        axes[1].set(xlabel="step", title="learning rate")
+        axes[1].grid(alpha=0.3)
+        axes[2].plot([r["step"] for r in train], [r["tokens_per_s"] for r in train])
+        axes[2].set(xlabel="step", title="tokens / s")
+        axes[2].grid(alpha=0.3)
+    uri = _figure_to_data_uri(fig)
+    plt.close(fig)
+    return uri
+
+
+def _table(mapping: dict) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in mapping.items())
+    return f"<table>{rows}</table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ddd;padding:4px 10px;text-align:left}
+th{background:#f5f5f5;font-weight:600}img{max-width:100%}pre{background:#f7f7f7;padding:1em;overflow:auto}"""
+
+
+def write_training_report(run: RunDir) -> str:
+    """Write RUN/report.html: summary, curves, resolved config. Returns its path."""
+    manifest = run.read_manifest()
+    rows = run.read_metrics()
+    curves = training_curves(rows)
+    summary = {k: manifest.get(k) for k in ("kind", "status", "stop_reason", "model", "parameters", "objective",
+                                            "tokenizer", "data", "runtime", "parent", "config_hash",
+                                            "data_fingerprint", "fmloop_version", "updated")}
+    metrics = manifest.get("metrics", {})
+    config_text = run.config_path.read_text() if run.config_path.exists() else ""
+    body = [f"<h1>fmloop {html.escape(str(manifest.get('kind')))} run: {html.escape(run.path.name)}</h1>",
+            "<h2>Summary</h2>", _table(summary), "<h2>Metrics</h2>", _table(metrics)]
+    if curves:
+        body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves}">']
+    body += ["<h2>Resolved config</h2>", f"<pre>{html.escape(config_text)}</pre>"]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop report</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    path = run.path / "report.html"
+    atomic_write_text(path, page)
+    return str(path)

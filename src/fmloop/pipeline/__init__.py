@@ -1,0 +1,1 @@
+"""Multi-stage runs: the demo (and, later, YAML pipelines)."""

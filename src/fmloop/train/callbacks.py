@@ -1,0 +1,201 @@
+"""Behaviour that hangs off the loop. Callbacks observe and signal through `Control`; they never
+touch the optimizer or the weights.
+
+Hooks: on_train_start(loop), on_step_end(loop, logs), on_evaluate(loop, metrics), on_train_end(loop).
+`loop` is the running `train.loop.Loop` (state, runtime, config, control).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fmloop.core.artifacts import atomic_write_text, read_jsonl
+
+if TYPE_CHECKING:
+    from fmloop.train.loop import Loop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Control:
+    """Requests from callbacks to the loop, checked after every step."""
+
+    should_stop: bool = False
+    should_save: bool = False
+    should_evaluate: bool = False
+    stop_reason: str | None = None
+
+    def stop(self, reason: str, save: bool = True) -> None:
+        if not self.should_stop:
+            self.should_stop, self.stop_reason = True, reason
+        self.should_save = self.should_save or save
+
+
+class Callback:
+    def on_train_start(self, loop: "Loop") -> None: ...
+    def on_step_end(self, loop: "Loop", logs: dict[str, Any]) -> None: ...
+    def on_evaluate(self, loop: "Loop", metrics: dict[str, Any]) -> None: ...
+    def on_train_end(self, loop: "Loop") -> None: ...
+
+
+class ProgressBar(Callback):
+    """A rich progress bar: step, loss, tokens/s, elapsed and ETA (main process only)."""
+
+    def __init__(self, description: str = "training"):
+        self.description = description
+        self.progress: Progress | None = None
+        self.task = None
+
+    def on_train_start(self, loop):
+        if not loop.runtime.is_main:
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+            TextColumn("eval {task.fields[eval]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            refresh_per_second=2, transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=loop.total_steps, completed=loop.state.step,
+                                           loss="-", speed="-", eval="-")
+
+    def on_step_end(self, loop, logs):
+        if self.progress is None:
+            return
+        fields = {}
+        if "loss" in logs:
+            fields["loss"] = f"{logs['loss']:.3f}"
+        if "tokens_per_s" in logs:
+            fields["speed"] = f"{logs['tokens_per_s']:,.0f} tok/s"
+        self.progress.update(self.task, completed=loop.state.step, **fields)
+
+    def on_evaluate(self, loop, metrics):
+        if self.progress is not None:
+            self.progress.update(self.task, eval=f"{metrics['eval_loss']:.3f}")
+
+    def on_train_end(self, loop):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class MetricsLogger(Callback):
+    """Appends one JSON object per log step / evaluation to metrics.jsonl (+ TensorBoard if installed).
+
+    On resume, lines past the checkpoint's step (written by the interrupted session after its last
+    checkpoint) are dropped so the log matches the weights.
+    """
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None):
+        self.path = Path(path)
+        self.tensorboard_dir = tensorboard_dir
+        self.writer = None
+        self.fh = None
+
+    def on_train_start(self, loop):
+        if not loop.runtime.is_main:
+            return
+        kept = [row for row in read_jsonl(self.path) if row.get("step", 0) <= loop.state.step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.fh = open(self.path, "a", encoding="utf-8")
+        if self.tensorboard_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=loop.state.step + 1)
+            except ImportError:
+                self.writer = None
+
+    def _write(self, row: dict) -> None:
+        if self.fh is None:
+            return
+        self.fh.write(json.dumps(row) + "\n")
+        self.fh.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, row["step"])
+
+    def on_step_end(self, loop, logs):
+        if "loss" in logs:  # only steps the loop chose to log
+            self._write({"step": loop.state.step, **logs})
+
+    def on_evaluate(self, loop, metrics):
+        self._write({"step": loop.state.step, **metrics})
+
+    def on_train_end(self, loop):
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        if self.writer is not None:
+            self.writer.close()
+
+
+class EarlyStopping(Callback):
+    """Stop when the held-out loss has not improved by `min_delta` for `patience` evaluations."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+
+    def on_evaluate(self, loop, metrics):
+        state = loop.state
+        loss = metrics["eval_loss"]
+        if state.best_eval_loss is None or loss < state.best_eval_loss - self.min_delta:
+            state.best_eval_loss, state.evals_without_improvement = loss, 0
+        else:
+            state.evals_without_improvement += 1
+            if state.evals_without_improvement >= self.patience:
+                loop.control.stop(f"early stopping: no improvement in {self.patience} evaluations")
+
+
+class TimeBudget(Callback):
+    """Stop (and checkpoint) once this session has trained for `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = time.monotonic()
+
+    def on_train_start(self, loop):
+        self.start = time.monotonic()
+
+    def on_step_end(self, loop, logs):
+        if time.monotonic() - self.start >= self.seconds:
+            loop.control.stop(f"time budget of {self.seconds:.0f}s reached")
+
+
+class GracefulStop(Callback):
+    """SIGTERM/SIGINT -> finish the current step, checkpoint, exit 0. A second SIGINT aborts."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self.previous: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def on_train_start(self, loop):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread (e.g. called from a worker thread)
+                pass
+
+    def on_step_end(self, loop, logs):
+        if self.requested:
+            loop.control.stop(f"{self.requested} received")
+
+    def on_train_end(self, loop):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous.clear()

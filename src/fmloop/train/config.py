@@ -1,0 +1,73 @@
+"""Config sections shared by every training stage (data, tokenizer, model, train)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from fmloop.core.config import StageConfig, parse_duration
+
+
+class DataSection(StageConfig):
+    path: str | None = Field(None, description="file, folder or hub dataset id")
+    column: str | None = Field(None, description="text column (default: 'text' or the only string column)")
+    validation_path: str | None = Field(None, description="held-out data; carved out of train when absent")
+    validation_fraction: float = Field(0.05, gt=0, lt=1)
+    max_validation_docs: int = Field(2000, ge=1)
+    max_docs: int | None = Field(None, ge=1, description="use at most this many training documents")
+
+
+class TokenizerSection(StageConfig):
+    path: str | None = Field(None, description="reuse this tokenizer folder instead of training one")
+    vocab_size: int = Field(8192, ge=128, le=1_000_000)
+    min_frequency: int = Field(2, ge=1)
+    max_training_docs: int = Field(100_000, ge=1, description="documents sampled to train the tokenizer")
+
+
+class ModelSection(StageConfig):
+    name: str = Field("bert-mini", description="preset name or local Hugging Face model folder")
+    dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout probability")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
+
+
+class TrainSection(StageConfig):
+    seq_len: int = Field(128, ge=16, le=32768)
+    batch_size: int = Field(32, ge=1, description="global batch per optimizer step, over processes and accumulation")
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-4, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.98, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0, description="default: warmup_ratio of the total steps")
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    max_steps: int | None = Field(None, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_time: str | None = Field(None, description="stop after this long, e.g. 90s, 30m, 1h30m")
+    clip_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    eval_every: int = Field(100, ge=0, description="steps between held-out evaluations (0: only at the end)")
+    eval_batches: int = Field(20, ge=1)
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(200, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    max_bad_steps: int = Field(5, ge=1, description="abort after this many non-finite steps in a row")
+    seed: int = 42
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1)
+    tensorboard: bool = True
+
+    @field_validator("max_time")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def max_time_s(self) -> float | None:
+        return parse_duration(self.max_time)

@@ -1,0 +1,227 @@
+"""The pretraining stage: unlabeled text -> a base language model in a run dir.
+
+    run = pretrain(load_config(PretrainConfig, overrides={...}), out="runs/base")
+
+From scratch (a preset plus a tokenizer trained on the corpus) or continued from a local Hugging
+Face model folder (domain-adaptive pretraining, using the model's own tokenizer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from fmloop.core.artifacts import RunDir, config_hash
+from fmloop.core.config import StageConfig
+from fmloop.core.errors import ConfigError, ResumeError
+from fmloop.core.runtime import Runtime, main_process_first, setup_runtime
+from fmloop.data.sources import TextCorpus, load_text_corpus
+from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, tokenize_for_clm,
+                              tokenize_for_mlm)
+from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
+from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
+from fmloop.train.callbacks import EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
+from fmloop.train.checkpoint import load_checkpoint
+from fmloop.train.config import DataSection, ModelSection, TokenizerSection, TrainSection
+from fmloop.train.loop import BatchPlan, Loop, LoopSettings, evaluate_batches
+from fmloop.train.objectives import OBJECTIVES
+from fmloop.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class PretrainConfig(StageConfig):
+    stage: ClassVar[str] = "pretrain"
+    objective: Literal["mlm", "clm"] = "mlm"
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    data: DataSection = Field(default_factory=DataSection)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+
+def _save_dir_atomically(target: Path, write) -> None:
+    """Write a folder via `write(tmp)`, then swap it into place; the old one survives until then."""
+    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    write(tmp)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpus: TextCorpus, resuming: bool):
+    """The run's tokenizer, always kept in RUN/tokenizer so a resume never depends on outside files."""
+    tok_dir = run.path / "tokenizer"
+    if resuming:
+        return load_tokenizer(tok_dir), str(tok_dir)
+    source = cfg.tokenizer.path or (cfg.model.name if is_model_folder(cfg.model.name) else None)
+    if source:
+        description = str(source)
+    else:
+        kind = resolve_preset(cfg.model.name, cfg.objective).tokenizer_kind
+        description = f"trained {kind} ({cfg.tokenizer.vocab_size})"
+    with main_process_first(runtime):
+        if runtime.is_main:
+            if source:
+                tokenizer = load_tokenizer(source)
+            else:
+                train = corpus.splits["train"]
+                n = min(len(train), cfg.tokenizer.max_training_docs)
+                sample = train.shuffle(seed=cfg.train.seed).select(range(n)) if n < len(train) else train
+                log.info("training a %s tokenizer (vocab %d) on %d documents", kind, cfg.tokenizer.vocab_size, n)
+                tokenizer = train_tokenizer((row["text"] for row in sample), kind, cfg.tokenizer.vocab_size,
+                                            cfg.tokenizer.min_frequency)
+            _save_dir_atomically(tok_dir, tokenizer.save_pretrained)
+    return load_tokenizer(tok_dir), description
+
+
+def _build_model(cfg: PretrainConfig, tokenizer):
+    name = cfg.model.name
+    if is_model_folder(name):
+        model = load_pretrained(name, cfg.objective, cfg.model.dropout)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        return model, str(Path(name).expanduser().resolve())
+    preset = resolve_preset(name, cfg.objective)
+    vocab = int(math.ceil(len(tokenizer) / 8) * 8)  # multiple of 8: faster embedding/projection matmuls
+    return preset.build(vocab, tokenizer, cfg.train.seq_len, cfg.model.dropout, cfg.model.overrides), None
+
+
+def _eval_batches(store: TokenStore, collate, batch_size: int, n_batches: int, seed: int) -> list[dict]:
+    """Fixed held-out batches: the same examples and masks at every evaluation."""
+    rng = np.random.default_rng([seed, 999])
+    picked = rng.permutation(len(store))[: batch_size * n_batches]
+    picked = picked[np.argsort(store.lengths[picked], kind="stable")]
+    return [collate(picked[i:i + batch_size], -1) for i in range(0, len(picked), batch_size)]
+
+
+def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: str | Path | None = None,
+             extra_callbacks=()) -> RunDir:
+    """Run the pretraining stage; returns the run dir holding `model/`, metrics and the report."""
+    if (out is None) == (resume is None):
+        raise ConfigError("Pass exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
+    if cfg.data.path is None:
+        raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
+    t = cfg.train
+    runtime = setup_runtime(device=t.device, precision=t.precision, threads=t.threads, seed=t.seed,
+                            deterministic=t.deterministic)
+    try:
+        return _pretrain(cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks)
+    finally:
+        runtime.shutdown()
+
+
+def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool, extra_callbacks) -> RunDir:
+    t = cfg.train
+    run = RunDir(path)
+    if resuming:
+        manifest = run.read_manifest()
+        if manifest.get("kind") != "pretrain":
+            raise ResumeError(f"{path} holds a {manifest.get('kind')!r} run, not a pretraining run.")
+        if not (run.checkpoints_dir.exists() and any(run.checkpoints_dir.glob("step-*"))):
+            raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written).")
+    elif runtime.is_main:
+        run.create()
+    runtime.barrier()
+    for note in runtime.notes:
+        log.info(note)
+
+    corpus = load_text_corpus(cfg.data.path, column=cfg.data.column, validation_path=cfg.data.validation_path,
+                              validation_fraction=cfg.data.validation_fraction,
+                              max_validation_docs=cfg.data.max_validation_docs, max_docs=cfg.data.max_docs, seed=t.seed)
+    if resuming and manifest.get("data_fingerprint") != corpus.fingerprint:
+        raise ResumeError(f"The data at {cfg.data.path} changed since {path} started "
+                          f"(fingerprint {corpus.fingerprint} != {manifest.get('data_fingerprint')}); "
+                          f"resuming would not continue the same run. Start a new run with --out.")
+    log.info("data: %s (%d train / %d held-out documents)", corpus.description,
+             len(corpus.splits["train"]), len(corpus.splits["validation"]))
+
+    tokenizer, tokenizer_source = _prepare_tokenizer(cfg, run, runtime, corpus, resuming)
+    tokenize = tokenize_for_mlm if cfg.objective == "mlm" else tokenize_for_clm
+    train_store = tokenize(corpus.splits["train"], tokenizer, t.seq_len)
+    eval_store = tokenize(corpus.splits["validation"], tokenizer, t.seq_len)
+    if cfg.objective == "mlm":
+        train_collate = MaskedLMCollator(train_store, tokenizer, t.seed, cfg.mlm_probability)
+        eval_collate = MaskedLMCollator(eval_store, tokenizer, t.seed, cfg.mlm_probability)
+    else:
+        train_collate, eval_collate = CausalLMCollator(train_store), CausalLMCollator(eval_store)
+
+    if t.batch_size < runtime.world_size * t.grad_accum:
+        raise ConfigError(f"The 'train.batch_size' parameter of pretrain must be >= processes x grad_accum "
+                          f"({runtime.world_size} x {t.grad_accum}). Got {t.batch_size} instead.")
+    batches_per_epoch = len(train_store) // t.batch_size
+    total_steps = t.max_steps or max(1, int(t.epochs * batches_per_epoch))
+    warmup = t.warmup_steps if t.warmup_steps is not None else int(t.warmup_ratio * total_steps)
+
+    model, parent = _build_model(cfg, tokenizer)
+    model.to(runtime.device)
+    objective = OBJECTIVES.get(cfg.objective)(model)
+    optimizer = build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+    scheduler = build_scheduler(optimizer, warmup, total_steps, t.schedule, t.min_lr_ratio)
+    state = load_checkpoint(run.checkpoints_dir, model, optimizer, scheduler, runtime) if resuming else None
+
+    n_params = sum(p.numel() for p in model.parameters())
+    resolved = cfg.resolved()
+    resolved["train"]["warmup_steps"] = warmup
+    resolved["train"]["max_steps"] = total_steps
+    if runtime.is_main:
+        run.write_config(resolved)
+        run.write_manifest(kind="pretrain", parent=parent, status="running", objective=cfg.objective,
+                           model=cfg.model.name, parameters=n_params, tokenizer=tokenizer_source,
+                           config_hash=config_hash(resolved), data=corpus.description,
+                           data_fingerprint=corpus.fingerprint, runtime=runtime.describe())
+        log.info("model: %s, %.1fM parameters; %d steps of %d sequences (%d tokens each, %s); %s",
+                 cfg.model.name, n_params / 1e6, total_steps, t.batch_size, t.seq_len,
+                 f"{len(train_store)} training sequences", runtime.describe())
+
+    eval_bs = max(1, t.batch_size // t.grad_accum)
+    eval_data = _eval_batches(eval_store, eval_collate, eval_bs, t.eval_batches, t.seed)
+    callbacks = [ProgressBar(f"pretrain {cfg.objective}"),
+                 MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
+                 GracefulStop()]
+    if t.max_time_s:
+        callbacks.append(TimeBudget(t.max_time_s))
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(t.early_stopping_patience))
+    callbacks.extend(extra_callbacks)
+    loop = Loop(objective=objective, model=model,
+                train=BatchPlan(train_store.lengths, t.batch_size, train_collate, t.seed, bucket=cfg.objective == "mlm"),
+                evaluate=lambda: evaluate_batches(objective, eval_data, runtime),
+                optimizer=optimizer, scheduler=scheduler, runtime=runtime,
+                settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
+                                      log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+                                      keep_checkpoints=t.keep_checkpoints, max_bad_steps=t.max_bad_steps),
+                callbacks=callbacks, checkpoint_dir=run.checkpoints_dir, state=state)
+    state = loop.run()
+
+    if runtime.is_main:
+        def write_model(tmp: Path) -> None:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        _save_dir_atomically(run.model_dir, write_model)
+        evals = [r for r in run.read_metrics() if "eval_loss" in r]
+        trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
+        finished = state.step >= total_steps
+        metrics = {"steps": state.step, "tokens_seen": state.tokens_seen, "train_time_s": round(state.elapsed_s, 1),
+                   "skipped_steps": state.skipped_steps}
+        if evals:
+            metrics.update(eval_loss=evals[-1]["eval_loss"], eval_ppl=evals[-1]["eval_ppl"],
+                           initial_eval_loss=evals[0]["eval_loss"])
+        if trains:
+            metrics["tokens_per_s"] = round(float(np.median([r["tokens_per_s"] for r in trains[1:] or trains])), 1)
+        run.write_manifest(status="finished" if finished else "stopped", stop_reason=state.stop_reason, metrics=metrics)
+        from fmloop.evaluate.report import write_training_report
+        write_training_report(run)
+    runtime.barrier()
+    return run
