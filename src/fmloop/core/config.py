@@ -157,7 +157,8 @@ def format_validation_error(err: ValidationError, cls: type[StageConfig]) -> str
             continue
         phrase = _PHRASES.get(e["type"])
         if phrase:
-            phrase = phrase.format(**(e.get("ctx") or {}))
+            ctx = {k: (f"{v:g}" if isinstance(v, float) else v) for k, v in (e.get("ctx") or {}).items()}
+            phrase = phrase.format(**ctx)
         else:
             phrase = e["msg"][0].lower() + e["msg"][1:]
             phrase = phrase.removeprefix("value error, ")

@@ -15,6 +15,7 @@ When no held-out split is given, one is carved out of train (seeded).
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 from dataclasses import dataclass
@@ -58,12 +59,20 @@ def _find_bad_utf8_line(path: Path) -> int | None:
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before = 0
+    with opener(path, "rb") as fh:  # streamed: files may be larger than memory
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
             try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                # err.start counts from the decoder's buffered tail (at most 3 bytes, never a newline).
+                return lines_before + chunk.count(b"\n", 0, max(0, err.start - len(err.object) + len(chunk))) + 1
+            lines_before += chunk.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return lines_before + 1
     return None
 
 
@@ -78,6 +87,12 @@ def _load_file(path: Path) -> Dataset:
     """One file -> Dataset, with errors that name the file (and line, for bad bytes)."""
     _check_readable(path)
     ext = _suffix(path)
+    if ext != ".parquet":
+        # pyarrow's JSON reader accepts invalid UTF-8 and fails much later; check up front.
+        bad_line = _find_bad_utf8_line(path)
+        if bad_line is not None:
+            raise DataError(f"{path}, line {bad_line}: bytes that are not valid UTF-8. "
+                            f"Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).")
     try:
         if ext == TEXT_EXT:
             ds = datasets.load_dataset("text", data_files=str(path), split="train")
@@ -92,12 +107,6 @@ def _load_file(path: Path) -> Dataset:
     except DataError:
         raise
     except Exception as err:  # datasets wraps parser errors in many types
-        bad_line = _find_bad_utf8_line(path) if ext != ".parquet" else None
-        if bad_line is not None:
-            raise DataError(
-                f"{path}, line {bad_line}: bytes that are not valid UTF-8. "
-                f"Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
-            ) from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"Could not read {path}: {reason}") from None
     return ds

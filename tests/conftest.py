@@ -1,0 +1,80 @@
+"""Shared fixtures: a small synthetic corpus and tiny model settings (vocab ~200, hidden 32, 2 layers)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+_SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "our teacher", "the film", "this story", "a child"]
+_VERBS = ["sees", "likes", "finds", "watches", "remembers", "describes", "loves", "ignores"]
+_OBJECTS = ["the river", "a small house", "the red ball", "an empty street", "the bright moon", "a long song"]
+_ENDS = ["today", "at night", "in the morning", "again", "with joy", "without a word"]
+
+
+def make_corpus(n_docs: int = 400, seed: int = 0) -> list[str]:
+    """Grammatical nonsense with learnable structure: a model that learns should beat chance quickly."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        sentences = [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_ENDS)}."
+                     for _ in range(rng.randint(1, 4))]
+        docs.append(" ".join(sentences))
+    return docs
+
+
+@pytest.fixture
+def corpus_file(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(make_corpus()) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_overrides(data: Path | str, objective: str = "mlm", **train) -> dict:
+    """Config for a model small enough that a test step takes milliseconds."""
+    model = "bert-tiny" if objective == "mlm" else "gpt2-nano"
+    overrides = ({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+                 if objective == "mlm" else {"n_embd": 32, "n_layer": 2, "n_head": 2})
+    settings = {"seq_len": 32, "batch_size": 8, "max_steps": 12, "lr": 3e-3, "eval_every": 4, "eval_batches": 2,
+                "log_every": 1, "checkpoint_every": 4, "precision": "fp32", "tensorboard": False, "seed": 7,
+                "deterministic": True, "threads": 1}
+    settings.update(train)
+    return {"objective": objective, "data": {"path": str(data)},
+            "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+            "model": {"name": model, "overrides": overrides}, "train": settings}
+
+
+def overrides_to_args(tree: dict, prefix: str = "") -> list[str]:
+    args = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "overrides":
+            args += overrides_to_args(value, name + ".")
+        elif isinstance(value, dict):
+            args += [f"--{name}.{k}={v}" for k, v in value.items()]
+        else:
+            args.append(f"--{name}={value}")
+    return args
+
+
+def fmloop_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fmloop", *args]
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(fmloop_cmd(*args), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+
+
+def needs_shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"{path} is not available (real datasets live in ../shared/datasets beside the checkout)")
+    return path

@@ -1,0 +1,83 @@
+"""The loop on tiny models: learning, gradient accumulation, non-finite steps."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fmloop.core.errors import TrainingError
+from fmloop.core.runtime import setup_runtime
+from fmloop.train.checkpoint import candidates
+from fmloop.train.loop import BatchPlan, Loop, LoopSettings
+from fmloop.train.optim import build_optimizer, build_scheduler
+
+rng = np.random.default_rng(0)
+X = torch.tensor(rng.normal(size=(256, 8)), dtype=torch.float32)
+Y = X @ torch.tensor(rng.normal(size=(8, 1)), dtype=torch.float32)
+
+
+class Regression(nn.Module):
+    """A toy objective with the real contract: {"loss_sum", "count"}."""
+
+    def __init__(self, model, poison_steps=()):
+        super().__init__()
+        self.model, self.poison_steps, self.calls = model, set(poison_steps), 0
+
+    def forward(self, batch):
+        self.calls += 1
+        pred = self.model(batch["x"])
+        loss_sum = ((pred - batch["y"]) ** 2).sum()
+        if self.calls in self.poison_steps:
+            loss_sum = loss_sum * float("nan")
+        return {"loss_sum": loss_sum, "count": len(batch["x"])}
+
+
+def collate(indices, epoch):
+    return {"x": X[indices], "y": Y[indices], "n_targets": len(indices), "n_tokens": len(indices)}
+
+
+def make_loop(tmp_path=None, steps=30, accum=1, batch=16, poison=(), max_bad=3, seed=0):
+    runtime = setup_runtime(device="cpu", precision="fp32", threads=1, seed=seed, deterministic=True)
+    torch.manual_seed(0)
+    model = nn.Linear(8, 1)
+    objective = Regression(model, poison)
+    opt = build_optimizer(model, 0.05, 0.0, (0.9, 0.99))
+    sched = build_scheduler(opt, 0, steps, "constant")
+    plan = BatchPlan(np.ones(len(X), dtype=np.int64), batch, collate, seed=1, bucket=False)
+    evaluate = lambda: {"eval_loss": float(((model(X).detach() - Y) ** 2).mean()), "eval_ppl": 0.0}
+    return Loop(objective=objective, model=model, train=plan, evaluate=evaluate, optimizer=opt, scheduler=sched,
+                runtime=runtime, settings=LoopSettings(total_steps=steps, grad_accum=accum, eval_every=10,
+                                                       checkpoint_every=5, max_bad_steps=max_bad),
+                checkpoint_dir=tmp_path, callbacks=[])
+
+
+def test_loss_goes_down_and_epochs_advance():
+    loop = make_loop(steps=60)
+    before = loop.evaluate_fn()["eval_loss"]
+    state = loop.run()
+    assert loop.evaluate_fn()["eval_loss"] < 0.1 * before
+    assert state.step == 60 and state.epoch == 3  # 16 batches of 16 per epoch
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    a, b = make_loop(steps=5, accum=1), make_loop(steps=5, accum=4)
+    a.run(), b.run()
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_steps_are_skipped_and_never_reach_the_weights():
+    loop = make_loop(steps=6, poison=(3,))
+    loop.run()
+    assert loop.state.skipped_steps == 1 and loop.state.step == 6
+    assert all(torch.isfinite(p).all() for p in loop.model.parameters())
+
+
+def test_too_many_bad_steps_in_a_row_abort_without_touching_checkpoints(tmp_path):
+    loop = make_loop(tmp_path, steps=20, poison=range(11, 40), max_bad=3)
+    with pytest.raises(TrainingError, match="3 steps in a row"):
+        loop.run()
+    assert [p.name for p in candidates(tmp_path)] == ["step-00000010", "step-00000005"]
+    assert all(torch.isfinite(p).all() for p in loop.model.parameters())
