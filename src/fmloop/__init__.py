@@ -1,8 +1,23 @@
-"""fmloop: pretrain a foundation model on your own data, adapt it, compress it, serve it, improve it."""
+"""fmloop: pretrain a foundation model on your own data, adapt it, compress it, serve it, improve it.
+
+The public Python API is imported lazily so that `import fmloop.core...` stays cheap (the heavy
+libraries load only when a stage is used).
+"""
 
 __version__ = "0.1.0"
 
-from fmloop.core.config import load_config  # noqa: E402
-from fmloop.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+_API = {
+    "load_config": "fmloop.core.config",
+    "PretrainConfig": "fmloop.train.pretrain",
+    "pretrain": "fmloop.train.pretrain",
+}
 
-__all__ = ["PretrainConfig", "__version__", "load_config", "pretrain"]
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'fmloop' has no attribute {name!r}")

@@ -109,8 +109,8 @@ class Loop:
     def _step(self) -> dict | None:
         """One optimizer step. Returns step statistics, or None when the step was skipped."""
         rt, settings = self.runtime, self.settings
-        epoch = self.state.epoch
         indices = self._next_global_batch()
+        epoch = self.state.epoch  # after the call: the batch may be the first of a new epoch
         micro = [self.train_plan.collate(part, epoch)
                  for part in split_micro(indices, rt.rank, rt.world_size, settings.grad_accum)]
         local_targets = sum(b["n_targets"] for b in micro)
