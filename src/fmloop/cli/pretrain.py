@@ -49,10 +49,15 @@ def pretrain_command(
     if resume is not None:
         # The run's own resolved config is the base; command-line values (e.g. a larger
         # --max-steps) go on top of it.
+        from fmloop.core.errors import FmloopError, ResumeError
+
         base = RunDir(resume)
         if not base.config_path.exists():
-            from fmloop.core.errors import ResumeError
             raise ResumeError(f"{resume} cannot be resumed: it has no config.yaml (not an fmloop run dir, or it failed before starting).")
+        try:
+            base.read_manifest()
+        except FmloopError as err:
+            raise ResumeError(f"{resume} cannot be resumed: {err}") from None
         saved = base.read_config()
         cfg = load_config(PretrainConfig, None, deep_merge(saved, overrides))
         run = pretrain(cfg, resume=resume)

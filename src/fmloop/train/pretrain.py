@@ -131,15 +131,17 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
             raise ResumeError(f"{path} holds a {manifest.get('kind')!r} run, not a pretraining run.")
         if not (run.checkpoints_dir.exists() and any(run.checkpoints_dir.glob("step-*"))):
             raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written).")
-    elif runtime.is_main:
-        run.create()
-    runtime.barrier()
+    elif run.path.exists() and any(run.path.iterdir()):
+        run.create()  # raises: never write into an existing run without --resume
     for note in runtime.notes:
         log.info(note)
 
     corpus = load_text_corpus(cfg.data.path, column=cfg.data.column, validation_path=cfg.data.validation_path,
                               validation_fraction=cfg.data.validation_fraction,
                               max_validation_docs=cfg.data.max_validation_docs, max_docs=cfg.data.max_docs, seed=t.seed)
+    if not resuming and runtime.is_main:
+        run.create()  # only once the data is known to be good: a typo leaves no half-made run dir
+    runtime.barrier()
     if resuming and manifest.get("data_fingerprint") != corpus.fingerprint:
         raise ResumeError(f"The data at {cfg.data.path} changed since {path} started "
                           f"(fingerprint {corpus.fingerprint} != {manifest.get('data_fingerprint')}); "
