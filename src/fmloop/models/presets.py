@@ -12,6 +12,11 @@ WordPiece vocabulary does not drag a 30k-row embedding along.
 | gpt2-mini   | GPT-2  | 6      | 256    | 8     | 1024 | causal LM    |
 
 The BERT sizes follow Turc et al. 2019 ("Well-Read Students Learn Better").
+
+Dropout defaults to 0 for pretraining from scratch: single-pass pretraining does not overfit,
+dropout then only slows learning (Geiping & Goldstein 2022, "Cramming"), and on a CPU its random
+masks cost about 12% of the step time. `--model.dropout=0.1` restores the classic setting; the
+fine-tuning stage sets its own.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+
+PRETRAIN_DROPOUT = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,8 @@ def _bert(layers: int, hidden: int, heads: int):
         kwargs = dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=4 * hidden,
                       max_position_embeddings=max(512, seq_len), pad_token_id=tokenizer.pad_token_id or 0)
-        if dropout is not None:
-            kwargs.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        dropout = PRETRAIN_DROPOUT if dropout is None else dropout
+        kwargs.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
         kwargs.update(overrides)
         return BertForMaskedLM(BertConfig(**kwargs))
     return build
@@ -60,8 +68,8 @@ def _gpt2(layers: int, hidden: int, heads: int):
         eos = tokenizer.eos_token_id
         kwargs = dict(vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads,
                       n_positions=max(1024, seq_len), bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-        if dropout is not None:
-            kwargs.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
+        dropout = PRETRAIN_DROPOUT if dropout is None else dropout
+        kwargs.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
         kwargs.update(overrides)
         return GPT2LMHeadModel(GPT2Config(**kwargs))
     return build

@@ -27,7 +27,7 @@ class TokenizerSection(StageConfig):
 
 class ModelSection(StageConfig):
     name: str = Field("bert-mini", description="preset name or local Hugging Face model folder")
-    dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout probability")
+    dropout: float | None = Field(None, ge=0, lt=1, description="every dropout probability (presets: 0; folders: their own)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
 
 
