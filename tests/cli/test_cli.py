@@ -73,6 +73,7 @@ def test_pretrain_then_info(corpus_file, tmp_path):
     result = run_cli("pretrain", "--out", str(run), *overrides_to_args(tiny_overrides(corpus_file, max_steps=8)))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "finished after 8 steps" in result.stderr
+    assert "pretrain mlm: step 8/8" in result.stderr  # plain progress lines when stderr is not a terminal
     info = run_cli("info", str(run))
     assert info.returncode == 0 and "pretrain" in info.stdout and "held-out evaluations" in info.stdout
     manifest = json.loads(run_cli("info", str(run), "--json").stdout)

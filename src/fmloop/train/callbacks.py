@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
@@ -49,44 +50,70 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A rich progress bar: step, loss, tokens/s, elapsed and ETA (main process only)."""
+    """A rich progress bar on stderr: step, loss, tokens/s, held-out loss, elapsed and ETA.
 
-    def __init__(self, description: str = "training"):
-        self.description = description
+    When stderr is not a terminal (a log file, CI, nohup), a live bar would print nothing until the
+    end, so a plain progress line is logged every `every_s` seconds instead. Main process only.
+    """
+
+    def __init__(self, description: str = "training", every_s: float = 30.0):
+        self.description, self.every_s = description, every_s
         self.progress: Progress | None = None
         self.task = None
+        self.plain = False
+        self.fields = {"loss": "-", "speed": "-", "eval": "-"}
+        self.last_line = 0.0
+        self.start = 0.0
+        self.start_step = 0
 
     def on_train_start(self, loop):
         if not loop.runtime.is_main:
+            return
+        console = Console(stderr=True)
+        self.start, self.start_step = time.monotonic(), loop.state.step
+        if not console.is_terminal:
+            self.plain, self.last_line = True, self.start
             return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
             TextColumn("eval {task.fields[eval]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            refresh_per_second=2, transient=False,
+            console=console, refresh_per_second=2, transient=False,
         )
         self.progress.start()
         self.task = self.progress.add_task(self.description, total=loop.total_steps, completed=loop.state.step,
-                                           loss="-", speed="-", eval="-")
+                                           **self.fields)
 
     def on_step_end(self, loop, logs):
-        if self.progress is None:
-            return
-        fields = {}
         if "loss" in logs:
-            fields["loss"] = f"{logs['loss']:.3f}"
+            self.fields["loss"] = f"{logs['loss']:.3f}"
         if "tokens_per_s" in logs:
-            fields["speed"] = f"{logs['tokens_per_s']:,.0f} tok/s"
-        self.progress.update(self.task, completed=loop.state.step, **fields)
+            self.fields["speed"] = f"{logs['tokens_per_s']:,.0f} tok/s"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=loop.state.step, **self.fields)
+        elif self.plain and (time.monotonic() - self.last_line >= self.every_s or loop.state.step >= loop.total_steps):
+            self.last_line = time.monotonic()
+            done = loop.state.step - self.start_step
+            elapsed = self.last_line - self.start
+            eta = elapsed / max(done, 1) * (loop.total_steps - loop.state.step)
+            log.info("%s: step %d/%d, loss %s, %s, held-out loss %s, elapsed %s, eta %s", self.description,
+                     loop.state.step, loop.total_steps, self.fields["loss"], self.fields["speed"], self.fields["eval"],
+                     _hms(elapsed), _hms(eta))
 
     def on_evaluate(self, loop, metrics):
+        self.fields["eval"] = f"{metrics['eval_loss']:.3f}"
         if self.progress is not None:
-            self.progress.update(self.task, eval=f"{metrics['eval_loss']:.3f}")
+            self.progress.update(self.task, eval=self.fields["eval"])
 
     def on_train_end(self, loop):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class MetricsLogger(Callback):
