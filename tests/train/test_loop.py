@@ -81,3 +81,26 @@ def test_too_many_bad_steps_in_a_row_abort_without_touching_checkpoints(tmp_path
         loop.run()
     assert [p.name for p in candidates(tmp_path)] == ["step-00000010", "step-00000005"]
     assert all(torch.isfinite(p).all() for p in loop.model.parameters())
+
+
+def test_early_stopping_stops_after_patience_evaluations(tmp_path):
+    from fmloop.train.callbacks import EarlyStopping
+
+    loop = make_loop(tmp_path, steps=100)
+    loop.evaluate_fn = lambda: {"eval_loss": 1.0, "eval_ppl": 2.7}  # never improves after the first
+    loop.settings.eval_every = 5
+    loop.callbacks.append(EarlyStopping(patience=2))
+    state = loop.run()
+    # evaluations at steps 0 (best), 5 (1 without improvement), 10 (2: stop)
+    assert state.step == 10 and "early stopping" in state.stop_reason
+    assert candidates(tmp_path)[0].name == "step-00000010"  # the stop was checkpointed
+
+
+def test_time_budget_stops_and_checkpoints(tmp_path):
+    from fmloop.train.callbacks import TimeBudget
+
+    loop = make_loop(tmp_path, steps=1000)
+    loop.callbacks.append(TimeBudget(0.0))
+    state = loop.run()
+    assert state.step == 1 and "time budget" in state.stop_reason
+    assert candidates(tmp_path)[0].name == "step-00000001"

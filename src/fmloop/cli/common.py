@@ -16,10 +16,6 @@ from fmloop.core.errors import ExitCode, FmloopError
 
 err_console = Console(stderr=True)
 
-OVERRIDES_HELP = ("Any config value can be set as --section.key=value after the options, "
-                  "e.g. --train.lr=3e-4 --model.dropout=0.1 (see the example configs in examples/).")
-
-
 def setup_logging(verbose: bool = False) -> None:
     rank = os.environ.get("RANK", "0")
     level = logging.DEBUG if verbose else (logging.INFO if rank == "0" else logging.WARNING)

@@ -7,15 +7,15 @@ from typing import Optional
 
 import typer
 
-from fmloop.cli.common import OVERRIDES_HELP, err_console, split_overrides, user_errors
+from fmloop.cli.common import err_console, split_overrides, user_errors
 
 
 @user_errors
 def pretrain_command(
     ctx: typer.Context,
     data: Optional[str] = typer.Option(None, "--data", help="Text: .txt/.csv/.tsv/.jsonl(.gz)/.parquet, a folder, a save_to_disk folder or a hub id."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="mlm (masked LM, BERT-style) or clm (next-token, GPT-style). [default: mlm]"),
-    model: Optional[str] = typer.Option(None, "--model", help="Preset (bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini) or a local Hugging Face model folder to continue pretraining. [default: bert-mini]"),
+    objective: Optional[str] = typer.Option(None, "--objective", help="mlm (masked LM, BERT-style) or clm (next-token, GPT-style). Default: mlm."),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset (bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini) or a local Hugging Face model folder to continue pretraining. Default: bert-mini."),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column of a CSV/JSONL/parquet source."),
@@ -29,6 +29,9 @@ def pretrain_command(
     Writes RUN/model (a standard Hugging Face folder with safetensors weights and tokenizer),
     RUN/metrics.jsonl, RUN/report.html, RUN/config.yaml, RUN/manifest.json and RUN/checkpoints.
     SIGTERM or Ctrl-C finish the current step, checkpoint and exit 0; --resume continues exactly.
+
+    Any config value can be set after the options as --section.key=value, e.g. --train.lr=3e-4
+    --train.batch_size=64 --model.dropout=0.1 --tokenizer.vocab_size=16000 (see docs/pretraining.md).
     """
     from fmloop.cli.common import setup_logging
     from fmloop.core.artifacts import RunDir

@@ -185,7 +185,8 @@ class Loop:
         try:
             if state.step == 0 and state.batch_in_epoch == 0 and state.epoch == 0:
                 self.evaluate()                   # the starting point of the held-out curve
-            window_start, window_tokens = time.perf_counter(), 0
+            # Throughput windows exclude evaluation and checkpoint time (they are not training speed).
+            window_start, window_tokens, window_pause = time.perf_counter(), 0, 0.0
             session_start = time.perf_counter()
             elapsed_before = state.elapsed_s
             while state.step < self.total_steps and not self.control.should_stop:
@@ -200,13 +201,15 @@ class Loop:
                 if state.step % s.log_every == 0 or state.step == self.total_steps:
                     now = time.perf_counter()
                     logs = {"loss": stats["loss"], "lr": self.scheduler.get_last_lr()[0],
-                            "grad_norm": stats["grad_norm"], "tokens_per_s": window_tokens / max(now - window_start, 1e-9),
+                            "grad_norm": stats["grad_norm"],
+                            "tokens_per_s": window_tokens / max(now - window_start - window_pause, 1e-9),
                             "epoch": state.epoch, "tokens_seen": state.tokens_seen, "elapsed_s": round(state.elapsed_s, 2)}
-                    window_start, window_tokens = now, 0
+                    window_start, window_tokens, window_pause = now, 0, 0.0
                 for cb in self.callbacks:
                     cb.on_step_end(self, logs)
                 self._sync_stop()
                 done = state.step >= self.total_steps
+                pause_start = time.perf_counter()
                 if (s.eval_every and state.step % s.eval_every == 0) or done or self.control.should_evaluate:
                     self.control.should_evaluate = False
                     self.evaluate()
@@ -214,6 +217,7 @@ class Loop:
                 if self.control.should_save or done or (s.checkpoint_every and state.step % s.checkpoint_every == 0):
                     self.control.should_save = False
                     self.save()
+                window_pause += time.perf_counter() - pause_start
             if self.control.should_stop:
                 state.stop_reason = self.control.stop_reason
                 if self.control.should_save:
