@@ -78,3 +78,57 @@ def needs_shared(rel: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (real datasets live in ../shared/datasets beside the checkout)")
     return path
+
+
+POSITIVE = ["great", "wonderful", "good", "lovely", "brilliant", "superb"]
+NEGATIVE = ["awful", "bad", "terrible", "boring", "dull", "poor"]
+
+
+def make_sentiment(n: int, seed: int = 0) -> list[dict]:
+    """Rows whose label is decided by the sentiment words they contain: learnable in a few steps."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(["positive", "negative"])
+        words = POSITIVE if label == "positive" else NEGATIVE
+        filler = rng.choice(_SUBJECTS) + " " + rng.choice(_VERBS) + " " + rng.choice(_OBJECTS)
+        rows.append({"text": f"{filler} and it was {rng.choice(words)} {rng.choice(_ENDS)}", "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny BERT (hidden 32, 2 layers) with a WordPiece tokenizer, saved as a model folder."""
+    from fmloop.data.tokenizer import train_tokenizer
+    from fmloop.models.presets import PRESETS
+
+    folder = tmp_path_factory.mktemp("tiny_base")
+    texts = [r["text"] for r in make_sentiment(300)] + make_corpus(100)
+    tok = train_tokenizer(texts, "wordpiece", vocab_size=200, min_frequency=1)
+    import torch
+
+    torch.manual_seed(0)
+    model = PRESETS.get("bert-tiny").build(len(tok), tok, 64, 0.1, {"hidden_size": 32, "num_hidden_layers": 2,
+                                                                     "num_attention_heads": 2, "intermediate_size": 64})
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sentiment_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sentiment")
+    write_csv(folder / "train.csv", make_sentiment(240, seed=1))
+    write_csv(folder / "validation.csv", make_sentiment(60, seed=2))
+    write_csv(folder / "test.csv", make_sentiment(60, seed=3))
+    return folder

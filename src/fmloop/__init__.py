@@ -10,6 +10,9 @@ _API = {
     "load_config": "fmloop.core.config",
     "PretrainConfig": "fmloop.train.pretrain",
     "pretrain": "fmloop.train.pretrain",
+    "FinetuneConfig": "fmloop.train.finetune",
+    "finetune": "fmloop.train.finetune",
+    "load": "fmloop.models.loading",
 }
 
 __all__ = ["__version__", *_API]

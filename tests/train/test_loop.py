@@ -84,12 +84,12 @@ def test_too_many_bad_steps_in_a_row_abort_without_touching_checkpoints(tmp_path
 
 
 def test_early_stopping_stops_after_patience_evaluations(tmp_path):
-    from fmloop.train.callbacks import EarlyStopping
+    from fmloop.train.callbacks import BestTracker, EarlyStopping
 
     loop = make_loop(tmp_path, steps=100)
     loop.evaluate_fn = lambda: {"eval_loss": 1.0, "eval_ppl": 2.7}  # never improves after the first
     loop.settings.eval_every = 5
-    loop.callbacks.append(EarlyStopping(patience=2))
+    loop.callbacks += [BestTracker("eval_loss", "min"), EarlyStopping(patience=2)]
     state = loop.run()
     # evaluations at steps 0 (best), 5 (1 without improvement), 10 (2: stop)
     assert state.step == 10 and "early stopping" in state.stop_reason
@@ -104,3 +104,22 @@ def test_time_budget_stops_and_checkpoints(tmp_path):
     state = loop.run()
     assert state.step == 1 and "time budget" in state.stop_reason
     assert candidates(tmp_path)[0].name == "step-00000001"
+
+
+def test_best_weights_are_kept_and_restored(tmp_path):
+    from fmloop.train.callbacks import BestTracker
+
+    loop = make_loop(steps=40)
+    scores = iter([0.1, 0.5, 0.9, 0.4, 0.3])  # evaluations at steps 0, 10, 20, 30, 40: best at 20
+    loop.evaluate_fn = lambda: {"accuracy": next(scores)}
+    tracker = BestTracker("accuracy", "max", path=tmp_path / "best.safetensors")
+    loop.callbacks.append(tracker)
+    snapshots = {}
+    loop.callbacks.append(type("Snap", (), {"on_train_start": lambda *a: None, "on_step_end": lambda *a: None,
+                                             "on_train_end": lambda *a: None,
+                                             "on_evaluate": lambda self, lp, m: snapshots.__setitem__(
+                                                 lp.state.step, [p.detach().clone() for p in lp.model.parameters()])})())
+    state = loop.run()
+    assert state.best_step == 20 and state.best_metric == 0.9
+    assert tracker.restore(loop.model)
+    assert all(torch.equal(a, b) for a, b in zip(loop.model.parameters(), snapshots[20]))

@@ -6,6 +6,7 @@ import typer
 
 from fmloop import __version__
 from fmloop.cli.demo import demo_command
+from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
 
@@ -20,6 +21,9 @@ app = typer.Typer(
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 app.command("pretrain", context_settings=EXTRA)(pretrain_command)
+app.command("finetune", context_settings=EXTRA)(finetune_command)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

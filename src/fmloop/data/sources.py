@@ -151,46 +151,54 @@ def _folder_of_text_files(folder: Path, files: list[Path]) -> Dataset:
     return Dataset.from_dict({"text": docs})
 
 
-def load_text_corpus(path: str, *, column: str | None = None, validation_path: str | None = None,
-                     validation_fraction: float = 0.05, max_validation_docs: int = 2000,
-                     max_docs: int | None = None, seed: int = 0) -> TextCorpus:
-    """Load a text corpus from a file, folder or hub id into train/validation splits."""
+@dataclass
+class RawSplits:
+    splits: dict[str, Dataset]   # split name -> dataset with the source's own columns
+    origin: dict[str, str]       # split name -> file (or source) it came from, for error messages
+    fingerprint: str
+    description: str
+
+
+def read_splits(path: str, prepare=None) -> RawSplits:
+    """Read a file, folder, save_to_disk folder or hub id into named splits, columns untouched.
+
+    `prepare(dataset, where)` is applied to each file of a mixed folder before the files are
+    concatenated (they must agree on columns by then).
+    """
     splits: dict[str, Dataset] = {}
+    origin: dict[str, str] = {}
     source = Path(path).expanduser()
-    files_for_hash: list[Path] = []
     if source.is_dir():
         if (source / "dataset_dict.json").exists() or (source / "dataset_info.json").exists() or (source / "state.json").exists():
             loaded = datasets.load_from_disk(str(source))
             splits = dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded}
-            fingerprint = "-".join(d._fingerprint for d in splits.values())[:32]
-            description = f"save_to_disk folder {source}"
-        else:
-            files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise DataError(f"{source} is an empty folder: put .txt/.csv/.jsonl/.parquet files in it.")
-            named = {SPLIT_NAMES.get(p.name.split(".")[0].lower()): p for p in files}
-            if "train" in named and all(_suffix(p) in TABULAR or _suffix(p) == TEXT_EXT for p in named.values() if p):
-                for split, f in named.items():
-                    if split:
-                        splits[split] = _load_file(f)
-                        files_for_hash.append(f)
-                description = f"split files in {source} ({', '.join(sorted(splits))})"
-            elif all(_suffix(p) == TEXT_EXT for p in files):
-                splits["train"] = _folder_of_text_files(source, files)
-                files_for_hash = files
-                description = f"{len(files)} text files in {source} (a document per file)"
-            else:
-                parts = [_load_file(f) for f in files]
-                parts = [_pick_column(d, column, str(f)) for d, f in zip(parts, files)]
-                splits["train"] = datasets.concatenate_datasets(parts)
-                files_for_hash = files
-                description = f"{len(files)} files in {source}"
-            fingerprint = fingerprint_paths(files_for_hash)
-    elif source.is_file():
-        splits["train"] = _load_file(source)
-        fingerprint = fingerprint_paths([source])
-        description = f"file {source}"
-    elif _looks_like_hub_id(path):
+            origin = {name: f"{source} [{name}]" for name in splits}
+            return RawSplits(splits, origin, "-".join(d._fingerprint for d in splits.values())[:32],
+                             f"save_to_disk folder {source}")
+        files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{source} is an empty folder: put .txt/.csv/.jsonl/.parquet files in it.")
+        named = {SPLIT_NAMES.get(p.name.split(".")[0].lower()): p for p in files}
+        if "train" in named and all(_suffix(p) in TABULAR or _suffix(p) == TEXT_EXT for p in named.values() if p):
+            hashed = []
+            for split, f in named.items():
+                if split:
+                    splits[split], origin[split] = _load_file(f), str(f)
+                    hashed.append(f)
+            return RawSplits(splits, origin, fingerprint_paths(hashed),
+                             f"split files in {source} ({', '.join(sorted(splits))})")
+        if all(_suffix(p) == TEXT_EXT for p in files):
+            return RawSplits({"train": _folder_of_text_files(source, files)}, {"train": str(source)},
+                             fingerprint_paths(files), f"{len(files)} text files in {source} (a document per file)")
+        parts = [_load_file(f) for f in files]
+        if prepare is not None:
+            parts = [prepare(d, str(f)) for d, f in zip(parts, files)]
+        return RawSplits({"train": datasets.concatenate_datasets(parts)}, {"train": str(source)},
+                         fingerprint_paths(files), f"{len(files)} files in {source}")
+    if source.is_file():
+        return RawSplits({"train": _load_file(source)}, {"train": str(source)}, fingerprint_paths([source]),
+                         f"file {source}")
+    if _looks_like_hub_id(path):
         try:
             loaded = datasets.load_dataset(path)
         except Exception as err:
@@ -200,14 +208,20 @@ def load_text_corpus(path: str, *, column: str | None = None, validation_path: s
                 f"({reason}). Check the path, or the network if you meant a hub dataset id."
             ) from None
         splits = dict(loaded)
-        fingerprint = "-".join(d._fingerprint for d in splits.values())[:32]
-        description = f"hub dataset {path}"
-    else:
-        raise DataError(f"{path} does not exist. Pass a file, a folder, or a Hugging Face hub dataset id.")
+        return RawSplits(splits, {name: f"{path} [{name}]" for name in splits},
+                         "-".join(d._fingerprint for d in splits.values())[:32], f"hub dataset {path}")
+    raise DataError(f"{path} does not exist. Pass a file, a folder, or a Hugging Face hub dataset id.")
 
+
+def load_text_corpus(path: str, *, column: str | None = None, validation_path: str | None = None,
+                     validation_fraction: float = 0.05, max_validation_docs: int = 2000,
+                     max_docs: int | None = None, seed: int = 0) -> TextCorpus:
+    """Load a text corpus from a file, folder or hub id into train/validation splits."""
+    raw = read_splits(path, prepare=lambda ds, where: _pick_column(ds, column, where))
+    splits, fingerprint, description = raw.splits, raw.fingerprint, raw.description
     if "train" not in splits:
         raise DataError(f"{path} has no 'train' split (found: {', '.join(splits)}).")
-    splits = {name: _drop_empty(_pick_column(ds, column, f"{path} [{name}]")) for name, ds in splits.items()}
+    splits = {name: _drop_empty(_pick_column(ds, column, raw.origin[name])) for name, ds in splits.items()}
 
     if validation_path:
         held = load_text_corpus(validation_path, column=column, validation_fraction=validation_fraction, seed=seed)

@@ -10,7 +10,7 @@ import json
 from fmloop.core.artifacts import RunDir, atomic_write_text
 
 
-def _figure_to_data_uri(fig) -> str:
+def figure_to_data_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -24,7 +24,7 @@ def training_curves(rows: list[dict]) -> str | None:
     import matplotlib.pyplot as plt
 
     train = [r for r in rows if "loss" in r]
-    evals = [r for r in rows if "eval_loss" in r]
+    evals = [r for r in rows if "eval_loss" in r and "loss" not in r]
     if not train and not evals:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -44,7 +44,7 @@ def training_curves(rows: list[dict]) -> str | None:
         axes[2].set(xlabel="step", title="tokens / s (training only)")
         axes[2].set_ylim(bottom=0)
         axes[2].grid(alpha=0.3)
-    uri = _figure_to_data_uri(fig)
+    uri = figure_to_data_uri(fig)
     plt.close(fig)
     return uri
 

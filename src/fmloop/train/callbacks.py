@@ -167,21 +167,54 @@ class MetricsLogger(Callback):
             self.writer.close()
 
 
-class EarlyStopping(Callback):
-    """Stop when the held-out loss has not improved by `min_delta` for `patience` evaluations."""
+class BestTracker(Callback):
+    """Tracks the best value of a held-out metric; optionally keeps those weights on disk.
 
-    def __init__(self, patience: int, min_delta: float = 0.0):
-        self.patience, self.min_delta = patience, min_delta
+    `mode` is "min" for losses and errors, "max" for accuracy-like metrics. With `path`, the best
+    weights are written (atomically, safetensors) whenever the metric improves, and `restore()`
+    loads them back into the model at the end of training.
+    """
+
+    def __init__(self, metric: str = "eval_loss", mode: str = "min", min_delta: float = 0.0, path: Path | None = None):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.metric, self.mode, self.min_delta, self.path = metric, mode, min_delta, path
+
+    def improved(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best - self.min_delta if self.mode == "min" else value > best + self.min_delta
 
     def on_evaluate(self, loop, metrics):
-        state = loop.state
-        loss = metrics["eval_loss"]
-        if state.best_eval_loss is None or loss < state.best_eval_loss - self.min_delta:
-            state.best_eval_loss, state.evals_without_improvement = loss, 0
+        if self.metric not in metrics:
+            raise KeyError(f"metric {self.metric!r} is not computed; available: {', '.join(sorted(metrics))}")
+        state, value = loop.state, float(metrics[self.metric])
+        if self.improved(value, state.best_metric):
+            state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+            if self.path is not None and loop.runtime.is_main:
+                from fmloop.train.checkpoint import save_weights_atomically
+                save_weights_atomically(loop.model, self.path)
         else:
             state.evals_without_improvement += 1
-            if state.evals_without_improvement >= self.patience:
-                loop.control.stop(f"early stopping: no improvement in {self.patience} evaluations")
+
+    def restore(self, model) -> bool:
+        """Load the best weights back; False when none were saved."""
+        if self.path is None or not Path(self.path).exists():
+            return False
+        from safetensors.torch import load_model
+        load_model(model, str(self.path))
+        return True
+
+
+class EarlyStopping(Callback):
+    """Stop when the tracked metric has not improved for `patience` evaluations (runs after a BestTracker)."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def on_evaluate(self, loop, metrics):
+        if loop.state.evals_without_improvement >= self.patience:
+            loop.control.stop(f"early stopping: no improvement in {self.patience} evaluations")
 
 
 class TimeBudget(Callback):

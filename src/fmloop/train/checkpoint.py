@@ -49,7 +49,8 @@ class TrainState:
     tokens_seen: int = 0
     skipped_steps: int = 0             # steps dropped for non-finite loss/gradients (total)
     bad_in_a_row: int = 0
-    best_eval_loss: float | None = None
+    best_metric: float | None = None   # best value of the monitored held-out metric so far
+    best_step: int | None = None
     evals_without_improvement: int = 0
     elapsed_s: float = 0.0             # training time over all sessions of this run
     stop_reason: str | None = None
@@ -59,6 +60,17 @@ class TrainState:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
+
+
+def save_weights_atomically(model: nn.Module, path: Path) -> None:
+    """model -> safetensors file at `path`, replacing any previous file only once complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(tmp))
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def step_dir_name(step: int) -> str:

@@ -27,7 +27,7 @@ from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, to
                               tokenize_for_mlm)
 from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
-from fmloop.train.callbacks import EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
+from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
 from fmloop.train.config import DataSection, ModelSection, TokenizerSection, TrainSection
 from fmloop.train.loop import BatchPlan, Loop, LoopSettings, evaluate_batches
@@ -194,6 +194,7 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
                  GracefulStop()]
     if t.max_time_s:
         callbacks.append(TimeBudget(t.max_time_s))
+    callbacks.append(BestTracker("eval_loss", "min"))
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(t.early_stopping_patience))
     callbacks.extend(extra_callbacks)

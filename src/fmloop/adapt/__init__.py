@@ -1,0 +1,1 @@
+"""Transfer strategies: which parameters train, at which learning rate."""

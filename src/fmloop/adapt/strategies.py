@@ -1,0 +1,144 @@
+"""Transfer strategies: which parameters train and at what learning rate.
+
+  full           every parameter, one learning rate
+  linear-probe   the base frozen; only the head (pooler + classifier / score) trains
+  freeze:K       embeddings and the bottom K transformer layers frozen
+  gradual        ULMFiT gradual unfreezing: the head first, then one more layer from the top at
+                 regular intervals, every layer training by the middle of the run
+  llrd           layer-wise learning-rate decay: lr x decay^(depth from the top); the head gets lr
+  lora           low-rank adapters (peft) on the attention projections; head trained and saved with them
+
+Each parameter gets a depth: 0 = embeddings, i = transformer layer i (1-based), L+1 = the head.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from fmloop.core.errors import ConfigError, ModelError
+from fmloop.train.callbacks import Callback
+
+STRATEGY_PATTERN = re.compile(r"^(full|linear-probe|gradual|llrd|lora|freeze:\d+)$")
+
+
+def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The transformer block list: the longest ModuleList (BERT encoder.layer, GPT-2 h, ...)."""
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and (best is None or len(module) > len(best[1])):
+            best = (name, module)
+    if best is None:
+        raise ModelError(f"Cannot find the transformer layers of {type(model).__name__} to apply a layer-wise strategy.")
+    return best
+
+
+def head_prefixes(model: nn.Module) -> list[str]:
+    """Top-level modules outside the base model (the task head), plus a pooler inside it."""
+    base = getattr(model, "base_model_prefix", "")
+    has_params = lambda module: any(True for _ in module.parameters())
+    prefixes = [name for name, child in model.named_children() if name != base and has_params(child)]
+    prefixes += [f"{base}.{name}" for name, child in getattr(model, base, nn.Module()).named_children()
+                 if "pool" in name and has_params(child)]
+    return prefixes
+
+
+def depth_of(model: nn.Module) -> Callable[[str], int]:
+    layers_name, layers = find_layers(model)
+    n_layers = len(layers)
+    heads = head_prefixes(model)
+    final_norms = ("ln_f", "final_layer_norm", "norm")
+
+    def depth(param_name: str) -> int:
+        if any(param_name == h or param_name.startswith(h + ".") for h in heads):
+            return n_layers + 1
+        if param_name.startswith(layers_name + "."):
+            return int(param_name[len(layers_name) + 1:].split(".")[0]) + 1
+        if any(f".{n}." in f".{param_name}" for n in final_norms):
+            return n_layers  # a final norm belongs with the top layer
+        return 0
+
+    return depth
+
+
+@dataclass
+class Plan:
+    model: nn.Module
+    lr_scale: Callable[[str], float] = lambda name: 1.0
+    include_frozen: bool = False        # optimizer must hold params that unfreeze later
+    callbacks: list[Callback] = field(default_factory=list)
+    description: str = ""
+
+
+def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
+                   lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1) -> Plan:
+    if not STRATEGY_PATTERN.match(strategy):
+        raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
+                          f"gradual, llrd, lora. Got {strategy!r} instead.")
+    if strategy == "lora":
+        return _lora(model, lora_r, lora_alpha, lora_dropout)
+    depth = depth_of(model)
+    n_layers = len(find_layers(model)[1])
+    if strategy == "full":
+        return Plan(model, description="all parameters train")
+    if strategy == "linear-probe":
+        _freeze(model, lambda name: depth(name) <= n_layers)
+        return Plan(model, description="base frozen; head trains")
+    if strategy.startswith("freeze:"):
+        k = int(strategy.split(":")[1])
+        if k > n_layers:
+            raise ConfigError(f"The 'strategy' parameter of finetune freezes {k} layers but the model has {n_layers}. "
+                              f"Use freeze:0 to freeze:{n_layers}.")
+        _freeze(model, lambda name: depth(name) <= k)
+        return Plan(model, description=f"embeddings and bottom {k} of {n_layers} layers frozen")
+    if strategy == "llrd":
+        return Plan(model, lr_scale=lambda name: llrd_decay ** (n_layers + 1 - depth(name)),
+                    description=f"layer-wise lr decay {llrd_decay} per layer from the top")
+    # gradual
+    _freeze(model, lambda name: depth(name) <= n_layers)
+    interval = max(1, total_steps // (2 * (n_layers + 1)))
+    return Plan(model, include_frozen=True, callbacks=[GradualUnfreezing(model, depth, n_layers, interval)],
+                description=f"head first, then one layer from the top every {interval} steps")
+
+
+def _freeze(model: nn.Module, frozen: Callable[[str], bool]) -> None:
+    for name, param in model.named_parameters():
+        param.requires_grad_(not frozen(name))
+
+
+class GradualUnfreezing(Callback):
+    def __init__(self, model: nn.Module, depth: Callable[[str], int], n_layers: int, interval: int):
+        self.model, self.depth, self.n_layers, self.interval = model, depth, n_layers, interval
+
+    def _apply(self, step: int) -> None:
+        # After k intervals the top k depths below the head train (depth L, L-1, ...; 0 = embeddings last).
+        lowest = self.n_layers + 1 - step // self.interval
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(self.depth(name) >= lowest)
+
+    def on_train_start(self, loop):
+        self._apply(loop.state.step)  # also right after a resume
+
+    def on_step_end(self, loop, logs):
+        if loop.state.step % self.interval == 0:
+            self._apply(loop.state.step)
+
+
+def _lora(model: nn.Module, r: int, alpha: int, dropout: float) -> Plan:
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+        from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
+    except ImportError:
+        raise ConfigError("The lora strategy needs peft: pip install peft") from None
+    model_type = getattr(model.config, "model_type", "")
+    targets = TARGETS.get(model_type) or "all-linear"
+    # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
+    # otherwise it is re-initialised at load time and the reloaded model predicts differently.
+    to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=targets, modules_to_save=to_save)
+    peft_model = get_peft_model(model, config)
+    return Plan(peft_model, description=f"LoRA r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}")

@@ -1,0 +1,137 @@
+"""`fmloop finetune`, `fmloop evaluate`, `fmloop predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmloop.cli.common import err_console, setup_logging, split_overrides, user_errors
+
+
+def _tree(pairs: dict) -> dict:
+    tree: dict = {}
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        node = tree
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+@user_errors
+def finetune_command(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", help="Base: a Hugging Face model folder, an fmloop run dir, or a preset (random init, needs --model.tokenizer)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labeled text: a file, or a folder with train/validation/test files."),
+    task: Optional[str] = typer.Option(None, "--task", help="classification, multilabel or regression. Default: classification."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="full, linear-probe, freeze:K, gradual, llrd or lora. Default: full."),
+    out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+):
+    """Fine-tune a base model on labeled text; learning rate, epochs, batch size and max length
+    default to values chosen from the data and model size (see docs/finetuning.md).
+
+    Writes RUN/model (loads with transformers or fmloop.load), RUN/metrics.json and RUN/report.html
+    (scores on the test split, else validation), RUN/metrics.jsonl, config.yaml and manifest.json.
+    Any config value can be set as --section.key=value, e.g. --train.lr=5e-5 --train.epochs=2.
+    """
+    from fmloop.core.config import deep_merge, load_config, parse_overrides
+    from fmloop.core.errors import ConfigError
+    from fmloop.train.finetune import FinetuneConfig, finetune
+
+    setup_logging(verbose)
+    values = _tree({"model.name": model, "data.path": data, "task": task, "strategy": strategy,
+                    "data.text_column": text_column, "data.label_column": label_column})
+    cfg = load_config(FinetuneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
+    if out is None:
+        raise ConfigError("Pass --out RUN_DIR for the fine-tuned model.")
+    run = finetune(cfg, out)
+    manifest = run.read_manifest()
+    metrics = manifest["metrics"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float))
+    err_console.print(f"[green]{manifest['status']}[/] after {metrics['steps']} steps "
+                      f"({metrics['train_time_s']:.0f}s, {metrics['train_samples_per_s']:.0f} samples/s): {shown}")
+    err_console.print(f"model:  {run.model_dir}\nreport: {run.path / 'report.html'}")
+
+
+@user_errors
+def evaluate_command(
+    model: str = typer.Argument(..., help="A fine-tuned model folder, run dir or LoRA adapter folder."),
+    data: str = typer.Argument(..., help="Labeled data (a folder: its test split, else validation)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write metrics.json and report.html. Default: beside the model."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Another model to compare on the same examples (paired bootstrap)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+):
+    """Score a model: accuracy, F1, per-class P/R/F1, confusion matrix, ROC-AUC, calibration (or
+    MSE/MAE/R2), with 95% bootstrap intervals; --baseline adds a paired comparison."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fmloop.evaluate.evaluation import evaluate_model
+
+    setup_logging()
+    result = evaluate_model(model, data, out, baseline, text_column, label_column, batch_size)
+    intervals = result["intervals_95"]
+    table = Table(title=f"{model} on {result['data']} ({result['n']} examples)")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    comparison = result.get("comparison")
+    if comparison:
+        table.add_column("baseline", justify="right")
+    for key, value in result["metrics"].items():
+        if not isinstance(value, float):
+            continue
+        cell = f"{value:.4f}" + (f" [{intervals[key][0]:.4f}, {intervals[key][1]:.4f}]" if key in intervals else "")
+        row = [key, cell]
+        if comparison:
+            b = comparison["baseline_metrics"].get(key)
+            bi = comparison["baseline_intervals"].get(key)
+            row.append("" if b is None else f"{b:.4f}" + (f" [{bi[0]:.4f}, {bi[1]:.4f}]" if bi else ""))
+        table.add_row(*row)
+    Console().print(table)
+    if comparison:
+        t = comparison["test"]
+        Console().print(f"paired bootstrap on {t['metric']}: model - baseline = {t['difference']:+.4f} "
+                        f"(95% interval [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], p = {t['p_value']:.4f})")
+    out_dir = Path(out) if out else None
+    err_console.print(f"wrote metrics.json and report.html to {out_dir or 'the folder beside the model'}")
+
+
+@user_errors
+def predict_command(
+    model: str = typer.Argument(..., help="A fine-tuned model folder, run dir or LoRA adapter folder."),
+    input: str = typer.Argument(..., help="Texts: .txt (one per line), or a CSV/JSONL/parquet file with a text column."),
+    out: Path = typer.Option(..., "--out", help="Output JSONL: one line per input."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+):
+    """Predict labels and probabilities (or scores), one JSON line per input row, in input order."""
+    from rich.progress import Progress
+
+    from fmloop.core.artifacts import atomic_open
+    from fmloop.data.labeled import load_labeled
+    from fmloop.models.loading import TextModel
+
+    setup_logging()
+    clf = TextModel.load(model)
+    data = load_labeled(input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False,
+                        hold_out=False)
+    texts = [t for split in data.splits.values() for t in split["text"]]
+    with Progress(console=err_console) as progress:
+        task = progress.add_task("predicting", total=len(texts))
+        preds = clf.predict(texts, batch_size, progress=lambda n: progress.advance(task, n))
+    with atomic_open(out, "w") as fh:
+        for text, pred in zip(texts, preds):
+            fh.write(json.dumps({"text": text, **pred}) + "\n")
+    err_console.print(f"wrote {len(preds)} predictions to {out}")

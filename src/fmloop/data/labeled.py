@@ -1,0 +1,233 @@
+"""Labeled text -> validated train/validation/test splits with `text` and `label` columns.
+
+Label encodings by task:
+  classification  int class id; names kept in `LabeledData.labels` (-> config.json id2label)
+  multilabel      multi-hot float vector; the source holds a list of names or a "a,b" / "a|b" string
+  regression      float
+
+Bad rows are errors that name the file and row (1-based data row, header not counted): empty
+text, missing labels, non-numeric regression targets, validation/test labels unseen in train, a
+label column with one class. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from fmloop.core.errors import DataError
+from fmloop.data.sources import read_splits
+from fmloop.data.text import PAD_MULTIPLE, TokenStore
+
+TASKS = ("classification", "multilabel", "regression")
+TEXT_CANDIDATES = ("text", "sentence", "review", "content", "document")
+LABEL_CANDIDATES = ("label", "labels", "target", "score", "y")
+_MULTI_SPLIT = re.compile(r"\s*[,;|]\s*")
+
+
+@dataclass
+class LabeledData:
+    splits: DatasetDict
+    task: str
+    labels: list[str] | None          # class names in id order (None for regression)
+    fingerprint: str
+    description: str
+    origin: dict[str, str] = field(default_factory=dict)
+
+
+def _choose(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, where: str, flag: str) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"{where}: no {what} column {wanted!r}. Columns are: {', '.join(columns)}. Pass {flag}=NAME.")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise DataError(f"{where}: cannot tell which column holds the {what}; columns are {', '.join(columns)}. Pass {flag}=NAME.")
+
+
+def _label_names(values: list, feature) -> list[str]:
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    names = {str(v) for v in values}
+    if all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _as_names(values: list, feature) -> list:
+    if isinstance(feature, ClassLabel):
+        return [feature.names[v] if v is not None and v >= 0 else None for v in values]
+    return values
+
+
+def _split_multi(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    return [part for part in _MULTI_SPLIT.split(text) if part] if text else []
+
+
+def load_labeled(path: str, *, task: str = "classification", text_column: str | None = None,
+                 label_column: str | None = None, validation_fraction: float = 0.1, seed: int = 0,
+                 labels: list[str] | None = None, need_labels: bool = True, hold_out: bool = True) -> LabeledData:
+    """Load and validate labeled text. `labels` fixes the class list (e.g. a trained model's);
+    otherwise it is read from the train split. `need_labels=False` allows unlabeled input
+    (prediction): the `label` column is then absent. `hold_out=False` never carves a validation
+    split (evaluation and prediction read every row)."""
+    if task not in TASKS:
+        raise DataError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
+    raw = read_splits(path)
+    out: dict[str, Dataset] = {}
+    names = labels
+    # Train first: it defines the label set the other splits are checked against.
+    order = sorted(raw.splits, key=lambda n: (n != "train", n))
+    for split in order:
+        ds, where = raw.splits[split], raw.origin[split]
+        tcol = _choose(ds.column_names, text_column, TEXT_CANDIDATES, "text", where, "--text-column")
+        texts = ds[tcol]
+        for i, t in enumerate(texts):
+            if t is None or not str(t).strip():
+                raise DataError(f"{where}, row {i + 1}: empty text in column {tcol!r}. Remove the row or fill it in.")
+        columns = {"text": [str(t) for t in texts]}
+        has_label = any(c in ds.column_names for c in ((label_column,) if label_column else LABEL_CANDIDATES))
+        if need_labels or has_label:
+            lcol = _choose(ds.column_names, label_column, LABEL_CANDIDATES, "label", where, "--label-column")
+            values = _as_names(ds[lcol], ds.features[lcol])
+            columns["label"], names = _encode(values, task, names, split, where, lcol)
+        out[split] = Dataset.from_dict(columns)
+
+    if "train" in out and "label" in out["train"].column_names and task == "classification" and labels is None:
+        present = set(out["train"]["label"])
+        if len(present) < 2:
+            only = names[next(iter(present))] if present else "nothing"
+            raise DataError(f"{raw.origin['train']}: the label column has one class ({only!r}); "
+                            f"classification needs at least two.")
+    description = raw.description
+    if hold_out and "validation" not in out and "train" in out and need_labels:
+        out["train"], out["validation"] = _stratified_split(out["train"], task, validation_fraction, seed)
+        description += f"; held out {len(out['validation'])} rows for validation (seeded, stratified)"
+    return LabeledData(DatasetDict(out), task, names if task != "regression" else None, raw.fingerprint,
+                       description, raw.origin)
+
+
+def _encode(values: list, task: str, names: list[str] | None, split: str, where: str, column: str):
+    if task == "regression":
+        encoded = []
+        for i, v in enumerate(values):
+            try:
+                encoded.append(float(v))
+            except (TypeError, ValueError):
+                raise DataError(f"{where}, row {i + 1}: regression target {v!r} in column {column!r} is not a number.") from None
+            if not np.isfinite(encoded[-1]):
+                raise DataError(f"{where}, row {i + 1}: regression target {v!r} in column {column!r} is not finite.")
+        return encoded, None
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, str) and not v.strip() and task == "classification"):
+            raise DataError(f"{where}, row {i + 1}: missing label in column {column!r}.")
+    if task == "multilabel":
+        sets = [_split_multi(v) for v in values]
+        if names is None:
+            if split != "train":
+                raise DataError(f"{where}: no train split to take the label set from.")
+            names = sorted({n for s in sets for n in s})
+        index = {n: k for k, n in enumerate(names)}
+        encoded = []
+        for i, s in enumerate(sets):
+            unknown = [n for n in s if n not in index]
+            if unknown:
+                raise DataError(f"{where}, row {i + 1}: label {unknown[0]!r} never occurs in the training data "
+                                f"(known: {', '.join(names)}). Fix the label or add training examples for it.")
+            vec = [0.0] * len(names)
+            for n in s:
+                vec[index[n]] = 1.0
+            encoded.append(vec)
+        return encoded, names
+    if names is None:
+        if split != "train":
+            raise DataError(f"{where}: no train split to take the label set from.")
+        names = _label_names(values, None)
+    index = {n: k for k, n in enumerate(names)}
+    encoded = []
+    for i, v in enumerate(values):
+        key = str(v)
+        if key not in index:
+            raise DataError(f"{where}, row {i + 1}: label {key!r} never occurs in the training data "
+                            f"(known: {', '.join(names)}). Fix the label or add training examples for it.")
+        encoded.append(index[key])
+    return encoded, names
+
+
+def _stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    n_val = max(1, int(round(len(train) * fraction)))
+    if len(train) - n_val < 1:
+        raise DataError(f"Only {len(train)} labeled rows: too few to hold out a validation split.")
+    if task == "classification":
+        labels = np.asarray(train["label"])
+        rng = np.random.default_rng(seed)
+        val_idx = []
+        for cls in np.unique(labels):   # the same fraction of every class, at least one each
+            members = rng.permutation(np.flatnonzero(labels == cls))
+            take = max(1, int(round(len(members) * fraction))) if len(members) > 1 else 0
+            val_idx.extend(members[:take].tolist())
+        val_set = set(val_idx)
+        train_idx = [i for i in range(len(train)) if i not in val_set]
+        return train.select(train_idx), train.select(sorted(val_idx))
+    parts = train.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+# Tokenization and batches --------------------------------------------------------------------
+
+@dataclass
+class EncodedSplit:
+    store: TokenStore              # truncated token ids
+    labels: np.ndarray             # (N,) int64 | (N,) float32 | (N, C) float32
+    full_lengths: np.ndarray       # token counts before truncation (for the data summary)
+
+
+def encode_split(ds: Dataset, tokenizer, max_length: int) -> EncodedSplit:
+    def tok(batch):
+        enc = tokenizer(batch["text"], truncation=False, add_special_tokens=True)["input_ids"]
+        return {"input_ids": [ids[:max_length - 1] + ids[-1:] if len(ids) > max_length and _ends_special(tokenizer, ids)
+                              else ids[:max_length] for ids in enc],
+                "full_length": [len(ids) for ids in enc]}
+
+    mapped = ds.map(tok, batched=True, remove_columns=["text"], keep_in_memory=True, desc=None)
+    labels = np.asarray(mapped["label"], dtype=np.int64 if _is_int(mapped) else np.float32) if "label" in mapped.column_names else np.zeros(len(mapped))
+    return EncodedSplit(TokenStore(mapped), labels, np.asarray(mapped["full_length"]))
+
+
+def _ends_special(tokenizer, ids) -> bool:
+    return bool(ids) and ids[-1] in set(tokenizer.all_special_ids)
+
+
+def _is_int(ds: Dataset) -> bool:
+    return "label" in ds.column_names and str(ds.features["label"].dtype).startswith("int")
+
+
+@dataclass
+class LabeledCollator:
+    """Dynamic padding to the longest example in the batch (rounded up to a multiple of 8)."""
+
+    split: EncodedSplit
+    pad_id: int
+
+    def __call__(self, indices: np.ndarray, epoch: int = 0) -> dict:
+        store = self.split.store
+        lengths = store.lengths[indices]
+        width = int(-(-lengths.max() // PAD_MULTIPLE) * PAD_MULTIPLE)
+        ids = np.full((len(indices), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(indices), width), dtype=np.int64)
+        for row, (index, n) in enumerate(zip(indices, lengths)):
+            ids[row, :n] = store.get(index)
+            mask[row, :n] = 1
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(self.split.labels[indices]),
+                "n_targets": len(indices), "n_tokens": int(lengths.sum())}

@@ -1,0 +1,178 @@
+"""`fmloop evaluate`: score a model on labeled data; metrics.json + a self-contained report.html.
+
+With a baseline, both models are scored on the same examples and compared with a paired
+bootstrap test: the "before and after fine-tuning" comparison.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from fmloop.core.artifacts import atomic_write_json, atomic_write_text, read_jsonl
+from fmloop.core.errors import DataError
+from fmloop.evaluate.metrics import (HEADLINE, bootstrap_intervals, paired_bootstrap, sigmoid, softmax,
+                                     task_metrics)
+from fmloop.evaluate.report import CSS, _fmt, _table, figure_to_data_uri, training_curves
+
+log = logging.getLogger(__name__)
+
+
+def score(model_path: str, data_path: str, text_column: str | None = None, label_column: str | None = None,
+          batch_size: int = 64):
+    """(TextModel, dataset, y_true, logits) for every labeled row of `data_path` (a folder: its
+    test split, else validation)."""
+    from fmloop.data.labeled import load_labeled
+    from fmloop.models.loading import TextModel
+
+    model = TextModel.load(model_path)
+    data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
+                        labels=model.labels, hold_out=False)
+    split = next((s for s in ("test", "validation") if s in data.splits), "train")
+    ds = data.splits[split]
+    from rich.progress import Progress
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"scoring {Path(model_path).name}", total=len(ds))
+        logits = model.logits(ds["text"], batch_size, progress=lambda n: progress.advance(task, n))
+    y_true = np.asarray(ds["label"])
+    where = data.origin.get(split, data_path)
+    return model, ds, y_true, logits, where
+
+
+def evaluate_model(model_path: str, data_path: str, out: str | Path | None = None, baseline: str | None = None,
+                   text_column: str | None = None, label_column: str | None = None, batch_size: int = 64) -> dict:
+    model, ds, y_true, logits, where = score(model_path, data_path, text_column, label_column, batch_size)
+    out = Path(out) if out else _default_out(model.folder)
+    comparison = None
+    if baseline:
+        base_model, _, base_y, base_logits, _ = score(baseline, data_path, text_column, label_column, batch_size)
+        if base_model.task != model.task or base_model.labels != model.labels:
+            raise DataError(f"The baseline {baseline} predicts {base_model.labels or 'scores'}, the model "
+                            f"{model_path} predicts {model.labels or 'scores'}: they cannot be compared.")
+        comparison = {"baseline": baseline,
+                      "baseline_metrics": _scalars(task_metrics(model.task, base_y, base_logits, model.labels)),
+                      "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
+                      "test": paired_bootstrap(model.task, y_true, logits, base_logits)}
+    run_metrics = model.folder.parent / "metrics.jsonl"
+    return write_evaluation(out=out, model=model_path, data=where, task=model.task, labels=model.labels, y_true=y_true,
+                            logits=logits, texts=ds["text"], curves=read_jsonl(run_metrics), comparison=comparison)
+
+
+def _default_out(folder: Path) -> Path:
+    """Beside the model: the run dir for RUN/model, else an `evaluation` folder next to it."""
+    if (folder.parent / "manifest.json").exists():
+        return folder.parent / "evaluation"
+    return folder.parent / f"{folder.name}-evaluation"
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+
+def write_evaluation(*, out: Path, model: str, data: str, task: str, labels: list[str] | None, y_true: np.ndarray,
+                     logits: np.ndarray, texts: list[str], curves: list[dict] | None = None,
+                     comparison: dict | None = None) -> dict:
+    metrics = task_metrics(task, y_true, logits, labels)
+    result = {"model": str(model), "data": data, "task": task, "n": int(len(y_true)), "labels": labels,
+              "metrics": metrics, "intervals_95": bootstrap_intervals(task, y_true, logits)}
+    if comparison:
+        result["comparison"] = comparison
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", result)
+    atomic_write_text(out / "report.html", _report(result, y_true, logits, texts, curves or []))
+    return result
+
+
+# Report -----------------------------------------------------------------------------------------
+
+def _confusion_plot(matrix: list[list[int]], labels: list[str]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix)
+    size = min(12, 2.5 + 0.5 * len(labels))
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    ax.imshow(m, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title="confusion matrix")
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, int(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    uri = figure_to_data_uri(fig)
+    plt.close(fig)
+    return uri
+
+
+def _reliability_plot(rel: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(rel["edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    acc = [a if a is not None else 0 for a in rel["accuracy"]]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.bar(centers, acc, width=edges[1] - edges[0], edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability diagram")
+    ax.legend(loc="upper left")
+    uri = figure_to_data_uri(fig)
+    plt.close(fig)
+    return uri
+
+
+def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
+    if task != "classification":
+        return ""
+    probs = softmax(logits)
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y_true)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    rows = "".join(f"<tr><td>{html.escape(texts[i][:300])}</td><td>{html.escape(labels[y_true[i]])}</td>"
+                   f"<td>{html.escape(labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td></tr>" for i in wrong)
+    return ("<h2>Most confidently wrong</h2><table><tr><th>text</th><th>true</th><th>predicted</th>"
+            f"<th>confidence</th></tr>{rows}</table>") if rows else ""
+
+
+def _report(result: dict, y_true, logits, texts, curves) -> str:
+    metrics, task, labels = result["metrics"], result["task"], result["labels"]
+    intervals = result["intervals_95"]
+    headline = {k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
+                for k, v in metrics.items() if isinstance(v, float)}
+    body = [f"<h1>fmloop evaluation</h1>", _table({"model": result["model"], "data": result["data"],
+                                                    "examples": result["n"], "task": task}),
+            "<h2>Metrics (95% bootstrap intervals)</h2>", _table(headline)]
+    if "per_class" in metrics:
+        rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
+                       f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>" for name, m in metrics["per_class"].items())
+        body.append("<h2>Per class</h2><table><tr><th></th><th>precision</th><th>recall</th><th>F1</th>"
+                    f"<th>support</th></tr>{rows}</table>")
+    comparison = result.get("comparison")
+    if comparison:
+        test = comparison["test"]
+        name = test["metric"]
+        body += ["<h2>Against the baseline</h2>",
+                 _table({"baseline": comparison["baseline"],
+                         f"{name} (model)": metrics.get(name), f"{name} (baseline)": comparison["baseline_metrics"].get(name),
+                         "difference (model - baseline)": f"{test['difference']:+.4f}  [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}]",
+                         "paired bootstrap p-value": test["p_value"], "better": {"A": "model", "B": "baseline"}.get(test["better"], "neither")})]
+    if task == "classification":
+        body += ['<h2>Confusion matrix and calibration</h2>',
+                 f'<img alt="confusion matrix" src="{_confusion_plot(metrics["confusion_matrix"], labels)}">',
+                 f'<img alt="reliability diagram" src="{_reliability_plot(metrics["reliability"])}">',
+                 f"<p>Expected calibration error: {metrics['ece']:.4f}</p>"]
+    uri = training_curves(curves)
+    if uri:
+        body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{uri}">']
+    body.append(_confidently_wrong(task, labels, y_true, logits, texts))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop evaluation</title><style>{CSS}</style>"
+            f"</head><body>{''.join(body)}</body></html>")

@@ -1,0 +1,76 @@
+"""Task models: a sequence-classification / regression head on any Hugging Face base.
+
+The head is transformers' own `AutoModelForSequenceClassification` (CLS pooler for BERT-like
+encoders, last non-padding token for GPT-like decoders), so a fine-tuned folder loads anywhere
+with plain transformers and carries its label names in config.json (`id2label` / `label2id`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+
+from fmloop.core.errors import ModelError
+from fmloop.models.presets import PRESETS, is_model_folder
+
+PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification",
+                 "regression": "regression"}
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                "dropout", "attention_dropout", "classifier_dropout")
+
+
+def resolve_model_folder(name: str) -> Path:
+    """A model folder, or an fmloop run dir (its `model/` inside)."""
+    path = Path(name).expanduser()
+    if (path / "manifest.json").exists() and (path / "model").is_dir():
+        path = path / "model"
+    if not (path / "config.json").exists():
+        raise ModelError(f"{name} is not a Hugging Face model folder (no config.json) nor an fmloop run dir.")
+    return path
+
+
+def task_config_fields(task: str, labels: list[str] | None) -> dict:
+    fields = {"problem_type": PROBLEM_TYPES[task], "num_labels": 1 if task == "regression" else len(labels)}
+    if task != "regression":
+        fields["id2label"] = dict(enumerate(labels))
+        fields["label2id"] = {name: i for i, name in enumerate(labels)}
+    return fields
+
+
+def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, dropout: float | None = None,
+                     seq_len: int = 512) -> tuple[PreTrainedModel, str | None]:
+    """(model, parent folder) for a folder/run dir (pretrained body, new head) or a preset (random init)."""
+    fields = task_config_fields(task, labels)
+    if is_model_folder(name):
+        folder = resolve_model_folder(name)
+        try:
+            config = AutoConfig.from_pretrained(str(folder), **fields)
+        except Exception as err:
+            raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
+        if getattr(config, "auto_map", None):
+            raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
+        _set_dropout(config, dropout)
+        if config.pad_token_id is None:
+            config.pad_token_id = tokenizer.pad_token_id
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(str(folder), config=config)
+        except ValueError as err:
+            raise ModelError(f"{folder} ({config.model_type}) has no sequence-classification head in transformers: "
+                             f"{str(err).splitlines()[0]}") from None
+        return model, str(folder.resolve())
+    preset = PRESETS.get(name)
+    body = preset.build(len(tokenizer), tokenizer, seq_len, dropout, {})
+    config = body.config
+    for key, value in fields.items():
+        setattr(config, key, value)
+    config.pad_token_id = tokenizer.pad_token_id
+    return AutoModelForSequenceClassification.from_config(config), None
+
+
+def _set_dropout(config, dropout: float | None) -> None:
+    if dropout is None:
+        return
+    for key in DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, dropout)

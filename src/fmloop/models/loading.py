@@ -1,0 +1,100 @@
+"""Load a fine-tuned artifact for inference: `fmloop.load(path).predict(["text", ...])`.
+
+Accepts a run dir, a full model folder (config.json + safetensors) or a LoRA adapter folder
+(adapter_config.json naming its base). Adapters are merged into the base after loading, so
+inference costs the same as for a full model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from fmloop.core.errors import ModelError
+from fmloop.data.tokenizer import load_tokenizer
+from fmloop.evaluate.metrics import sigmoid, softmax
+
+TASK_OF_PROBLEM = {"single_label_classification": "classification", "multi_label_classification": "multilabel",
+                   "regression": "regression"}
+
+
+def _folder(path: str | Path) -> Path:
+    folder = Path(path).expanduser()
+    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
+        folder = folder / "model"
+    if not folder.is_dir():
+        raise ModelError(f"{path} does not exist.")
+    if not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
+        raise ModelError(f"{folder} holds no model: no config.json or adapter_config.json.")
+    return folder
+
+
+def load_task_model(path: str | Path) -> tuple[torch.nn.Module, Path]:
+    """(model in eval mode, folder). LoRA adapters are merged into their base."""
+    folder = _folder(path)
+    adapter = folder / "adapter_config.json"
+    if not adapter.exists():
+        return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval(), folder
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base or not (Path(base) / "config.json").exists():
+        raise ModelError(f"{folder} is a LoRA adapter whose base model {base!r} is missing. "
+                         f"Put the base folder back at that path (or edit base_model_name_or_path in {adapter}).")
+    from peft import PeftModel
+
+    config = AutoConfig.from_pretrained(str(folder))  # the task config saved with the adapter (labels, head size)
+    base_model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    model = PeftModel.from_pretrained(base_model, str(folder))
+    return model.merge_and_unload().eval(), folder
+
+
+class TextModel:
+    """A fine-tuned text classifier/regressor ready for inference."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, folder: Path, max_length: int = 512):
+        self.model, self.tokenizer, self.folder = model, tokenizer, folder
+        config = model.config
+        self.task = TASK_OF_PROBLEM.get(config.problem_type or "", "classification")
+        self.labels = [config.id2label[i] for i in range(config.num_labels)] if self.task != "regression" else None
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
+        self.max_length = min(max_length, limit)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TextModel":
+        model, folder = load_task_model(path)
+        return cls(model, load_tokenizer(folder), folder)
+
+    @torch.no_grad()
+    def logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
+        """Raw outputs, batched over length-sorted texts (less padding), returned in input order."""
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
+                                 padding=True, return_tensors="pt")
+            out[idx] = self.model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}).logits.float().numpy()
+            if progress is not None:
+                progress(len(idx))
+        return out
+
+    def predict(self, texts: list[str], batch_size: int = 64, progress=None) -> list[dict]:
+        """One dict per text: {"label", "probabilities"} (classification), {"labels", "probabilities"}
+        (multi-label, threshold 0.5) or {"score"} (regression)."""
+        raw = self.logits(list(texts), batch_size, progress)
+        if self.task == "regression":
+            return [{"score": float(v[0])} for v in raw]
+        if self.task == "multilabel":
+            probs = sigmoid(raw)
+            return [{"labels": [self.labels[j] for j in np.flatnonzero(p >= 0.5)],
+                     "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+        probs = softmax(raw)
+        return [{"label": self.labels[int(p.argmax())],
+                 "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+
+
+def load(path: str | Path) -> TextModel:
+    return TextModel.load(path)

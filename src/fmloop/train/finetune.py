@@ -1,0 +1,343 @@
+"""The fine-tuning stage: a base model + labeled text -> a task model with an honest evaluation.
+
+    run = finetune(load_config(FinetuneConfig, overrides={"model": {"name": "path/to/base"},
+                                                          "data": {"path": "sst2/"}}), out="runs/sst2")
+
+Defaults (when not set; the values used are written to RUN/config.yaml):
+  batch_size    32, or 16 below 1,000 training rows
+  epochs        10 below 1,000 rows, 5 below 5,000, 3 below 20,000, else 2
+  lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
+                x10 for LoRA (capped at 1e-3); 1e-3 for a linear probe
+  warmup        6% of the steps, then linear decay to 0
+  max_length    the 99th percentile of training lengths in tokens (multiple of 8, at most the
+                model's limit and 512)
+  evaluation    twice per epoch on the validation split; the best checkpoint by the task's
+                headline metric (accuracy / micro-F1 / MSE) is restored at the end; early stopping
+                after 3 evaluations without improvement
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy
+from fmloop.core.artifacts import RunDir, atomic_write_json, config_hash
+from fmloop.core.config import StageConfig, parse_duration
+from fmloop.core.errors import ConfigError, ModelError
+from fmloop.core.runtime import Runtime, setup_runtime
+from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
+from fmloop.data.tokenizer import load_tokenizer
+from fmloop.evaluate.metrics import HEADLINE, task_metrics
+from fmloop.models.classifier import build_task_model, resolve_model_folder
+from fmloop.models.presets import is_model_folder
+from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
+from fmloop.train.loop import BatchPlan, Loop, LoopSettings, _to_device
+from fmloop.train.objectives.supervised import Supervised
+from fmloop.train.optim import build_optimizer, build_scheduler
+from fmloop.train.pretrain import _save_dir_atomically
+
+log = logging.getLogger(__name__)
+
+
+class FinetuneData(StageConfig):
+    path: str | None = Field(None, description="labeled data: file, folder with train/validation/test files, ...")
+    text_column: str | None = None
+    label_column: str | None = None
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class FinetuneModel(StageConfig):
+    name: str | None = Field(None, description="base model folder, fmloop run dir, or a preset (random init)")
+    tokenizer: str | None = Field(None, description="tokenizer folder (required with a preset)")
+    dropout: float | None = Field(None, ge=0, lt=1)
+
+
+class FinetuneTrain(StageConfig):
+    lr: float | None = Field(None, gt=0, le=1)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=8, le=32768)
+    warmup_ratio: float = Field(0.06, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    augment: bool = Field(False, description="random token deletion (10%) on training examples")
+    metric: str | None = Field(None, description="validation metric for best checkpoint / early stopping")
+    early_stopping_patience: int | None = Field(3, ge=1)
+    evals_per_epoch: int = Field(2, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    max_time: str | None = None
+    llrd_decay: float = Field(0.8, gt=0, le=1)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    clip_grad_norm: float = Field(1.0, ge=0)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    seed: int = 42
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1)
+    tensorboard: bool = True
+    log_every: int = Field(10, ge=1)
+
+    @field_validator("max_time")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class FinetuneConfig(StageConfig):
+    stage: ClassVar[str] = "finetune"
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    strategy: str = "full"
+    data: FinetuneData = Field(default_factory=FinetuneData)
+    model: FinetuneModel = Field(default_factory=FinetuneModel)
+    train: FinetuneTrain = Field(default_factory=FinetuneTrain)
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value):
+        if not STRATEGY_PATTERN.match(value):
+            raise ValueError("must be one of full, linear-probe, freeze:K, gradual, llrd, lora")
+        return value
+
+
+def default_lr(n_params: int, strategy: str) -> float:
+    if strategy == "linear-probe":
+        return 1e-3
+    lr = 3e-4 if n_params < 15e6 else 1e-4 if n_params < 60e6 else 5e-5 if n_params < 200e6 else 2e-5
+    return min(1e-3, lr * 10) if strategy == "lora" else lr
+
+
+def default_epochs(n_train: int) -> float:
+    return 10 if n_train < 1000 else 5 if n_train < 5000 else 3 if n_train < 20000 else 2
+
+
+def auto_max_length(lengths: np.ndarray, model_limit: int) -> int:
+    p99 = int(np.percentile(lengths, 99)) if len(lengths) else 128
+    return int(min(model_limit, 512, max(16, math.ceil(p99 / 8) * 8)))
+
+
+def _model_limit(folder_or_preset: str) -> int:
+    if is_model_folder(folder_or_preset):
+        config = json.loads((resolve_model_folder(folder_or_preset) / "config.json").read_text())
+        return int(config.get("max_position_embeddings") or config.get("n_positions") or 512)
+    return 512
+
+
+def _summary(data, encoded: dict, labels, task: str, max_length: int) -> dict:
+    train_lengths = encoded["train"].full_lengths
+    summary = {"rows": {name: len(ds) for name, ds in data.splits.items()},
+               "max_length": max_length,
+               "token_length_percentiles": {f"p{q}": int(np.percentile(train_lengths, q)) for q in (50, 90, 99)}
+               | {"max": int(train_lengths.max())},
+               "truncated": {name: int((e.full_lengths > max_length).sum()) for name, e in encoded.items()}}
+    if task == "classification":
+        counts = np.bincount(encoded["train"].labels, minlength=len(labels))
+        summary["class_balance"] = {labels[i]: int(c) for i, c in enumerate(counts)}
+    elif task == "multilabel":
+        summary["label_counts"] = {labels[i]: int(c) for i, c in enumerate(encoded["train"].labels.sum(0))}
+    return summary
+
+
+class _Augmented:
+    """Collate wrapper: drop 10% of non-special tokens per training example (seeded by epoch, index)."""
+
+    def __init__(self, collate: LabeledCollator, special_ids: set[int], seed: int):
+        self.collate, self.special, self.seed = collate, np.array(sorted(special_ids)), seed
+
+    def __call__(self, indices, epoch):
+        batch = self.collate(indices, epoch)
+        ids, mask = batch["input_ids"].numpy().copy(), batch["attention_mask"].numpy().copy()
+        for row, index in enumerate(indices):
+            n = int(mask[row].sum())
+            keep = np.random.default_rng([self.seed, epoch, int(index), 7]).random(n) >= 0.1
+            keep |= np.isin(ids[row, :n], self.special)
+            kept = ids[row, :n][keep]
+            ids[row, :] = self.collate.pad_id
+            mask[row, :] = 0
+            ids[row, :len(kept)], mask[row, :len(kept)] = kept, 1
+        batch["input_ids"], batch["attention_mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
+        return batch
+
+
+def predict_logits(model, encoded, pad_id: int, runtime: Runtime, batch_size: int = 64) -> np.ndarray:
+    """Logits for every example of an encoded split, in order (batches sorted by length)."""
+    collate = LabeledCollator(encoded, pad_id)
+    order = np.argsort(encoded.store.lengths, kind="stable")
+    out = None
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = _to_device(collate(idx), runtime.device)
+            with runtime.autocast():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            if out is None:
+                out = np.zeros((len(order), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits.cpu().numpy()
+    return out
+
+
+def finetune(cfg: FinetuneConfig, out: str | Path) -> RunDir:
+    if cfg.data.path is None:
+        raise ConfigError("The 'data.path' parameter of finetune is required. Pass --data PATH.")
+    if cfg.model.name is None:
+        raise ConfigError("The 'model.name' parameter of finetune is required. Pass --model PATH|PRESET.")
+    t = cfg.train
+    runtime = setup_runtime(device=t.device, precision=t.precision, threads=t.threads, seed=t.seed,
+                            deterministic=t.deterministic)
+    try:
+        return _finetune(cfg, runtime, RunDir(out))
+    finally:
+        runtime.shutdown()
+
+
+def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
+    t = cfg.train
+    if run.path.exists() and any(run.path.iterdir()):
+        run.create()  # raises: never overwrite a run
+    data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
+                        label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
+                        seed=t.seed)
+    if is_model_folder(cfg.model.name):
+        tokenizer = load_tokenizer(cfg.model.tokenizer or resolve_model_folder(cfg.model.name))
+    elif cfg.model.tokenizer:
+        tokenizer = load_tokenizer(cfg.model.tokenizer)
+    else:
+        raise ConfigError(f"Preset {cfg.model.name!r} starts from random weights and needs a tokenizer: "
+                          f"pass --model.tokenizer=FOLDER (e.g. a pretraining run's RUN/tokenizer).")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoder-only models: pad with end-of-text
+
+    n_train = len(data.splits["train"])
+    full = encode_split(data.splits["train"], tokenizer, 10**6)
+    max_length = t.max_length or auto_max_length(full.full_lengths, _model_limit(cfg.model.name))
+    encoded = {name: encode_split(ds, tokenizer, max_length) for name, ds in data.splits.items()}
+    summary = _summary(data, encoded, data.labels, cfg.task, max_length)
+    log.info("data: %s", data.description)
+    log.info("rows %s; tokens p50/p90/p99/max %s; max_length %d (%d training rows truncated)%s",
+             summary["rows"], "/".join(str(v) for v in summary["token_length_percentiles"].values()), max_length,
+             summary["truncated"]["train"],
+             f"; classes {summary['class_balance']}" if "class_balance" in summary else "")
+
+    model, parent = build_task_model(cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length)
+    n_params = sum(p.numel() for p in model.parameters())
+    batch_size = t.batch_size or (32 if n_train >= 1000 else 16)
+    batch_size = min(batch_size, n_train)
+    epochs = t.epochs or default_epochs(n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total_steps = t.max_steps or max(1, int(round(epochs * steps_per_epoch)))
+    lr = t.lr or default_lr(n_params, cfg.strategy)
+    warmup = int(t.warmup_ratio * total_steps)
+    eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
+    metric, mode = (t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max") if t.metric else HEADLINE[cfg.task]
+
+    model.to(runtime.device)
+    plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=t.lora_r,
+                          lora_alpha=t.lora_alpha)
+    task_model = plan.model
+    class_weights = None
+    if t.class_weights == "balanced" and cfg.task == "classification":
+        counts = np.bincount(encoded["train"].labels, minlength=len(data.labels)).astype(np.float64)
+        class_weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    objective = Supervised(task_model, cfg.task, class_weights, t.label_smoothing)
+    optimizer = build_optimizer(task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale,
+                                include_frozen=plan.include_frozen)
+    scheduler = build_scheduler(optimizer, warmup, total_steps, "linear", 0.0)
+
+    resolved = cfg.resolved()
+    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, max_steps=total_steps,
+                             metric=metric)
+    run.create()
+    run.write_config(resolved)
+    trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
+    run.write_manifest(kind="finetune", parent=parent, status="running", task=cfg.task, strategy=cfg.strategy,
+                       strategy_detail=plan.description, model=cfg.model.name, parameters=n_params,
+                       trainable_parameters=trainable, labels=data.labels, config_hash=config_hash(resolved),
+                       data=data.description, data_fingerprint=data.fingerprint, data_summary=summary,
+                       runtime=runtime.describe())
+    log.info("model: %s (%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
+             cfg.model.name, n_params / 1e6, trainable / 1e6, plan.description, total_steps, batch_size, lr,
+             runtime.describe())
+
+    val = encoded["validation"]
+    pad_id = tokenizer.pad_token_id
+
+    def evaluate():
+        logits = predict_logits(task_model, val, pad_id, runtime)
+        metrics = task_metrics(cfg.task, val.labels, logits, data.labels)
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+        scalars["eval_loss"] = _loss_from_logits(cfg.task, logits, val.labels)
+        return scalars
+
+    collate = LabeledCollator(encoded["train"], pad_id)
+    train_collate = _Augmented(collate, set(tokenizer.all_special_ids), t.seed) if t.augment else collate
+    best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
+    callbacks = [ProgressBar(f"finetune {cfg.strategy}"),
+                 MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
+                 GracefulStop(), best, *plan.callbacks]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(t.early_stopping_patience))
+    if t.max_time:
+        callbacks.append(TimeBudget(parse_duration(t.max_time)))
+    loop = Loop(objective=objective, model=task_model,
+                train=BatchPlan(encoded["train"].store.lengths, batch_size, train_collate, t.seed, bucket=True),
+                evaluate=evaluate, optimizer=optimizer, scheduler=scheduler, runtime=runtime,
+                settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
+                                      log_every=t.log_every, eval_every=eval_every, checkpoint_every=0),
+                callbacks=callbacks, checkpoint_dir=None)
+    state = loop.run()
+    restored = best.restore(task_model)
+    if restored:
+        log.info("restored the best weights: %s %.4f at step %s", metric, state.best_metric, state.best_step)
+
+    def write_model(tmp: Path) -> None:
+        task_model.save_pretrained(tmp, safe_serialization=True)
+        if cfg.strategy == "lora":
+            task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
+        tokenizer.save_pretrained(tmp)
+
+    _save_dir_atomically(run.model_dir, write_model)
+    shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # best weights now live in model/
+
+    final = {}
+    for split in ("validation", "test"):
+        if split in encoded:
+            logits = predict_logits(task_model, encoded[split], pad_id, runtime)
+            final[split] = {k: v for k, v in task_metrics(cfg.task, encoded[split].labels, logits, data.labels).items()
+                            if isinstance(v, float)}
+    early = (state.stop_reason or "").startswith("early stopping")
+    run.write_manifest(status="finished" if state.step >= total_steps or early else "stopped",
+                       stop_reason=state.stop_reason, best_step=state.best_step,
+                       metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1),
+                                "train_samples_per_s": round(state.step * batch_size / max(state.elapsed_s, 1e-9), 1),
+                                **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()}})
+    from fmloop.evaluate.evaluation import write_evaluation
+    split = "test" if "test" in data.splits else "validation"
+    write_evaluation(out=run.path, model=str(run.model_dir), data=f"{cfg.data.path} [{split}]", task=cfg.task,
+                     labels=data.labels, y_true=encoded[split].labels,
+                     logits=predict_logits(task_model, encoded[split], pad_id, runtime),
+                     texts=data.splits[split]["text"], curves=run.read_metrics())
+    return run
+
+
+def _loss_from_logits(task: str, logits: np.ndarray, labels: np.ndarray) -> float:
+    x = torch.from_numpy(logits)
+    y = torch.from_numpy(labels)
+    if task == "classification":
+        return float(torch.nn.functional.cross_entropy(x, y))
+    if task == "multilabel":
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(x, y.float()))
+    return float(torch.nn.functional.mse_loss(x.squeeze(-1), y.float()))

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from fmloop.adapt.strategies import apply_strategy, depth_of
+from fmloop.core.errors import ConfigError
+from fmloop.data.tokenizer import load_tokenizer
+from fmloop.models.classifier import build_task_model
+
+
+def _model(tiny_base):
+    tok = load_tokenizer(tiny_base)
+    torch.manual_seed(0)
+    return build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok)[0]
+
+
+def _trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_linear_probe_trains_only_the_head(tiny_base):
+    model = apply_strategy(_model(tiny_base), "linear-probe", total_steps=10).model
+    assert _trainable(model) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+
+
+def test_freeze_k_freezes_embeddings_and_bottom_layers(tiny_base):
+    model = apply_strategy(_model(tiny_base), "freeze:1", total_steps=10).model
+    names = _trainable(model)
+    assert not any(n.startswith(("bert.embeddings", "bert.encoder.layer.0.")) for n in names)
+    assert any(n.startswith("bert.encoder.layer.1.") for n in names) and "classifier.weight" in names
+    with pytest.raises(ConfigError, match="has 2"):
+        apply_strategy(_model(tiny_base), "freeze:5", total_steps=10)
+
+
+def test_llrd_scales_by_depth(tiny_base):
+    model = _model(tiny_base)
+    plan = apply_strategy(model, "llrd", total_steps=10, llrd_decay=0.5)
+    assert plan.lr_scale("classifier.weight") == 1.0
+    assert plan.lr_scale("bert.encoder.layer.1.output.dense.weight") == 0.5
+    assert plan.lr_scale("bert.encoder.layer.0.output.dense.weight") == 0.25
+    assert plan.lr_scale("bert.embeddings.word_embeddings.weight") == 0.125
+    assert depth_of(model)("bert.pooler.dense.weight") == 3
+
+
+def test_gradual_unfreezing_reaches_every_layer_by_mid_run(tiny_base):
+    plan = apply_strategy(_model(tiny_base), "gradual", total_steps=60)
+    unfreeze = plan.callbacks[0]
+    seen = []
+    for step in range(0, 61, 10):
+        unfreeze._apply(step)
+        seen.append(len(_trainable(plan.model)))
+    assert seen == sorted(seen) and seen[0] == 4
+    assert seen[3] == len(list(plan.model.parameters()))  # all trainable by step 30 of 60
+
+
+def test_unknown_strategy():
+    with pytest.raises(ConfigError, match="linear-probe"):
+        apply_strategy(torch.nn.Linear(2, 2), "half", total_steps=1)

@@ -1,0 +1,132 @@
+"""Fine-tuning end to end on a tiny BERT and a learnable synthetic sentiment task."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from fmloop.core.config import load_config
+from fmloop.core.errors import ModelError
+from fmloop.models.loading import TextModel
+from fmloop.train.finetune import FinetuneConfig, finetune
+
+TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]
+
+
+def _finetune(base, data, out, **overrides):
+    tree = {"model": {"name": str(base)}, "data": {"path": str(data)},
+            "train": {"lr": 3e-3, "epochs": 8, "tensorboard": False, "seed": 0, "threads": 1, "log_every": 5,
+                      "early_stopping_patience": None}}
+    for key, value in overrides.items():
+        tree[key] = {**tree.get(key, {}), **value} if isinstance(value, dict) else value
+    return finetune(load_config(FinetuneConfig, overrides=tree), out)
+
+
+def test_full_finetune_learns_and_stores_the_label_mapping(tiny_base, sentiment_dir, tmp_path):
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run")
+    manifest = run.read_manifest()
+    assert manifest["metrics"]["test_accuracy"] > 0.9
+    config = json.loads((run.model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label2id"]["positive"] == 1
+    plain = AutoModelForSequenceClassification.from_pretrained(run.model_dir)  # loads without fmloop
+    assert plain.config.problem_type == "single_label_classification"
+    preds = TextModel.load(run.path).predict(TEXTS)
+    assert [p["label"] for p in preds] == ["positive", "negative"]
+    assert abs(sum(preds[0]["probabilities"].values()) - 1) < 1e-5
+    resolved = run.read_config()["train"]
+    assert resolved["batch_size"] == 16 and resolved["max_length"] % 8 == 0  # defaults are recorded
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "micro_f1", "per_class", "confusion_matrix", "roc_auc", "ece"} <= metrics["metrics"].keys()
+    assert (run.path / "report.html").read_text().count("data:image/png") >= 3
+
+
+def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir, tmp_path):
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy="lora", train={"lr": 1e-2})
+    assert (run.model_dir / "adapter_config.json").exists()
+    manifest = run.read_manifest()
+    assert manifest["trainable_parameters"] < manifest["parameters"] / 2
+    # predictions of the in-memory model right after training were written to metrics.json;
+    # a fresh load must reproduce them exactly (the head and pooler are saved with the adapter)
+    reloaded = TextModel.load(run.model_dir)
+    again = TextModel.load(run.model_dir)
+    texts = TEXTS * 3
+    np.testing.assert_array_equal(reloaded.logits(texts), again.logits(texts))
+    expected = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
+    from fmloop.evaluate.evaluation import score
+    _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
+    assert (logits.argmax(1) == y).mean() == expected
+    assert expected > 0.8
+
+
+def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path):
+    """The known failure: a head (or pooler) missing from the saved adapter is re-initialised at load."""
+    from fmloop.adapt.strategies import apply_strategy
+    from fmloop.data.tokenizer import load_tokenizer
+    from fmloop.models.classifier import build_task_model
+
+    tok = load_tokenizer(tiny_base)
+    torch.manual_seed(0)
+    model, _ = build_task_model(str(tiny_base), "classification", ["negative", "positive"], tok)
+    peft_model = apply_strategy(model, "lora", total_steps=1).model
+    with torch.no_grad():  # stand-in for training: move every trainable tensor
+        for p in peft_model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.5)
+    peft_model.eval()
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    before = peft_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.detach()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    peft_model.base_model.model.config.save_pretrained(tmp_path / "adapter")
+    tok.save_pretrained(tmp_path / "adapter")
+    after = torch.from_numpy(TextModel.load(tmp_path / "adapter").logits(TEXTS))
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def test_lora_adapter_without_its_base_is_a_clear_error(tiny_base, sentiment_dir, tmp_path):
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy="lora", train={"max_steps": 2})
+    cfg = json.loads((run.model_dir / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "gone")
+    (run.model_dir / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="LoRA adapter whose base model .* is missing"):
+        TextModel.load(run.model_dir)
+
+
+def test_early_stopping_restores_the_best_weights(tiny_base, sentiment_dir, tmp_path):
+    # A learning rate this large wrecks the model after the first good evaluations.
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run",
+                    train={"lr": 0.5, "epochs": 40, "early_stopping_patience": 2, "warmup_ratio": 0.0})
+    manifest = run.read_manifest()
+    assert "early stopping" in manifest["stop_reason"]
+    evals = [r for r in run.read_metrics() if "accuracy" in r]
+    best = max(evals, key=lambda r: r["accuracy"])
+    assert manifest["best_step"] == best["step"] < evals[-1]["step"]
+    assert manifest["metrics"]["validation_accuracy"] == pytest.approx(best["accuracy"])
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "freeze:1", "gradual", "llrd"])
+def test_other_strategies_run(tiny_base, sentiment_dir, tmp_path, strategy):
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy=strategy, train={"max_steps": 6})
+    assert run.read_manifest()["strategy"] == strategy and (run.model_dir / "config.json").exists()
+
+
+def test_regression_task(tiny_base, tmp_path):
+    from tests.conftest import make_sentiment, write_csv
+
+    rows = [{"text": r["text"], "score": 4.0 if r["label"] == "positive" else 1.0} for r in make_sentiment(200)]
+    write_csv(tmp_path / "reg.csv", rows)
+    run = _finetune(tiny_base, tmp_path / "reg.csv", tmp_path / "run", task="regression", train={"epochs": 16})
+    assert run.read_manifest()["metrics"]["validation_mse"] < 1.0
+    assert "score" in TextModel.load(run.path).predict(TEXTS[:1])[0]
+
+
+def test_failed_run_leaves_no_model(tiny_base, tmp_path):
+    from tests.conftest import write_csv
+
+    write_csv(tmp_path / "train.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
+    write_csv(tmp_path / "validation.csv", [{"text": "c", "label": "w"}])
+    from fmloop.core.errors import DataError
+    with pytest.raises(DataError):
+        _finetune(tiny_base, tmp_path, tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
