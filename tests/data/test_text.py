@@ -24,7 +24,7 @@ def test_long_documents_are_chunked_not_truncated(wordpiece):
 
 def test_masking_rates_and_specials(wordpiece):
     store = tokenize_for_mlm(Dataset.from_dict({"text": make_corpus(400)}), wordpiece, seq_len=64)
-    collate = MaskedLMCollator(store, wordpiece, seed=0)
+    collate = MaskedLMCollator(store, wordpiece, seed=0, pad_multiple=8)
     batch = collate(np.arange(len(store)), epoch=0)
     ids, labels, attn = batch["input_ids"].numpy(), batch["labels"].numpy(), batch["attention_mask"].numpy()
     real = attn.astype(bool)

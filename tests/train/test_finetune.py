@@ -43,7 +43,7 @@ def test_full_finetune_learns_and_stores_the_label_mapping(tiny_base, sentiment_
 
 
 def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir, tmp_path):
-    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy="lora", train={"lr": 1e-2})
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy="lora", train={"lr": 2e-2, "epochs": 16})
     assert (run.model_dir / "adapter_config.json").exists()
     manifest = run.read_manifest()
     assert manifest["trainable_parameters"] < manifest["parameters"] / 2
@@ -130,3 +130,27 @@ def test_failed_run_leaves_no_model(tiny_base, tmp_path):
     with pytest.raises(DataError):
         _finetune(tiny_base, tmp_path, tmp_path / "run")
     assert not (tmp_path / "run" / "model").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_sentence_model(tiny_base, tmp_path_factory):
+    """The tiny base dressed as a sentence-transformers checkpoint (modules.json): mean pooling."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("st") / "model"
+    shutil.copytree(tiny_base, folder)
+    (folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]')
+    return folder
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(tiny_sentence_model, sentiment_dir, tmp_path, strategy):
+    run = _finetune(tiny_sentence_model, sentiment_dir, tmp_path / "run", strategy=strategy,
+                    train={"lr": 1e-2 if strategy == "lora" else 3e-3})
+    assert run.read_config()["model"]["pooling"] == "mean"
+    config = json.loads((run.model_dir / "config.json").read_text())
+    assert config["fmloop_pooling"] == "mean" and config["id2label"]["1"] == "positive"
+    saved_accuracy = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
+    from fmloop.evaluate.evaluation import score
+    _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
+    assert (logits.argmax(1) == y).mean() == saved_accuracy > 0.8

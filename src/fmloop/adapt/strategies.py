@@ -135,6 +135,12 @@ def _lora(model: nn.Module, r: int, alpha: int, dropout: float) -> Plan:
         raise ConfigError("The lora strategy needs peft: pip install peft") from None
     model_type = getattr(model.config, "model_type", "")
     targets = TARGETS.get(model_type) or "all-linear"
+    from fmloop.models.pooled import MeanPoolClassifier
+    if isinstance(model, MeanPoolClassifier):
+        # Adapters go on the body only; the head is an ordinary trainable module saved beside them.
+        model.base = get_peft_model(model.base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                           target_modules=targets))
+        return Plan(model, description=f"LoRA r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full")
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})

@@ -21,7 +21,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 from fmloop.core.errors import DataError
 from fmloop.data.sources import read_splits
-from fmloop.data.text import PAD_MULTIPLE, TokenStore
+from fmloop.data.text import TokenStore, pad_width
 
 TASKS = ("classification", "multilabel", "regression")
 TEXT_CANDIDATES = ("text", "sentence", "review", "content", "document")
@@ -214,15 +214,16 @@ def _is_int(ds: Dataset) -> bool:
 
 @dataclass
 class LabeledCollator:
-    """Dynamic padding to the longest example in the batch (rounded up to a multiple of 8)."""
+    """Dynamic padding to the longest example in the batch (rounded up to `pad_multiple`)."""
 
     split: EncodedSplit
     pad_id: int
+    pad_multiple: int = 1
 
     def __call__(self, indices: np.ndarray, epoch: int = 0) -> dict:
         store = self.split.store
         lengths = store.lengths[indices]
-        width = int(-(-lengths.max() // PAD_MULTIPLE) * PAD_MULTIPLE)
+        width = pad_width(lengths.max(), self.pad_multiple)
         ids = np.full((len(indices), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(indices), width), dtype=np.int64)
         for row, (index, n) in enumerate(zip(indices, lengths)):

@@ -1,17 +1,20 @@
 """Task models: a sequence-classification / regression head on any Hugging Face base.
 
-The head is transformers' own `AutoModelForSequenceClassification` (CLS pooler for BERT-like
-encoders, last non-padding token for GPT-like decoders), so a fine-tuned folder loads anywhere
-with plain transformers and carries its label names in config.json (`id2label` / `label2id`).
+By default the head is transformers' own `AutoModelForSequenceClassification` (CLS pooler for
+BERT-like encoders, last non-padding token for GPT-like decoders), so a fine-tuned folder loads
+anywhere with plain transformers and carries its label names in config.json (`id2label` /
+`label2id`). Sentence-embedding checkpoints get a mean-pooling head instead (models/pooled.py),
+because that is how they were trained to be read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
 from fmloop.core.errors import ModelError
+from fmloop.models.pooled import MeanPoolClassifier, is_sentence_transformer
 from fmloop.models.presets import PRESETS, is_model_folder
 
 PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification",
@@ -38,10 +41,23 @@ def task_config_fields(task: str, labels: list[str] | None) -> dict:
     return fields
 
 
+def choose_pooling(name: str, pooling: str) -> str:
+    """'auto' -> 'mean' for sentence-embedding checkpoints, else the architecture's own ('native')."""
+    if pooling != "auto":
+        return pooling
+    if is_model_folder(name) and is_sentence_transformer(resolve_model_folder(name)):
+        return "mean"
+    return "native"
+
+
 def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, dropout: float | None = None,
-                     seq_len: int = 512) -> tuple[PreTrainedModel, str | None]:
-    """(model, parent folder) for a folder/run dir (pretrained body, new head) or a preset (random init)."""
+                     seq_len: int = 512, pooling: str = "auto") -> tuple[PreTrainedModel, str | None]:
+    """(model, parent folder) for a folder/run dir (pretrained body, new head) or a preset (random init).
+
+    pooling: 'native' (CLS pooler / last token, transformers' own head), 'mean' (masked mean of
+    token states), or 'auto'."""
     fields = task_config_fields(task, labels)
+    pooling = choose_pooling(name, pooling)
     if is_model_folder(name):
         folder = resolve_model_folder(name)
         try:
@@ -53,6 +69,8 @@ def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, 
         _set_dropout(config, dropout)
         if config.pad_token_id is None:
             config.pad_token_id = tokenizer.pad_token_id
+        if pooling == "mean":
+            return MeanPoolClassifier.from_base(str(folder), config), str(folder.resolve())
         try:
             model = AutoModelForSequenceClassification.from_pretrained(str(folder), config=config)
         except ValueError as err:
@@ -65,6 +83,8 @@ def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, 
     for key, value in fields.items():
         setattr(config, key, value)
     config.pad_token_id = tokenizer.pad_token_id
+    if pooling == "mean":
+        return MeanPoolClassifier(AutoModel.from_config(config), config), None
     return AutoModelForSequenceClassification.from_config(config), None
 
 

@@ -36,19 +36,31 @@ def _folder(path: str | Path) -> Path:
 def load_task_model(path: str | Path) -> tuple[torch.nn.Module, Path]:
     """(model in eval mode, folder). LoRA adapters are merged into their base."""
     folder = _folder(path)
+    if (folder / "config.json").exists() and json.loads((folder / "config.json").read_text()).get("fmloop_pooling") == "mean":
+        _check_adapter_base(folder)
+        from fmloop.models.pooled import MeanPoolClassifier
+        return MeanPoolClassifier.load(folder), folder
     adapter = folder / "adapter_config.json"
     if not adapter.exists():
         return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval(), folder
-    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-    if not base or not (Path(base) / "config.json").exists():
-        raise ModelError(f"{folder} is a LoRA adapter whose base model {base!r} is missing. "
-                         f"Put the base folder back at that path (or edit base_model_name_or_path in {adapter}).")
+    base = _check_adapter_base(folder)
     from peft import PeftModel
 
     config = AutoConfig.from_pretrained(str(folder))  # the task config saved with the adapter (labels, head size)
     base_model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
     model = PeftModel.from_pretrained(base_model, str(folder))
     return model.merge_and_unload().eval(), folder
+
+
+def _check_adapter_base(folder: Path) -> str | None:
+    adapter = folder / "adapter_config.json"
+    if not adapter.exists():
+        return None
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base or not (Path(base) / "config.json").exists():
+        raise ModelError(f"{folder} is a LoRA adapter whose base model {base!r} is missing. "
+                         f"Put the base folder back at that path (or edit base_model_name_or_path in {adapter}).")
+    return base
 
 
 class TextModel:

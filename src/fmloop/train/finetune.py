@@ -9,8 +9,7 @@ Defaults (when not set; the values used are written to RUN/config.yaml):
   lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
                 x10 for LoRA (capped at 1e-3); 1e-3 for a linear probe
   warmup        6% of the steps, then linear decay to 0
-  max_length    the 99th percentile of training lengths in tokens (multiple of 8, at most the
-                model's limit and 512)
+  max_length    the longest training example in tokens (at most the model's limit and 512)
   evaluation    twice per epoch on the validation split; the best checkpoint by the task's
                 headline metric (accuracy / micro-F1 / MSE) is restored at the end; early stopping
                 after 3 evaluations without improvement
@@ -35,9 +34,10 @@ from fmloop.core.config import StageConfig, parse_duration
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import Runtime, setup_runtime
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
+from fmloop.data.text import default_pad_multiple
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.evaluate.metrics import HEADLINE, task_metrics
-from fmloop.models.classifier import build_task_model, resolve_model_folder
+from fmloop.models.classifier import build_task_model, choose_pooling, resolve_model_folder
 from fmloop.models.presets import is_model_folder
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.loop import BatchPlan, Loop, LoopSettings, _to_device
@@ -59,6 +59,9 @@ class FinetuneModel(StageConfig):
     name: str | None = Field(None, description="base model folder, fmloop run dir, or a preset (random init)")
     tokenizer: str | None = Field(None, description="tokenizer folder (required with a preset)")
     dropout: float | None = Field(None, ge=0, lt=1)
+    pooling: Literal["auto", "native", "mean"] = Field(
+        "auto", description="native: the architecture's head (CLS pooler / last token); mean: masked mean of "
+                            "token states; auto: mean for sentence-embedding checkpoints, else native")
 
 
 class FinetuneTrain(StageConfig):
@@ -125,8 +128,10 @@ def default_epochs(n_train: int) -> float:
 
 
 def auto_max_length(lengths: np.ndarray, model_limit: int) -> int:
-    p99 = int(np.percentile(lengths, 99)) if len(lengths) else 128
-    return int(min(model_limit, 512, max(16, math.ceil(p99 / 8) * 8)))
+    """The longest training example, within the model's limit and 512. Batches are
+    length-bucketed, so a few long examples cost only their own batches, not every batch."""
+    longest = int(lengths.max()) if len(lengths) else 128
+    return int(min(model_limit, 512, max(16, math.ceil(longest / 8) * 8)))
 
 
 def _model_limit(folder_or_preset: str) -> int:
@@ -174,7 +179,7 @@ class _Augmented:
 
 def predict_logits(model, encoded, pad_id: int, runtime: Runtime, batch_size: int = 64) -> np.ndarray:
     """Logits for every example of an encoded split, in order (batches sorted by length)."""
-    collate = LabeledCollator(encoded, pad_id)
+    collate = LabeledCollator(encoded, pad_id, default_pad_multiple(runtime.device.type))
     order = np.argsort(encoded.store.lengths, kind="stable")
     out = None
     model.eval()
@@ -232,7 +237,9 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
              summary["truncated"]["train"],
              f"; classes {summary['class_balance']}" if "class_balance" in summary else "")
 
-    model, parent = build_task_model(cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length)
+    pooling = choose_pooling(cfg.model.name, cfg.model.pooling)
+    model, parent = build_task_model(cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length,
+                                     pooling)
     n_params = sum(p.numel() for p in model.parameters())
     batch_size = t.batch_size or (32 if n_train >= 1000 else 16)
     batch_size = min(batch_size, n_train)
@@ -258,6 +265,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     scheduler = build_scheduler(optimizer, warmup, total_steps, "linear", 0.0)
 
     resolved = cfg.resolved()
+    resolved["model"]["pooling"] = pooling
     resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, max_steps=total_steps,
                              metric=metric)
     run.create()
@@ -282,7 +290,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
         scalars["eval_loss"] = _loss_from_logits(cfg.task, logits, val.labels)
         return scalars
 
-    collate = LabeledCollator(encoded["train"], pad_id)
+    collate = LabeledCollator(encoded["train"], pad_id, default_pad_multiple(runtime.device.type))
     train_collate = _Augmented(collate, set(tokenizer.all_special_ids), t.seed) if t.augment else collate
     best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
     callbacks = [ProgressBar(f"finetune {cfg.strategy}"),
@@ -305,7 +313,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
 
     def write_model(tmp: Path) -> None:
         task_model.save_pretrained(tmp, safe_serialization=True)
-        if cfg.strategy == "lora":
+        if cfg.strategy == "lora" and pooling != "mean":
             task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
         tokenizer.save_pretrained(tmp)
 
@@ -322,7 +330,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     run.write_manifest(status="finished" if state.step >= total_steps or early else "stopped",
                        stop_reason=state.stop_reason, best_step=state.best_step,
                        metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1),
-                                "train_samples_per_s": round(state.step * batch_size / max(state.elapsed_s, 1e-9), 1),
+                                "eval_time_s": round(state.extra.get("eval_s", 0.0), 1),
+                                "train_samples_per_s": round(state.step * batch_size / max(state.elapsed_s - state.extra.get("eval_s", 0.0), 1e-9), 1),
                                 **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()}})
     from fmloop.evaluate.evaluation import write_evaluation
     split = "test" if "test" in data.splits else "validation"

@@ -159,8 +159,10 @@ class Loop:
         if self.evaluate_fn is None:
             return None
         self.objective.eval()
+        start = time.perf_counter()
         with torch.no_grad():
             metrics = self.evaluate_fn()
+        self.state.extra["eval_s"] = self.state.extra.get("eval_s", 0.0) + time.perf_counter() - start
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
         return metrics

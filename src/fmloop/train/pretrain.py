@@ -23,7 +23,7 @@ from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, ResumeError
 from fmloop.core.runtime import Runtime, main_process_first, setup_runtime
 from fmloop.data.sources import TextCorpus, load_text_corpus
-from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, tokenize_for_clm,
+from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, default_pad_multiple, tokenize_for_clm,
                               tokenize_for_mlm)
 from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
@@ -154,8 +154,9 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     train_store = tokenize(corpus.splits["train"], tokenizer, t.seq_len)
     eval_store = tokenize(corpus.splits["validation"], tokenizer, t.seq_len)
     if cfg.objective == "mlm":
-        train_collate = MaskedLMCollator(train_store, tokenizer, t.seed, cfg.mlm_probability)
-        eval_collate = MaskedLMCollator(eval_store, tokenizer, t.seed, cfg.mlm_probability)
+        pad = default_pad_multiple(runtime.device.type)
+        train_collate = MaskedLMCollator(train_store, tokenizer, t.seed, cfg.mlm_probability, pad)
+        eval_collate = MaskedLMCollator(eval_store, tokenizer, t.seed, cfg.mlm_probability, pad)
     else:
         train_collate, eval_collate = CausalLMCollator(train_store), CausalLMCollator(eval_store)
 

@@ -1,0 +1,72 @@
+"""Mean-pooling classification head: for encoders trained to be read by averaging their token
+states (sentence-transformers checkpoints such as all-MiniLM-L6-v2), whose CLS token and pooler
+were never trained.
+
+Saved as the base model's own folder (config.json + model.safetensors, loadable with AutoModel)
+plus `head.safetensors`; config.json carries `fmloop_pooling: "mean"` and the label mapping, and
+`fmloop.load` rebuilds the classifier. With LoRA, the base is saved as a peft adapter instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+HEAD_FILE = "head.safetensors"
+
+
+class MeanPoolClassifier(nn.Module):
+    base_model_prefix = "base"   # what the transfer strategies treat as the body
+
+    def __init__(self, base: nn.Module, config):
+        super().__init__()
+        self.base, self.config = base, config
+        hidden = config.hidden_size
+        p = getattr(config, "classifier_dropout", None)
+        self.dropout = nn.Dropout(p if p is not None else getattr(config, "hidden_dropout_prob", 0.1))
+        self.classifier = nn.Linear(hidden, config.num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> SequenceClassifierOutput:
+        hidden = self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state   # (B, T, H)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                                       # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)                               # (B, H)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+    def save_pretrained(self, folder, safe_serialization: bool = True) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.base.save_pretrained(folder)          # full base, or a peft adapter
+        self.config.fmloop_pooling = "mean"
+        self.config.save_pretrained(folder)
+        save_file({k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}, str(folder / HEAD_FILE))
+
+    @classmethod
+    def from_base(cls, folder: str, config) -> "MeanPoolClassifier":
+        return cls(AutoModel.from_pretrained(folder, config=config, add_pooling_layer=False)
+                   if config.model_type == "bert" else AutoModel.from_pretrained(folder, config=config), config)
+
+    @classmethod
+    def load(cls, folder: Path) -> "MeanPoolClassifier":
+        """A saved classifier (full base or LoRA adapter + head) in eval mode."""
+        config = AutoConfig.from_pretrained(str(folder))
+        adapter = folder / "adapter_config.json"
+        if adapter.exists():
+            from peft import PeftModel
+
+            base_path = json.loads(adapter.read_text()).get("base_model_name_or_path")
+            model = cls.from_base(base_path, config)
+            model.base = PeftModel.from_pretrained(model.base, str(folder)).merge_and_unload()
+        else:
+            model = cls.from_base(str(folder), config)
+        model.classifier.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        return model.eval()
+
+
+def is_sentence_transformer(folder: Path) -> bool:
+    return (folder / "modules.json").exists() or (folder / "1_Pooling").is_dir()
