@@ -37,7 +37,6 @@ def test_finetune_evaluate_predict(tiny_base, sentiment_dir, tmp_path):
 
 
 def test_evaluate_with_baseline_runs_a_paired_test(tiny_base, sentiment_dir, tmp_path):
-    runs = []
     for name, epochs in (("strong", 8), ("weak", 1)):
         result = run_cli("finetune", "--model", str(tiny_base), "--data", str(sentiment_dir), "--out", str(tmp_path / name),
                          "--train.lr=3e-3", f"--train.epochs={epochs}", "--train.early_stopping_patience=null")

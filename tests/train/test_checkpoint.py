@@ -1,6 +1,5 @@
 """Checkpoints survive a kill -9 at any moment of writing, and load exactly what was saved."""
 
-import json
 import random
 import signal
 import subprocess

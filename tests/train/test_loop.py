@@ -1,6 +1,5 @@
 """The loop on tiny models: learning, gradient accumulation, non-finite steps."""
 
-import math
 
 import numpy as np
 import pytest

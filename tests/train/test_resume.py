@@ -1,7 +1,6 @@
 """Interrupted runs resume to weights bitwise equal to an uninterrupted run (CPU, deterministic)."""
 
 import json
-import os
 import signal
 import subprocess
 import time

@@ -22,6 +22,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,6 +103,26 @@ def fmloop_version() -> str:
     from fmloop import __version__
 
     return __version__
+
+
+def save_dir_atomically(target: Path, write) -> None:
+    """Write a folder via `write(tmp)`, then swap it into place; the old one survives until then."""
+    target = Path(target)
+    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    write(tmp)
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(tmp)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class RunDir:

@@ -7,7 +7,6 @@ bootstrap test: the "before and after fine-tuning" comparison.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from pathlib import Path
 
@@ -15,9 +14,9 @@ import numpy as np
 
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text, read_jsonl
 from fmloop.core.errors import DataError
-from fmloop.evaluate.metrics import (HEADLINE, bootstrap_intervals, paired_bootstrap, sigmoid, softmax,
+from fmloop.evaluate.metrics import (bootstrap_intervals, paired_bootstrap, softmax,
                                      task_metrics)
-from fmloop.evaluate.report import CSS, _fmt, _table, figure_to_data_uri, training_curves
+from fmloop.evaluate.report import CSS, _table, figure_to_data_uri, training_curves
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def _report(result: dict, y_true, logits, texts, curves) -> str:
     intervals = result["intervals_95"]
     headline = {k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
                 for k, v in metrics.items() if isinstance(v, float)}
-    body = [f"<h1>fmloop evaluation</h1>", _table({"model": result["model"], "data": result["data"],
+    body = ["<h1>fmloop evaluation</h1>", _table({"model": result["model"], "data": result["data"],
                                                     "examples": result["n"], "task": task}),
             "<h2>Metrics (95% bootstrap intervals)</h2>", _table(headline)]
     if "per_class" in metrics:

@@ -29,9 +29,9 @@ import torch
 from pydantic import Field, field_validator
 
 from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy
-from fmloop.core.artifacts import RunDir, atomic_write_json, config_hash
+from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import StageConfig, parse_duration
-from fmloop.core.errors import ConfigError, ModelError
+from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import Runtime, setup_runtime
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
 from fmloop.data.text import default_pad_multiple
@@ -40,10 +40,9 @@ from fmloop.evaluate.metrics import HEADLINE, task_metrics
 from fmloop.models.classifier import build_task_model, choose_pooling, resolve_model_folder
 from fmloop.models.presets import is_model_folder
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
-from fmloop.train.loop import BatchPlan, Loop, LoopSettings, _to_device
+from fmloop.train.loop import BatchPlan, Loop, LoopSettings, to_device
 from fmloop.train.objectives.supervised import Supervised
 from fmloop.train.optim import build_optimizer, build_scheduler
-from fmloop.train.pretrain import _save_dir_atomically
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +185,7 @@ def predict_logits(model, encoded, pad_id: int, runtime: Runtime, batch_size: in
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = _to_device(collate(idx), runtime.device)
+            batch = to_device(collate(idx), runtime.device)
             with runtime.autocast():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             if out is None:
@@ -317,7 +316,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
             task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
         tokenizer.save_pretrained(tmp)
 
-    _save_dir_atomically(run.model_dir, write_model)
+    save_dir_atomically(run.model_dir, write_model)
     shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # best weights now live in model/
 
     final = {}

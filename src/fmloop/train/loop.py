@@ -61,7 +61,7 @@ class BatchPlan:
         return epoch_batches(self.lengths, self.batch_size, self.seed, epoch, self.bucket)
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -125,7 +125,7 @@ class Loop:
             sync = contextlib.nullcontext() if last or not rt.distributed else self.wrapped.no_sync()
             with sync:
                 with rt.autocast():
-                    out = self.wrapped(_to_device(batch, rt.device))
+                    out = self.wrapped(to_device(batch, rt.device))
                 # DDP averages gradients over processes; multiplying by world_size turns that
                 # average into a sum, so the step's loss is (sum over all targets) / all targets.
                 loss = out["loss_sum"] * (rt.world_size / global_targets)
@@ -235,7 +235,7 @@ def evaluate_batches(objective: nn.Module, batches: list[dict], runtime: Runtime
     loss_sum, count = 0.0, 0
     for batch in batches[runtime.rank::runtime.world_size]:
         with runtime.autocast():
-            out = objective(_to_device(batch, runtime.device))
+            out = objective(to_device(batch, runtime.device))
         loss_sum += float(out["loss_sum"])
         count += out["count"]
     loss_sum, count = runtime.all_reduce_sum(loss_sum), runtime.all_reduce_sum(count)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from fmloop.core.artifacts import RunDir, config_hash
+from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, ResumeError
 from fmloop.core.runtime import Runtime, main_process_first, setup_runtime
@@ -47,19 +45,6 @@ class PretrainConfig(StageConfig):
     train: TrainSection = Field(default_factory=TrainSection)
 
 
-def _save_dir_atomically(target: Path, write) -> None:
-    """Write a folder via `write(tmp)`, then swap it into place; the old one survives until then."""
-    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
-    for p in (tmp, old):
-        if p.exists():
-            shutil.rmtree(p)
-    write(tmp)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpus: TextCorpus, resuming: bool):
     """The run's tokenizer, always kept in RUN/tokenizer so a resume never depends on outside files."""
     tok_dir = run.path / "tokenizer"
@@ -82,7 +67,7 @@ def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpu
                 log.info("training a %s tokenizer (vocab %d) on %d documents", kind, cfg.tokenizer.vocab_size, n)
                 tokenizer = train_tokenizer((row["text"] for row in sample), kind, cfg.tokenizer.vocab_size,
                                             cfg.tokenizer.min_frequency)
-            _save_dir_atomically(tok_dir, tokenizer.save_pretrained)
+            save_dir_atomically(tok_dir, tokenizer.save_pretrained)
     return load_tokenizer(tok_dir), description
 
 
@@ -213,7 +198,7 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
         def write_model(tmp: Path) -> None:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-        _save_dir_atomically(run.model_dir, write_model)
+        save_dir_atomically(run.model_dir, write_model)
         evals = [r for r in run.read_metrics() if "eval_loss" in r]
         trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
         finished = state.step >= total_steps

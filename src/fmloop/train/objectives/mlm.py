@@ -7,7 +7,6 @@ on the 85% of positions whose loss is ignored saves most of its cost; the loss i
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
