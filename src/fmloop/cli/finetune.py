@@ -104,8 +104,6 @@ def evaluate_command(
         t = comparison["test"]
         Console().print(f"paired bootstrap on {t['metric']}: model - baseline = {t['difference']:+.4f} "
                         f"(95% interval [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], p = {t['p_value']:.4f})")
-    out_dir = Path(out) if out else None
-    err_console.print(f"wrote metrics.json and report.html to {out_dir or 'the folder beside the model'}")
 
 
 @user_errors

@@ -57,6 +57,7 @@ def evaluate_model(model_path: str, data_path: str, out: str | Path | None = Non
                       "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
                       "test": paired_bootstrap(model.task, y_true, logits, base_logits)}
     run_metrics = model.folder.parent / "metrics.jsonl"
+    log.info("writing metrics.json and report.html to %s", out)
     return write_evaluation(out=out, model=model_path, data=where, task=model.task, labels=model.labels, y_true=y_true,
                             logits=logits, texts=ds["text"], curves=read_jsonl(run_metrics), comparison=comparison)
 
