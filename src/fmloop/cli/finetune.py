@@ -11,19 +11,6 @@ import typer
 from fmloop.cli.common import err_console, setup_logging, split_overrides, user_errors
 
 
-def _tree(pairs: dict) -> dict:
-    tree: dict = {}
-    for key, value in pairs.items():
-        if value is None:
-            continue
-        node = tree
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
-
-
 @user_errors
 def finetune_command(
     ctx: typer.Context,
@@ -44,12 +31,12 @@ def finetune_command(
     (scores on the test split, else validation), RUN/metrics.jsonl, config.yaml and manifest.json.
     Any config value can be set as --section.key=value, e.g. --train.lr=5e-5 --train.epochs=2.
     """
-    from fmloop.core.config import deep_merge, load_config, parse_overrides
+    from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
     from fmloop.core.errors import ConfigError
     from fmloop.train.finetune import FinetuneConfig, finetune
 
     setup_logging(verbose)
-    values = _tree({"model.name": model, "data.path": data, "task": task, "strategy": strategy,
+    values = tree_from_flat({"model.name": model, "data.path": data, "task": task, "strategy": strategy,
                     "data.text_column": text_column, "data.label_column": label_column})
     cfg = load_config(FinetuneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
     if out is None:

@@ -35,19 +35,12 @@ def pretrain_command(
     """
     from fmloop.cli.common import setup_logging
     from fmloop.core.artifacts import RunDir
-    from fmloop.core.config import deep_merge, load_config, parse_overrides
+    from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
     from fmloop.train.pretrain import PretrainConfig, pretrain
 
     setup_logging(verbose)
-    cli_values: dict = {}
-    for key, value in {"objective": objective, "data.path": data, "data.column": column, "model.name": model,
-                       "train.max_steps": max_steps, "train.max_time": max_time}.items():
-        if value is not None:
-            node = cli_values
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+    cli_values = tree_from_flat({"objective": objective, "data.path": data, "data.column": column, "model.name": model,
+                                 "train.max_steps": max_steps, "train.max_time": max_time})
     overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), cli_values)
     if resume is not None:
         # The run's own resolved config is the base; command-line values (e.g. a larger

@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Annotated, Any, ClassVar, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from fmloop.core.errors import ConfigError
 
@@ -42,6 +42,16 @@ def parse_duration(text: str | int | float | None) -> float | None:
         raise ValueError(f"not a duration like '90s', '30m' or '1h30m': {text!r}")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def _check_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+# A wall-clock budget written like '90s', '30m' or '1h30m' (validated, kept as written).
+Duration = Annotated[str | None, AfterValidator(_check_duration)]
 
 
 # Loading -------------------------------------------------------------------------------------
@@ -164,3 +174,17 @@ def format_validation_error(err: ValidationError, cls: type[StageConfig]) -> str
             phrase = phrase.removeprefix("value error, ")
         lines.append(f"The {name!r} parameter of {cls.stage} {phrase}. Got {got!r} instead.")
     return "\n".join(lines)
+
+
+def tree_from_flat(pairs: dict) -> dict:
+    """{'train.lr': 3e-4, 'model.name': None} -> {'train': {'lr': 3e-4}} (None values dropped)."""
+    tree: dict = {}
+    for key, value in pairs.items():
+        if value is None:
+            continue
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree

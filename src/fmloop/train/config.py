@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from fmloop.core.config import StageConfig, parse_duration
+from fmloop.core.config import Duration, StageConfig, parse_duration
 
 
 class DataSection(StageConfig):
@@ -45,7 +45,7 @@ class TrainSection(StageConfig):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(1.0, gt=0)
-    max_time: str | None = Field(None, description="stop after this long, e.g. 90s, 30m, 1h30m")
+    max_time: Duration = Field(None, description="stop after this long, e.g. 90s, 30m, 1h30m")
     clip_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: str = "auto"
@@ -61,12 +61,6 @@ class TrainSection(StageConfig):
     threads: int | None = Field(None, ge=1)
     tensorboard: bool = True
 
-    @field_validator("max_time")
-    @classmethod
-    def _duration(cls, value):
-        if value is not None:
-            parse_duration(value)
-        return value
 
     @property
     def max_time_s(self) -> float | None:

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 
 from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
-from fmloop.core.config import StageConfig, parse_duration
+from fmloop.core.config import Duration, StageConfig, parse_duration
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import Runtime, setup_runtime
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
@@ -77,7 +77,7 @@ class FinetuneTrain(StageConfig):
     early_stopping_patience: int | None = Field(3, ge=1)
     evals_per_epoch: int = Field(2, ge=1)
     max_steps: int | None = Field(None, ge=1)
-    max_time: str | None = None
+    max_time: Duration = None
     llrd_decay: float = Field(0.8, gt=0, le=1)
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
@@ -91,12 +91,6 @@ class FinetuneTrain(StageConfig):
     tensorboard: bool = True
     log_every: int = Field(10, ge=1)
 
-    @field_validator("max_time")
-    @classmethod
-    def _duration(cls, value):
-        if value is not None:
-            parse_duration(value)
-        return value
 
 
 class FinetuneConfig(StageConfig):
