@@ -152,6 +152,18 @@ def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int
 
 
 @contextlib.contextmanager
+def running(settings) -> Iterator[Runtime]:
+    """Set up the runtime from a stage's train section (device, precision, threads, seed,
+    deterministic) for the duration of a stage, and shut torch.distributed down afterwards."""
+    runtime = setup_runtime(device=settings.device, precision=settings.precision, threads=settings.threads,
+                            seed=settings.seed, deterministic=settings.deterministic)
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown()
+
+
+@contextlib.contextmanager
 def main_process_first(runtime: Runtime) -> Iterator[None]:
     """Rank 0 does the work (e.g. trains the tokenizer) before the others read its result."""
     if not runtime.is_main:

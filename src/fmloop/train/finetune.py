@@ -32,7 +32,7 @@ from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import Duration, StageConfig, parse_duration
 from fmloop.core.errors import ConfigError
-from fmloop.core.runtime import Runtime, setup_runtime
+from fmloop.core.runtime import Runtime, running
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
 from fmloop.data.text import default_pad_multiple
 from fmloop.data.tokenizer import load_tokenizer
@@ -41,7 +41,7 @@ from fmloop.models.classifier import build_task_model, choose_pooling, resolve_m
 from fmloop.models.presets import is_model_folder
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.loop import BatchPlan, Loop, LoopSettings, to_device
-from fmloop.train.objectives.supervised import Supervised
+from fmloop.train.objectives.supervised import Supervised, task_loss
 from fmloop.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path) -> RunDir:
         raise ConfigError("The 'data.path' parameter of finetune is required. Pass --data PATH.")
     if cfg.model.name is None:
         raise ConfigError("The 'model.name' parameter of finetune is required. Pass --model PATH|PRESET.")
-    t = cfg.train
-    runtime = setup_runtime(device=t.device, precision=t.precision, threads=t.threads, seed=t.seed,
-                            deterministic=t.deterministic)
-    try:
+    with running(cfg.train) as runtime:
         return _finetune(cfg, runtime, RunDir(out))
-    finally:
-        runtime.shutdown()
 
 
 def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
@@ -280,7 +275,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
         logits = predict_logits(task_model, val, pad_id, runtime)
         metrics = task_metrics(cfg.task, val.labels, logits, data.labels)
         scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        scalars["eval_loss"] = _loss_from_logits(cfg.task, logits, val.labels)
+        scalars["eval_loss"] = float(task_loss(cfg.task, torch.from_numpy(logits), torch.from_numpy(val.labels),
+                                               reduction="mean"))
         return scalars
 
     collate = LabeledCollator(encoded["train"], pad_id, default_pad_multiple(runtime.device.type))
@@ -313,12 +309,12 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     save_dir_atomically(run.model_dir, write_model)
     shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # best weights now live in model/
 
-    final = {}
+    final, final_logits = {}, {}
     for split in ("validation", "test"):
         if split in encoded:
-            logits = predict_logits(task_model, encoded[split], pad_id, runtime)
-            final[split] = {k: v for k, v in task_metrics(cfg.task, encoded[split].labels, logits, data.labels).items()
-                            if isinstance(v, float)}
+            final_logits[split] = predict_logits(task_model, encoded[split], pad_id, runtime)
+            final[split] = {k: v for k, v in task_metrics(cfg.task, encoded[split].labels, final_logits[split],
+                                                          data.labels).items() if isinstance(v, float)}
     early = (state.stop_reason or "").startswith("early stopping")
     run.write_manifest(status="finished" if state.step >= total_steps or early else "stopped",
                        stop_reason=state.stop_reason, best_step=state.best_step,
@@ -330,16 +326,6 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     split = "test" if "test" in data.splits else "validation"
     write_evaluation(out=run.path, model=str(run.model_dir), data=f"{cfg.data.path} [{split}]", task=cfg.task,
                      labels=data.labels, y_true=encoded[split].labels,
-                     logits=predict_logits(task_model, encoded[split], pad_id, runtime),
+                     logits=final_logits[split],
                      texts=data.splits[split]["text"], curves=run.read_metrics())
     return run
-
-
-def _loss_from_logits(task: str, logits: np.ndarray, labels: np.ndarray) -> float:
-    x = torch.from_numpy(logits)
-    y = torch.from_numpy(labels)
-    if task == "classification":
-        return float(torch.nn.functional.cross_entropy(x, y))
-    if task == "multilabel":
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(x, y.float()))
-    return float(torch.nn.functional.mse_loss(x.squeeze(-1), y.float()))

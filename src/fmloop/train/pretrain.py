@@ -19,7 +19,7 @@ from pydantic import Field
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, ResumeError
-from fmloop.core.runtime import Runtime, main_process_first, setup_runtime
+from fmloop.core.runtime import Runtime, main_process_first, running
 from fmloop.data.sources import TextCorpus, load_text_corpus
 from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, default_pad_multiple, tokenize_for_clm,
                               tokenize_for_mlm)
@@ -98,13 +98,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: str | P
         raise ConfigError("Pass exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
     if cfg.data.path is None:
         raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
-    t = cfg.train
-    runtime = setup_runtime(device=t.device, precision=t.precision, threads=t.threads, seed=t.seed,
-                            deterministic=t.deterministic)
-    try:
+    with running(cfg.train) as runtime:
         return _pretrain(cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks)
-    finally:
-        runtime.shutdown()
 
 
 def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool, extra_callbacks) -> RunDir:

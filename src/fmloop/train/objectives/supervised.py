@@ -10,6 +10,18 @@ from torch import nn
 from fmloop.train.objectives import OBJECTIVES
 
 
+def task_loss(task: str, logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None,
+              label_smoothing: float = 0.0, reduction: str = "sum") -> torch.Tensor:
+    """The task's loss over a batch of logits: summed (training) or averaged (reporting)."""
+    if task == "classification":
+        return F.cross_entropy(logits, labels, weight=class_weights, label_smoothing=label_smoothing,
+                               reduction=reduction)
+    if task == "multilabel":
+        per_example = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(-1)
+        return per_example.sum() if reduction == "sum" else per_example.mean()
+    return F.mse_loss(logits.squeeze(-1), labels.float(), reduction=reduction)
+
+
 @OBJECTIVES.register("supervised", help="classification / multi-label / regression loss on a task head")
 class Supervised(nn.Module):
     def __init__(self, model: nn.Module, task: str, class_weights: torch.Tensor | None = None,
@@ -21,11 +33,5 @@ class Supervised(nn.Module):
     def forward(self, batch: dict) -> dict:
         logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         labels = batch["labels"]
-        if self.task == "classification":
-            loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing,
-                                   reduction="sum")
-        elif self.task == "multilabel":
-            loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(-1).sum()
-        else:
-            loss = F.mse_loss(logits.squeeze(-1), labels.float(), reduction="sum")
+        loss = task_loss(self.task, logits, labels, self.class_weights, self.label_smoothing)
         return {"loss_sum": loss, "count": len(labels), "logits": logits.detach()}
