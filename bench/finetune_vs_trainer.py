@@ -72,7 +72,8 @@ def run_fmloop(model_path: str, data_dir: Path, out: Path) -> dict:
     m = manifest["metrics"]
     resolved = run.read_config()["train"]
     n_train = manifest["data_summary"]["rows"]["train"]
-    return {"seconds": m["train_time_s"], "wall_s": wall, "eval_s": m["eval_time_s"], "samples_per_s": m["steps"] * resolved["batch_size"] / m["train_time_s"],
+    return {"seconds": m["train_time_s"], "wall_s": wall, "eval_s": m["eval_time_s"], "samples_per_s": m["steps"] * resolved["batch_size"] / (m["train_time_s"] - m["eval_time_s"]),
+            "samples_per_s_with_evals": m["steps"] * resolved["batch_size"] / m["train_time_s"],
             "accuracy": m["validation_accuracy"], "test_accuracy": m["test_accuracy"], "steps": m["steps"], "n_train": n_train, "resolved": resolved,
             "stop_reason": manifest.get("stop_reason")}
 
@@ -100,10 +101,10 @@ max_length {r['max_length']}, metric {r['metric']}; {ours['steps']} steps ({ours
 
 | | training time | training samples/s | SST-2 validation accuracy | SST-2 test accuracy |
 |---|---|---|---|---|
-| fmloop finetune (defaults) | {ours['seconds']:.0f} s (incl. {ours['eval_s']:.0f} s of evaluations) | {ours['samples_per_s']:.1f} | {ours['accuracy']:.4f} | {ours['test_accuracy']:.4f} |""")
+| fmloop finetune (defaults) | {ours['seconds'] - ours['eval_s']:.0f} s + {ours['eval_s']:.0f} s of evaluations | {ours['samples_per_s']:.1f} ({ours['samples_per_s_with_evals']:.1f} counting evaluations) | {ours['accuracy']:.4f} | {ours['test_accuracy']:.4f} |""")
     if peer:
         print(f"""| HF Trainer (default TrainingArguments) | {peer['seconds']:.0f} s | {peer['samples_per_s']:.1f} | {peer['accuracy']:.4f} | {peer['test_accuracy']:.4f} |
-| **fmloop vs Trainer** | | **{ours['samples_per_s'] / peer['samples_per_s']:.2f}x** | **{ours['accuracy'] - peer['accuracy']:+.4f}** | **{ours['test_accuracy'] - peer['test_accuracy']:+.4f}** |""")
+| **fmloop vs Trainer** | | **{ours['samples_per_s'] / peer['samples_per_s']:.2f}x** ({ours['samples_per_s_with_evals'] / peer['samples_per_s']:.2f}x counting evaluations) | **{ours['accuracy'] - peer['accuracy']:+.4f}** | **{ours['test_accuracy'] - peer['test_accuracy']:+.4f}** |""")
 
 
 if __name__ == "__main__":

@@ -132,3 +132,21 @@ def sentiment_dir(tmp_path_factory) -> Path:
     write_csv(folder / "validation.csv", make_sentiment(60, seed=2))
     write_csv(folder / "test.csv", make_sentiment(60, seed=3))
     return folder
+
+
+def make_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes=("horizontal", "vertical"),
+                      seed: int = 0) -> Path:
+    """An ImageFolder tree of learnable synthetic images: stripes whose direction is the class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            phase = rng.integers(0, 4)
+            grid = (np.arange(size)[:, None] + phase) % 4 < 2 if c % 2 == 0 else (np.arange(size)[None, :] + phase) % 4 < 2
+            image = np.broadcast_to(grid, (size, size)).astype(np.float64) * 180 + rng.normal(40, 20, (size, size))
+            rgb = np.stack([image, image * (0.5 + c / 2), image[::-1]], -1).clip(0, 255).astype(np.uint8)
+            Image.fromarray(rgb).save(root / name / f"{i:03d}.png")
+    return root

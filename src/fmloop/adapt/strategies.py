@@ -74,12 +74,13 @@ class Plan:
 
 
 def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
-                   lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1) -> Plan:
+                   lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1,
+                   lora_targets: str = "all-linear") -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
         raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
                           f"gradual, llrd, lora. Got {strategy!r} instead.")
     if strategy == "lora":
-        return _lora(model, lora_r, lora_alpha, lora_dropout)
+        return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets)
     depth = depth_of(model)
     n_layers = len(find_layers(model)[1])
     if strategy == "full":
@@ -102,6 +103,12 @@ def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_de
     interval = max(1, total_steps // (2 * (n_layers + 1)))
     return Plan(model, include_frozen=True, callbacks=[GradualUnfreezing(model, depth, n_layers, interval)],
                 description=f"head first, then one layer from the top every {interval} steps")
+
+
+def freeze_input_embeddings(model: nn.Module) -> None:
+    """Stop training the token-embedding matrix (the vocabulary x hidden lookup table)."""
+    base = getattr(model, "base", model)  # a mean-pooling classifier wraps its encoder
+    base.get_input_embeddings().weight.requires_grad_(False)
 
 
 def _freeze(model: nn.Module, frozen: Callable[[str], bool]) -> None:
@@ -127,14 +134,19 @@ class GradualUnfreezing(Callback):
             self._apply(loop.state.step)
 
 
-def _lora(model: nn.Module, r: int, alpha: int, dropout: float) -> Plan:
+def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str) -> Plan:
     try:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
     except ImportError:
         raise ConfigError("The lora strategy needs peft: pip install peft") from None
     model_type = getattr(model.config, "model_type", "")
-    targets = TARGETS.get(model_type) or "all-linear"
+    if target_spec == "attention":
+        targets = TARGETS.get(model_type) or "all-linear"
+    elif target_spec == "all-linear":
+        targets = "all-linear"  # every linear layer of the body (peft leaves the output head out)
+    else:
+        targets = [name.strip() for name in target_spec.split(",") if name.strip()]
     from fmloop.models.pooled import MeanPoolClassifier
     if isinstance(model, MeanPoolClassifier):
         # Adapters go on the body only; the head is an ordinary trainable module saved beside them.
@@ -144,7 +156,8 @@ def _lora(model: nn.Module, r: int, alpha: int, dropout: float) -> Plan:
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
+    task_type = None if getattr(model, "main_input_name", "") == "pixel_values" else TaskType.SEQ_CLS
+    config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=targets, modules_to_save=to_save)
     peft_model = get_peft_model(model, config)
     return Plan(peft_model, description=f"LoRA r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}")

@@ -52,10 +52,18 @@ def user_errors(func: Callable) -> Callable:
 
 
 def split_overrides(args: list[str]) -> list[str]:
-    """Extra command-line words must be --section.key=value overrides."""
+    """Extra command-line words must be config overrides: --section.key=value or --section.key value."""
     from fmloop.core.errors import ConfigError
 
-    bad = [a for a in args if not (a.startswith("--") and "." in a.split("=", 1)[0])]
+    joined, i = [], 0
+    while i < len(args):
+        word = args[i]
+        if (word.startswith("--") and "." in word and "=" not in word and i + 1 < len(args)
+                and not args[i + 1].startswith("--")):
+            word, i = f"{word}={args[i + 1]}", i + 1
+        joined.append(word)
+        i += 1
+    bad = [a for a in joined if not (a.startswith("--") and "." in a.split("=", 1)[0])]
     if bad:
         raise ConfigError(f"Unexpected argument(s): {' '.join(bad)}. Config overrides look like --train.lr=3e-4.")
-    return args
+    return joined

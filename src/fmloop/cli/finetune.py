@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 from typing import Optional
 
 import typer
@@ -96,7 +98,7 @@ def evaluate_command(
 @user_errors
 def predict_command(
     model: str = typer.Argument(..., help="A fine-tuned model folder, run dir or LoRA adapter folder."),
-    input: str = typer.Argument(..., help="Texts: .txt (one per line), or a CSV/JSONL/parquet file with a text column."),
+    input: str = typer.Argument(..., help="Texts: .txt (one per line), or a CSV/JSONL/parquet file with a text column. Images: a folder, an image parquet file or a CSV/JSONL of paths."),
     out: Path = typer.Option(..., "--out", help="Output JSONL: one line per input."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -106,17 +108,26 @@ def predict_command(
 
     from fmloop.core.artifacts import atomic_open
     from fmloop.data.labeled import load_labeled
-    from fmloop.models.loading import TextModel
+    from fmloop.models.loading import ImageModel, load
 
     setup_logging()
-    clf = TextModel.load(model)
-    data = load_labeled(input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False,
-                        hold_out=False)
-    texts = [t for split in data.splits.values() for t in split["text"]]
+    clf = load(model)
+    if isinstance(clf, ImageModel):
+        from fmloop.data.images import load_images
+
+        data = load_images(input, need_labels=False, image_column=text_column, hold_out=False,
+                           size=(clf.size, clf.size), channels=clf.channels)
+        inputs = np.concatenate([s.pixels for s in data.splits.values()])
+        keys, names = "image", [n for s in data.splits.values() for n in s.names]
+    else:
+        data = load_labeled(input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False,
+                            hold_out=False)
+        inputs = names = [t for split in data.splits.values() for t in split["text"]]
+        keys = "text"
     with Progress(console=err_console) as progress:
-        task = progress.add_task("predicting", total=len(texts))
-        preds = clf.predict(texts, batch_size, progress=lambda n: progress.advance(task, n))
+        task = progress.add_task("predicting", total=len(inputs))
+        preds = clf.predict(inputs, batch_size, progress=lambda n: progress.advance(task, n))
     with atomic_open(out, "w") as fh:
-        for text, pred in zip(texts, preds):
-            fh.write(json.dumps({"text": text, **pred}) + "\n")
+        for name, pred in zip(names, preds):
+            fh.write(json.dumps({keys: name, **pred}) + "\n")
     err_console.print(f"wrote {len(preds)} predictions to {out}")

@@ -13,9 +13,10 @@ from fmloop.cli.common import err_console, split_overrides, user_errors
 @user_errors
 def pretrain_command(
     ctx: typer.Context,
-    data: Optional[str] = typer.Option(None, "--data", help="Text: .txt/.csv/.tsv/.jsonl(.gz)/.parquet, a folder, a save_to_disk folder or a hub id."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="mlm (masked LM, BERT-style) or clm (next-token, GPT-style). Default: mlm."),
-    model: Optional[str] = typer.Option(None, "--model", help="Preset (bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini) or a local Hugging Face model folder to continue pretraining. Default: bert-mini."),
+    data: Optional[str] = typer.Option(None, "--data", help="Text: .txt/.csv/.tsv/.jsonl(.gz)/.parquet, a folder, a save_to_disk folder or a hub id. Images: a folder of images, an image parquet file, a CSV/JSONL of image paths."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="text or image. Default: image when the data holds images, else text."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="Text: mlm (masked LM, BERT-style, the default) or clm (next-token, GPT-style). Images: simclr (contrastive, the default) or mae (masked autoencoder, ViT only)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Preset (text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, convnext-nano, resnet-mini, cnn-small) or a local Hugging Face model folder to continue pretraining. Default: bert-mini / vit-mini."),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column of a CSV/JSONL/parquet source."),
@@ -24,7 +25,7 @@ def pretrain_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this dir from its last checkpoint."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ):
-    """Pretrain a language model on unlabeled text, from scratch or from a local model folder.
+    """Pretrain a language model on unlabeled text, or an image backbone on unlabeled images.
 
     Writes RUN/model (a standard Hugging Face folder with safetensors weights and tokenizer),
     RUN/metrics.jsonl, RUN/report.html, RUN/config.yaml, RUN/manifest.json and RUN/checkpoints.
@@ -39,7 +40,7 @@ def pretrain_command(
     from fmloop.train.pretrain import PretrainConfig, pretrain
 
     setup_logging(verbose)
-    cli_values = tree_from_flat({"objective": objective, "data.path": data, "data.column": column, "model.name": model,
+    cli_values = tree_from_flat({"modality": modality, "objective": objective, "data.path": data, "data.column": column, "model.name": model,
                                  "train.max_steps": max_steps, "train.max_time": max_time})
     overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), cli_values)
     if resume is not None:
@@ -67,5 +68,6 @@ def pretrain_command(
     m = manifest.get("metrics", {})
     err_console.print(f"[green]{manifest['status']}[/] after {m.get('steps')} steps"
                       + (f" ({manifest['stop_reason']})" if manifest.get("stop_reason") else "")
-                      + (f"; held-out loss {m['initial_eval_loss']:.3f} -> {m['eval_loss']:.3f} (perplexity {m['eval_ppl']:.1f})" if "eval_loss" in m else ""))
+                      + (f"; held-out loss {m['initial_eval_loss']:.3f} -> {m['eval_loss']:.3f}" if "eval_loss" in m else "")
+                      + (f" (perplexity {m['eval_ppl']:.1f})" if "eval_ppl" in m else ""))
     err_console.print(f"model: {run.model_dir}\nreport: {run.path / 'report.html'}")

@@ -25,26 +25,37 @@ def score(model_path: str, data_path: str, text_column: str | None = None, label
           batch_size: int = 64):
     """(TextModel, dataset, y_true, logits) for every labeled row of `data_path` (a folder: its
     test split, else validation)."""
-    from fmloop.data.labeled import load_labeled
-    from fmloop.models.loading import TextModel
-
-    model = TextModel.load(model_path)
-    data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
-                        labels=model.labels, hold_out=False)
-    split = next((s for s in ("test", "validation") if s in data.splits), "train")
-    ds = data.splits[split]
     from rich.progress import Progress
+
+    from fmloop.data.labeled import load_labeled
+    from fmloop.models.loading import ImageModel, load
+
+    model = load(model_path)
+    if isinstance(model, ImageModel):
+        from fmloop.data.images import load_images
+
+        data = load_images(data_path, labels=model.labels, image_column=text_column, label_column=label_column,
+                           hold_out=False, size=(model.size, model.size), channels=model.channels)
+        split = next((s for s in ("test", "validation") if s in data.splits), "train")
+        images = data.splits[split]
+        inputs, examples = images.pixels, {"images": images.pixels, "names": images.names}
+        y_true, where = images.labels, f"{data_path} [{split}]"
+    else:
+        data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
+                            labels=model.labels, hold_out=False)
+        split = next((s for s in ("test", "validation") if s in data.splits), "train")
+        ds = data.splits[split]
+        inputs, examples = ds["text"], {"texts": ds["text"]}
+        y_true, where = np.asarray(ds["label"]), data.origin.get(split, data_path)
     with Progress(transient=True) as progress:
-        task = progress.add_task(f"scoring {Path(model_path).name}", total=len(ds))
-        logits = model.logits(ds["text"], batch_size, progress=lambda n: progress.advance(task, n))
-    y_true = np.asarray(ds["label"])
-    where = data.origin.get(split, data_path)
-    return model, ds, y_true, logits, where
+        task = progress.add_task(f"scoring {Path(model_path).name}", total=len(inputs))
+        logits = model.logits(inputs, batch_size, progress=lambda n: progress.advance(task, n))
+    return model, examples, y_true, logits, where
 
 
 def evaluate_model(model_path: str, data_path: str, out: str | Path | None = None, baseline: str | None = None,
                    text_column: str | None = None, label_column: str | None = None, batch_size: int = 64) -> dict:
-    model, ds, y_true, logits, where = score(model_path, data_path, text_column, label_column, batch_size)
+    model, examples, y_true, logits, where = score(model_path, data_path, text_column, label_column, batch_size)
     out = Path(out) if out else _default_out(model.folder)
     comparison = None
     if baseline:
@@ -59,7 +70,7 @@ def evaluate_model(model_path: str, data_path: str, out: str | Path | None = Non
     run_metrics = model.folder.parent / "metrics.jsonl"
     log.info("writing metrics.json and report.html to %s", out)
     return write_evaluation(out=out, model=model_path, data=where, task=model.task, labels=model.labels, y_true=y_true,
-                            logits=logits, texts=ds["text"], curves=read_jsonl(run_metrics), comparison=comparison)
+                            logits=logits, curves=read_jsonl(run_metrics), comparison=comparison, **examples)
 
 
 def _default_out(folder: Path) -> Path:
@@ -74,8 +85,11 @@ def _scalars(metrics: dict) -> dict:
 
 
 def write_evaluation(*, out: Path, model: str, data: str, task: str, labels: list[str] | None, y_true: np.ndarray,
-                     logits: np.ndarray, texts: list[str], curves: list[dict] | None = None,
-                     comparison: dict | None = None) -> dict:
+                     logits: np.ndarray, texts: list[str] | None = None, curves: list[dict] | None = None,
+                     comparison: dict | None = None, images: np.ndarray | None = None,
+                     names: list[str] | None = None) -> dict:
+    """metrics.json + report.html in `out`. The report's "most confidently wrong" section shows
+    `texts`, or a grid of `images` (uint8 N x H x W x C) captioned with `names`."""
     metrics = task_metrics(task, y_true, logits, labels)
     result = {"model": str(model), "data": data, "task": task, "n": int(len(y_true)), "labels": labels,
               "metrics": metrics, "intervals_95": bootstrap_intervals(task, y_true, logits)}
@@ -84,7 +98,9 @@ def write_evaluation(*, out: Path, model: str, data: str, task: str, labels: lis
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", result)
-    atomic_write_text(out / "report.html", _report(result, y_true, logits, texts, curves or []))
+    wrong = (_confidently_wrong_images(task, labels, y_true, logits, images, names) if images is not None
+             else _confidently_wrong(task, labels, y_true, logits, texts or []))
+    atomic_write_text(out / "report.html", _report(result, curves or [], wrong))
     return result
 
 
@@ -143,7 +159,41 @@ def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
             f"<th>confidence</th></tr>{rows}</table>") if rows else ""
 
 
-def _report(result: dict, y_true, logits, texts, curves) -> str:
+def _confidently_wrong_images(task, labels, y_true, logits, images, names, k=24) -> str:
+    """A grid of the test images the model got wrong with the highest confidence."""
+    if task != "classification":
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs = softmax(logits)
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != y_true)
+    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    if not len(wrong):
+        return ""
+    cols = min(8, len(wrong))
+    rows = int(np.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        image = images[i]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(f"{labels[pred[i]]} {probs[i, pred[i]]:.2f}\ntrue: {labels[y_true[i]]}", fontsize=7)
+    fig.tight_layout()
+    uri = figure_to_data_uri(fig)
+    plt.close(fig)
+    listed = "".join(f"<li>{html.escape(str(names[i]) if names else str(i))}: predicted {html.escape(labels[pred[i]])} "
+                     f"({probs[i, pred[i]]:.3f}), true {html.escape(labels[y_true[i]])}</li>" for i in wrong)
+    return (f"<h2>Most confidently wrong</h2><p>Title: predicted label and confidence; below it the true label.</p>"
+            f'<img alt="most confidently wrong images" src="{uri}"><details><summary>which images</summary>'
+            f"<ul>{listed}</ul></details>")
+
+
+def _report(result: dict, curves, wrong: str) -> str:
     metrics, task, labels = result["metrics"], result["task"], result["labels"]
     intervals = result["intervals_95"]
     headline = {k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
@@ -173,6 +223,6 @@ def _report(result: dict, y_true, logits, texts, curves) -> str:
     uri = training_curves(curves)
     if uri:
         body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{uri}">']
-    body.append(_confidently_wrong(task, labels, y_true, logits, texts))
+    body.append(wrong)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop evaluation</title><style>{CSS}</style>"
             f"</head><body>{''.join(body)}</body></html>")

@@ -33,7 +33,7 @@ def _folder(path: str | Path) -> Path:
     return folder
 
 
-def load_task_model(path: str | Path) -> tuple[torch.nn.Module, Path]:
+def load_task_model(path: str | Path, auto_class=AutoModelForSequenceClassification) -> tuple[torch.nn.Module, Path]:
     """(model in eval mode, folder). LoRA adapters are merged into their base."""
     folder = _folder(path)
     if (folder / "config.json").exists() and json.loads((folder / "config.json").read_text()).get("fmloop_pooling") == "mean":
@@ -42,12 +42,12 @@ def load_task_model(path: str | Path) -> tuple[torch.nn.Module, Path]:
         return MeanPoolClassifier.load(folder), folder
     adapter = folder / "adapter_config.json"
     if not adapter.exists():
-        return AutoModelForSequenceClassification.from_pretrained(str(folder)).eval(), folder
+        return auto_class.from_pretrained(str(folder)).eval(), folder
     base = _check_adapter_base(folder)
     from peft import PeftModel
 
     config = AutoConfig.from_pretrained(str(folder))  # the task config saved with the adapter (labels, head size)
-    base_model = AutoModelForSequenceClassification.from_pretrained(base, config=config)
+    base_model = auto_class.from_pretrained(base, config=config)
     model = PeftModel.from_pretrained(base_model, str(folder))
     return model.merge_and_unload().eval(), folder
 
@@ -108,5 +108,62 @@ class TextModel:
                  "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
 
 
-def load(path: str | Path) -> TextModel:
+class ImageModel:
+    """A fine-tuned image classifier ready for inference: `predict(paths | PIL images | uint8 array)`."""
+
+    def __init__(self, model: torch.nn.Module, folder: Path):
+        from fmloop.models.vision import read_preprocessor
+
+        self.model, self.folder = model, folder
+        pre = read_preprocessor(folder)
+        self.size, self.channels, self.mean, self.std = pre["size"], pre["channels"], pre["mean"], pre["std"]
+        config = model.config
+        self.task = "classification"
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ImageModel":
+        import fmloop.models.vision  # noqa: F401  (registers fmloop's convolutional model type)
+        from transformers import AutoModelForImageClassification
+
+        model, folder = load_task_model(path, AutoModelForImageClassification)
+        return cls(model, folder)
+
+    def to_pixels(self, images) -> np.ndarray:
+        """uint8 (N, H, W, C) at the model's size and channel count from paths, PIL images or arrays."""
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return images
+        from fmloop.data.images import decode_images
+
+        items = [(str(im), im if not isinstance(im, str) else Path(im)) for im in images]
+        if items and hasattr(items[0][1], "save"):  # PIL images: encode-free path through decode_images
+            import io
+            def png(im):
+                buffer = io.BytesIO()
+                im.save(buffer, format="PNG")
+                return buffer.getvalue()
+            items = [(name, png(im)) for name, im in items]
+        pixels, kept, skipped = decode_images(items, (self.size, self.size), self.channels, progress=False)
+        if skipped:
+            raise ModelError(f"cannot read image {skipped[0][0]}: {skipped[0][1]}")
+        return pixels
+
+    def logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
+        from fmloop.train.finetune_image import image_logits
+
+        return image_logits(self.model, self.to_pixels(images), self.mean, self.std, batch_size=batch_size,
+                            progress=progress)
+
+    def predict(self, images, batch_size: int = 256, progress=None) -> list[dict]:
+        probs = softmax(self.logits(images, batch_size, progress))
+        return [{"label": self.labels[int(p.argmax())],
+                 "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+
+
+def load(path: str | Path) -> "TextModel | ImageModel":
+    """A fine-tuned model for inference: text or image, whichever the folder holds."""
+    from fmloop.models.vision import is_image_model_folder
+
+    if is_image_model_folder(str(_folder(path))):
+        return ImageModel.load(path)
     return TextModel.load(path)

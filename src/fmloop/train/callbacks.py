@@ -56,8 +56,8 @@ class ProgressBar(Callback):
     end, so a plain progress line is logged every `every_s` seconds instead. Main process only.
     """
 
-    def __init__(self, description: str = "training", every_s: float = 30.0):
-        self.description, self.every_s = description, every_s
+    def __init__(self, description: str = "training", every_s: float = 30.0, unit: str = "tok"):
+        self.description, self.every_s, self.unit = description, every_s, unit
         self.progress: Progress | None = None
         self.task = None
         self.plain = False
@@ -88,7 +88,7 @@ class ProgressBar(Callback):
         if "loss" in logs:
             self.fields["loss"] = f"{logs['loss']:.3f}"
         if "tokens_per_s" in logs:
-            self.fields["speed"] = f"{logs['tokens_per_s']:,.0f} tok/s"
+            self.fields["speed"] = f"{logs['tokens_per_s']:,.0f} {self.unit}/s"
         if self.progress is not None:
             self.progress.update(self.task, completed=loop.state.step, **self.fields)
         elif self.plain and (time.monotonic() - self.last_line >= self.every_s or loop.state.step >= loop.total_steps):
@@ -157,7 +157,7 @@ class MetricsLogger(Callback):
             self._write({"step": loop.state.step, **logs})
 
     def on_evaluate(self, loop, metrics):
-        self._write({"step": loop.state.step, **metrics})
+        self._write({"step": loop.state.step, "elapsed_s": round(loop.state.elapsed_s, 1), **metrics})
 
     def on_train_end(self, loop):
         if self.fh is not None:

@@ -11,7 +11,8 @@ from fmloop.core.config import Duration, StageConfig, parse_duration
 
 class DataSection(StageConfig):
     path: str | None = Field(None, description="file, folder or hub dataset id")
-    column: str | None = Field(None, description="text column (default: 'text' or the only string column)")
+    column: str | None = Field(None, description="text column (default: 'text' or the only string column), "
+                                                 "or the image column of image data")
     validation_path: str | None = Field(None, description="held-out data; carved out of train when absent")
     validation_fraction: float = Field(0.05, gt=0, lt=1)
     max_validation_docs: int = Field(2000, ge=1)
@@ -26,7 +27,8 @@ class TokenizerSection(StageConfig):
 
 
 class ModelSection(StageConfig):
-    name: str = Field("bert-mini", description="preset name or local Hugging Face model folder")
+    name: str | None = Field(None, description="preset name or local Hugging Face model folder "
+                                               "(default: bert-mini for text, vit-mini for images)")
     dropout: float | None = Field(None, ge=0, lt=1, description="every dropout probability (presets: 0; folders: their own)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
 

@@ -7,7 +7,7 @@ Defaults (when not set; the values used are written to RUN/config.yaml):
   batch_size    32, or 16 below 1,000 training rows
   epochs        10 below 1,000 rows, 5 below 5,000, 3 below 20,000, else 2
   lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
-                x10 for LoRA (capped at 1e-3); 1e-3 for a linear probe
+                x20 for LoRA (capped at 2e-3; adapters on every linear layer, r=8); 1e-3 for a linear probe
   warmup        6% of the steps, then linear decay to 0
   max_length    the longest training example in tokens (at most the model's limit and 512)
   evaluation    twice per epoch on the validation split; the best checkpoint by the task's
@@ -21,14 +21,16 @@ import json
 import logging
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
+from torch import nn
 
-from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy
+from fmloop.adapt.strategies import STRATEGY_PATTERN, apply_strategy, freeze_input_embeddings
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import Duration, StageConfig, parse_duration
 from fmloop.core.errors import ConfigError
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 class FinetuneData(StageConfig):
     path: str | None = Field(None, description="labeled data: file, folder with train/validation/test files, ...")
-    text_column: str | None = None
+    text_column: str | None = Field(None, description="the text column (images: the image column)")
     label_column: str | None = None
     validation_fraction: float = Field(0.1, gt=0, lt=1)
 
@@ -78,9 +80,19 @@ class FinetuneTrain(StageConfig):
     evals_per_epoch: int = Field(2, ge=1)
     max_steps: int | None = Field(None, ge=1)
     max_time: Duration = None
+    limit_per_class: float | None = Field(None, gt=0, description="train on N examples per class (or that "
+                                                                  "fraction of each class): a seeded label budget")
+    augment_policy: Literal["none", "light", "randaugment"] = Field(
+        "light", description="images: batched augmentation of training images")
+    mixup: float = Field(0.0, ge=0, description="images: mixup Beta(a, a) strength (0 = off)")
+    cutmix: float = Field(0.0, ge=0, description="images: cutmix Beta(a, a) strength (0 = off)")
+    freeze_token_embeddings: bool = Field(
+        False, description="keep the input token-embedding matrix fixed (full and llrd): about 8% faster steps")
     llrd_decay: float = Field(0.8, gt=0, le=1)
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
+    lora_targets: str = Field("all-linear", description="all-linear, attention (the architecture's query/value "
+                                                        "projections), or comma-separated module names")
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float = Field(1.0, ge=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -113,7 +125,7 @@ def default_lr(n_params: int, strategy: str) -> float:
     if strategy == "linear-probe":
         return 1e-3
     lr = 3e-4 if n_params < 15e6 else 1e-4 if n_params < 60e6 else 5e-5 if n_params < 200e6 else 2e-5
-    return min(1e-3, lr * 10) if strategy == "lora" else lr
+    return min(2e-3, lr * 20) if strategy == "lora" else lr
 
 
 def default_epochs(n_train: int) -> float:
@@ -197,13 +209,34 @@ def finetune(cfg: FinetuneConfig, out: str | Path) -> RunDir:
         return _finetune(cfg, runtime, RunDir(out))
 
 
-def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
+@dataclass
+class TaskInputs:
+    """A modality's view of the labeled data, as the shared fine-tuning runner needs it."""
+
+    model: nn.Module                                   # base + fresh task head, before the strategy
+    parent: str | None
+    labels: list[str] | None
+    y: dict[str, np.ndarray]                           # targets per split
+    train_lengths: np.ndarray                          # per training example (bucketing; images: ones)
+    bucket: bool
+    make_collate: Callable[[], Callable]               # -> (indices, epoch) -> batch
+    logits: Callable[[nn.Module, str], np.ndarray]     # (model, split) -> logits in example order
+    save_extra: Callable[[Path], None]                 # tokenizer / image preprocessor beside the weights
+    summary: dict
+    description: str
+    fingerprint: str
+    examples: Callable[[str], dict]                    # what the report shows per example of a split
+    resolved: dict                                     # values chosen here, for RUN/config.yaml
+    pooling: str = "native"
+
+
+def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
     t = cfg.train
-    if run.path.exists() and any(run.path.iterdir()):
-        run.create()  # raises: never overwrite a run
     data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
                         label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
                         seed=t.seed)
+    if t.limit_per_class:
+        data.splits["train"] = _limit_text(data.splits["train"], cfg.task, t.limit_per_class, t.seed)
     if is_model_folder(cfg.model.name):
         tokenizer = load_tokenizer(cfg.model.tokenizer or resolve_model_folder(cfg.model.name))
     elif cfg.model.tokenizer:
@@ -214,7 +247,6 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models: pad with end-of-text
 
-    n_train = len(data.splits["train"])
     full = encode_split(data.splits["train"], tokenizer, 10**6)
     max_length = t.max_length or auto_max_length(full.full_lengths, _model_limit(cfg.model.name))
     encoded = {name: encode_split(ds, tokenizer, max_length) for name, ds in data.splits.items()}
@@ -224,10 +256,50 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
              summary["rows"], "/".join(str(v) for v in summary["token_length_percentiles"].values()), max_length,
              summary["truncated"]["train"],
              f"; classes {summary['class_balance']}" if "class_balance" in summary else "")
-
     pooling = choose_pooling(cfg.model.name, cfg.model.pooling)
     model, parent = build_task_model(cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length,
                                      pooling)
+    pad_id = tokenizer.pad_token_id
+
+    def make_collate():
+        collate = LabeledCollator(encoded["train"], pad_id, default_pad_multiple(runtime.device.type))
+        return _Augmented(collate, set(tokenizer.all_special_ids), t.seed) if t.augment else collate
+
+    return TaskInputs(model=model, parent=parent, labels=data.labels,
+                      y={name: e.labels for name, e in encoded.items()},
+                      train_lengths=encoded["train"].store.lengths, bucket=True, make_collate=make_collate,
+                      logits=lambda m, split: predict_logits(m, encoded[split], pad_id, runtime),
+                      save_extra=tokenizer.save_pretrained, summary=summary, description=data.description,
+                      fingerprint=data.fingerprint, examples=lambda split: {"texts": data.splits[split]["text"]},
+                      resolved={"train": {"max_length": max_length}, "model": {"pooling": pooling}}, pooling=pooling)
+
+
+def _limit_text(train, task: str, limit: float, seed: int):
+    """A seeded per-class subset of the training rows (classification), or `limit` rows in all."""
+    rng = np.random.default_rng([seed, 17])
+    if task != "classification":
+        n = int(limit) if limit >= 1 else max(1, int(round(len(train) * limit)))
+        return train.select(np.sort(rng.permutation(len(train))[:n]))
+    labels = np.asarray(train["label"])
+    keep = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        keep.extend(idx[: int(limit) if limit >= 1 else max(1, int(round(len(idx) * limit)))])
+    return train.select(np.sort(np.asarray(keep)))
+
+
+def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
+    t = cfg.train
+    if run.path.exists() and any(run.path.iterdir()):
+        run.create()  # raises: never overwrite a run
+    from fmloop.data.images import is_image_source
+    if is_image_source(cfg.data.path):
+        from fmloop.train.finetune_image import prepare_images
+        inputs = prepare_images(cfg, runtime)
+    else:
+        inputs = _prepare_text(cfg, runtime)
+    model = inputs.model
+    n_train = len(inputs.train_lengths)
     n_params = sum(p.numel() for p in model.parameters())
     batch_size = t.batch_size or (32 if n_train >= 1000 else 16)
     batch_size = min(batch_size, n_train)
@@ -241,11 +313,16 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
 
     model.to(runtime.device)
     plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=t.lora_r,
-                          lora_alpha=t.lora_alpha)
+                          lora_alpha=t.lora_alpha, lora_targets=t.lora_targets)
     task_model = plan.model
+    if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
+        # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
+        # parameters); a few thousand labeled sentences only touch a small part of it anyway.
+        freeze_input_embeddings(model)
+        plan.description += "; token embeddings fixed"
     class_weights = None
     if t.class_weights == "balanced" and cfg.task == "classification":
-        counts = np.bincount(encoded["train"].labels, minlength=len(data.labels)).astype(np.float64)
+        counts = np.bincount(inputs.y["train"], minlength=len(inputs.labels)).astype(np.float64)
         class_weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
     objective = Supervised(task_model, cfg.task, class_weights, t.label_smoothing)
     optimizer = build_optimizer(task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale,
@@ -253,36 +330,32 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     scheduler = build_scheduler(optimizer, warmup, total_steps, "linear", 0.0)
 
     resolved = cfg.resolved()
-    resolved["model"]["pooling"] = pooling
-    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, max_steps=total_steps,
-                             metric=metric)
+    for section, values in inputs.resolved.items():
+        resolved[section].update(values)
+    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=total_steps, metric=metric)
     run.create()
     run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
-    run.write_manifest(kind="finetune", parent=parent, status="running", task=cfg.task, strategy=cfg.strategy,
+    run.write_manifest(kind="finetune", parent=inputs.parent, status="running", task=cfg.task, strategy=cfg.strategy,
                        strategy_detail=plan.description, model=cfg.model.name, parameters=n_params,
-                       trainable_parameters=trainable, labels=data.labels, config_hash=config_hash(resolved),
-                       data=data.description, data_fingerprint=data.fingerprint, data_summary=summary,
+                       trainable_parameters=trainable, labels=inputs.labels, config_hash=config_hash(resolved),
+                       data=inputs.description, data_fingerprint=inputs.fingerprint, data_summary=inputs.summary,
                        runtime=runtime.describe())
     log.info("model: %s (%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
              cfg.model.name, n_params / 1e6, trainable / 1e6, plan.description, total_steps, batch_size, lr,
              runtime.describe())
 
-    val = encoded["validation"]
-    pad_id = tokenizer.pad_token_id
-
     def evaluate():
-        logits = predict_logits(task_model, val, pad_id, runtime)
-        metrics = task_metrics(cfg.task, val.labels, logits, data.labels)
+        logits = inputs.logits(task_model, "validation")
+        y = inputs.y["validation"]
+        metrics = task_metrics(cfg.task, y, logits, inputs.labels)
         scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        scalars["eval_loss"] = float(task_loss(cfg.task, torch.from_numpy(logits), torch.from_numpy(val.labels),
+        scalars["eval_loss"] = float(task_loss(cfg.task, torch.from_numpy(logits), torch.from_numpy(y),
                                                reduction="mean"))
         return scalars
 
-    collate = LabeledCollator(encoded["train"], pad_id, default_pad_multiple(runtime.device.type))
-    train_collate = _Augmented(collate, set(tokenizer.all_special_ids), t.seed) if t.augment else collate
     best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
-    callbacks = [ProgressBar(f"finetune {cfg.strategy}"),
+    callbacks = [ProgressBar(f"finetune {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
                  MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
                  GracefulStop(), best, *plan.callbacks]
     if t.early_stopping_patience:
@@ -290,7 +363,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     if t.max_time:
         callbacks.append(TimeBudget(parse_duration(t.max_time)))
     loop = Loop(objective=objective, model=task_model,
-                train=BatchPlan(encoded["train"].store.lengths, batch_size, train_collate, t.seed, bucket=True),
+                train=BatchPlan(inputs.train_lengths, batch_size, inputs.make_collate(), t.seed, bucket=inputs.bucket),
                 evaluate=evaluate, optimizer=optimizer, scheduler=scheduler, runtime=runtime,
                 settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
                                       log_every=t.log_every, eval_every=eval_every, checkpoint_every=0),
@@ -301,20 +374,25 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
         log.info("restored the best weights: %s %.4f at step %s", metric, state.best_metric, state.best_step)
 
     def write_model(tmp: Path) -> None:
-        task_model.save_pretrained(tmp, safe_serialization=True)
-        if cfg.strategy == "lora" and pooling != "mean":
-            task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
-        tokenizer.save_pretrained(tmp)
+        if cfg.strategy == "lora" and inputs.parent is None:
+            # A preset base has no folder an adapter could point to: save the merged model instead.
+            import copy
+            copy.deepcopy(task_model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+        else:
+            task_model.save_pretrained(tmp, safe_serialization=True)
+            if cfg.strategy == "lora" and inputs.pooling != "mean":
+                task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
+        inputs.save_extra(tmp)
 
     save_dir_atomically(run.model_dir, write_model)
     shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # best weights now live in model/
 
     final, final_logits = {}, {}
     for split in ("validation", "test"):
-        if split in encoded:
-            final_logits[split] = predict_logits(task_model, encoded[split], pad_id, runtime)
-            final[split] = {k: v for k, v in task_metrics(cfg.task, encoded[split].labels, final_logits[split],
-                                                          data.labels).items() if isinstance(v, float)}
+        if split in inputs.y:
+            final_logits[split] = inputs.logits(task_model, split)
+            final[split] = {k: v for k, v in task_metrics(cfg.task, inputs.y[split], final_logits[split],
+                                                          inputs.labels).items() if isinstance(v, float)}
     early = (state.stop_reason or "").startswith("early stopping")
     run.write_manifest(status="finished" if state.step >= total_steps or early else "stopped",
                        stop_reason=state.stop_reason, best_step=state.best_step,
@@ -323,9 +401,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
                                 "train_samples_per_s": round(state.step * batch_size / max(state.elapsed_s - state.extra.get("eval_s", 0.0), 1e-9), 1),
                                 **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()}})
     from fmloop.evaluate.evaluation import write_evaluation
-    split = "test" if "test" in data.splits else "validation"
+    split = "test" if "test" in inputs.y else "validation"
     write_evaluation(out=run.path, model=str(run.model_dir), data=f"{cfg.data.path} [{split}]", task=cfg.task,
-                     labels=data.labels, y_true=encoded[split].labels,
-                     logits=final_logits[split],
-                     texts=data.splits[split]["text"], curves=run.read_metrics())
+                     labels=inputs.labels, y_true=inputs.y[split], logits=final_logits[split],
+                     curves=run.read_metrics(), **inputs.examples(split))
     return run

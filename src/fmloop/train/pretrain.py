@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import ClassVar, Literal
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
+from torch import nn
 
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.config import StageConfig
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 class PretrainConfig(StageConfig):
     stage: ClassVar[str] = "pretrain"
-    objective: Literal["mlm", "clm"] = "mlm"
+    modality: Literal["text", "image"] | None = Field(None, description="default: image when the data holds images")
+    objective: Literal["mlm", "clm", "mae", "simclr"] | None = Field(
+        None, description="text: mlm (default) or clm; image: simclr (default) or mae")
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     data: DataSection = Field(default_factory=DataSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
@@ -98,34 +102,69 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: str | P
         raise ConfigError("Pass exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
     if cfg.data.path is None:
         raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
+    cfg = resolve_modality(cfg)
     with running(cfg.train) as runtime:
         return _pretrain(cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks)
 
 
-def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool, extra_callbacks) -> RunDir:
-    t = cfg.train
-    run = RunDir(path)
-    if resuming:
-        manifest = run.read_manifest()
-        if manifest.get("kind") != "pretrain":
-            raise ResumeError(f"{path} holds a {manifest.get('kind')!r} run, not a pretraining run.")
-        if not (run.checkpoints_dir.exists() and any(run.checkpoints_dir.glob("step-*"))):
-            raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written).")
-    elif run.path.exists() and any(run.path.iterdir()):
-        run.create()  # raises: never write into an existing run without --resume
-    for note in runtime.notes:
-        log.info(note)
+TEXT_OBJECTIVES, IMAGE_OBJECTIVES = ("mlm", "clm"), ("simclr", "mae")
+# Image pretraining differs from text in scale: many small examples per step, larger steps.
+IMAGE_TRAIN_DEFAULTS = {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "beta2": 0.95, "eval_every": 100,
+                        "checkpoint_every": 500}
 
+
+def resolve_modality(cfg: PretrainConfig) -> PretrainConfig:
+    """Fill in the modality (from the data), the objective and model (from the modality), and the
+    image training defaults for whatever the user did not set; reject mixed-up combinations."""
+    from fmloop.data.images import is_image_source
+
+    modality = cfg.modality or ("image" if is_image_source(cfg.data.path) else "text")
+    allowed = IMAGE_OBJECTIVES if modality == "image" else TEXT_OBJECTIVES
+    objective = cfg.objective or allowed[0]
+    if objective not in allowed:
+        raise ConfigError(f"The 'objective' parameter of pretrain must be one of {', '.join(allowed)} for "
+                          f"{modality} data. Got {objective!r} instead.")
+    model = cfg.model.model_copy(update={"name": cfg.model.name or ("vit-mini" if modality == "image" else "bert-mini")})
+    train = cfg.train
+    if modality == "image":
+        train = train.model_copy(update={k: v for k, v in IMAGE_TRAIN_DEFAULTS.items() if k not in train.model_fields_set})
+    return cfg.model_copy(update={"modality": modality, "objective": objective, "model": model, "train": train})
+
+
+@dataclass
+class Prepared:
+    """What a modality hands the shared pretraining runner."""
+
+    model: nn.Module                          # trained and checkpointed (for MAE, the whole autoencoder)
+    objective: nn.Module
+    train: BatchPlan
+    eval_batches: list[dict]
+    parent: str | None
+    manifest: dict                            # modality-specific manifest fields
+    save_model: Callable[[Path], None]        # writes the final model folder into a temp dir
+    summary: str                              # one line for the log: what one step is made of
+    unit: str = "tok"
+
+
+def _start_run(run: RunDir, runtime: Runtime, resuming: bool, manifest: dict | None, fingerprint: str,
+               data_path: str) -> None:
+    """Create the run dir only once the data is known to be good (a typo leaves no half-made run
+    dir), and refuse to resume onto different data."""
+    if not resuming and runtime.is_main:
+        run.create()
+    runtime.barrier()
+    if resuming and manifest.get("data_fingerprint") != fingerprint:
+        raise ResumeError(f"The data at {data_path} changed since {run.path} started "
+                          f"(fingerprint {fingerprint} != {manifest.get('data_fingerprint')}); "
+                          f"resuming would not continue the same run. Start a new run with --out.")
+
+
+def _prepare_text(cfg: PretrainConfig, runtime: Runtime, run: RunDir, resuming: bool, manifest: dict | None) -> Prepared:
+    t = cfg.train
     corpus = load_text_corpus(cfg.data.path, column=cfg.data.column, validation_path=cfg.data.validation_path,
                               validation_fraction=cfg.data.validation_fraction,
                               max_validation_docs=cfg.data.max_validation_docs, max_docs=cfg.data.max_docs, seed=t.seed)
-    if not resuming and runtime.is_main:
-        run.create()  # only once the data is known to be good: a typo leaves no half-made run dir
-    runtime.barrier()
-    if resuming and manifest.get("data_fingerprint") != corpus.fingerprint:
-        raise ResumeError(f"The data at {cfg.data.path} changed since {path} started "
-                          f"(fingerprint {corpus.fingerprint} != {manifest.get('data_fingerprint')}); "
-                          f"resuming would not continue the same run. Start a new run with --out.")
+    _start_run(run, runtime, resuming, manifest, corpus.fingerprint, cfg.data.path)
     log.info("data: %s (%d train / %d held-out documents)", corpus.description,
              len(corpus.splits["train"]), len(corpus.splits["validation"]))
 
@@ -139,20 +178,54 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
         eval_collate = MaskedLMCollator(eval_store, tokenizer, t.seed, cfg.mlm_probability, pad)
     else:
         train_collate, eval_collate = CausalLMCollator(train_store), CausalLMCollator(eval_store)
+    model, parent = _build_model(cfg, tokenizer)
 
+    def save_model(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    eval_bs = max(1, t.batch_size // t.grad_accum)
+    return Prepared(model=model, objective=OBJECTIVES.get(cfg.objective)(model),
+                    train=BatchPlan(train_store.lengths, t.batch_size, train_collate, t.seed, bucket=cfg.objective == "mlm"),
+                    eval_batches=_eval_batches(eval_store, eval_collate, eval_bs, t.eval_batches, t.seed),
+                    parent=parent, save_model=save_model,
+                    manifest=dict(tokenizer=tokenizer_source, data=corpus.description, data_fingerprint=corpus.fingerprint),
+                    summary=f"{t.seq_len} tokens each, {len(train_store)} training sequences")
+
+
+def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool, extra_callbacks) -> RunDir:
+    t = cfg.train
+    run = RunDir(path)
+    manifest = None
+    if resuming:
+        manifest = run.read_manifest()
+        if manifest.get("kind") != "pretrain":
+            raise ResumeError(f"{path} holds a {manifest.get('kind')!r} run, not a pretraining run.")
+        if not (run.checkpoints_dir.exists() and any(run.checkpoints_dir.glob("step-*"))):
+            raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written).")
+    elif run.path.exists() and any(run.path.iterdir()):
+        run.create()  # raises: never write into an existing run without --resume
+    for note in runtime.notes:
+        log.info(note)
     if t.batch_size < runtime.world_size * t.grad_accum:
         raise ConfigError(f"The 'train.batch_size' parameter of pretrain must be >= processes x grad_accum "
                           f"({runtime.world_size} x {t.grad_accum}). Got {t.batch_size} instead.")
-    batches_per_epoch = len(train_store) // t.batch_size
+
+    if cfg.modality == "image":
+        from fmloop.train.pretrain_image import prepare_images
+        prep = prepare_images(cfg, runtime, run, resuming, manifest, _start_run)
+    else:
+        prep = _prepare_text(cfg, runtime, run, resuming, manifest)
+    batches_per_epoch = len(prep.train.lengths) // t.batch_size
     total_steps = t.max_steps or max(1, int(t.epochs * batches_per_epoch))
     warmup = t.warmup_steps if t.warmup_steps is not None else int(t.warmup_ratio * total_steps)
 
-    model, parent = _build_model(cfg, tokenizer)
+    model, objective = prep.model, prep.objective
     model.to(runtime.device)
-    objective = OBJECTIVES.get(cfg.objective)(model)
-    optimizer = build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2))
+    objective.to(runtime.device)
+    optimizer = build_optimizer(objective, t.lr, t.weight_decay, (t.beta1, t.beta2))
     scheduler = build_scheduler(optimizer, warmup, total_steps, t.schedule, t.min_lr_ratio)
-    state = load_checkpoint(run.checkpoints_dir, model, optimizer, scheduler, runtime) if resuming else None
+    state = load_checkpoint(run.checkpoints_dir, objective, optimizer, scheduler, runtime) if resuming else None
 
     n_params = sum(p.numel() for p in model.parameters())
     resolved = cfg.resolved()
@@ -160,17 +233,13 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     resolved["train"]["max_steps"] = total_steps
     if runtime.is_main:
         run.write_config(resolved)
-        run.write_manifest(kind="pretrain", parent=parent, status="running", objective=cfg.objective,
-                           model=cfg.model.name, parameters=n_params, tokenizer=tokenizer_source,
-                           config_hash=config_hash(resolved), data=corpus.description,
-                           data_fingerprint=corpus.fingerprint, runtime=runtime.describe())
-        log.info("model: %s, %.1fM parameters; %d steps of %d sequences (%d tokens each, %s); %s",
-                 cfg.model.name, n_params / 1e6, total_steps, t.batch_size, t.seq_len,
-                 f"{len(train_store)} training sequences", runtime.describe())
+        run.write_manifest(kind="pretrain", parent=prep.parent, status="running", objective=cfg.objective,
+                           modality=cfg.modality, model=cfg.model.name, parameters=n_params,
+                           config_hash=config_hash(resolved), runtime=runtime.describe(), **prep.manifest)
+        log.info("model: %s, %.1fM parameters; %d steps of %d (%s); %s",
+                 cfg.model.name, n_params / 1e6, total_steps, t.batch_size, prep.summary, runtime.describe())
 
-    eval_bs = max(1, t.batch_size // t.grad_accum)
-    eval_data = _eval_batches(eval_store, eval_collate, eval_bs, t.eval_batches, t.seed)
-    callbacks = [ProgressBar(f"pretrain {cfg.objective}"),
+    callbacks = [ProgressBar(f"pretrain {cfg.objective}", unit=prep.unit),
                  MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
                  GracefulStop()]
     if t.max_time_s:
@@ -179,9 +248,8 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(t.early_stopping_patience))
     callbacks.extend(extra_callbacks)
-    loop = Loop(objective=objective, model=model,
-                train=BatchPlan(train_store.lengths, t.batch_size, train_collate, t.seed, bucket=cfg.objective == "mlm"),
-                evaluate=lambda: evaluate_batches(objective, eval_data, runtime),
+    loop = Loop(objective=objective, model=objective, train=prep.train,
+                evaluate=lambda: evaluate_batches(objective, prep.eval_batches, runtime),
                 optimizer=optimizer, scheduler=scheduler, runtime=runtime,
                 settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
                                       log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
@@ -190,20 +258,19 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     state = loop.run()
 
     if runtime.is_main:
-        def write_model(tmp: Path) -> None:
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-        save_dir_atomically(run.model_dir, write_model)
+        save_dir_atomically(run.model_dir, prep.save_model)
         evals = [r for r in run.read_metrics() if "eval_loss" in r]
         trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
         finished = state.step >= total_steps
         metrics = {"steps": state.step, "tokens_seen": state.tokens_seen, "train_time_s": round(state.elapsed_s, 1),
                    "skipped_steps": state.skipped_steps}
         if evals:
-            metrics.update(eval_loss=evals[-1]["eval_loss"], eval_ppl=evals[-1]["eval_ppl"],
-                           initial_eval_loss=evals[0]["eval_loss"])
+            metrics.update(eval_loss=evals[-1]["eval_loss"], initial_eval_loss=evals[0]["eval_loss"])
+            if cfg.modality == "text":
+                metrics["eval_ppl"] = evals[-1]["eval_ppl"]
         if trains:
-            metrics["tokens_per_s"] = round(float(np.median([r["tokens_per_s"] for r in trains[1:] or trains])), 1)
+            key = "tokens_per_s" if prep.unit == "tok" else "images_per_s"
+            metrics[key] = round(float(np.median([r["tokens_per_s"] for r in trains[1:] or trains])), 1)
         run.write_manifest(status="finished" if finished else "stopped", stop_reason=state.stop_reason, metrics=metrics)
         from fmloop.evaluate.report import write_training_report
         write_training_report(run)

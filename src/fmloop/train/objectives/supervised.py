@@ -10,6 +10,14 @@ from torch import nn
 from fmloop.train.objectives import OBJECTIVES
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The entries of a batch that the model reads (text: ids + mask; images: pixels)."""
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
 def task_loss(task: str, logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None,
               label_smoothing: float = 0.0, reduction: str = "sum") -> torch.Tensor:
     """The task's loss over a batch of logits: summed (training) or averaged (reporting)."""
@@ -31,7 +39,7 @@ class Supervised(nn.Module):
         self.register_buffer("class_weights", class_weights, persistent=False)
 
     def forward(self, batch: dict) -> dict:
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        logits = self.model(**model_inputs(batch)).logits.float()
         labels = batch["labels"]
         loss = task_loss(self.task, logits, labels, self.class_weights, self.label_smoothing)
         return {"loss_sum": loss, "count": len(labels), "logits": logits.detach()}
