@@ -70,3 +70,13 @@ def test_strategies_on_a_vit(image_tree, tmp_path, strategy):
     model = fmloop.load(run / "model")
     preds = model.predict([str(p) for p in sorted((image_tree / "vertical").glob("0*.png"))[:3]])
     assert len(preds) == 3 and set(preds[0]["probabilities"]) == {"horizontal", "vertical"}
+
+
+def test_images_too_small_for_the_preset_fail_before_anything_is_written(tmp_path):
+    root = make_image_folder(tmp_path / "tiny", n_per_class=6, size=6)
+    run = tmp_path / "run"
+    result = run_cli("finetune", "--model", "convnext-nano", "--data", str(root), "--out", str(run), *FAST,
+                     env={"FMLOOP_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Images of 6 px are too small for the preset 'convnext-nano'" in result.stderr
+    assert not run.exists()

@@ -122,3 +122,20 @@ def test_best_weights_are_kept_and_restored(tmp_path):
     assert state.best_step == 20 and state.best_metric == 0.9
     assert tracker.restore(loop.model)
     assert all(torch.equal(a, b) for a, b in zip(loop.model.parameters(), snapshots[20]))
+
+
+def test_elapsed_time_includes_every_evaluation():
+    import time
+
+    loop = make_loop(steps=20)
+    inner = loop.evaluate_fn
+
+    def slow_evaluate():
+        time.sleep(0.1)
+        return inner()
+
+    loop.evaluate_fn = slow_evaluate
+    state = loop.run()
+    # evaluations at steps 0, 10 and 20: all inside elapsed_s, so training time is never negative
+    assert state.extra["eval_s"] >= 0.3
+    assert state.elapsed_s >= state.extra["eval_s"]

@@ -228,6 +228,8 @@ class TaskInputs:
     examples: Callable[[str], dict]                    # what the report shows per example of a split
     resolved: dict                                     # values chosen here, for RUN/config.yaml
     pooling: str = "native"
+    default_batch_size: Callable[[int], int] | None = None   # n_train -> batch size (None: the text rule)
+    default_lr: float | None = None                          # None: by model size (the text rule)
 
 
 def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
@@ -301,12 +303,13 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     model = inputs.model
     n_train = len(inputs.train_lengths)
     n_params = sum(p.numel() for p in model.parameters())
-    batch_size = t.batch_size or (32 if n_train >= 1000 else 16)
+    batch_size = t.batch_size or (inputs.default_batch_size(n_train) if inputs.default_batch_size
+                                  else 32 if n_train >= 1000 else 16)
     batch_size = min(batch_size, n_train)
     epochs = t.epochs or default_epochs(n_train)
     steps_per_epoch = max(1, n_train // batch_size)
     total_steps = t.max_steps or max(1, int(round(epochs * steps_per_epoch)))
-    lr = t.lr or default_lr(n_params, cfg.strategy)
+    lr = t.lr or (inputs.default_lr if inputs.default_lr and cfg.strategy == "full" else default_lr(n_params, cfg.strategy))
     warmup = int(t.warmup_ratio * total_steps)
     eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     metric, mode = (t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max") if t.metric else HEADLINE[cfg.task]

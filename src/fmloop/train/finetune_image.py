@@ -113,7 +113,11 @@ def prepare_images(cfg, runtime: Runtime):
                       logits=lambda m, split: image_logits(m, data.splits[split].pixels, mean, std, runtime),
                       save_extra=save_extra, summary=summary, description=data.description,
                       fingerprint=data.fingerprint, examples=examples,
-                      resolved={"train": {"augment_policy": augment.policy}})
+                      resolved={"train": {"augment_policy": augment.policy}},
+                      # Small images are cheap per example: larger batches keep a CPU's cores busy.
+                      default_batch_size=lambda n: 128 if n >= 5000 else 64 if n >= 1000 else 32,
+                      # A preset starts from random weights and needs a from-scratch learning rate.
+                      default_lr=2e-3 if parent is None else None)
 
 
 def _is_preset(name: str) -> bool:

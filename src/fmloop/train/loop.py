@@ -185,12 +185,14 @@ class Loop:
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
+            # elapsed_s is the run's wall time, evaluations included (they are also summed in
+            # extra["eval_s"], so training time = elapsed_s - eval_s).
+            session_start = time.perf_counter()
+            elapsed_before = state.elapsed_s
             if state.step == 0 and state.batch_in_epoch == 0 and state.epoch == 0:
                 self.evaluate()                   # the starting point of the held-out curve
             # Throughput windows exclude evaluation and checkpoint time (they are not training speed).
             window_start, window_tokens, window_pause = time.perf_counter(), 0, 0.0
-            session_start = time.perf_counter()
-            elapsed_before = state.elapsed_s
             while state.step < self.total_steps and not self.control.should_stop:
                 stats = self._step()
                 if stats is None:
@@ -220,6 +222,7 @@ class Loop:
                     self.control.should_save = False
                     self.save()
                 window_pause += time.perf_counter() - pause_start
+                state.elapsed_s = elapsed_before + time.perf_counter() - session_start
             if self.control.should_stop:
                 state.stop_reason = self.control.stop_reason
                 if self.control.should_save:
