@@ -154,3 +154,11 @@ def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(tiny_sentenc
     from fmloop.evaluate.evaluation import score
     _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     assert (logits.argmax(1) == y).mean() == saved_accuracy > 0.8
+
+
+def test_label_budget_covers_validation_too(tiny_base, sentiment_dir, tmp_path):
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", train={"limit_per_class": 20, "max_steps": 2})
+    summary = run.read_manifest()["data_summary"]
+    assert summary["class_balance"] == {"negative": 20, "positive": 20}
+    # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class
+    assert summary["rows"]["validation"] == 4 and summary["rows"]["test"] == 60

@@ -46,9 +46,11 @@ def info_command(
         et = Table(title="held-out evaluations")
         et.add_column("step", justify="right")
         et.add_column("loss", justify="right")
-        et.add_column("perplexity", justify="right")
+        has_ppl = all("eval_ppl" in row for row in evals)
+        if has_ppl:
+            et.add_column("perplexity", justify="right")
         for row in evals:
-            et.add_row(str(row["step"]), f"{row['eval_loss']:.4f}", f"{row['eval_ppl']:.2f}")
+            et.add_row(str(row["step"]), f"{row['eval_loss']:.4f}", *([f"{row['eval_ppl']:.2f}"] if has_ppl else []))
         console.print(et)
     for name in ("model", "report.html"):
         if (run.path / name).exists():

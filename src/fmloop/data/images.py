@@ -373,7 +373,7 @@ def _cache_save(key: str, pixels: np.ndarray, kept: list[int], skipped: list[tup
         log.debug("image cache not written: %s", err)
 
 
-def _stratified(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(n)
@@ -454,9 +454,9 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
            f"{size[1]}x{size[0]}x{channels})"
     if skipped_all:
         desc += f"; skipped {len(skipped_all)} unreadable"
-    if hold_out and need_labels and "validation" not in splits and "train" in splits:
+    if hold_out and "validation" not in splits and "train" in splits:
         train = splits["train"]
-        keep, held = _stratified(train.labels, len(train), validation_fraction, seed)
+        keep, held = stratified_split(train.labels, len(train), validation_fraction, seed)
         splits["train"], splits["validation"] = train.subset(keep), train.subset(held)
         desc += f"; held out {len(held)} for validation (seeded, stratified)"
     return ImageData(splits, names, base_fp, desc, skipped_all)

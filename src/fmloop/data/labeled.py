@@ -111,7 +111,7 @@ def load_labeled(path: str, *, task: str = "classification", text_column: str | 
                             f"classification needs at least two.")
     description = raw.description
     if hold_out and "validation" not in out and "train" in out and need_labels:
-        out["train"], out["validation"] = _stratified_split(out["train"], task, validation_fraction, seed)
+        out["train"], out["validation"] = stratified_split(out["train"], task, validation_fraction, seed)
         description += f"; held out {len(out['validation'])} rows for validation (seeded, stratified)"
     return LabeledData(DatasetDict(out), task, names if task != "regression" else None, raw.fingerprint,
                        description, raw.origin)
@@ -164,7 +164,7 @@ def _encode(values: list, task: str, names: list[str] | None, split: str, where:
     return encoded, names
 
 
-def _stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+def stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     n_val = max(1, int(round(len(train) * fraction)))
     if len(train) - n_val < 1:
         raise DataError(f"Only {len(train)} labeled rows: too few to hold out a validation split.")

@@ -2,8 +2,9 @@
 
   vit-mini       ViT, 4 layers x 128, patch 4 (patch 2 below 20 px)            ~0.8M parameters
   vit-tiny       ViT, 6 layers x 192, patch 4                                   ~2.7M
-  convnext-nano  ConvNeXt, 3 stages (48/96/192), stem patch 2                   ~1.2M
+  convnext-nano  ConvNeXt, 3 stages (48/96/192), stem patch 2                   ~0.9M
   resnet-mini    residual CNN, 3 stages (64/128/256), BatchNorm (CIFAR-style)   ~2.0M
+  resnet-micro   the same at half the width (32/64/128): 4x fewer FLOPs         ~0.5M
   cnn-small      two conv stages (32/64) + linear: the classic small baseline   ~30k
 
 ViT and ConvNeXt are transformers classes, so their folders load with transformers alone. The two
@@ -159,9 +160,10 @@ VISION_PRESETS.register("vit-mini", help="ViT 4x128, patch 4")(_vit(4, 128, 4))
 VISION_PRESETS.register("vit-tiny", help="ViT 6x192, patch 4")(_vit(6, 192, 3))
 VISION_PRESETS.register("convnext-nano", help="ConvNeXt 3 stages 48/96/192")(_convnext)
 VISION_PRESETS.register("resnet-mini", help="residual CNN 64/128/256")(_convnet((64, 128, 256), (1, 1, 1)))
+VISION_PRESETS.register("resnet-micro", help="residual CNN 32/64/128")(_convnet((32, 64, 128), (1, 1, 1)))
 VISION_PRESETS.register("cnn-small", help="two conv stages, ~30k parameters")(_convnet((32, 64), (0, 0)))
 
-MIN_SIZE = {"vit-mini": 8, "vit-tiny": 8, "convnext-nano": 16, "resnet-mini": 8, "cnn-small": 4}
+MIN_SIZE = {"vit-mini": 8, "vit-tiny": 8, "convnext-nano": 16, "resnet-mini": 8, "resnet-micro": 8, "cnn-small": 4}
 
 
 def is_vision_preset(name: str | None) -> bool:

@@ -236,9 +236,18 @@ def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
     t = cfg.train
     data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
                         label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
-                        seed=t.seed)
+                        seed=t.seed, hold_out=not t.limit_per_class)
     if t.limit_per_class:
+        # The label budget covers validation too (see finetune_image): limit first, then hold out.
         data.splits["train"] = _limit_text(data.splits["train"], cfg.task, t.limit_per_class, t.seed)
+        if "validation" in data.splits:
+            share = (max(1, round(t.limit_per_class * cfg.data.validation_fraction)) if t.limit_per_class >= 1
+                     else t.limit_per_class * cfg.data.validation_fraction)
+            data.splits["validation"] = _limit_text(data.splits["validation"], cfg.task, share, t.seed)
+        else:
+            from fmloop.data.labeled import stratified_split
+            data.splits["train"], data.splits["validation"] = stratified_split(
+                data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed)
     if is_model_folder(cfg.model.name):
         tokenizer = load_tokenizer(cfg.model.tokenizer or resolve_model_folder(cfg.model.name))
     elif cfg.model.tokenizer:

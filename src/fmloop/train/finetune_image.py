@@ -17,7 +17,7 @@ import torch
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import Runtime
 from fmloop.data.augment import ImageAugment, channel_stats, normalize, to_float
-from fmloop.data.images import ImageSplit, limit_per_class, load_images
+from fmloop.data.images import ImageSplit, limit_per_class, load_images, stratified_split
 from fmloop.models.vision import (
     build_image_classifier,
     read_preprocessor,
@@ -80,11 +80,21 @@ def prepare_images(cfg, runtime: Runtime):
         except (ModelError, OSError, KeyError, ValueError):  # a foreign folder: keep the data's own shape
             shape = {}
     data = load_images(cfg.data.path, image_column=cfg.data.text_column, label_column=cfg.data.label_column,
-                       validation_fraction=cfg.data.validation_fraction, seed=t.seed, **shape)
-    train = data.splits["train"]
+                       validation_fraction=cfg.data.validation_fraction, seed=t.seed, hold_out=False, **shape)
     if t.limit_per_class:
-        train = limit_per_class(train, t.limit_per_class, t.seed)
-        data.splits["train"] = train
+        # The label budget covers validation too: a few-label run must not pick its checkpoint
+        # with thousands of labeled validation images it pretends not to have.
+        data.splits["train"] = limit_per_class(data.splits["train"], t.limit_per_class, t.seed)
+        if "validation" in data.splits:
+            share = max(1, round(t.limit_per_class * cfg.data.validation_fraction)) if t.limit_per_class >= 1 \
+                else t.limit_per_class * cfg.data.validation_fraction
+            data.splits["validation"] = limit_per_class(data.splits["validation"], share, t.seed)
+    if "validation" not in data.splits:
+        train = data.splits["train"]
+        keep, held = stratified_split(train.labels, len(train), cfg.data.validation_fraction, t.seed)
+        data.splits["train"], data.splits["validation"] = train.subset(keep), train.subset(held)
+        data.description += f"; held out {len(held)} for validation (seeded, stratified)"
+    train = data.splits["train"]
     h, w, channels = data.image_shape
     mean, std = channel_stats(train.pixels, seed=t.seed)
     counts = np.bincount(train.labels, minlength=len(data.labels))

@@ -82,6 +82,7 @@ class Loop:
         self.control = Control()
         self.total_steps = settings.total_steps
         self._epoch_cache: tuple[int, list[np.ndarray]] | None = None
+        self._last_eval_step: int | None = None
         if runtime.distributed:
             ids = [runtime.device.index] if runtime.device.type == "cuda" else None
             self.wrapped: nn.Module = DistributedDataParallel(self.objective, device_ids=ids)
@@ -160,9 +161,13 @@ class Loop:
             return None
         self.objective.eval()
         start = time.perf_counter()
-        with torch.no_grad():
+        cuda = [self.runtime.device.index or 0] if self.runtime.device.type == "cuda" else []
+        # Evaluations never move the training RNG (MAE masks draw from it): an extra evaluation, e.g.
+        # on SIGTERM, leaves a resumed run exactly on the path of an uninterrupted one.
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             metrics = self.evaluate_fn()
         self.state.extra["eval_s"] = self.state.extra.get("eval_s", 0.0) + time.perf_counter() - start
+        self._last_eval_step = self.state.step
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
         return metrics
@@ -225,6 +230,8 @@ class Loop:
                 state.elapsed_s = elapsed_before + time.perf_counter() - session_start
             if self.control.should_stop:
                 state.stop_reason = self.control.stop_reason
+                if self._last_eval_step != state.step and state.step > 0 and not state.stop_reason.startswith("early"):
+                    self.evaluate()  # a time budget or SIGTERM: the best-checkpoint choice sees the last steps too
                 if self.control.should_save:
                     self.save()
         finally:

@@ -262,7 +262,8 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
         evals = [r for r in run.read_metrics() if "eval_loss" in r]
         trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
         finished = state.step >= total_steps
-        metrics = {"steps": state.step, "tokens_seen": state.tokens_seen, "train_time_s": round(state.elapsed_s, 1),
+        seen = "tokens_seen" if prep.unit == "tok" else "images_seen"
+        metrics = {"steps": state.step, seen: state.tokens_seen, "train_time_s": round(state.elapsed_s, 1),
                    "skipped_steps": state.skipped_steps}
         if evals:
             metrics.update(eval_loss=evals[-1]["eval_loss"], initial_eval_loss=evals[0]["eval_loss"])

@@ -81,9 +81,7 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
                        validation_fraction=cfg.data.validation_fraction, seed=t.seed, hold_out=True)
     start_run(run, runtime, resuming, manifest, data.fingerprint, cfg.data.path)
     train = data.splits["train"]
-    held = data.splits.get("validation") or data.splits.get("test")
-    if held is None or "validation" not in data.splits and "test" not in data.splits:
-        held = train
+    held = data.splits.get("validation", data.splits.get("test", train))
     if cfg.data.max_docs:
         train = train.subset(np.arange(min(len(train), cfg.data.max_docs)))
     h, w, channels = data.image_shape
