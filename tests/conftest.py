@@ -150,3 +150,12 @@ def make_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes
             rgb = np.stack([image, image * (0.5 + c / 2), image[::-1]], -1).clip(0, 255).astype(np.uint8)
             Image.fromarray(rgb).save(root / name / f"{i:03d}.png")
     return root
+
+
+def make_unlabeled_folder(root: Path, n: int = 48) -> Path:
+    """A flat folder of synthetic images without labels (for pretraining and prediction)."""
+    labeled = make_image_folder(root.parent / f"{root.name}-labeled", n_per_class=n // 2)
+    root.mkdir(parents=True)
+    for i, f in enumerate(sorted(labeled.rglob("*.png"))):
+        f.rename(root / f"{i:03d}.png")
+    return root

@@ -6,7 +6,7 @@ from PIL import Image
 
 from fmloop.core.errors import DataError
 from fmloop.data.images import is_image_source, limit_per_class, load_images
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, make_unlabeled_folder
 
 
 @pytest.fixture(autouse=True)
@@ -68,11 +68,7 @@ def test_csv_of_paths_and_labels(tmp_path):
 
 
 def test_unlabeled_folder_for_pretraining(tmp_path):
-    root = make_image_folder(tmp_path / "imgs", n_per_class=5)
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for i, f in enumerate(sorted(root.rglob("*.png"))):
-        f.rename(flat / f"{i}.png")
+    flat = make_unlabeled_folder(tmp_path / "flat", 10)
     with pytest.raises(DataError, match="no labels found"):
         load_images(str(flat))
     data = load_images(str(flat), need_labels=False)

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModel
 
 from fmloop.train.objectives.image import mae_encoder_as_vit, mae_model
-from tests.conftest import make_image_folder, run_cli
+from tests.conftest import make_image_folder, make_unlabeled_folder, run_cli
 
 FAST = ["--max-steps", "6", "--train.batch_size=16", "--train.eval_every=3", "--train.eval_batches=1",
         "--train.checkpoint_every=3", "--train.tensorboard=false", "--train.threads=1"]
@@ -16,12 +16,7 @@ FAST = ["--max-steps", "6", "--train.batch_size=16", "--train.eval_every=3", "--
 
 @pytest.fixture
 def unlabeled(tmp_path):
-    root = make_image_folder(tmp_path / "imgs", n_per_class=24)
-    flat = tmp_path / "unlabeled"
-    flat.mkdir()
-    for i, f in enumerate(sorted(root.rglob("*.png"))):
-        f.rename(flat / f"{i:03d}.png")
-    return flat
+    return make_unlabeled_folder(tmp_path / "unlabeled", 48)
 
 
 @pytest.mark.parametrize("objective", ["simclr", "mae"])

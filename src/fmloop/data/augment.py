@@ -26,6 +26,13 @@ import torch.nn.functional as F
 POLICIES = ("none", "light", "randaugment", "simclr")
 
 
+def batch_generator(seed: int, epoch: int, indices: np.ndarray) -> torch.Generator:
+    """The augmentation RNG of one batch: a function of (seed, epoch, batch), so a resumed or
+    distributed run draws exactly what an uninterrupted one does."""
+    state = np.random.SeedSequence([seed, epoch + 1, int(indices[0]), len(indices)]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 def channel_stats(pixels: np.ndarray, max_images: int = 20000, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std in [0, 1] units over (a sample of) the training images."""
     if len(pixels) > max_images:

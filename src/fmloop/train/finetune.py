@@ -241,8 +241,7 @@ def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
         # The label budget covers validation too (see finetune_image): limit first, then hold out.
         data.splits["train"] = _limit_text(data.splits["train"], cfg.task, t.limit_per_class, t.seed)
         if "validation" in data.splits:
-            share = (max(1, round(t.limit_per_class * cfg.data.validation_fraction)) if t.limit_per_class >= 1
-                     else t.limit_per_class * cfg.data.validation_fraction)
+            share = validation_budget(t.limit_per_class, cfg.data.validation_fraction)
             data.splits["validation"] = _limit_text(data.splits["validation"], cfg.task, share, t.seed)
         else:
             from fmloop.data.labeled import stratified_split
@@ -283,6 +282,11 @@ def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
                       save_extra=tokenizer.save_pretrained, summary=summary, description=data.description,
                       fingerprint=data.fingerprint, examples=lambda split: {"texts": data.splits[split]["text"]},
                       resolved={"train": {"max_length": max_length}, "model": {"pooling": pooling}}, pooling=pooling)
+
+
+def validation_budget(limit: float, fraction: float) -> float:
+    """Per-class size of a validation split under a label budget of `limit` per class (or fraction)."""
+    return max(1, round(limit * fraction)) if limit >= 1 else limit * fraction
 
 
 def _limit_text(train, task: str, limit: float, seed: int):

@@ -16,7 +16,7 @@ import torch
 
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import Runtime
-from fmloop.data.augment import ImageAugment, channel_stats, normalize, to_float
+from fmloop.data.augment import ImageAugment, batch_generator, channel_stats, normalize, to_float
 from fmloop.data.images import ImageSplit, limit_per_class, load_images, stratified_split
 from fmloop.models.vision import (
     build_image_classifier,
@@ -35,8 +35,7 @@ class ImageCollator:
     seed: int
 
     def __call__(self, indices: np.ndarray, epoch: int) -> dict:
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch + 1, int(indices[0]), len(indices)])
-                                              .generate_state(1)[0]))
+        g = batch_generator(self.seed, epoch, indices)
         labels = torch.from_numpy(self.split.labels[indices])
         pixels, targets = self.augment(torch.from_numpy(self.split.pixels[indices]), labels, g)
         return {"pixel_values": pixels, "labels": targets, "n_targets": len(indices), "n_tokens": len(indices)}
@@ -66,7 +65,7 @@ def image_logits(model, pixels: np.ndarray, mean, std, runtime: Runtime | None =
 
 
 def prepare_images(cfg, runtime: Runtime):
-    from fmloop.train.finetune import TaskInputs
+    from fmloop.train.finetune import TaskInputs, validation_budget
 
     t = cfg.train
     if cfg.task != "classification":
@@ -86,8 +85,7 @@ def prepare_images(cfg, runtime: Runtime):
         # with thousands of labeled validation images it pretends not to have.
         data.splits["train"] = limit_per_class(data.splits["train"], t.limit_per_class, t.seed)
         if "validation" in data.splits:
-            share = max(1, round(t.limit_per_class * cfg.data.validation_fraction)) if t.limit_per_class >= 1 \
-                else t.limit_per_class * cfg.data.validation_fraction
+            share = validation_budget(t.limit_per_class, cfg.data.validation_fraction)
             data.splits["validation"] = limit_per_class(data.splits["validation"], share, t.seed)
     if "validation" not in data.splits:
         train = data.splits["train"]

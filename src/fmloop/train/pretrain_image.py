@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.runtime import Runtime
-from fmloop.data.augment import ImageAugment, channel_stats
+from fmloop.data.augment import ImageAugment, batch_generator, channel_stats
 from fmloop.data.images import ImageSplit, load_images
 from fmloop.models.vision import (
     check_input_shape,
@@ -43,8 +43,7 @@ class ImagePretrainCollator:
     two_views: bool
 
     def __call__(self, indices: np.ndarray, epoch: int) -> dict:
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch + 1, int(indices[0]), len(indices)])
-                                              .generate_state(1)[0]))
+        g = batch_generator(self.seed, epoch, indices)
         pixels = torch.from_numpy(self.split.pixels[indices])
         batch = {"n_targets": len(indices), "n_tokens": len(indices)}
         if self.two_views:
