@@ -118,16 +118,16 @@ def predict_command(
         data = load_images(input, need_labels=False, image_column=text_column, hold_out=False,
                            size=(clf.size, clf.size), channels=clf.channels)
         inputs = np.concatenate([s.pixels for s in data.splits.values()])
-        keys, names = "image", [n for s in data.splits.values() for n in s.names]
+        field, names = "image", [n for s in data.splits.values() for n in s.names]
     else:
         data = load_labeled(input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False,
                             hold_out=False)
         inputs = names = [t for split in data.splits.values() for t in split["text"]]
-        keys = "text"
+        field = "text"
     with Progress(console=err_console) as progress:
         task = progress.add_task("predicting", total=len(inputs))
         preds = clf.predict(inputs, batch_size, progress=lambda n: progress.advance(task, n))
     with atomic_open(out, "w") as fh:
         for name, pred in zip(names, preds):
-            fh.write(json.dumps({keys: name, **pred}) + "\n")
+            fh.write(json.dumps({field: name, **pred}) + "\n")
     err_console.print(f"wrote {len(preds)} predictions to {out}")

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from fmloop.data.images import ImageSplit
 
 POLICIES = ("none", "light", "randaugment", "simclr")
 
@@ -175,3 +179,29 @@ class ImageAugment:
             x = lam * x + (1 - lam) * x[perm]
         one_hot = F.one_hot(labels, self.num_classes).float()
         return x, lam * one_hot + (1 - lam) * one_hot[perm]
+
+
+@dataclass
+class ImageBatches:
+    """Collate for the loop: (indices, epoch) -> an augmented batch of a split's uint8 images.
+
+    Supervised (`labeled`): {"pixel_values", "labels"} (labels soft after mixup/cutmix); MAE:
+    {"pixel_values"}; SimCLR (`two_views`): {"view1", "view2"}, two draws of the augmentation."""
+
+    split: "ImageSplit"
+    augment: ImageAugment
+    seed: int
+    labeled: bool = False
+    two_views: bool = False
+
+    def __call__(self, indices: np.ndarray, epoch: int) -> dict:
+        g = batch_generator(self.seed, epoch, indices)
+        pixels = torch.from_numpy(self.split.pixels[indices])
+        batch = {"n_targets": len(indices), "n_tokens": len(indices)}
+        if self.labeled:
+            batch["pixel_values"], batch["labels"] = self.augment(pixels, torch.from_numpy(self.split.labels[indices]), g)
+        elif self.two_views:
+            batch["view1"], batch["view2"] = self.augment.views(pixels, g), self.augment.views(pixels, g)
+        else:
+            batch["pixel_values"] = self.augment.views(pixels, g)
+        return batch

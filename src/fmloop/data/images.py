@@ -33,6 +33,7 @@ import numpy as np
 
 from fmloop.core.artifacts import fingerprint_paths
 from fmloop.core.errors import DataError
+from fmloop.data.sampling import per_class_sample, stratified_holdout
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,10 @@ def _raw_splits(path: Path, image_column: str | None, label_column: str | None) 
 
 def _decode(data):
     from PIL import Image
-    image = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+    if isinstance(data, Image.Image):
+        image = data
+    else:
+        image = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
     image.load()  # force decoding now: a truncated file fails here, not in the middle of an epoch
     if image.mode in ("1", "L", "I", "I;16", "F", "LA"):
         return image.convert("L")
@@ -373,31 +377,11 @@ def _cache_save(key: str, pixels: np.ndarray, kept: list[int], skipped: list[tup
         log.debug("image cache not written: %s", err)
 
 
-def stratified_split(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    if labels is None:
-        order = rng.permutation(n)
-        cut = max(1, int(round(n * fraction)))
-        return np.sort(order[cut:]), np.sort(order[:cut])
-    held = []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        held.extend(idx[: max(1, int(round(len(idx) * fraction)))] if len(idx) > 1 else [])
-    held = np.sort(np.asarray(held, np.int64))
-    return np.setdiff1d(np.arange(n), held), held
-
-
 def limit_per_class(split: ImageSplit, limit: float, seed: int) -> ImageSplit:
     """A seeded, stratified subset: `limit` examples per class (or that fraction of each class)."""
     if split.labels is None:
         raise DataError("--train.limit_per_class needs labeled training data.")
-    rng = np.random.default_rng([seed, 17])
-    keep = []
-    for c in np.unique(split.labels):
-        idx = rng.permutation(np.flatnonzero(split.labels == c))
-        k = int(limit) if limit >= 1 else max(1, int(round(len(idx) * limit)))
-        keep.extend(idx[:k])
-    return split.subset(np.sort(np.asarray(keep, np.int64)))
+    return split.subset(per_class_sample(split.labels, limit, seed))
 
 
 def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool = True,
@@ -456,7 +440,7 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
         desc += f"; skipped {len(skipped_all)} unreadable"
     if hold_out and "validation" not in splits and "train" in splits:
         train = splits["train"]
-        keep, held = stratified_split(train.labels, len(train), validation_fraction, seed)
+        keep, held = stratified_holdout(train.labels, len(train), validation_fraction, seed)
         splits["train"], splits["validation"] = train.subset(keep), train.subset(held)
         desc += f"; held out {len(held)} for validation (seeded, stratified)"
     return ImageData(splits, names, base_fp, desc, skipped_all)

@@ -20,6 +20,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from fmloop.core.errors import DataError
+from fmloop.data.sampling import stratified_holdout
 from fmloop.data.sources import read_splits
 from fmloop.data.text import TokenStore, pad_width
 
@@ -168,17 +169,9 @@ def stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> t
     n_val = max(1, int(round(len(train) * fraction)))
     if len(train) - n_val < 1:
         raise DataError(f"Only {len(train)} labeled rows: too few to hold out a validation split.")
-    if task == "classification":
-        labels = np.asarray(train["label"])
-        rng = np.random.default_rng(seed)
-        val_idx = []
-        for cls in np.unique(labels):   # the same fraction of every class, at least one each
-            members = rng.permutation(np.flatnonzero(labels == cls))
-            take = max(1, int(round(len(members) * fraction))) if len(members) > 1 else 0
-            val_idx.extend(members[:take].tolist())
-        val_set = set(val_idx)
-        train_idx = [i for i in range(len(train)) if i not in val_set]
-        return train.select(train_idx), train.select(sorted(val_idx))
+    if task == "classification":   # the same fraction of every class, at least one each
+        keep, held = stratified_holdout(np.asarray(train["label"]), len(train), fraction, seed)
+        return train.select(keep), train.select(held)
     parts = train.train_test_split(test_size=n_val, seed=seed, shuffle=True)
     return parts["train"], parts["test"]
 

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from fmloop.core.errors import ModelError
 from fmloop.models.pooled import MeanPoolClassifier, is_sentence_transformer
-from fmloop.models.presets import PRESETS, is_model_folder
+from fmloop.models.presets import PRESETS, is_model_folder, model_dir_of
 
 PROBLEM_TYPES = {"classification": "single_label_classification", "multilabel": "multi_label_classification",
                  "regression": "regression"}
@@ -25,9 +25,7 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pd
 
 def resolve_model_folder(name: str) -> Path:
     """A model folder, or an fmloop run dir (its `model/` inside)."""
-    path = Path(name).expanduser()
-    if (path / "manifest.json").exists() and (path / "model").is_dir():
-        path = path / "model"
+    path = model_dir_of(name)
     if not (path / "config.json").exists():
         raise ModelError(f"{name} is not a Hugging Face model folder (no config.json) nor an fmloop run dir.")
     return path

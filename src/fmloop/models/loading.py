@@ -17,15 +17,14 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from fmloop.core.errors import ModelError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.evaluate.metrics import sigmoid, softmax
+from fmloop.models.presets import model_dir_of
 
 TASK_OF_PROBLEM = {"single_label_classification": "classification", "multi_label_classification": "multilabel",
                    "regression": "regression"}
 
 
 def _folder(path: str | Path) -> Path:
-    folder = Path(path).expanduser()
-    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"
+    folder = model_dir_of(path)
     if not folder.is_dir():
         raise ModelError(f"{path} does not exist.")
     if not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
@@ -135,21 +134,14 @@ class ImageModel:
             return images
         from fmloop.data.images import decode_images
 
-        items = [(str(im), im if not isinstance(im, str) else Path(im)) for im in images]
-        if items and hasattr(items[0][1], "save"):  # PIL images: encode-free path through decode_images
-            import io
-            def png(im):
-                buffer = io.BytesIO()
-                im.save(buffer, format="PNG")
-                return buffer.getvalue()
-            items = [(name, png(im)) for name, im in items]
+        items = [(str(im), Path(im) if isinstance(im, str) else im) for im in images]
         pixels, kept, skipped = decode_images(items, (self.size, self.size), self.channels, progress=False)
         if skipped:
             raise ModelError(f"cannot read image {skipped[0][0]}: {skipped[0][1]}")
         return pixels
 
     def logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
-        from fmloop.train.finetune_image import image_logits
+        from fmloop.models.vision import image_logits
 
         return image_logits(self.model, self.to_pixels(images), self.mean, self.std, batch_size=batch_size,
                             progress=progress)

@@ -87,6 +87,14 @@ def is_model_folder(name: str) -> bool:
     return Path(name).expanduser().is_dir()
 
 
+def model_dir_of(name: str | Path) -> Path:
+    """The model folder a name points at: an fmloop run dir means its `model/` inside."""
+    path = Path(name).expanduser()
+    if (path / "manifest.json").exists() and (path / "model").is_dir():
+        return path / "model"
+    return path
+
+
 def resolve_preset(name: str, objective: str) -> Preset:
     preset = PRESETS.get(name)
     if preset.objective != objective:

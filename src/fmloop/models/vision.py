@@ -37,6 +37,7 @@ from transformers.modeling_outputs import (
 
 from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ConfigError, ModelError
+from fmloop.models.presets import model_dir_of
 
 VISION_PRESETS: Catalog = Catalog("image model preset", error=ConfigError)
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -181,9 +182,7 @@ def preset_config(name: str, size: int, channels: int) -> PretrainedConfig:
 def is_image_model_folder(path: str | None) -> bool:
     if not path:
         return False
-    folder = Path(path).expanduser()
-    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"
+    folder = model_dir_of(path)
     config = folder / "config.json"
     if not config.exists():
         adapter = folder / "adapter_config.json"
@@ -210,9 +209,7 @@ def build_image_classifier(name: str, labels: list[str], size: int, channels: in
         if dropout is not None:
             _set_dropout(config, dropout)
         return AutoModelForImageClassification.from_config(config), None
-    folder = Path(name).expanduser()
-    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"
+    folder = model_dir_of(name)
     if not (folder / "config.json").exists():
         raise ModelError(f"{name} is neither an image preset ({', '.join(VISION_PRESETS.names())}) nor a model "
                          f"folder with a config.json.")
@@ -265,3 +262,27 @@ def read_preprocessor(folder: Path) -> dict:
     return {"size": int(size.get("height", size.get("shortest_edge", 0)) if isinstance(size, dict) else size),
             "mean": list(data["image_mean"]), "std": list(data["image_std"]),
             "channels": int(data.get("num_channels", len(data["image_mean"])))}
+
+
+def image_logits(model, pixels, mean, std, runtime=None, batch_size: int = 256, progress=None):
+    """Logits for uint8 images (N, H, W, C), in order, normalised with the model's mean and std."""
+    import contextlib
+
+    import numpy as np
+
+    from fmloop.data.augment import normalize, to_float
+
+    device = runtime.device if runtime else next(model.parameters()).device
+    model.eval()
+    out = None
+    with torch.no_grad():
+        for start in range(0, len(pixels), batch_size):
+            x = normalize(to_float(torch.from_numpy(pixels[start:start + batch_size])), mean, std).to(device)
+            with runtime.autocast() if runtime is not None else contextlib.nullcontext():
+                logits = model(pixel_values=x).logits.float()
+            if out is None:
+                out = np.zeros((len(pixels), logits.shape[-1]), np.float32)
+            out[start:start + len(x)] = logits.cpu().numpy()
+            if progress is not None:
+                progress(len(x))
+    return out

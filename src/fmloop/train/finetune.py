@@ -36,6 +36,7 @@ from fmloop.core.config import Duration, StageConfig, parse_duration
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import Runtime, running
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled
+from fmloop.data.sampling import per_class_sample
 from fmloop.data.text import default_pad_multiple
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.evaluate.metrics import HEADLINE, task_metrics
@@ -291,16 +292,10 @@ def validation_budget(limit: float, fraction: float) -> float:
 
 def _limit_text(train, task: str, limit: float, seed: int):
     """A seeded per-class subset of the training rows (classification), or `limit` rows in all."""
-    rng = np.random.default_rng([seed, 17])
     if task != "classification":
         n = int(limit) if limit >= 1 else max(1, int(round(len(train) * limit)))
-        return train.select(np.sort(rng.permutation(len(train))[:n]))
-    labels = np.asarray(train["label"])
-    keep = []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        keep.extend(idx[: int(limit) if limit >= 1 else max(1, int(round(len(idx) * limit)))])
-    return train.select(np.sort(np.asarray(keep)))
+        return train.select(np.sort(np.random.default_rng([seed, 17]).permutation(len(train))[:n]))
+    return train.select(per_class_sample(np.asarray(train["label"]), limit, seed))
 
 
 def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:

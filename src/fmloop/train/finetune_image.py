@@ -9,59 +9,23 @@ training images and are saved with the model (preprocessor_config.json).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
 import numpy as np
-import torch
 
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import Runtime
-from fmloop.data.augment import ImageAugment, batch_generator, channel_stats, normalize, to_float
-from fmloop.data.images import ImageSplit, limit_per_class, load_images, stratified_split
+from fmloop.data.augment import ImageAugment, ImageBatches, channel_stats
+from fmloop.data.images import limit_per_class, load_images
+from fmloop.data.sampling import stratified_holdout
+from fmloop.models.presets import model_dir_of
 from fmloop.models.vision import (
     build_image_classifier,
+    image_logits,
+    is_vision_preset,
     read_preprocessor,
     write_preprocessor,
 )
-from fmloop.train.loop import to_device
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ImageCollator:
-    split: ImageSplit
-    augment: ImageAugment
-    seed: int
-
-    def __call__(self, indices: np.ndarray, epoch: int) -> dict:
-        g = batch_generator(self.seed, epoch, indices)
-        labels = torch.from_numpy(self.split.labels[indices])
-        pixels, targets = self.augment(torch.from_numpy(self.split.pixels[indices]), labels, g)
-        return {"pixel_values": pixels, "labels": targets, "n_targets": len(indices), "n_tokens": len(indices)}
-
-
-def image_logits(model, pixels: np.ndarray, mean, std, runtime: Runtime | None = None, batch_size: int = 256,
-                 progress=None) -> np.ndarray:
-    """Logits for uint8 images (N, H, W, C), in order."""
-    device = runtime.device if runtime else next(model.parameters()).device
-    model.eval()
-    out = None
-    with torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            x = normalize(to_float(torch.from_numpy(pixels[start:start + batch_size])), mean, std)
-            batch = to_device({"pixel_values": x}, device)
-            if runtime is not None:
-                with runtime.autocast():
-                    logits = model(**batch).logits.float()
-            else:
-                logits = model(**batch).logits.float()
-            if out is None:
-                out = np.zeros((len(pixels), logits.shape[-1]), np.float32)
-            out[start:start + len(x)] = logits.cpu().numpy()
-            if progress is not None:
-                progress(len(x))
-    return out
 
 
 def prepare_images(cfg, runtime: Runtime):
@@ -71,10 +35,10 @@ def prepare_images(cfg, runtime: Runtime):
     if cfg.task != "classification":
         raise ConfigError(f"Image fine-tuning supports --task classification; got {cfg.task!r}.")
     shape = {}
-    if cfg.model.name and not _is_preset(cfg.model.name):
+    if cfg.model.name and not is_vision_preset(cfg.model.name):
         # A pretrained backbone fixes the input shape: decode the data to it.
         try:
-            pre = read_preprocessor(_model_folder(cfg.model.name))
+            pre = read_preprocessor(model_dir_of(cfg.model.name))
             shape = {"size": (pre["size"], pre["size"]), "channels": pre["channels"]}
         except (ModelError, OSError, KeyError, ValueError):  # a foreign folder: keep the data's own shape
             shape = {}
@@ -89,7 +53,7 @@ def prepare_images(cfg, runtime: Runtime):
             data.splits["validation"] = limit_per_class(data.splits["validation"], share, t.seed)
     if "validation" not in data.splits:
         train = data.splits["train"]
-        keep, held = stratified_split(train.labels, len(train), cfg.data.validation_fraction, t.seed)
+        keep, held = stratified_holdout(train.labels, len(train), cfg.data.validation_fraction, t.seed)
         data.splits["train"], data.splits["validation"] = train.subset(keep), train.subset(held)
         data.description += f"; held out {len(held)} for validation (seeded, stratified)"
     train = data.splits["train"]
@@ -117,7 +81,7 @@ def prepare_images(cfg, runtime: Runtime):
     return TaskInputs(model=model, parent=parent, labels=data.labels,
                       y={name: s.labels for name, s in data.splits.items()},
                       train_lengths=np.ones(len(train), np.int64), bucket=False,
-                      make_collate=lambda: ImageCollator(train, augment, t.seed),
+                      make_collate=lambda: ImageBatches(train, augment, t.seed, labeled=True),
                       logits=lambda m, split: image_logits(m, data.splits[split].pixels, mean, std, runtime),
                       save_extra=save_extra, summary=summary, description=data.description,
                       fingerprint=data.fingerprint, examples=examples,
@@ -127,15 +91,3 @@ def prepare_images(cfg, runtime: Runtime):
                       # A preset starts from random weights and needs a from-scratch learning rate.
                       default_lr=2e-3 if parent is None else None)
 
-
-def _is_preset(name: str) -> bool:
-    from fmloop.models.vision import is_vision_preset
-    return is_vision_preset(name)
-
-
-def _model_folder(name: str):
-    from pathlib import Path
-    folder = Path(name).expanduser()
-    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"
-    return folder

@@ -230,7 +230,7 @@ class Loop:
                 state.elapsed_s = elapsed_before + time.perf_counter() - session_start
             if self.control.should_stop:
                 state.stop_reason = self.control.stop_reason
-                if self._last_eval_step != state.step and state.step > 0 and not state.stop_reason.startswith("early"):
+                if self._last_eval_step != state.step and state.step > 0:
                     self.evaluate()  # a time budget or SIGTERM: the best-checkpoint choice sees the last steps too
                 if self.control.should_save:
                     self.save()

@@ -10,17 +10,16 @@ and stay in the checkpoints.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import AutoConfig, AutoModel
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.runtime import Runtime
-from fmloop.data.augment import ImageAugment, batch_generator, channel_stats
-from fmloop.data.images import ImageSplit, load_images
+from fmloop.data.augment import ImageAugment, ImageBatches, channel_stats
+from fmloop.data.images import load_images
+from fmloop.models.presets import model_dir_of
 from fmloop.models.vision import (
     check_input_shape,
     is_vision_preset,
@@ -33,43 +32,19 @@ from fmloop.train.objectives.image import MaskedAutoencoder, SimCLR, mae_model
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ImagePretrainCollator:
-    """uint8 images -> augmented float views. SimCLR gets two views per image, MAE one."""
-
-    split: ImageSplit
-    augment: ImageAugment
-    seed: int
-    two_views: bool
-
-    def __call__(self, indices: np.ndarray, epoch: int) -> dict:
-        g = batch_generator(self.seed, epoch, indices)
-        pixels = torch.from_numpy(self.split.pixels[indices])
-        batch = {"n_targets": len(indices), "n_tokens": len(indices)}
-        if self.two_views:
-            batch["view1"] = self.augment.views(pixels, g)
-            batch["view2"] = self.augment.views(pixels, g)
-        else:
-            batch["pixel_values"] = self.augment.views(pixels, g)
-        return batch
-
-
 def _backbone(name: str, size: int, channels: int):
     """(backbone model, parent folder or None)."""
+    def no_pooler(config) -> dict:
+        # ViT's pooler is a dense layer on the CLS token that the classification head never reads.
+        return {"add_pooling_layer": False} if config.model_type == "vit" else {}
+
     if is_vision_preset(name):
-        return AutoModel.from_config(preset_config(name, size, channels), **_no_pooler(name)), None
-    folder = Path(name).expanduser()
-    if (folder / "manifest.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"
+        config = preset_config(name, size, channels)
+        return AutoModel.from_config(config, **no_pooler(config)), None
+    folder = model_dir_of(name)
     config = AutoConfig.from_pretrained(str(folder))
     check_input_shape(config, size, channels, str(folder))
-    extra = {"add_pooling_layer": False} if config.model_type == "vit" else {}
-    return AutoModel.from_pretrained(str(folder), **extra), str(folder.resolve())
-
-
-def _no_pooler(name: str) -> dict:
-    # ViT's pooler is a dense layer on the CLS token that the classification head never reads.
-    return {"add_pooling_layer": False} if name.startswith("vit") else {}
+    return AutoModel.from_pretrained(str(folder), **no_pooler(config)), str(folder.resolve())
 
 
 def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest: dict | None, start_run):
@@ -92,11 +67,9 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
 
     backbone, parent = _backbone(cfg.model.name, h, channels)
     if cfg.objective == "mae":
-        if parent is not None:
-            mae = mae_model(backbone.config)
+        mae = mae_model(backbone.config)
+        if parent is not None:  # continue from a ViT folder: its encoder weights go into the MAE
             mae.vit.load_state_dict(backbone.state_dict(), strict=False)
-        else:
-            mae = mae_model(backbone.config)
         objective, model, two_views = MaskedAutoencoder(mae), mae, False
         policy = "light"
     else:
@@ -104,7 +77,7 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
         model, two_views, policy = objective, True, "simclr"
     augment = ImageAugment(policy, mean=tuple(mean), std=tuple(std), flip=True)
     eval_rows = held.subset(np.arange(min(len(held), t.eval_batches * t.batch_size)))
-    eval_collate = ImagePretrainCollator(eval_rows, augment, t.seed, two_views)
+    eval_collate = ImageBatches(eval_rows, augment, t.seed, two_views=two_views)
     eval_bs = max(2, t.batch_size // t.grad_accum)
     eval_batches = [eval_collate(np.arange(i, min(i + eval_bs, len(eval_rows))), -1)
                     for i in range(0, len(eval_rows), eval_bs) if min(i + eval_bs, len(eval_rows)) - i >= 2]
@@ -116,7 +89,7 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
 
     return Prepared(model=model, objective=objective,
                     train=BatchPlan(np.ones(len(train), np.int64), t.batch_size,
-                                    ImagePretrainCollator(train, augment, t.seed, two_views), t.seed, bucket=False),
+                                    ImageBatches(train, augment, t.seed, two_views=two_views), t.seed, bucket=False),
                     eval_batches=eval_batches, parent=parent, save_model=save_model, unit="img",
                     manifest=dict(data=data.description, data_fingerprint=data.fingerprint,
                                   skipped_images=len(data.skipped), image_shape=[h, w, channels],
