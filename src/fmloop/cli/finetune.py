@@ -108,11 +108,11 @@ def predict_command(
 
     from fmloop.core.artifacts import atomic_open
     from fmloop.data.labeled import load_labeled
-    from fmloop.models.loading import ImageModel, load
+    from fmloop.models.loading import load
 
     setup_logging()
     clf = load(model)
-    if isinstance(clf, ImageModel):
+    if clf.modality == "image":
         from fmloop.data.images import load_images
 
         data = load_images(input, need_labels=False, image_column=text_column, hold_out=False,

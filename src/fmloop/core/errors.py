@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     MODEL = 4          # unknown preset, unloadable model folder
     RESUME = 5         # run dir cannot be resumed (corrupt or incompatible)
     TRAINING = 6       # training diverged (non-finite loss or gradients)
+    PARITY = 7         # a compressed or exported model disagrees with its parent beyond the threshold
     INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
 
 
@@ -49,3 +50,7 @@ class ResumeError(FmloopError):
 
 class TrainingError(FmloopError):
     exit_code = ExitCode.TRAINING
+
+
+class ParityError(FmloopError):
+    exit_code = ExitCode.PARITY

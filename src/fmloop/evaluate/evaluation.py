@@ -21,36 +21,46 @@ from fmloop.evaluate.report import CSS, _table, figure_to_data_uri, training_cur
 log = logging.getLogger(__name__)
 
 
-def score(model_path: str, data_path: str, text_column: str | None = None, label_column: str | None = None,
-          batch_size: int = 64):
-    """(TextModel, dataset, y_true, logits) for every labeled row of `data_path` (a folder: its
-    test split, else validation)."""
-    from rich.progress import Progress
-
+def labeled_inputs(model, data_path: str, splits=("test", "validation"), text_column: str | None = None,
+                   label_column: str | None = None):
+    """(inputs, examples, y_true, where) for the first of `splits` that `data_path` has (else its
+    train split): texts or uint8 images, in the form `model.logits` takes."""
     from fmloop.data.labeled import load_labeled
-    from fmloop.models.loading import ImageModel, load
 
-    model = load(model_path)
-    if isinstance(model, ImageModel):
+    if getattr(model, "modality", "text") == "image":
         from fmloop.data.images import load_images
 
         data = load_images(data_path, labels=model.labels, image_column=text_column, label_column=label_column,
                            hold_out=False, size=(model.size, model.size), channels=model.channels)
-        split = next((s for s in ("test", "validation") if s in data.splits), "train")
+        split = next((s for s in splits if s in data.splits), "train")
         images = data.splits[split]
-        inputs, examples = images.pixels, {"images": images.pixels, "names": images.names}
-        y_true, where = images.labels, f"{data_path} [{split}]"
-    else:
-        data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
-                            labels=model.labels, hold_out=False)
-        split = next((s for s in ("test", "validation") if s in data.splits), "train")
-        ds = data.splits[split]
-        inputs, examples = ds["text"], {"texts": ds["text"]}
-        y_true, where = np.asarray(ds["label"]), data.origin.get(split, data_path)
+        return images.pixels, {"images": images.pixels, "names": images.names}, images.labels, f"{data_path} [{split}]"
+    data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
+                        labels=model.labels, hold_out=False)
+    split = next((s for s in splits if s in data.splits), "train")
+    ds = data.splits[split]
+    return ds["text"], {"texts": ds["text"]}, np.asarray(ds["label"]), data.origin.get(split, data_path)
+
+
+def score(model_path: str, data_path: str, text_column: str | None = None, label_column: str | None = None,
+          batch_size: int = 64):
+    """(model, examples, y_true, logits, where) for every labeled row of `data_path` (a folder: its
+    test split, else validation)."""
+    from fmloop.models.loading import load
+
+    model = load(model_path)
+    inputs, examples, y_true, where = labeled_inputs(model, data_path, text_column=text_column,
+                                                     label_column=label_column)
+    return model, examples, y_true, model_logits(model, inputs, batch_size, f"scoring {Path(model_path).name}"), where
+
+
+def model_logits(model, inputs, batch_size: int = 64, what: str = "scoring") -> np.ndarray:
+    """`model.logits(inputs)` with a transient progress bar."""
+    from rich.progress import Progress
+
     with Progress(transient=True) as progress:
-        task = progress.add_task(f"scoring {Path(model_path).name}", total=len(inputs))
-        logits = model.logits(inputs, batch_size, progress=lambda n: progress.advance(task, n))
-    return model, examples, y_true, logits, where
+        task = progress.add_task(what, total=len(inputs))
+        return model.logits(inputs, batch_size, progress=lambda n: progress.advance(task, n))
 
 
 def evaluate_model(model_path: str, data_path: str, out: str | Path | None = None, baseline: str | None = None,

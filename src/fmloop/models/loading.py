@@ -19,6 +19,8 @@ from fmloop.data.tokenizer import load_tokenizer
 from fmloop.evaluate.metrics import sigmoid, softmax
 from fmloop.models.presets import model_dir_of
 
+ONNX_FILE = "model.onnx"          # compress/onnx_export.py: an ONNX Runtime artifact
+ENSEMBLE_FILE = "ensemble.json"   # compress/ensemble.py: members + how to combine them
 TASK_OF_PROBLEM = {"single_label_classification": "classification", "multi_label_classification": "multilabel",
                    "regression": "regression"}
 
@@ -27,8 +29,8 @@ def _folder(path: str | Path) -> Path:
     folder = model_dir_of(path)
     if not folder.is_dir():
         raise ModelError(f"{path} does not exist.")
-    if not ((folder / "config.json").exists() or (folder / "adapter_config.json").exists()):
-        raise ModelError(f"{folder} holds no model: no config.json or adapter_config.json.")
+    if not any((folder / name).exists() for name in ("config.json", "adapter_config.json", ENSEMBLE_FILE, ONNX_FILE)):
+        raise ModelError(f"{folder} holds no model: no config.json, adapter_config.json, {ENSEMBLE_FILE} or {ONNX_FILE}.")
     return folder
 
 
@@ -62,7 +64,46 @@ def _check_adapter_base(folder: Path) -> str | None:
     return base
 
 
-class TextModel:
+class InferenceModel:
+    """What every loadable artifact answers: `task`, `labels`, `modality`, `folder`,
+    `logits(inputs)` and `predict(inputs)`."""
+
+    modality = "text"
+    task = "classification"
+    labels: list[str] | None = None
+    folder: Path
+
+    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, inputs, batch_size: int = 64, progress=None) -> list[dict]:
+        """One dict per input: {"label", "probabilities"} (classification), {"labels", "probabilities"}
+        (multi-label, threshold 0.5) or {"score"} (regression)."""
+        raw = self.logits(inputs if self.modality == "image" else list(inputs), batch_size, progress)
+        if self.task == "regression":
+            return [{"score": float(v[0])} for v in raw]
+        if self.task == "multilabel":
+            probs = sigmoid(raw)
+            return [{"labels": [self.labels[j] for j in np.flatnonzero(p >= 0.5)],
+                     "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+        probs = softmax(raw)
+        return [{"label": self.labels[int(p.argmax())],
+                 "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+
+    def to_pixels(self, images) -> np.ndarray:
+        """uint8 (N, H, W, C) at the model's size and channel count from paths, PIL images or arrays."""
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return images
+        from fmloop.data.images import decode_images
+
+        items = [(str(im), Path(im) if isinstance(im, str) else im) for im in images]
+        pixels, kept, skipped = decode_images(items, (self.size, self.size), self.channels, progress=False)
+        if skipped:
+            raise ModelError(f"cannot read image {skipped[0][0]}: {skipped[0][1]}")
+        return pixels
+
+
+class TextModel(InferenceModel):
     """A fine-tuned text classifier/regressor ready for inference."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, folder: Path, max_length: int = 512):
@@ -78,37 +119,41 @@ class TextModel:
         model, folder = load_task_model(path)
         return cls(model, load_tokenizer(folder), folder)
 
+    def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """input_ids + attention_mask (int64, padded to the longest) as the exported graphs take them."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
+                             return_tensors="np")
+        return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+
     @torch.no_grad()
     def logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
-        """Raw outputs, batched over length-sorted texts (less padding), returned in input order."""
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
-                                 padding=True, return_tensors="pt")
-            out[idx] = self.model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}).logits.float().numpy()
-            if progress is not None:
-                progress(len(idx))
-        return out
+        def run(batch: list[str]) -> np.ndarray:
+            feeds = {k: torch.from_numpy(v) for k, v in self.encode(batch).items()}
+            return self.model(**feeds).logits.float().numpy()
 
-    def predict(self, texts: list[str], batch_size: int = 64, progress=None) -> list[dict]:
-        """One dict per text: {"label", "probabilities"} (classification), {"labels", "probabilities"}
-        (multi-label, threshold 0.5) or {"score"} (regression)."""
-        raw = self.logits(list(texts), batch_size, progress)
-        if self.task == "regression":
-            return [{"score": float(v[0])} for v in raw]
-        if self.task == "multilabel":
-            probs = sigmoid(raw)
-            return [{"labels": [self.labels[j] for j in np.flatnonzero(p >= 0.5)],
-                     "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
-        probs = softmax(raw)
-        return [{"label": self.labels[int(p.argmax())],
-                 "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
+        return batched_by_length(texts, run, batch_size, progress)
 
 
-class ImageModel:
+def batched_by_length(texts: list[str], run, batch_size: int, progress=None) -> np.ndarray:
+    """`run(list of texts) -> (b, K) array` over length-sorted batches (less padding), returned in
+    input order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = None
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        values = run([texts[i] for i in idx])
+        if out is None:
+            out = np.zeros((len(texts), values.shape[-1]), dtype=np.float32)
+        out[idx] = values
+        if progress is not None:
+            progress(len(idx))
+    return out if out is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+class ImageModel(InferenceModel):
     """A fine-tuned image classifier ready for inference: `predict(paths | PIL images | uint8 array)`."""
+
+    modality = "image"
 
     def __init__(self, model: torch.nn.Module, folder: Path):
         from fmloop.models.vision import read_preprocessor
@@ -128,34 +173,28 @@ class ImageModel:
         model, folder = load_task_model(path, AutoModelForImageClassification)
         return cls(model, folder)
 
-    def to_pixels(self, images) -> np.ndarray:
-        """uint8 (N, H, W, C) at the model's size and channel count from paths, PIL images or arrays."""
-        if isinstance(images, np.ndarray) and images.ndim == 4:
-            return images
-        from fmloop.data.images import decode_images
-
-        items = [(str(im), Path(im) if isinstance(im, str) else im) for im in images]
-        pixels, kept, skipped = decode_images(items, (self.size, self.size), self.channels, progress=False)
-        if skipped:
-            raise ModelError(f"cannot read image {skipped[0][0]}: {skipped[0][1]}")
-        return pixels
-
     def logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
         from fmloop.models.vision import image_logits
 
         return image_logits(self.model, self.to_pixels(images), self.mean, self.std, batch_size=batch_size,
                             progress=progress)
 
-    def predict(self, images, batch_size: int = 256, progress=None) -> list[dict]:
-        probs = softmax(self.logits(images, batch_size, progress))
-        return [{"label": self.labels[int(p.argmax())],
-                 "probabilities": {self.labels[j]: round(float(p[j]), 6) for j in range(len(p))}} for p in probs]
 
-
-def load(path: str | Path) -> "TextModel | ImageModel":
-    """A fine-tuned model for inference: text or image, whichever the folder holds."""
+def load(path: str | Path):
+    """A model for inference, whatever the folder holds: a fine-tuned text or image model, an
+    int8-quantized one, an ONNX export or an ensemble. All answer `logits` and `predict`."""
     from fmloop.models.vision import is_image_model_folder
 
-    if is_image_model_folder(str(_folder(path))):
+    folder = _folder(path)
+    if (folder / ENSEMBLE_FILE).exists():
+        from fmloop.compress.ensemble import EnsembleModel
+        return EnsembleModel.load(folder)
+    if (folder / ONNX_FILE).exists():
+        from fmloop.compress.onnx_export import OnnxModel
+        return OnnxModel.load(folder)
+    if json.loads((folder / "config.json").read_text()).get("fmloop_quantization") if (folder / "config.json").exists() else None:
+        from fmloop.compress.quantize import load_quantized
+        return load_quantized(folder)
+    if is_image_model_folder(str(folder)):
         return ImageModel.load(path)
     return TextModel.load(path)

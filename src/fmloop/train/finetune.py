@@ -233,11 +233,26 @@ class TaskInputs:
     default_lr: float | None = None                          # None: by model size (the text rule)
 
 
-def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
+@dataclass
+class StageHooks:
+    """How a stage built on the fine-tuning runner differs from plain fine-tuning (distillation:
+    its own preparation, which adds the teacher's outputs to each batch, and its own objective)."""
+
+    kind: str = "finetune"
+    prepare: Callable[[FinetuneConfig, Runtime], TaskInputs] | None = None
+    objective: Callable[[nn.Module, torch.Tensor | None], nn.Module] | None = None   # (model, class weights)
+    manifest: dict | None = None
+    parent: str | None = None          # lineage for the manifest (the teacher), when not the base model
+
+
+def _prepare_text(cfg: FinetuneConfig, runtime: Runtime, labels: list[str] | None = None,
+                  extra_train=None) -> TaskInputs:
+    """`labels` fixes the class order (a teacher's); `extra_train` (a Dataset of text + label) is
+    appended to the training rows (teacher-labeled unlabeled text)."""
     t = cfg.train
     data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
                         label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
-                        seed=t.seed, hold_out=not t.limit_per_class)
+                        seed=t.seed, hold_out=not t.limit_per_class, labels=labels)
     if t.limit_per_class:
         # The label budget covers validation too (see finetune_image): limit first, then hold out.
         data.splits["train"] = _limit_text(data.splits["train"], cfg.task, t.limit_per_class, t.seed)
@@ -248,6 +263,9 @@ def _prepare_text(cfg: FinetuneConfig, runtime: Runtime) -> TaskInputs:
             from fmloop.data.labeled import stratified_split
             data.splits["train"], data.splits["validation"] = stratified_split(
                 data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed)
+    if extra_train is not None and len(extra_train):
+        from datasets import concatenate_datasets
+        data.splits["train"] = concatenate_datasets([data.splits["train"], extra_train.cast(data.splits["train"].features)])
     if is_model_folder(cfg.model.name):
         tokenizer = load_tokenizer(cfg.model.tokenizer or resolve_model_folder(cfg.model.name))
     elif cfg.model.tokenizer:
@@ -298,12 +316,15 @@ def _limit_text(train, task: str, limit: float, seed: int):
     return train.select(per_class_sample(np.asarray(train["label"]), limit, seed))
 
 
-def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
+def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHooks | None = None) -> RunDir:
     t = cfg.train
+    hooks = hooks or StageHooks()
     if run.path.exists() and any(run.path.iterdir()):
         run.create()  # raises: never overwrite a run
     from fmloop.data.images import is_image_source
-    if is_image_source(cfg.data.path):
+    if hooks.prepare is not None:
+        inputs = hooks.prepare(cfg, runtime)
+    elif is_image_source(cfg.data.path):
         from fmloop.train.finetune_image import prepare_images
         inputs = prepare_images(cfg, runtime)
     else:
@@ -335,7 +356,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     if t.class_weights == "balanced" and cfg.task == "classification":
         counts = np.bincount(inputs.y["train"], minlength=len(inputs.labels)).astype(np.float64)
         class_weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-    objective = Supervised(task_model, cfg.task, class_weights, t.label_smoothing)
+    objective = (hooks.objective(task_model, class_weights) if hooks.objective
+                 else Supervised(task_model, cfg.task, class_weights, t.label_smoothing))
     optimizer = build_optimizer(task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale,
                                 include_frozen=plan.include_frozen)
     scheduler = build_scheduler(optimizer, warmup, total_steps, "linear", 0.0)
@@ -347,7 +369,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
     run.create()
     run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
-    run.write_manifest(kind="finetune", parent=inputs.parent, status="running", task=cfg.task, strategy=cfg.strategy,
+    run.write_manifest(kind=hooks.kind, **(hooks.manifest or {}), parent=hooks.parent or inputs.parent, status="running", task=cfg.task, strategy=cfg.strategy,
                        strategy_detail=plan.description, model=cfg.model.name, parameters=n_params,
                        trainable_parameters=trainable, labels=inputs.labels, config_hash=config_hash(resolved),
                        data=inputs.description, data_fingerprint=inputs.fingerprint, data_summary=inputs.summary,
@@ -366,7 +388,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir) -> RunDir:
         return scalars
 
     best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
-    callbacks = [ProgressBar(f"finetune {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
+    callbacks = [ProgressBar(f"{hooks.kind} {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
                  MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
                  GracefulStop(), best, *plan.callbacks]
     if t.early_stopping_patience:

@@ -1,0 +1,161 @@
+"""`fmloop ensemble A B C --method vote|mean|weighted`: several models as one artifact.
+
+    OUT/model/ensemble.json     method, weights, task, labels, member folders (relative)
+    OUT/model/members/0-NAME/   a copy of each member's model folder
+
+Members must predict the same task and label set. Their class probabilities (sigmoid for
+multi-label, raw scores for regression) are averaged (`mean`), averaged with weights fit on the
+validation split to minimise log loss (`weighted`), or each member casts one vote for its top
+class (`vote`, ties broken by the mean probability). The ensemble's "logits" are the log of the
+combined probabilities, so evaluation, calibration and prediction treat it like any model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from fmloop.compress.artifact import check_new_out, write_run
+from fmloop.core.errors import ConfigError, ModelError
+from fmloop.evaluate.metrics import sigmoid, softmax
+from fmloop.models.loading import ENSEMBLE_FILE, InferenceModel
+
+log = logging.getLogger(__name__)
+
+METHODS = ("vote", "mean", "weighted")
+EPS = 1e-7
+
+
+def member_probabilities(task: str, logits: np.ndarray) -> np.ndarray:
+    if task == "classification":
+        return softmax(logits)
+    if task == "multilabel":
+        return sigmoid(logits)
+    return logits
+
+
+def combine(task: str, method: str, logits: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """The ensemble's logits from its members' logits."""
+    probs = np.stack([member_probabilities(task, x) for x in logits])        # (M, N, K)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1, 1)
+    mean = (probs * w).sum(0) / w.sum()
+    if task == "regression":
+        return mean.astype(np.float32)
+    if method == "vote" and task == "classification":
+        votes = np.zeros_like(mean)
+        for member in probs:
+            votes[np.arange(len(member)), member.argmax(-1)] += 1
+        combined = (votes + 1e-3 * mean) / (votes + 1e-3 * mean).sum(-1, keepdims=True)
+    elif method == "vote":  # multi-label: majority per label
+        combined = np.clip((probs >= 0.5).mean(0) + 1e-3 * (mean - 0.5), EPS, 1 - EPS)
+    else:
+        combined = mean
+    combined = np.clip(combined, EPS, 1.0)
+    if task == "multilabel":
+        combined = np.clip(combined, EPS, 1 - EPS)
+        return np.log(combined / (1 - combined)).astype(np.float32)   # logit: sigmoid gives it back
+    return np.log(combined).astype(np.float32)
+
+
+def fit_weights(task: str, y: np.ndarray, logits: list[np.ndarray]) -> list[float]:
+    """Non-negative weights summing to 1 that minimise validation log loss (MSE for regression)."""
+    from scipy.optimize import minimize
+
+    probs = np.stack([member_probabilities(task, x) for x in logits])
+
+    def loss(theta):
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        mix = np.tensordot(w, probs, axes=1)
+        if task == "regression":
+            return float(((mix[:, 0] - y) ** 2).mean())
+        if task == "multilabel":
+            mix = np.clip(mix, EPS, 1 - EPS)
+            return float(-(y * np.log(mix) + (1 - y) * np.log(1 - mix)).mean())
+        return float(-np.log(np.clip(mix[np.arange(len(y)), y], EPS, 1)).mean())
+
+    result = minimize(loss, np.zeros(len(logits)), method="Nelder-Mead" if len(logits) < 6 else "Powell")
+    w = np.exp(result.x - result.x.max())
+    return [round(float(v), 6) for v in w / w.sum()]
+
+
+class EnsembleModel(InferenceModel):
+    def __init__(self, folder: Path, members: list[InferenceModel], method: str, weights: list[float]):
+        self.folder, self.members, self.method, self.weights = folder, members, method, weights
+        first = members[0]
+        self.modality, self.task, self.labels = first.modality, first.task, first.labels
+        if self.modality == "image":
+            self.size, self.channels = first.size, first.channels
+
+    @classmethod
+    def load(cls, folder: Path) -> "EnsembleModel":
+        from fmloop.models.loading import load
+
+        spec = json.loads((folder / ENSEMBLE_FILE).read_text())
+        members = [load(folder / m) for m in spec["members"]]
+        return cls(folder, members, spec["method"], spec["weights"])
+
+    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+        if self.modality == "image":
+            inputs = self.to_pixels(inputs)
+        outputs = []
+        for i, member in enumerate(self.members):
+            # Progress counts the last member only, so the bar still ends at len(inputs).
+            outputs.append(member.logits(inputs, batch_size, progress if i == len(self.members) - 1 else None))
+        return combine(self.task, self.method, outputs, self.weights)
+
+
+def check_members(paths: list[str]) -> list[InferenceModel]:
+    from fmloop.models.loading import load
+
+    if len(paths) < 2:
+        raise ConfigError("An ensemble needs at least two models.")
+    members = [load(p) for p in paths]
+    first = members[0]
+    for path, m in zip(paths[1:], members[1:]):
+        if (m.modality, m.task, m.labels) != (first.modality, first.task, first.labels):
+            raise ModelError(f"{path} predicts {m.task} {m.labels or ''} on {m.modality}, but {paths[0]} predicts "
+                             f"{first.task} {first.labels or ''} on {first.modality}: ensemble members must "
+                             f"share task and labels.")
+    return members
+
+
+def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data: str | None = None,
+                   batch_size: int = 64, text_column: str | None = None, label_column: str | None = None) -> dict:
+    """Save the members and how to combine them as OUT/model; `weighted` fits weights on `data`."""
+    from fmloop.compress.artifact import default_data
+    from fmloop.evaluate.evaluation import labeled_inputs, model_logits
+
+    if method not in METHODS:
+        raise ConfigError(f"The 'method' parameter of ensemble must be one of {', '.join(METHODS)}. Got {method!r} instead.")
+    run = check_new_out(out)
+    members = check_members(paths)
+    if method == "vote" and members[0].task == "regression":
+        raise ConfigError("Voting needs classes; for regression use --method mean or weighted.")
+    weights = [1.0 / len(members)] * len(members)
+    fit = None
+    if method == "weighted":
+        inputs, _, y, where = labeled_inputs(members[0], default_data(paths[0], data), ("validation",),
+                                             text_column, label_column)
+        logits = [model_logits(m, inputs, batch_size, f"scoring member {i}") for i, m in enumerate(members)]
+        weights = fit_weights(members[0].task, y, logits)
+        fit = {"data": where, "n": int(len(y))}
+        log.info("weights fit on %s: %s", where, weights)
+
+    def write(folder: Path) -> dict:
+        names = []
+        for i, (path, member) in enumerate(zip(paths, members)):
+            name = f"members/{i}-{Path(path).name or 'model'}"
+            shutil.copytree(member.folder, folder / name)
+            names.append(name)
+        spec = {"method": method, "weights": weights, "task": members[0].task, "labels": members[0].labels,
+                "modality": members[0].modality, "members": names, "sources": [str(Path(p).resolve()) for p in paths]}
+        (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        return {"weights": weights, "weights_fit": fit}
+
+    return write_run(run, write, kind="ensemble", method=method, parent=[str(m.folder) for m in members],
+                     task=members[0].task, labels=members[0].labels)

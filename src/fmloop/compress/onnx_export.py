@@ -1,0 +1,205 @@
+"""`fmloop export --format onnx`: a model folder that ONNX Runtime runs on its own.
+
+    OUT/model/model.onnx           dynamic batch (and sequence) axes; inputs input_ids +
+                                   attention_mask (int64), or pixel_values (float, normalised)
+    OUT/model/fmloop_onnx.json     task, labels, input names, max length / image size
+    OUT/model/config.json          the parent's config (id2label / label2id)
+    OUT/model/tokenizer.json ...   or preprocessor_config.json for images
+    OUT/model/parity.json          the check against the parent on real examples
+
+The export is traced with a padded batch of real inputs of different lengths, so the
+attention-mask path is part of the graph, and it is then run on the whole validation split next
+to the PyTorch model: the command fails, leaving nothing behind, when predictions agree on fewer
+than `min_agreement` of the examples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fmloop.compress.artifact import check_new_out, default_data, write_run
+from fmloop.compress.parity import compare_outputs, require_parity
+from fmloop.core.errors import ConfigError, ModelError
+from fmloop.models.loading import ONNX_FILE, InferenceModel, batched_by_length
+
+log = logging.getLogger(__name__)
+
+META_FILE = "fmloop_onnx.json"
+TEXT_INPUTS = ("input_ids", "attention_mask")
+
+
+def require_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError("ONNX models need onnxruntime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+class OnnxModel(InferenceModel):
+    """An exported (or int8-quantized) ONNX model run by ONNX Runtime; same interface as fmloop.load()'s
+    PyTorch models."""
+
+    def __init__(self, folder: Path, session, meta: dict):
+        self.folder, self.session, self.meta = folder, session, meta
+        self.modality, self.task, self.labels = meta["modality"], meta["task"], meta["labels"]
+        if self.modality == "image":
+            self.size, self.channels, self.mean, self.std = meta["size"], meta["channels"], meta["mean"], meta["std"]
+        else:
+            from fmloop.data.tokenizer import load_tokenizer
+
+            self.tokenizer, self.max_length = load_tokenizer(folder), meta["max_length"]
+
+    @classmethod
+    def load(cls, folder: Path, threads: int | None = None) -> "OnnxModel":
+        ort = require_onnxruntime()
+        meta_file = folder / META_FILE
+        if not meta_file.exists():
+            raise ModelError(f"{folder} has {ONNX_FILE} but no {META_FILE}; it was not written by fmloop export.")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        return cls(folder, session, json.loads(meta_file.read_text()))
+
+    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+        if self.modality == "image":
+            pixels = self.to_pixels(inputs)
+            out = []
+            for start in range(0, len(pixels), batch_size):
+                x = pixels[start:start + batch_size].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+                x = (x - np.reshape(self.mean, (1, -1, 1, 1))) / np.reshape(self.std, (1, -1, 1, 1))
+                out.append(self.session.run(None, {"pixel_values": x.astype(np.float32)})[0])
+                if progress is not None:
+                    progress(len(x))
+            return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+        def run(texts: list[str]) -> np.ndarray:
+            enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+            return self.session.run(None, {k: enc[k].astype(np.int64) for k in TEXT_INPUTS})[0]
+
+        return batched_by_length(list(inputs), run, batch_size, progress)
+
+
+class _Logits(torch.nn.Module):
+    """The graph ONNX sees: plain tensors in, logits out (no ModelOutput, no keyword arguments)."""
+
+    def __init__(self, model: torch.nn.Module, modality: str):
+        super().__init__()
+        self.model, self.modality = model, modality
+
+    def forward(self, *inputs):
+        if self.modality == "image":
+            return self.model(pixel_values=inputs[0]).logits
+        return self.model(input_ids=inputs[0], attention_mask=inputs[1]).logits
+
+
+def example_inputs(parent: InferenceModel, inputs) -> tuple[torch.Tensor, ...]:
+    """Two real examples of different sizes, padded: the trace then covers the attention mask."""
+    if parent.modality == "image":
+        from fmloop.data.augment import normalize, to_float
+
+        return (normalize(to_float(torch.from_numpy(parent.to_pixels(inputs[:2]))), parent.mean, parent.std),)
+    texts = list(inputs)
+    lengths = [len(t) for t in texts]
+    pair = [texts[int(np.argmin(lengths))], texts[int(np.argmax(lengths))]]
+    return tuple(torch.from_numpy(v) for v in parent.encode(pair).values())
+
+
+def torch_to_onnx(parent: InferenceModel, path: Path, sample: tuple[torch.Tensor, ...], opset: int = 17) -> None:
+    """Trace `parent.model` into an ONNX file with dynamic batch (and sequence) axes."""
+    import warnings
+
+    if getattr(parent.model.config, "fmloop_quantization", None):
+        raise ConfigError("This model is int8-quantized for PyTorch; export its fp32 parent instead and use "
+                          "`fmloop quantize --backend onnx` for an int8 ONNX model.")
+    names = ["pixel_values"] if parent.modality == "image" else list(TEXT_INPUTS)
+    axes = {name: {0: "batch"} if parent.modality == "image" else {0: "batch", 1: "sequence"} for name in names}
+    axes["logits"] = {0: "batch"}
+    module = _Logits(parent.model, parent.modality).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
+        try:
+            torch.onnx.export(module, sample, str(path), input_names=names, output_names=["logits"],
+                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+        except Exception as err:
+            raise ModelError(f"ONNX cannot express this model ({type(parent.model).__name__}): "
+                             f"{str(err).strip().splitlines()[0][:300]}") from None
+
+
+def write_onnx_folder(parent: InferenceModel, folder: Path, sample, opset: int = 17, onnx_file: Path | None = None) -> None:
+    """model.onnx (traced here, or `onnx_file` moved in) + metadata + tokenizer / preprocessor."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if onnx_file is None:
+        torch_to_onnx(parent, folder / ONNX_FILE, sample, opset)
+    else:
+        shutil.move(str(onnx_file), folder / ONNX_FILE)
+    meta = {"format": "onnx", "modality": parent.modality, "task": parent.task, "labels": parent.labels,
+            "opset": opset}
+    if parent.modality == "image":
+        from fmloop.models.vision import write_preprocessor
+
+        meta.update(size=parent.size, channels=parent.channels, mean=list(parent.mean), std=list(parent.std))
+        meta["inputs"] = ["pixel_values"]
+        write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
+    else:
+        meta.update(inputs=list(TEXT_INPUTS), max_length=parent.max_length)
+        parent.tokenizer.save_pretrained(folder)
+    parent.model.config.save_pretrained(folder)
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_parent(model_path: str) -> InferenceModel:
+    from fmloop.models.loading import ImageModel, TextModel, load
+
+    parent = load(model_path)
+    if not isinstance(parent, (TextModel, ImageModel)):
+        raise ConfigError(f"{model_path} is a {type(parent).__name__}, not a PyTorch model fmloop can export; "
+                          f"export or quantize the model it was made from.")
+    return parent
+
+
+def parity_inputs(parent: InferenceModel, model_path: str, data: str | None, limit: int | None = None,
+                  text_column: str | None = None, label_column: str | None = None):
+    """(inputs, y_true, where): the validation split (else test, else train) of the data."""
+    from fmloop.evaluate.evaluation import labeled_inputs
+
+    data = default_data(model_path, data)
+    inputs, _, y, where = labeled_inputs(parent, data, ("validation", "test"), text_column, label_column)
+    if limit and len(y) > limit:
+        pick = np.sort(np.random.default_rng(0).permutation(len(y))[:limit])
+        inputs = inputs[pick] if isinstance(inputs, np.ndarray) else [inputs[i] for i in pick]
+        y = y[pick]
+    return inputs, y, where
+
+
+def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, opset: int = 17,
+                min_agreement: float = 0.99, max_abs_diff: float | None = None, limit: int | None = None,
+                batch_size: int = 64, text_column: str | None = None, label_column: str | None = None) -> dict:
+    """Export to OUT/model (ONNX) and check it against the PyTorch model; returns the manifest."""
+    from fmloop.evaluate.evaluation import model_logits
+
+    if not 0 < min_agreement <= 1:
+        raise ConfigError(f"The 'min_agreement' parameter of export must be in (0, 1]. Got {min_agreement} instead.")
+    run = check_new_out(out)
+    parent = load_parent(model_path)
+    inputs, y, where = parity_inputs(parent, model_path, data, limit, text_column, label_column)
+    reference = model_logits(parent, inputs, batch_size, "scoring the PyTorch model")
+
+    def write(folder: Path) -> dict:
+        write_onnx_folder(parent, folder, example_inputs(parent, inputs), opset)
+        exported = OnnxModel.load(folder)
+        parity = compare_outputs(parent.task, reference, model_logits(exported, inputs, batch_size, "scoring ONNX"), y)
+        parity["data"] = where
+        (folder / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
+        require_parity(parity, min_agreement, max_abs_diff, "the ONNX export")
+        return {"parity": parity}
+
+    return write_run(run, write, kind="export", format="onnx", parent=str(parent.folder), task=parent.task,
+                     labels=parent.labels)
