@@ -28,7 +28,7 @@ from torch import nn
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.config import StageConfig
-from fmloop.core.errors import ConfigError, ModelError
+from fmloop.core.errors import ConfigError, DataError, ModelError
 from fmloop.core.runtime import running
 from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text
 from fmloop.train.objectives.supervised import model_inputs, task_loss
@@ -171,7 +171,11 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
             inputs = prepare_images(cfg, runtime)
         else:
             extra = _unlabeled_rows(cfg, teacher) if cfg.distill.unlabeled else None
-            inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
+            try:
+                inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
+            except DataError as err:
+                raise DataError(f"{err} The teacher predicts {teacher.labels}: teacher and student share one "
+                                f"label set.") from None
         if inputs.labels != teacher.labels:
             raise ConfigError(f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
                               f"teacher and student must share one label set, in one order.")

@@ -1,0 +1,76 @@
+"""Distillation: the soft-target loss, a student that learns from the teacher, and early errors."""
+
+import json
+
+import pytest
+import torch
+
+from fmloop.compress.distill import DistillConfig, Distillation, distill
+from fmloop.core.config import load_config
+from fmloop.core.errors import ConfigError, DataError, ModelError
+from tests.compress.conftest import FAST
+from tests.conftest import make_sentiment, write_csv
+
+
+class _Fixed(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.out = torch.nn.Parameter(logits.clone())
+
+    def forward(self, **_):
+        return type("Out", (), {"logits": self.out})()
+
+
+def test_soft_loss_is_zero_when_the_student_matches_and_pulls_towards_the_teacher():
+    teacher = torch.tensor([[2.0, -1.0], [-0.5, 1.5]])
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.long),
+             "labels": torch.tensor([0, 1]), "teacher_logits": teacher}
+    same = Distillation(_Fixed(teacher), "classification", temperature=2.0, alpha=1.0)
+    assert same(batch)["loss_sum"].item() == pytest.approx(0.0, abs=1e-6)
+    student = _Fixed(torch.zeros(2, 2))
+    loss = Distillation(student, "classification", temperature=2.0, alpha=1.0)(batch)["loss_sum"]
+    loss.backward()
+    assert loss.item() > 0 and (student.out.grad.sign() == -teacher.sign()).all()   # descent moves towards the teacher
+
+
+def _distill(teacher, data, out, student="bert-tiny", **sections):
+    tree = {"teacher": [str(teacher)], "model": {"name": student}, "data": {"path": str(data)},
+            "train": {"lr": 3e-3, "epochs": 6, **FAST}}
+    for key, value in sections.items():
+        tree[key] = {**tree.get(key, {}), **value}
+    return distill(load_config(DistillConfig, overrides=tree), out)
+
+
+def test_a_preset_student_learns_from_the_teacher(text_run, sentiment_dir, tmp_path):
+    unlabeled = tmp_path / "unlabeled.csv"
+    write_csv(unlabeled, [{"text": r["text"]} for r in make_sentiment(80, seed=9)])
+    run = _distill(text_run, sentiment_dir, tmp_path / "student", distill={"unlabeled": str(unlabeled)})
+    manifest = run.read_manifest()
+    assert manifest["kind"] == "distill" and manifest["parent"] == str(text_run / "model")
+    assert manifest["data_summary"]["rows"]["train"] == 240 + 80            # teacher-labeled rows joined in
+    assert manifest["data_summary"]["teacher_train_accuracy"] > 0.9
+    assert manifest["metrics"]["test_accuracy"] > 0.85
+    assert json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"] > 0.85
+
+
+def test_labels_that_differ_from_the_teacher_are_refused(text_run, tmp_path):
+    write_csv(tmp_path / "colours.csv", [{"text": f"row {i}", "label": ["red", "green"][i % 2]} for i in range(40)])
+    with pytest.raises(DataError, match="The teacher predicts"):
+        _distill(text_run, tmp_path / "colours.csv", tmp_path / "student")
+    assert not (tmp_path / "student" / "model").exists()
+
+
+def test_a_student_too_small_for_the_teachers_vocabulary_is_refused(text_run, sentiment_dir, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 50, "hidden_size": 16,
+                                                    "num_hidden_layers": 1, "num_attention_heads": 1,
+                                                    "intermediate_size": 16}))
+    with pytest.raises(ModelError, match="token embeddings"):
+        _distill(text_run, sentiment_dir, tmp_path / "student", student=str(folder))
+
+
+def test_a_teacher_is_required(sentiment_dir, tmp_path):
+    with pytest.raises(ConfigError, match="teacher"):
+        distill(load_config(DistillConfig, overrides={"model": {"name": "bert-tiny"}, "data": {"path": str(sentiment_dir)}}),
+                tmp_path / "student")

@@ -1,0 +1,63 @@
+"""int8 quantization: PyTorch dynamic (saved without pickles, reloaded bit-exactly) and ONNX Runtime
+dynamic / static, each checked against the fp32 parent and scored by evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from fmloop.compress.quantize import quantize, quantize_torch_dynamic
+from fmloop.core.errors import ConfigError
+from fmloop.models.loading import TextModel, load
+from tests.conftest import run_cli
+
+TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]
+
+
+@pytest.mark.parametrize("run_name", ["text_run", "pooled_run"])
+def test_torch_int8_reloads_exactly_what_was_quantized(run_name, sentiment_dir, tmp_path, request):
+    run = request.getfixturevalue(run_name)
+    manifest = quantize(str(run), tmp_path / "q", str(sentiment_dir), backend="torch")
+    assert manifest["parity"]["agreement"] >= 0.97
+    folder = tmp_path / "q" / "model"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["fmloop_quantization"]["method"] == "dynamic-int8" and config["fmloop_quantization"]["modules"]
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        int8 = [k for k in f.keys() if k.endswith(".weight_int8")]
+        assert int8 and all(str(f.get_tensor(k).dtype) == "torch.int8" for k in int8)
+    reloaded = load(tmp_path / "q")
+    parent = TextModel.load(run)
+    in_memory = TextModel(quantize_torch_dynamic(parent.model), parent.tokenizer, parent.folder)
+    assert np.array_equal(reloaded.logits(TEXTS), in_memory.logits(TEXTS))
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_onnx_int8_is_checked_and_evaluates(text_run, sentiment_dir, tmp_path, mode):
+    result = run_cli("quantize", str(text_run), "--mode", mode, "--out", str(tmp_path / "q"), "--min-agreement", "0.9")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert manifest["kind"] == "quantize" and manifest["parity"]["agreement"] >= 0.9
+    meta = json.loads((tmp_path / "q" / "model" / "fmloop_onnx.json").read_text())
+    assert meta["quantization"] == f"{mode}-int8"
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "q" / "model" / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
+    result = run_cli("evaluate", str(tmp_path / "q"), str(sentiment_dir), "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["accuracy"] > 0.8
+
+
+def test_image_model_quantizes_through_onnx(image_run, image_dir, tmp_path):
+    manifest = quantize(str(image_run), tmp_path / "q", str(image_dir), min_agreement=0.5)
+    assert manifest["parity"]["n"] > 0 and load(tmp_path / "q").modality == "image"
+
+
+def test_bad_settings_fail_before_any_work(text_run, tmp_path):
+    with pytest.raises(ConfigError, match="Static int8"):
+        quantize(str(text_run), tmp_path / "q", backend="torch", mode="static")
+    with pytest.raises(ConfigError, match="backend"):
+        quantize(str(text_run), tmp_path / "q", backend="tensorrt")
+    assert not (tmp_path / "q").exists()
