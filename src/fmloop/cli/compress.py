@@ -139,3 +139,31 @@ def compare_command(
                       f"{vs['metric_change']:+.4f}, {vs['speedup_b1']:.2f}x b1, {vs['speedup_b32']:.2f}x b32" if vs else "")
     Console().print(table)
     err_console.print(f"wrote {out}/compare.md, compare.json, compare.png")
+
+
+@user_errors
+def prune_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="A fine-tuned model folder or run dir."),
+    out: Path = typer.Option(..., "--out", help="New run dir."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of body weights (magnitude) or feed-forward channels (structured) to remove, in (0, 1)."),
+    method: str = typer.Option("magnitude", "--method", help="magnitude (global, unstructured: smaller to store, not faster) or structured (feed-forward channels: really smaller and faster)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labeled data for the recovery fine-tune. Default: the data of the model's run."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
+):
+    """Prune, then recover with a short fine-tune (default one epoch; any fine-tuning setting
+    works, e.g. --train.epochs=2)."""
+    from fmloop.compress.prune import PruneConfig, prune
+    from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
+
+    setup_logging()
+    values = tree_from_flat({"prune.sparsity": sparsity, "prune.method": method, "data.path": data})
+    cfg = load_config(PruneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
+    run = prune(cfg, model, out)
+    manifest = run.read_manifest()
+    p, metrics = manifest["pruning"], manifest["metrics"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))
+    detail = (f"sparsity {p['sparsity_saved']:.1%}" if "sparsity_saved" in p
+              else f"intermediate size {p['intermediate_size']}, {p['parameters_after'] / 1e6:.2f}M parameters")
+    err_console.print(f"[green]pruned[/] ({p['method']}, {detail}); before recovery {p['pruned_validation_before_recovery']:.4f}, "
+                      f"parent {p['parent_validation']:.4f}; after: {shown}\nmodel:  {run.model_dir}")

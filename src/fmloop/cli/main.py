@@ -6,7 +6,7 @@ import typer
 
 from fmloop import __version__
 from fmloop.cli.compress import (compare_command, distill_command, ensemble_command, export_command,
-                                 quantize_command)
+                                 prune_command, quantize_command)
 from fmloop.cli.demo import demo_command
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
@@ -27,6 +27,7 @@ app.command("finetune", context_settings=EXTRA)(finetune_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("distill", context_settings=EXTRA)(distill_command)
+app.command("prune", context_settings=EXTRA)(prune_command)
 app.command("quantize")(quantize_command)
 app.command("export")(export_command)
 app.command("ensemble")(ensemble_command)

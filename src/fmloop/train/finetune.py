@@ -243,6 +243,7 @@ class StageHooks:
     objective: Callable[[nn.Module, torch.Tensor | None], nn.Module] | None = None   # (model, class weights)
     manifest: dict | None = None
     parent: str | None = None          # lineage for the manifest (the teacher), when not the base model
+    callbacks: list = None             # extra loop callbacks (pruning: keep pruned weights at zero)
 
 
 def _prepare_text(cfg: FinetuneConfig, runtime: Runtime, labels: list[str] | None = None,
@@ -390,7 +391,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
     callbacks = [ProgressBar(f"{hooks.kind} {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
                  MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
-                 GracefulStop(), best, *plan.callbacks]
+                 GracefulStop(), best, *plan.callbacks, *(hooks.callbacks or [])]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(t.early_stopping_patience))
     if t.max_time:
