@@ -74,3 +74,29 @@ def test_a_teacher_is_required(sentiment_dir, tmp_path):
     with pytest.raises(ConfigError, match="teacher"):
         distill(load_config(DistillConfig, overrides={"model": {"name": "bert-tiny"}, "data": {"path": str(sentiment_dir)}}),
                 tmp_path / "student")
+
+
+def test_image_teacher_distils_into_a_preset(image_run, image_dir, tmp_path):
+    run = _distill(image_run, image_dir, tmp_path / "student", student="cnn-small",
+                   train={"epochs": 1, "batch_size": 8, "lr": 2e-3})
+    manifest = run.read_manifest()
+    assert manifest["kind"] == "distill" and manifest["labels"] == ["horizontal", "vertical"]
+    assert (run.model_dir / "preprocessor_config.json").exists()
+
+
+def test_student_embeddings_keep_the_teachers_geometry():
+    from fmloop.compress.distill import init_embeddings_from
+
+    torch.manual_seed(0)
+    teacher, student = torch.nn.Module(), torch.nn.Module()
+    teacher.get_input_embeddings = lambda: teacher_emb
+    student.get_input_embeddings = lambda: student_emb
+    teacher_emb = torch.nn.Embedding(50, 32)
+    teacher_emb.weight.data = torch.randn(50, 6) @ torch.randn(6, 32)       # rank 6 < the student's 16
+    student_emb = torch.nn.Embedding(50, 16)
+    student_emb.weight.data.normal_(0, 0.02)
+    assert init_embeddings_from(student, teacher)
+    gram = lambda w: (w - w.mean(0)) @ (w - w.mean(0)).T
+    t, s = gram(teacher_emb.weight).flatten(), gram(student_emb.weight).flatten()
+    assert torch.corrcoef(torch.stack([t, s]))[0, 1] > 0.999                 # same distances, new width
+    assert student_emb.weight.std().item() == pytest.approx(0.02, rel=0.1)

@@ -41,6 +41,8 @@ class DistillSettings(StageConfig):
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss (1 - alpha: the labels)")
     unlabeled: str | None = Field(None, description="extra text without labels for the teacher to label")
     unlabeled_limit: int | None = Field(None, ge=1, description="use at most this many unlabeled rows (seeded)")
+    init_embeddings: bool = Field(True, description="start a preset student's token embeddings from the "
+                                                    "teacher's, projected onto their top principal directions")
 
 
 class DistillConfig(FinetuneConfig):
@@ -75,6 +77,30 @@ class Distillation(nn.Module):
         soft = self.soft_loss(logits, batch["teacher_logits"].float())
         return {"loss_sum": self.alpha * soft + (1 - self.alpha) * hard, "count": len(logits),
                 "logits": logits.detach()}
+
+
+@torch.no_grad()
+def init_embeddings_from(student: nn.Module, teacher: nn.Module) -> bool:
+    """Token embeddings of a randomly initialised student from the teacher's: the teacher's table
+    (V, H_t) centred and projected onto its top H_s principal directions, scaled to the student's
+    initial spread. Same tokenizer, so row i is token i in both. Returns False when not applicable."""
+    get = lambda m: (m.base if hasattr(m, "base") else m).get_input_embeddings()
+    try:
+        s_emb, t_emb = get(student), get(teacher)
+    except (AttributeError, NotImplementedError):
+        return False
+    if s_emb is None or t_emb is None or s_emb.weight.shape[0] > t_emb.weight.shape[0]:
+        return False
+    vocab, width = s_emb.weight.shape
+    table = t_emb.weight[:vocab].float()
+    centred = table - table.mean(0, keepdim=True)
+    if width > centred.shape[1]:
+        return False
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)                 # v: (H_t, H_t)
+    projected = centred @ v[:width].T                                         # (V, H_s)
+    projected *= s_emb.weight.std() / projected.std().clamp(min=1e-8)
+    s_emb.weight.copy_(projected.to(s_emb.weight.dtype))
+    return True
 
 
 class _WithTeacher:
@@ -179,6 +205,10 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
         if inputs.labels != teacher.labels:
             raise ConfigError(f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
                               f"teacher and student must share one label set, in one order.")
+        if (cfg.distill.init_embeddings and inputs.parent is None and teacher.modality == "text"
+                and hasattr(teacher, "model") and init_embeddings_from(inputs.model, teacher.model)):
+            inputs.summary["student_embeddings"] = "projected from the teacher's"
+            log.info("student token embeddings initialised from the teacher's (principal directions)")
         examples = inputs.examples("train")
         train_inputs = examples.get("texts", examples.get("images"))
         teacher_logits = model_logits(teacher, train_inputs, 64, "teacher scoring the training set").astype(np.float32)

@@ -179,7 +179,8 @@ def read_splits(path: str, prepare=None) -> RawSplits:
         if not files:
             raise DataError(f"{source} is an empty folder: put .txt/.csv/.jsonl/.parquet files in it.")
         named = {SPLIT_NAMES.get(p.name.split(".")[0].lower()): p for p in files}
-        if "train" in named and all(_suffix(p) in TABULAR or _suffix(p) == TEXT_EXT for p in named.values() if p):
+        # Other files beside the split files (a README, a removals log) are not data.
+        if "train" in named and all(_suffix(p) in TABULAR or _suffix(p) == TEXT_EXT for n, p in named.items() if n):
             hashed = []
             for split, f in named.items():
                 if split:

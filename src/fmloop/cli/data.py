@@ -1,0 +1,93 @@
+"""`fmloop data inspect | clean | label-issues`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from fmloop.cli.common import err_console, setup_logging, user_errors
+
+data_app = typer.Typer(help="Inspect, clean and fix labeled or unlabeled datasets.", no_args_is_help=True)
+
+
+@data_app.command("inspect")
+@user_errors
+def inspect_command(
+    data: str = typer.Argument(..., help="A file, a folder of split files, a save_to_disk folder or a hub id."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write inspect.json and report.html. Default: ./inspect-NAME."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column"),
+    near_threshold: float = typer.Option(0.7, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+):
+    """Rows, lengths, class balance and label variants, exact and near duplicates, cross-split
+    leakage, language mix, empty / garbled / HTML rows; an HTML report with plots."""
+    from fmloop.data.curate import inspect_dataset
+
+    setup_logging()
+    out = out or Path(f"inspect-{Path(data).name or 'data'}")
+    result = inspect_dataset(data, out, text_column, label_column, near_threshold=near_threshold)
+    for split, v in result["splits"].items():
+        err_console.print(f"{split}: {v['rows']} rows, words p50 {v['words'].get('p50')}, issues {v['issues'] or 'none'}"
+                          + (f", label variants {v['label_variants']}" if "label_variants" in v else ""))
+    err_console.print(f"report: {out / 'report.html'}")
+
+
+@data_app.command("clean")
+@user_errors
+def clean_command(
+    data: str = typer.Argument(..., help="A file, a folder of split files, a save_to_disk folder or a hub id."),
+    out: Path = typer.Option(..., "--out", help="New folder for the cleaned splits (parquet), removed.jsonl and clean_report.json."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column"),
+    min_words: int = typer.Option(1, "--min-words"),
+    max_words: Optional[int] = typer.Option(None, "--max-words"),
+    language: Optional[List[str]] = typer.Option(None, "--language", help="Keep only this language (ISO 639-1; repeat for several)."),
+    near_threshold: float = typer.Option(0.7, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-duplicate removal."),
+    no_leakage: bool = typer.Option(False, "--no-leakage", help="Keep validation/test rows that also occur in train."),
+    normalize_labels: bool = typer.Option(False, "--normalize-labels", help="Strip and lower-case string labels."),
+):
+    """Normalise text (mojibake, Unicode, HTML remnants), apply length and language filters,
+    remove exact and near duplicates and validation/test rows that leak from train. Every removed
+    row is written to OUT/removed.jsonl with its reason; the input is never modified."""
+    from fmloop.data.cleaning import CleanSettings
+    from fmloop.data.curate import clean_dataset
+
+    setup_logging()
+    settings = CleanSettings(min_words=min_words, max_words=max_words, languages=language or None,
+                             near_threshold=near_threshold, near_dedup=not no_near_dedup, leakage=not no_leakage)
+    report = clean_dataset(data, out, settings, text_column, label_column, normalize_labels)
+    for split, v in report["splits"].items():
+        err_console.print(f"{split}: kept {v['kept']} of {v['rows']}; removed {v['removed'] or 'none'}")
+    err_console.print(f"cleaned data: {out}   removals: {out / 'removed.jsonl'}")
+
+
+@data_app.command("label-issues")
+@user_errors
+def label_issues_command(
+    data: str = typer.Argument(..., help="Labeled data (classification)."),
+    out: Path = typer.Option(..., "--out", help="New folder for label_issues.csv (and the fixed dataset with --drop/--relabel)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model folder for text features (default: TF-IDF)."),
+    split: str = typer.Option("train", "--split"),
+    folds: int = typer.Option(5, "--folds"),
+    drop: bool = typer.Option(False, "--drop", help="Write a dataset without the flagged rows."),
+    relabel: bool = typer.Option(False, "--relabel", help="Write a dataset with the flagged rows relabelled."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column"),
+):
+    """Find likely label errors with out-of-sample probabilities (K-fold logistic regression on
+    base-model embeddings or TF-IDF) and cleanlab's confident learning."""
+    from fmloop.core.errors import ConfigError
+    from fmloop.data.label_issues import label_issues
+
+    setup_logging()
+    if drop and relabel:
+        raise ConfigError("Pass --drop or --relabel, not both.")
+    summary = label_issues(data, out, model=model, split=split, folds=folds,
+                           action="drop" if drop else "relabel" if relabel else None,
+                           text_column=text_column, label_column=label_column)
+    err_console.print(f"{summary['issues']} likely label errors among {summary['rows']} rows "
+                      f"(out-of-sample accuracy of the {summary['features']} model: {summary['out_of_sample_accuracy']:.3f}); "
+                      f"list: {out / 'label_issues.csv'}")

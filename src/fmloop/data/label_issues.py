@@ -1,0 +1,164 @@
+"""`fmloop data label-issues DATA [--model BASE]`: which labels are probably wrong.
+
+Confident learning (Northcutt et al. 2021, via cleanlab) needs out-of-sample class probabilities
+for every example: a fast model is trained K times, each time predicting the fold it did not see.
+The fast model is logistic regression on features of the text: mean-pooled token states of a base
+model (`--model`, any local Hugging Face encoder folder or fmloop run) or, without one, TF-IDF of
+words and word pairs. cleanlab then flags the examples whose given label is unlikely given
+those probabilities and the estimated noise between classes, ranked by how confident the
+model is that the label is wrong; the suggested label is the model's top class.
+
+`--drop` or `--relabel` write a new dataset (OUT/<split>.parquet for every split, the checked
+split changed) and OUT/changes.jsonl; the input is never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from fmloop.core.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: int = 256, progress=None) -> np.ndarray:
+    """Mean-pooled, L2-normalised last hidden states of a base model: (N, H)."""
+    import torch
+    from transformers import AutoModel
+
+    from fmloop.data.tokenizer import load_tokenizer
+    from fmloop.models.presets import model_dir_of
+
+    folder = model_dir_of(model_path)
+    tokenizer = load_tokenizer(folder)
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    torch.set_grad_enabled(False)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), model.config.hidden_size), np.float32)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+        hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        if progress is not None:
+            progress(len(idx))
+    torch.set_grad_enabled(True)
+    return out
+
+
+def features(texts: list[str], model_path: str | None, progress=None):
+    if model_path:
+        return embed(texts, model_path, progress=progress)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
+
+
+def out_of_sample_probabilities(X, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(N, K) class probabilities, each row predicted by a model that never saw it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=n_classes)
+    if counts.min() < folds:
+        raise DataError(f"Every class needs at least {folds} examples for {folds}-fold probabilities; "
+                        f"the smallest has {counts.min()}. Pass --folds with a smaller number.")
+    probs = np.zeros((len(y), n_classes))
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+        clf = LogisticRegression(max_iter=2000, C=2.0)
+        clf.fit(X[train], y[train])
+        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(X[held])
+    return probs
+
+
+def find_issues(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Indices of likely label errors, most confident first (cleanlab confident learning)."""
+    from cleanlab.filter import find_label_issues
+
+    return np.asarray(find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence"))
+
+
+def label_issues(path: str, out: str | Path, *, model: str | None = None, split: str = "train", folds: int = 5,
+                 action: str | None = None, text_column: str | None = None, label_column: str | None = None,
+                 seed: int = 0) -> dict:
+    """Rank likely label errors of `split`; write OUT/label_issues.csv (and a fixed dataset for
+    action 'drop' or 'relabel')."""
+    import csv
+
+    from rich.progress import Progress
+
+    from fmloop.cli.common import err_console
+    from fmloop.data.labeled import load_labeled
+
+    if action not in (None, "drop", "relabel"):
+        raise ConfigError(f"Unknown action {action!r}: use --drop or --relabel.")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    data = load_labeled(path, text_column=text_column, label_column=label_column, hold_out=False)
+    if split not in data.splits:
+        raise DataError(f"{path} has no {split!r} split (it has {', '.join(data.splits)}).")
+    ds = data.splits[split]
+    texts, y = list(ds["text"]), np.asarray(ds["label"])
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("embedding" if model else "features", total=len(texts))
+        X = features(texts, model, progress=lambda n: progress.advance(task, n))
+    probs = out_of_sample_probabilities(X, y, len(data.labels), folds, seed)
+    ranked = find_issues(y, probs)
+    suggested = probs.argmax(1)
+    names = data.labels
+    tmp = out.with_name(f".{out.name}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with open(tmp / "label_issues.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["rank", "row", "given", "suggested", "p_given", "p_suggested", "text"])
+            for rank, i in enumerate(ranked, 1):
+                w.writerow([rank, int(i) + 1, names[y[i]], names[suggested[i]], round(float(probs[i, y[i]]), 4),
+                            round(float(probs[i, suggested[i]]), 4), texts[i]])
+        summary = {"source": str(path), "split": split, "rows": len(y), "issues": int(len(ranked)),
+                   "features": f"mean-pooled {model}" if model else "tf-idf", "folds": folds,
+                   "out_of_sample_accuracy": float((suggested == y).mean()), "action": action}
+        if action:
+            _write_fixed(tmp, data, split, ranked, suggested, action)
+        (tmp / "label_issues.json").write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["ranked_rows"] = ranked
+    return summary
+
+
+def _write_fixed(folder: Path, data, split: str, ranked: np.ndarray, suggested: np.ndarray, action: str) -> None:
+    """Every split as parquet with label names; `split` with the flagged rows dropped or relabelled."""
+    names = data.labels
+    flagged = set(int(i) for i in ranked)
+    with open(folder / "changes.jsonl", "w") as fh:
+        for i in ranked:
+            i = int(i)
+            fh.write(json.dumps({"split": split, "row": i + 1, "action": action, "label": names[data.splits[split]["label"][i]],
+                                 "new_label": names[suggested[i]] if action == "relabel" else None,
+                                 "text": data.splits[split]["text"][i]}) + "\n")
+    for name, ds in data.splits.items():
+        labels = [names[v] for v in ds["label"]]
+        texts = list(ds["text"])
+        if name == split:
+            if action == "drop":
+                keep = [i for i in range(len(texts)) if i not in flagged]
+                texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+            else:
+                labels = [names[suggested[i]] if i in flagged else labels[i] for i in range(len(labels))]
+        from datasets import Dataset
+
+        Dataset.from_dict({"text": texts, "label": labels}).to_parquet(str(folder / f"{name}.parquet"))
