@@ -91,3 +91,46 @@ def label_issues_command(
     err_console.print(f"{summary['issues']} likely label errors among {summary['rows']} rows "
                       f"(out-of-sample accuracy of the {summary['features']} model: {summary['out_of_sample_accuracy']:.3f}); "
                       f"list: {out / 'label_issues.csv'}")
+
+
+label_app = typer.Typer(help="Choose what to label next and bring the annotations back.", no_args_is_help=True)
+
+
+@label_app.command("suggest")
+@user_errors
+def suggest_command(
+    model: str = typer.Option(..., "--model", help="A fine-tuned text classifier (folder or run dir)."),
+    pool: str = typer.Option(..., "--pool", help="Unlabeled text: a file or folder, as for prediction."),
+    out: Path = typer.Option(..., "--out", help="New folder for tasks.json (Label Studio), tasks.csv and label_config.xml."),
+    n: int = typer.Option(100, "--n", help="How many rows to suggest."),
+    strategy: str = typer.Option("hybrid", "--strategy", help="entropy, margin, kcenter, hybrid or random."),
+    labeled: Optional[str] = typer.Option(None, "--labeled", help="Already labeled data: k-center picks away from it."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Pick the pool rows worth labeling next (active learning) and export them as Label Studio
+    tasks with the model's guess, plus a CSV."""
+    from fmloop.data.active import suggest
+
+    setup_logging()
+    summary = suggest(model, pool, out, n=n, strategy=strategy, labeled=labeled, text_column=text_column, seed=seed)
+    err_console.print(f"{summary['n']} of {summary['pool_size']} pool rows chosen by {strategy}: "
+                      f"{out / 'tasks.json'} (import into Label Studio with {out / 'label_config.xml'}), {out / 'tasks.csv'}")
+
+
+@label_app.command("import")
+@user_errors
+def import_command(
+    annotations: str = typer.Argument(..., help="A Label Studio JSON export, or a CSV with id, text, label."),
+    out: Path = typer.Option(..., "--out", help="New folder for the merged dataset (parquet splits) and conflicts.jsonl."),
+    into: Optional[str] = typer.Option(None, "--into", help="Labeled dataset to add the annotations to (its train split)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="The tasks.json that was annotated: ids outside it are conflicts."),
+):
+    """Merge completed annotations into a labeled dataset; disagreements, unknown labels and
+    unknown task ids are reported in conflicts.jsonl, not merged."""
+    from fmloop.data.active import import_annotations
+
+    setup_logging()
+    s = import_annotations(annotations, out, into=into, tasks=tasks)
+    err_console.print(f"added {s['added']} of {s['annotated']} annotated rows ({s['conflicts']} conflicts, see "
+                      f"{out / 'conflicts.jsonl'}); train now has {s['train_rows']} rows: {out}")

@@ -7,7 +7,7 @@ import typer
 from fmloop import __version__
 from fmloop.cli.compress import (compare_command, distill_command, ensemble_command, export_command,
                                  prune_command, quantize_command)
-from fmloop.cli.data import data_app
+from fmloop.cli.data import data_app, label_app
 from fmloop.cli.demo import demo_command
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
@@ -34,6 +34,7 @@ app.command("export")(export_command)
 app.command("ensemble")(ensemble_command)
 app.command("compare-models")(compare_command)
 app.add_typer(data_app, name="data")
+app.add_typer(label_app, name="label")
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 
