@@ -132,6 +132,76 @@ def noise(args) -> None:
               f"{accs['noisy']:.4f} on the noisy labels, {accs['cleaned']:.4f} with flagged rows dropped")
 
 
+def active(args) -> None:
+    """Accuracy against labels for each strategy of `fmloop label suggest` (same `choose` code), with
+    a linear probe (logistic regression on MiniLM embeddings) retrained after every batch."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from fmloop.data.active import STRATEGIES, choose
+    from fmloop.data.label_issues import embed
+
+    rng = random.Random(0)
+    with gzip.open(TEXT / "imdb" / "train.jsonl.gz", "rt") as fh:
+        train = [json.loads(line) for line in fh]
+    with gzip.open(TEXT / "imdb" / "test.jsonl.gz", "rt") as fh:
+        test = [json.loads(line) for line in fh]
+    pool = rng.sample(train, args.pool)
+    val = rng.sample(test, args.validation)
+    start = time.time()
+    X = embed([r["text"] for r in pool], args.model)
+    Xv = embed([r["text"] for r in val], args.model)
+    print(f"embedded {len(pool) + len(val)} reviews in {time.time() - start:.0f}s", flush=True)
+    y = np.array([r["label"] == "positive" for r in pool], dtype=int)
+    yv = np.array([r["label"] == "positive" for r in val], dtype=int)
+    budgets = [50, 100, 200, 300, 400, 500, 600, 800]
+    curves = {}
+    for strategy in STRATEGIES:
+        runs = []
+        for seed in range(3):
+            picked = list(np.random.default_rng(seed).permutation(len(pool))[:budgets[0]])
+            accs = []
+            for b in budgets:
+                if len(picked) < b:
+                    rest = np.setdiff1d(np.arange(len(pool)), picked)
+                    clf = LogisticRegression(max_iter=2000, C=2.0).fit(X[picked], y[picked])
+                    probs = clf.predict_proba(X[rest])
+                    new = choose(strategy, probs, X[rest], b - len(picked), X[picked], seed)
+                    picked += [int(rest[i]) for i in new]
+                clf = LogisticRegression(max_iter=2000, C=2.0).fit(X[picked], y[picked])
+                accs.append(float((clf.predict(Xv) == yv).mean()))
+            runs.append(accs)
+        curves[strategy] = np.array(runs)
+        print(strategy, " ".join(f"{b}:{a:.4f}" for b, a in zip(budgets, curves[strategy].mean(0))), flush=True)
+    target = curves["random"].mean(0)[-1]
+    print(f"\n## Active learning on IMDb ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
+    print("| labels | " + " | ".join(STRATEGIES) + " |")
+    print("|---|" + "---|" * len(STRATEGIES))
+    for j, b in enumerate(budgets):
+        print(f"| {b} | " + " | ".join(f"{curves[s].mean(0)[j]:.4f} ± {curves[s].std(0)[j]:.4f}" for s in STRATEGIES) + " |")
+    for s in STRATEGIES:
+        reach = next((b for b, a in zip(budgets, curves[s].mean(0)) if a >= target), None)
+        print(f"- {s}: reaches random's 800-label accuracy ({target:.4f}) with "
+              f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.0%})" if reach else ""))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in STRATEGIES:
+        m, sd = curves[s].mean(0), curves[s].std(0)
+        ax.plot(budgets, m, marker="o", label=s)
+        ax.fill_between(budgets, m - sd, m + sd, alpha=0.15)
+    ax.axhline(target, color="grey", ls=":", lw=1)
+    ax.set(xlabel="labeled examples", ylabel="validation accuracy", title="IMDb: linear probe on MiniLM, 3 seeds")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=110)
+    print(f"- plot: {args.plot}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -142,8 +212,13 @@ def main() -> None:
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")
     p.add_argument("--finetune", help="also fine-tune this base on the noisy and the cleaned set")
     p.add_argument("--finetune-args", nargs="*", default=[])
+    p = sub.add_parser("active")
+    p.add_argument("--model", required=True, help="base model folder for the embeddings (e.g. all-MiniLM-L6-v2)")
+    p.add_argument("--pool", type=int, default=4000)
+    p.add_argument("--validation", type=int, default=2000)
+    p.add_argument("--plot", default=str(ROOT / "docs" / "active_learning_imdb.png"))
     args = parser.parse_args()
-    {"neardup": neardup, "noise": noise}[args.what](args)
+    {"neardup": neardup, "noise": noise, "active": active}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
 
 
 def _unlabeled_rows(cfg: DistillConfig, teacher, batch_size: int = 64):
-    """The unlabeled texts as a Dataset labeled with the teacher's top class (or score)."""
+    """(Dataset of the unlabeled texts labeled with the teacher's top class (or score), the
+    teacher's logits for them)."""
     from datasets import Dataset
 
     from fmloop.data.labeled import load_labeled
@@ -169,7 +170,7 @@ def _unlabeled_rows(cfg: DistillConfig, teacher, batch_size: int = 64):
     else:
         labels = logits[:, 0].tolist()
     log.info("the teacher labelled %d unlabeled rows from %s", len(texts), cfg.distill.unlabeled)
-    return Dataset.from_dict({"text": texts, "label": labels})
+    return Dataset.from_dict({"text": texts, "label": labels}), logits
 
 
 def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
@@ -192,11 +193,12 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
         run.create()  # raises: never overwrite a run
 
     def prepare(cfg: DistillConfig, runtime) -> TaskInputs:
+        extra_logits = None
         if teacher.modality == "image":
             from fmloop.train.finetune_image import prepare_images
             inputs = prepare_images(cfg, runtime)
         else:
-            extra = _unlabeled_rows(cfg, teacher) if cfg.distill.unlabeled else None
+            extra, extra_logits = _unlabeled_rows(cfg, teacher) if cfg.distill.unlabeled else (None, None)
             try:
                 inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
             except DataError as err:
@@ -211,7 +213,12 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
             log.info("student token embeddings initialised from the teacher's (principal directions)")
         examples = inputs.examples("train")
         train_inputs = examples.get("texts", examples.get("images"))
-        teacher_logits = model_logits(teacher, train_inputs, 64, "teacher scoring the training set").astype(np.float32)
+        # The unlabeled rows were appended after the labeled ones and already scored: score the rest.
+        n_labeled = len(train_inputs) - (len(extra_logits) if teacher.modality == "text" and extra_logits is not None else 0)
+        teacher_logits = model_logits(teacher, train_inputs[:n_labeled], 64, "teacher scoring the training set")
+        if n_labeled < len(train_inputs):
+            teacher_logits = np.concatenate([teacher_logits, extra_logits])
+        teacher_logits = teacher_logits.astype(np.float32)
         make_collate = inputs.make_collate
         inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits)
         agreement = float((teacher_logits.argmax(-1) == inputs.y["train"]).mean()) if cfg.task == "classification" else None
