@@ -19,7 +19,7 @@ def inspect_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write inspect.json and report.html. Default: ./inspect-NAME."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
-    near_threshold: float = typer.Option(0.7, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
 ):
     """Rows, lengths, class balance and label variants, exact and near duplicates, cross-split
     leakage, language mix, empty / garbled / HTML rows; an HTML report with plots."""
@@ -44,7 +44,8 @@ def clean_command(
     min_words: int = typer.Option(1, "--min-words"),
     max_words: Optional[int] = typer.Option(None, "--max-words"),
     language: Optional[List[str]] = typer.Option(None, "--language", help="Keep only this language (ISO 639-1; repeat for several)."),
-    near_threshold: float = typer.Option(0.7, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    shingle: int = typer.Option(2, "--shingle", help="Words per shingle for near-duplicates (smaller: more tolerant of edits)."),
     no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-duplicate removal."),
     no_leakage: bool = typer.Option(False, "--no-leakage", help="Keep validation/test rows that also occur in train."),
     normalize_labels: bool = typer.Option(False, "--normalize-labels", help="Strip and lower-case string labels."),
@@ -57,7 +58,7 @@ def clean_command(
 
     setup_logging()
     settings = CleanSettings(min_words=min_words, max_words=max_words, languages=language or None,
-                             near_threshold=near_threshold, near_dedup=not no_near_dedup, leakage=not no_leakage)
+                             near_threshold=near_threshold, shingle=shingle, near_dedup=not no_near_dedup, leakage=not no_leakage)
     report = clean_dataset(data, out, settings, text_column, label_column, normalize_labels)
     for split, v in report["splits"].items():
         err_console.print(f"{split}: kept {v['kept']} of {v['rows']}; removed {v['removed'] or 'none'}")

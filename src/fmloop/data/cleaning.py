@@ -43,8 +43,8 @@ class CleanSettings(StageConfig):
                                                          "text to identify reliably)")
     dedup: bool = Field(True, description="drop exact duplicates (after case and punctuation folding)")
     near_dedup: bool = Field(True, description="drop near-duplicates (MinHash LSH over word shingles)")
-    near_threshold: float = Field(0.7, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate")
-    shingle: int = Field(3, ge=1, le=10, description="words per shingle")
+    near_threshold: float = Field(0.6, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate")
+    shingle: int = Field(2, ge=1, le=10, description="words per shingle (2: tolerant of dropped and swapped words, still order-aware)")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     leakage: bool = Field(True, description="drop validation/test rows whose text is (nearly) in train")
 
@@ -92,7 +92,7 @@ def detect_language(text: str) -> str:
 class NearDuplicates:
     """MinHash LSH index over word shingles of folded text (datasketch)."""
 
-    def __init__(self, threshold: float, num_perm: int = 128, shingle: int = 3):
+    def __init__(self, threshold: float, num_perm: int = 128, shingle: int = 2):
         from datasketch import MinHashLSH
 
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)

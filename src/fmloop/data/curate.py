@@ -117,7 +117,7 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
 # Inspection -----------------------------------------------------------------------------------------
 
 def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, label_column: str | None = None,
-                    language_sample: int = 2000, near_threshold: float = 0.7) -> dict:
+                    language_sample: int = 2000, near_threshold: float = 0.6) -> dict:
     """inspect.json + report.html in `out`: sizes, lengths, labels, duplicates, leakage, languages."""
     raw = read_splits(path)
     s = CleanSettings(near_threshold=near_threshold)
