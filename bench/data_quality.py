@@ -127,13 +127,14 @@ def noise(args) -> None:
         w.writerows(rows)
     for split in ("validation", "test"):
         (work / "noisy" / f"{split}.csv").write_text((TEXT / "sst2" / f"{split}.csv").read_text())
-    extra = ["--model", args.model] if args.model else []
+    extra = (["--model", args.model] if args.model else []) + ["--filter-by", args.filter_by]
     seconds = fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / "issues"), "--drop", *extra)
     flagged = {int(r["row"]) - 1 for r in csv.DictReader(open(work / "issues" / "label_issues.csv"))}
     hit = len(flagged & flipped)
     print(f"\n## Label issues in SST-2 with 10% flipped labels ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
     print(f"- flipped {len(flipped)} of {len(rows)}; flagged {len(flagged)}; precision {hit / max(1, len(flagged)):.3f}, "
-          f"recall {hit / len(flipped):.3f} ({seconds:.0f}s, features: {args.model or 'tf-idf'})")
+          f"recall {hit / len(flipped):.3f} ({seconds:.0f}s, features: tf-idf{' + ' + args.model if args.model else ''}, "
+          f"cleanlab filter {args.filter_by})")
     if args.finetune:
         accs = {}
         for name, data in (("noisy", work / "noisy"), ("cleaned", work / "issues")):
@@ -223,6 +224,7 @@ def main() -> None:
     p.add_argument("--shingle", type=int, default=2)
     p = sub.add_parser("noise")
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")
+    p.add_argument("--filter-by", default="prune_by_noise_rate")
     p.add_argument("--finetune", help="also fine-tune this base on the noisy and the cleaned set")
     p.add_argument("--finetune-args", nargs="*", default=[])
     p = sub.add_parser("active")

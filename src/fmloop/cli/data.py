@@ -70,9 +70,10 @@ def clean_command(
 def label_issues_command(
     data: str = typer.Argument(..., help="Labeled data (classification)."),
     out: Path = typer.Option(..., "--out", help="New folder for label_issues.csv (and the fixed dataset with --drop/--relabel)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Base model folder for text features (default: TF-IDF)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model folder whose embeddings join TF-IDF as features."),
     split: str = typer.Option("train", "--split"),
     folds: int = typer.Option(5, "--folds"),
+    filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by", help="cleanlab filter: prune_by_noise_rate, confident_learning (fewer, surer), both, predicted_neq_given."),
     drop: bool = typer.Option(False, "--drop", help="Write a dataset without the flagged rows."),
     relabel: bool = typer.Option(False, "--relabel", help="Write a dataset with the flagged rows relabelled."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
@@ -88,7 +89,7 @@ def label_issues_command(
         raise ConfigError("Pass --drop or --relabel, not both.")
     summary = label_issues(data, out, model=model, split=split, folds=folds,
                            action="drop" if drop else "relabel" if relabel else None,
-                           text_column=text_column, label_column=label_column)
+                           text_column=text_column, label_column=label_column, filter_by=filter_by)
     err_console.print(f"{summary['issues']} likely label errors among {summary['rows']} rows "
                       f"(out-of-sample accuracy of the {summary['features']} model: {summary['out_of_sample_accuracy']:.3f}); "
                       f"list: {out / 'label_issues.csv'}")

@@ -2,9 +2,9 @@
 
 Confident learning (Northcutt et al. 2021, via cleanlab) needs out-of-sample class probabilities
 for every example: a fast model is trained K times, each time predicting the fold it did not see.
-The fast model is logistic regression on features of the text: mean-pooled token states of a base
-model (`--model`, any local Hugging Face encoder folder or fmloop run) or, without one, TF-IDF of
-words and word pairs. cleanlab then flags the examples whose given label is unlikely given
+The fast model is logistic regression on TF-IDF of words and word pairs, averaged with a second
+one on mean-pooled token states of a base model when `--model` names one (any local Hugging Face
+encoder folder or fmloop run). cleanlab then flags the examples whose given label is unlikely given
 those probabilities and the estimated noise between classes, ranked by how confident the
 model is that the label is wrong; the suggested label is the model's top class.
 
@@ -55,12 +55,16 @@ def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: i
     return out
 
 
-def features(texts: list[str], model_path: str | None, progress=None):
-    if model_path:
-        return embed(texts, model_path, progress=progress)
+def feature_sets(texts: list[str], model_path: str | None, progress=None) -> list:
+    """TF-IDF of words and word pairs, plus the base model's embeddings when one is given: each
+    set gets its own classifier and their probabilities are averaged (on SST-2 the pair is more
+    accurate out of sample than either alone, and flags fewer correct labels)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
+    sets = [TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)]
+    if model_path:
+        sets.append(embed(texts, model_path, progress=progress))
+    return sets
 
 
 def out_of_sample_probabilities(X, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -80,16 +84,24 @@ def out_of_sample_probabilities(X, y: np.ndarray, n_classes: int, folds: int = 5
     return probs
 
 
-def find_issues(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Indices of likely label errors, most confident first (cleanlab confident learning)."""
+FILTERS = ("prune_by_noise_rate", "confident_learning", "both", "predicted_neq_given")
+
+
+def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noise_rate") -> np.ndarray:
+    """Indices of likely label errors, most confident first (cleanlab confident learning).
+    `confident_learning` flags fewer rows (higher precision, lower recall) than the default."""
     from cleanlab.filter import find_label_issues
 
-    return np.asarray(find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence"))
+    if filter_by not in FILTERS:
+        raise ConfigError(f"The 'filter_by' parameter of label-issues must be one of {', '.join(FILTERS)}. "
+                          f"Got {filter_by!r} instead.")
+    return np.asarray(find_label_issues(labels=y, pred_probs=probs, filter_by=filter_by,
+                                        return_indices_ranked_by="self_confidence"))
 
 
 def label_issues(path: str, out: str | Path, *, model: str | None = None, split: str = "train", folds: int = 5,
                  action: str | None = None, text_column: str | None = None, label_column: str | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, filter_by: str = "prune_by_noise_rate") -> dict:
     """Rank likely label errors of `split`; write OUT/label_issues.csv (and a fixed dataset for
     action 'drop' or 'relabel')."""
     import csv
@@ -111,9 +123,9 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
     texts, y = list(ds["text"]), np.asarray(ds["label"])
     with Progress(console=err_console, transient=True) as progress:
         task = progress.add_task("embedding" if model else "features", total=len(texts))
-        X = features(texts, model, progress=lambda n: progress.advance(task, n))
-    probs = out_of_sample_probabilities(X, y, len(data.labels), folds, seed)
-    ranked = find_issues(y, probs)
+        sets = feature_sets(texts, model, progress=lambda n: progress.advance(task, n))
+    probs = np.mean([out_of_sample_probabilities(X, y, len(data.labels), folds, seed) for X in sets], axis=0)
+    ranked = find_issues(y, probs, filter_by)
     suggested = probs.argmax(1)
     names = data.labels
     tmp = out.with_name(f".{out.name}.building")
@@ -127,7 +139,8 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
                 w.writerow([rank, int(i) + 1, names[y[i]], names[suggested[i]], round(float(probs[i, y[i]]), 4),
                             round(float(probs[i, suggested[i]]), 4), texts[i]])
         summary = {"source": str(path), "split": split, "rows": len(y), "issues": int(len(ranked)),
-                   "features": f"mean-pooled {model}" if model else "tf-idf", "folds": folds,
+                   "features": f"tf-idf + mean-pooled {model}" if model else "tf-idf", "folds": folds,
+                   "filter_by": filter_by,
                    "out_of_sample_accuracy": float((suggested == y).mean()), "action": action}
         if action:
             _write_fixed(tmp, data, split, ranked, suggested, action)
