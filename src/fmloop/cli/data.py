@@ -105,7 +105,7 @@ def suggest_command(
     pool: str = typer.Option(..., "--pool", help="Unlabeled text: a file or folder, as for prediction."),
     out: Path = typer.Option(..., "--out", help="New folder for tasks.json (Label Studio), tasks.csv and label_config.xml."),
     n: int = typer.Option(100, "--n", help="How many rows to suggest."),
-    strategy: str = typer.Option("hybrid", "--strategy", help="entropy, margin, kcenter, hybrid or random."),
+    strategy: str = typer.Option("margin", "--strategy", help="margin (default), entropy, kcenter, hybrid or random."),
     labeled: Optional[str] = typer.Option(None, "--labeled", help="Already labeled data: k-center picks away from it."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     seed: int = typer.Option(0, "--seed"),

@@ -98,7 +98,7 @@ def choose(strategy: str, probs: np.ndarray, feats: np.ndarray | None, n: int, l
     return [int(shortlist[i]) for i in k_center_greedy(feats[shortlist], n, labeled_feats, seed)]
 
 
-def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strategy: str = "hybrid",
+def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strategy: str = "margin",
             labeled: str | None = None, text_column: str | None = None, seed: int = 0) -> dict:
     from fmloop.data.labeled import TEXT_CANDIDATES, _choose
     from fmloop.data.sources import read_splits
