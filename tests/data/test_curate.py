@@ -75,3 +75,10 @@ def test_inspect_reports_problems_and_writes_a_report(tmp_path):
         sorted(train["label_variants"]["positive"]) == ["Positive ", "positive"]
     assert info["splits"]["validation"]["issues"]["leak"] >= 1
     assert (tmp_path / "insp" / "report.html").read_text().count("data:image/png") >= 2
+
+
+def test_a_ragged_csv_names_its_line(tmp_path):
+    (tmp_path / "bad.csv").write_text("text,label\ngood film,positive\nbad film,negative,extra\n")
+    result = run_cli("data", "clean", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 3 and "bad.csv, line 3: 3 fields where the header has 2" in result.stderr
+    assert not (tmp_path / "out").exists()

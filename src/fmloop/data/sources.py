@@ -76,6 +76,21 @@ def _find_bad_utf8_line(path: Path) -> int | None:
     return None
 
 
+def _find_ragged_line(path: Path, delimiter: str) -> tuple[int, int, int] | None:
+    """(line number, header fields, fields found) of the first row whose field count differs."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return None
+        for row in reader:
+            if row and len(row) != len(header):
+                return reader.line_num, len(header), len(row)
+    return None
+
+
 def _check_readable(path: Path) -> None:
     if not os.access(path, os.R_OK):
         raise DataError(f"Cannot read {path}: permission denied.")
@@ -107,6 +122,12 @@ def _load_file(path: Path) -> Dataset:
     except DataError:
         raise
     except Exception as err:  # datasets wraps parser errors in many types
+        if ext in (".csv", ".tsv"):
+            ragged = _find_ragged_line(path, "\t" if ext == ".tsv" else ",")
+            if ragged:
+                line, expected, got = ragged
+                raise DataError(f"{path}, line {line}: {got} fields where the header has {expected}. Quote fields "
+                                f"that contain the delimiter, or fix the row.") from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"Could not read {path}: {reason}") from None
     return ds
