@@ -57,7 +57,10 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     from fmloop.evaluate.evaluation import score
     _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     assert (logits.argmax(1) == y).mean() == expected
-    assert expected > 0.8
+    # It learned (chance is 0.5). Not tighter: the tiny tokenizer behind tiny_base is retrained per
+    # session and the tokenizers library breaks frequency ties differently from run to run, so the
+    # vocabulary, and with it this 16-epoch LoRA run, varies (seen between 0.78 and 0.9).
+    assert expected > 0.7
 
 
 def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path):
