@@ -36,7 +36,8 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
     import csv
 
     known = {r["text"] for r in csv.DictReader(open(sentiment_dir / "train.csv"))}
-    write_csv(tmp_path / "pool.csv", [{"text": r["text"]} for r in make_sentiment(60, seed=21) if r["text"] not in known])
+    pool = sorted({r["text"] for r in make_sentiment(60, seed=21)} - known)        # distinct, unseen texts
+    write_csv(tmp_path / "pool.csv", [{"text": t} for t in pool])
     result = run_cli("label", "suggest", "--model", str(run.path), "--pool", str(tmp_path / "pool.csv"), "--n", "5",
                      "--strategy", "hybrid", "--labeled", str(sentiment_dir), "--out", str(tmp_path / "tasks"))
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from fmloop.core.errors import ConfigError
 from fmloop.data.cleaning import CleanSettings
-from fmloop.data.curate import clean_dataset, inspect_dataset
+from fmloop.data.curate import clean_dataset
 from fmloop.data.labeled import load_labeled
 from tests.conftest import make_sentiment, run_cli, write_csv
 

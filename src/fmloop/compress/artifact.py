@@ -10,7 +10,7 @@ from typing import Callable
 
 import yaml
 
-from fmloop.core.artifacts import RunDir, fsync_dir
+from fmloop.core.artifacts import RunDir, fsync_dir, require_new_folder
 from fmloop.core.errors import ConfigError
 from fmloop.models.presets import model_dir_of
 
@@ -31,10 +31,7 @@ def default_data(model_path: str, data: str | None) -> str:
 
 def check_new_out(out: str | Path) -> RunDir:
     """The output run dir, refusing to write into an existing non-empty folder."""
-    run = RunDir(out)
-    if run.path.exists() and any(run.path.iterdir()):
-        raise ConfigError(f"Output folder {run.path} already exists and is not empty; choose a new --out.")
-    return run
+    return RunDir(require_new_folder(out))
 
 
 def write_run(run: RunDir, write_model: Callable[[Path], dict], **manifest) -> dict:

@@ -86,7 +86,7 @@ def compare_models(paths: list[str], data: str, out: str | Path, *, n_single: in
 
     if threads:
         torch.set_num_threads(threads)
-    rows, task = [], None
+    rows, task, labels = [], None, None
     for path in paths:
         model = load(path)
         if task is not None and (model.task, model.labels) != (task, labels):

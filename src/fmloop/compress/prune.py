@@ -20,14 +20,13 @@ import logging
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.config import StageConfig
-from fmloop.core.errors import ConfigError, ModelError
+from fmloop.core.errors import ModelError
 from fmloop.core.runtime import running
 from fmloop.train.callbacks import Callback
 from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text

@@ -125,6 +125,35 @@ def save_dir_atomically(target: Path, write) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def require_new_folder(out: str | os.PathLike) -> Path:
+    """`out` as a Path; an error when it exists and is not empty (outputs never overwrite)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        from fmloop.core.errors import ConfigError
+
+        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    return out
+
+
+@contextlib.contextmanager
+def new_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a new output folder in a hidden sibling; it is moved to `out` when the block ends
+    cleanly and removed when it raises, so `out` is either complete or absent."""
+    out = require_new_folder(out)
+    tmp = out.with_name(f".{out.name}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()          # empty (checked above)
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 class RunDir:
     """One stage's output folder: manifest, resolved config, metrics, model."""
 

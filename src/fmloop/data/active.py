@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
+from fmloop.core.artifacts import new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -107,9 +106,7 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
 
     if n < 1:
         raise ConfigError(f"The 'n' parameter of label suggest must be >= 1. Got {n} instead.")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    require_new_folder(out)
     model = load(model_path)
     if model.task != "classification" or model.modality != "text":
         raise ConfigError("label suggest works with text classification models.")
@@ -130,10 +127,7 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
         _, labeled_feats = penultimate_features(model, list(known.splits["train"]["text"]))
     probs = softmax(logits)
     picks = choose(strategy, probs, feats, n, labeled_feats, seed)
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:
         tasks = []
         for rank, i in enumerate(picks):
             guess = model.labels[int(probs[i].argmax())]
@@ -156,10 +150,6 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
         summary = {"model": str(model_path), "pool": str(pool), "pool_size": len(texts), "n": len(tasks),
                    "strategy": strategy, "labels": model.labels}
         (tmp / "suggest.json").write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -207,9 +197,7 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
     """New dataset in OUT: `into`'s splits (if given) plus the annotated rows added to train."""
     from datasets import Dataset
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    require_new_folder(out)
     rows = read_annotations(annotations)
     known_ids = None
     if tasks:
@@ -246,10 +234,7 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
     train = splits.setdefault("train", {"text": [], "label": []})
     train["text"] += [r["text"] for r in added]
     train["label"] += [r["labels"][0] for r in added]
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:
         for name, cols in splits.items():
             Dataset.from_dict(cols).to_parquet(str(tmp / f"{name}.parquet"))
         with open(tmp / "conflicts.jsonl", "w") as fh:
@@ -258,8 +243,4 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
         summary = {"annotations": str(annotations), "into": into, "annotated": len(rows), "added": len(added),
                    "conflicts": len(conflicts), "train_rows": len(train["text"])}
         (tmp / "import.json").write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from fmloop.core.artifacts import atomic_write_json, atomic_write_text
+from fmloop.core.artifacts import atomic_write_json, atomic_write_text, new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.data.cleaning import (CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split)
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
@@ -57,18 +55,13 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
     import pyarrow.parquet as pq
 
     s = settings or CleanSettings()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    out = require_new_folder(out)
     if Path(path).resolve() == out.resolve():
         raise ConfigError("--out must differ from the input: fmloop never modifies input files in place.")
     raw = read_splits(path)
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     report = {"source": str(path), "settings": s.model_dump(), "splits": {}}
     train_keys, train_near = None, None
-    try:
+    with new_folder(out) as tmp:
         with open(tmp / "removed.jsonl", "w") as removed, _progress() as progress:
             for split in _ordered(raw.splits):
                 ds, where = raw.splits[split], raw.origin[split]
@@ -107,10 +100,6 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
                 if split == "train":
                     train_keys, train_near = seen, near
         atomic_write_json(tmp / "clean_report.json", report)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 

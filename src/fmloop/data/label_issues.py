@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from fmloop.core.artifacts import new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -113,9 +112,7 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
 
     if action not in (None, "drop", "relabel"):
         raise ConfigError(f"Unknown action {action!r}: use --drop or --relabel.")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+    require_new_folder(out)
     data = load_labeled(path, text_column=text_column, label_column=label_column, hold_out=False)
     if split not in data.splits:
         raise DataError(f"{path} has no {split!r} split (it has {', '.join(data.splits)}).")
@@ -128,10 +125,7 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
     ranked = find_issues(y, probs, filter_by)
     suggested = probs.argmax(1)
     names = data.labels
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(out) as tmp:
         with open(tmp / "label_issues.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["rank", "row", "given", "suggested", "p_given", "p_suggested", "text"])
@@ -145,10 +139,6 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
         if action:
             _write_fixed(tmp, data, split, ranked, suggested, action)
         (tmp / "label_issues.json").write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary["ranked_rows"] = ranked
     return summary
 
