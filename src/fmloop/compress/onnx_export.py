@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fmloop.compress.artifact import check_new_out, default_data, write_run
-from fmloop.compress.parity import compare_outputs, require_parity
+from fmloop.compress.parity import check_min_agreement, gate
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.models.loading import ONNX_FILE, InferenceModel, batched_by_length
 
@@ -185,8 +185,7 @@ def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, op
     """Export to OUT/model (ONNX) and check it against the PyTorch model; returns the manifest."""
     from fmloop.evaluate.evaluation import model_logits
 
-    if not 0 < min_agreement <= 1:
-        raise ConfigError(f"The 'min_agreement' parameter of export must be in (0, 1]. Got {min_agreement} instead.")
+    check_min_agreement(min_agreement, "export")
     run = check_new_out(out)
     parent = load_parent(model_path)
     inputs, y, where = parity_inputs(parent, model_path, data, limit, text_column, label_column)
@@ -194,12 +193,9 @@ def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, op
 
     def write(folder: Path) -> dict:
         write_onnx_folder(parent, folder, example_inputs(parent, inputs), opset)
-        exported = OnnxModel.load(folder)
-        parity = compare_outputs(parent.task, reference, model_logits(exported, inputs, batch_size, "scoring ONNX"), y)
-        parity["data"] = where
-        (folder / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
-        require_parity(parity, min_agreement, max_abs_diff, "the ONNX export")
-        return {"parity": parity}
+        return gate(OnnxModel.load(folder), reference, inputs, y, where, folder, task=parent.task,
+                    min_agreement=min_agreement, max_abs_diff=max_abs_diff, what="the ONNX export",
+                    batch_size=batch_size)
 
     return write_run(run, write, kind="export", format="onnx", parent=str(parent.folder), task=parent.task,
                      labels=parent.labels)

@@ -44,3 +44,26 @@ def require_parity(parity: dict, min_agreement: float, max_abs_diff: float | Non
     if max_abs_diff is not None and parity["max_abs_diff"] > max_abs_diff:
         raise ParityError(f"{what} differs from its parent by up to {parity['max_abs_diff']:.3g} in logits, above "
                           f"--max-abs-diff {max_abs_diff:g}. Nothing was saved.")
+
+
+def check_min_agreement(value: float, stage: str) -> None:
+    """Refuse a threshold outside (0, 1] before any work starts."""
+    from fmloop.core.errors import ConfigError
+
+    if not 0 < value <= 1:
+        raise ConfigError(f"The 'min_agreement' parameter of {stage} must be in (0, 1]. Got {value} instead.")
+
+
+def gate(child, reference: np.ndarray, inputs, y: np.ndarray, where: str, folder, *, task: str,
+         min_agreement: float, max_abs_diff: float | None, what: str, batch_size: int = 64) -> dict:
+    """Score `child` on the parent's examples, write folder/parity.json, and raise ParityError when
+    it disagrees beyond the thresholds; returns the manifest fields."""
+    import json
+
+    from fmloop.evaluate.evaluation import model_logits
+
+    parity = compare_outputs(task, reference, model_logits(child, inputs, batch_size, f"scoring {what}"), y)
+    parity["data"] = where
+    (folder / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
+    require_parity(parity, min_agreement, max_abs_diff, what)
+    return {"parity": parity}

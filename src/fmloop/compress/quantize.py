@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fmloop.compress.artifact import check_new_out, write_run
+from fmloop.compress.artifact import check_new_out, default_data, write_run
 from fmloop.compress.onnx_export import (OnnxModel, example_inputs, load_parent, parity_inputs, torch_to_onnx,
                                          write_onnx_folder)
-from fmloop.compress.parity import compare_outputs, require_parity
+from fmloop.compress.parity import check_min_agreement, gate
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.models.loading import ImageModel, TextModel
 
@@ -203,15 +203,13 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
         raise ConfigError(f"The 'mode' parameter of quantize must be dynamic or static. Got {mode!r} instead.")
     if backend == "torch" and mode == "static":
         raise ConfigError("Static int8 is available through ONNX Runtime: pass --backend onnx (or --mode dynamic).")
-    if not 0 < min_agreement <= 1:
-        raise ConfigError(f"The 'min_agreement' parameter of quantize must be in (0, 1]. Got {min_agreement} instead.")
+    check_min_agreement(min_agreement, "quantize")
     run = check_new_out(out)
     parent = load_parent(model_path)
     inputs, y, where = parity_inputs(parent, model_path, data, limit, text_column, label_column)
     reference = model_logits(parent, inputs, batch_size, "scoring the fp32 model")
     feeds = None
     if mode == "static":
-        from fmloop.compress.artifact import default_data
         train_inputs, _, _, _ = labeled_inputs(parent, default_data(model_path, data), ("train",), text_column,
                                                label_column)
         feeds = calibration_feeds(parent, train_inputs, calibration_size)
@@ -231,11 +229,8 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
             meta["quantization"] = f"{mode}-int8"
             (folder / "fmloop_onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
             child = OnnxModel.load(folder)
-        parity = compare_outputs(parent.task, reference, model_logits(child, inputs, batch_size, "scoring int8"), y)
-        parity["data"] = where
-        (folder / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
-        require_parity(parity, min_agreement, None, f"the {backend} {mode} int8 model")
-        return {"parity": parity}
+        return gate(child, reference, inputs, y, where, folder, task=parent.task, min_agreement=min_agreement,
+                    max_abs_diff=None, what=f"the {backend} {mode} int8 model", batch_size=batch_size)
 
     return write_run(run, write, kind="quantize", backend=backend, mode=mode, parent=str(parent.folder),
                      task=parent.task, labels=parent.labels)
