@@ -1,7 +1,8 @@
 """Data cleaning and label-issue benchmarks on real data.
 
     .venv/bin/python bench/data_quality.py neardup [--n 1000]       # IMDb near-duplicate detection
-    .venv/bin/python bench/data_quality.py noise [--model MINILM]    # SST-2 with 10% flipped labels
+    .venv/bin/python bench/data_quality.py noise [--model MINILM [--finetune]] [--compare MINILM]
+                                                                     # SST-2 with 10% flipped labels
 
 neardup: 1,000 IMDb training reviews get a near-duplicate each (about 5% of words dropped, two
 adjacent words swapped, punctuation removed or added, some words' case changed), inserted at
@@ -11,8 +12,9 @@ copies or whose matched row has a true word-shingle Jaccard >= the threshold (th
 few real duplicates of its own) / all rows removed as duplicates. Throughput in documents/s.
 
 noise: 10% of SST-2 training labels flipped (seeded); `fmloop data label-issues` flags rows;
-precision and recall against the flipped set. With --finetune, a model is fine-tuned on the noisy
-set and on the set with flagged rows dropped (`--drop`), scored on SST-2 validation.
+precision and recall against the flipped set (--finetune: K-fold fine-tuning of --model for the
+probabilities). With --compare BASE, BASE is fine-tuned on the noisy set and on the set with
+flagged rows dropped (`--drop`), scored on SST-2 validation and test.
 """
 
 from __future__ import annotations
@@ -127,22 +129,25 @@ def noise(args) -> None:
         w.writerows(rows)
     for split in ("validation", "test"):
         (work / "noisy" / f"{split}.csv").write_text((TEXT / "sst2" / f"{split}.csv").read_text())
-    extra = (["--model", args.model] if args.model else []) + ["--filter-by", args.filter_by]
+    extra = (["--model", args.model] if args.model else []) + ["--filter-by", args.filter_by] + \
+        (["--finetune"] if args.finetune else [])
     seconds = fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / "issues"), "--drop", *extra)
     flagged = {int(r["row"]) - 1 for r in csv.DictReader(open(work / "issues" / "label_issues.csv"))}
     hit = len(flagged & flipped)
     print(f"\n## Label issues in SST-2 with 10% flipped labels ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
     print(f"- flipped {len(flipped)} of {len(rows)}; flagged {len(flagged)}; precision {hit / max(1, len(flagged)):.3f}, "
-          f"recall {hit / len(flipped):.3f} ({seconds:.0f}s, features: tf-idf{' + ' + args.model if args.model else ''}, "
-          f"cleanlab filter {args.filter_by})")
-    if args.finetune:
-        accs = {}
+          f"recall {hit / len(flipped):.3f} ({seconds:.0f}s, probabilities: "
+          f"{json.loads((work / 'issues' / 'label_issues.json').read_text())['features']}, cleanlab filter {args.filter_by})")
+    if args.compare:
+        metrics = {}
         for name, data in (("noisy", work / "noisy"), ("cleaned", work / "issues")):
-            fmloop("finetune", "--model", args.finetune, "--data", str(data), "--out", str(work / f"ft-{name}"),
-                   *args.finetune_args)
-            accs[name] = json.loads((work / f"ft-{name}" / "manifest.json").read_text())["metrics"]["validation_accuracy"]
-        print(f"- fine-tuned {args.finetune} {' '.join(args.finetune_args)}: SST-2 validation accuracy "
-              f"{accs['noisy']:.4f} on the noisy labels, {accs['cleaned']:.4f} with flagged rows dropped")
+            fmloop("finetune", "--model", args.compare, "--data", str(data), "--out", str(work / f"ft-{name}"),
+                   *args.compare_args)
+            metrics[name] = json.loads((work / f"ft-{name}" / "manifest.json").read_text())["metrics"]
+        for split in ("validation", "test"):
+            print(f"- fine-tuned {args.compare} {' '.join(args.compare_args)}: SST-2 {split} accuracy "
+                  f"{metrics['noisy'][f'{split}_accuracy']:.4f} on the noisy labels, "
+                  f"{metrics['cleaned'][f'{split}_accuracy']:.4f} with flagged rows dropped")
 
 
 def active(args) -> None:
@@ -225,8 +230,9 @@ def main() -> None:
     p = sub.add_parser("noise")
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")
     p.add_argument("--filter-by", default="prune_by_noise_rate")
-    p.add_argument("--finetune", help="also fine-tune this base on the noisy and the cleaned set")
-    p.add_argument("--finetune-args", nargs="*", default=[])
+    p.add_argument("--finetune", action="store_true", help="label-issues --finetune (K-fold fine-tuning of --model)")
+    p.add_argument("--compare", help="also fine-tune this base on the noisy and on the cleaned set")
+    p.add_argument("--compare-args", nargs="*", default=[])
     p = sub.add_parser("active")
     p.add_argument("--model", required=True, help="base model folder for the embeddings (e.g. all-MiniLM-L6-v2)")
     p.add_argument("--pool", type=int, default=4000)

@@ -51,6 +51,10 @@ def user_errors(func: Callable) -> Callable:
     return wrapper
 
 
+# Commands that take config overrides (--section.key=value) as extra words.
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
 def split_overrides(args: list[str]) -> list[str]:
     """Extra command-line words must be config overrides: --section.key=value or --section.key value."""
     from fmloop.core.errors import ConfigError

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from fmloop.cli.common import err_console, setup_logging, user_errors
+from fmloop.cli.common import EXTRA, err_console, setup_logging, split_overrides, user_errors
 
 data_app = typer.Typer(help="Inspect, clean and fix labeled or unlabeled datasets.", no_args_is_help=True)
 
@@ -20,16 +20,21 @@ def inspect_command(
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
     near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    image_distance: int = typer.Option(4, "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
 ):
     """Rows, lengths, class balance and label variants, exact and near duplicates, cross-split
-    leakage, language mix, empty / garbled / HTML rows; an HTML report with plots."""
+    leakage, language mix, empty / garbled / HTML rows; an HTML report with plots. Image data:
+    sizes, modes, class balance, exact and perceptual-hash duplicates, leakage, unreadable files."""
     from fmloop.data.curate import inspect_dataset
 
     setup_logging()
     out = out or Path(f"inspect-{Path(data).name or 'data'}")
-    result = inspect_dataset(data, out, text_column, label_column, near_threshold=near_threshold)
+    result = inspect_dataset(data, out, text_column, label_column, near_threshold=near_threshold,
+                             image_distance=image_distance)
     for split, v in result["splits"].items():
-        err_console.print(f"{split}: {v['rows']} rows, words p50 {v['words'].get('p50')}, issues {v['issues'] or 'none'}"
+        shape = (f"sizes {v['sizes']}, modes {v['modes']}" if result.get("modality") == "image"
+                 else f"words p50 {v['words'].get('p50')}")
+        err_console.print(f"{split}: {v['rows']} rows, {shape}, issues {v['issues'] or 'none'}"
                           + (f", label variants {v['label_variants']}" if "label_variants" in v else ""))
     err_console.print(f"report: {out / 'report.html'}")
 
@@ -45,6 +50,7 @@ def clean_command(
     max_words: Optional[int] = typer.Option(None, "--max-words"),
     language: Optional[List[str]] = typer.Option(None, "--language", help="Keep only this language (ISO 639-1; repeat for several)."),
     near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
+    image_distance: int = typer.Option(4, "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
     shingle: int = typer.Option(2, "--shingle", help="Words per shingle for near-duplicates (smaller: more tolerant of edits)."),
     no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-duplicate removal."),
     no_leakage: bool = typer.Option(False, "--no-leakage", help="Keep validation/test rows that also occur in train."),
@@ -52,25 +58,29 @@ def clean_command(
 ):
     """Normalise text (mojibake, Unicode, HTML remnants), apply length and language filters,
     remove exact and near duplicates and validation/test rows that leak from train. Every removed
-    row is written to OUT/removed.jsonl with its reason; the input is never modified."""
+    row is written to OUT/removed.jsonl with its reason; the input is never modified. Image data:
+    unreadable files, exact and perceptual-hash (pHash) duplicates and leaks are removed."""
     from fmloop.data.cleaning import CleanSettings
     from fmloop.data.curate import clean_dataset
 
     setup_logging()
     settings = CleanSettings(min_words=min_words, max_words=max_words, languages=language or None,
-                             near_threshold=near_threshold, shingle=shingle, near_dedup=not no_near_dedup, leakage=not no_leakage)
+                             near_threshold=near_threshold, shingle=shingle, near_dedup=not no_near_dedup, leakage=not no_leakage,
+                             image_distance=image_distance)
     report = clean_dataset(data, out, settings, text_column, label_column, normalize_labels)
     for split, v in report["splits"].items():
         err_console.print(f"{split}: kept {v['kept']} of {v['rows']}; removed {v['removed'] or 'none'}")
     err_console.print(f"cleaned data: {out}   removals: {out / 'removed.jsonl'}")
 
 
-@data_app.command("label-issues")
+@data_app.command("label-issues", context_settings=EXTRA)
 @user_errors
 def label_issues_command(
+    ctx: typer.Context,
     data: str = typer.Argument(..., help="Labeled data (classification)."),
     out: Path = typer.Option(..., "--out", help="New folder for label_issues.csv (and the fixed dataset with --drop/--relabel)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Base model folder whose embeddings join TF-IDF as features."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model folder whose embeddings join TF-IDF as features (fine-tuned per fold with --finetune)."),
+    finetune: bool = typer.Option(False, "--finetune", help="Probabilities from K fine-tuning runs of --model instead of logistic regression: K times slower, far fewer correct labels flagged. Extra --train.key=value words go to those runs."),
     split: str = typer.Option("train", "--split"),
     folds: int = typer.Option(5, "--folds"),
     filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by", help="cleanlab filter: prune_by_noise_rate, confident_learning (fewer, surer), both, predicted_neq_given."),
@@ -80,16 +90,22 @@ def label_issues_command(
     label_column: Optional[str] = typer.Option(None, "--label-column"),
 ):
     """Find likely label errors with out-of-sample probabilities (K-fold logistic regression on
-    base-model embeddings or TF-IDF) and cleanlab's confident learning."""
+    base-model embeddings or TF-IDF, or K-fold fine-tuning with --finetune) and cleanlab's
+    confident learning."""
+    from fmloop.core.config import parse_overrides
     from fmloop.core.errors import ConfigError
     from fmloop.data.label_issues import label_issues
 
     setup_logging()
     if drop and relabel:
         raise ConfigError("Pass --drop or --relabel, not both.")
+    overrides = parse_overrides(split_overrides(ctx.args))
+    if overrides and not finetune:
+        raise ConfigError(f"Config overrides ({' '.join(ctx.args)}) only apply to the fine-tuning runs of --finetune.")
     summary = label_issues(data, out, model=model, split=split, folds=folds,
                            action="drop" if drop else "relabel" if relabel else None,
-                           text_column=text_column, label_column=label_column, filter_by=filter_by)
+                           text_column=text_column, label_column=label_column, filter_by=filter_by,
+                           finetune=finetune, overrides=overrides)
     err_console.print(f"{summary['issues']} likely label errors among {summary['rows']} rows "
                       f"(out-of-sample accuracy of the {summary['features']} model: {summary['out_of_sample_accuracy']:.3f}); "
                       f"list: {out / 'label_issues.csv'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fmloop import __version__
+from fmloop.cli.common import EXTRA
 from fmloop.cli.compress import (compare_command, distill_command, ensemble_command, export_command,
                                  prune_command, quantize_command)
 from fmloop.cli.data import data_app, label_app
@@ -21,7 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 app.command("pretrain", context_settings=EXTRA)(pretrain_command)
 app.command("finetune", context_settings=EXTRA)(finetune_command)

@@ -46,7 +46,9 @@ class CleanSettings(StageConfig):
     near_threshold: float = Field(0.6, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate")
     shingle: int = Field(2, ge=1, le=10, description="words per shingle (2: tolerant of dropped and swapped words, still order-aware)")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
-    leakage: bool = Field(True, description="drop validation/test rows whose text is (nearly) in train")
+    leakage: bool = Field(True, description="drop validation/test rows whose text (or image) is (nearly) in train")
+    image_distance: int = Field(4, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may "
+                                                          "differ between near-duplicates")
 
 
 def normalize_text(text: str) -> str:

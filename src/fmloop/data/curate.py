@@ -22,6 +22,7 @@ import numpy as np
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text, new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.data.cleaning import (CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split)
+from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
 from fmloop.data.sources import read_splits
 
@@ -58,6 +59,13 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
     out = require_new_folder(out)
     if Path(path).resolve() == out.resolve():
         raise ConfigError("--out must differ from the input: fmloop never modifies input files in place.")
+    if is_image_source(path):
+        from fmloop.data.image_cleaning import clean_images
+
+        with new_folder(out) as tmp:
+            report = clean_images(path, tmp, s, text_column, label_column)
+            atomic_write_json(tmp / "clean_report.json", report)
+        return report
     raw = read_splits(path)
     report = {"source": str(path), "settings": s.model_dump(), "splits": {}}
     train_keys, train_near = None, None
@@ -106,10 +114,17 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
 # Inspection -----------------------------------------------------------------------------------------
 
 def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, label_column: str | None = None,
-                    language_sample: int = 2000, near_threshold: float = 0.6) -> dict:
-    """inspect.json + report.html in `out`: sizes, lengths, labels, duplicates, leakage, languages."""
+                    language_sample: int = 2000, near_threshold: float = 0.6, image_distance: int = 4) -> dict:
+    """inspect.json + report.html in `out`: sizes, lengths, labels, duplicates, leakage, languages
+    (images: sizes, modes, labels, exact and perceptual-hash duplicates, leakage, unreadable files)."""
+    s = CleanSettings(near_threshold=near_threshold, image_distance=image_distance)
+    if is_image_source(path):
+        from fmloop.data.image_cleaning import inspect_images
+
+        result, pairs = inspect_images(path, s, text_column, label_column)
+        _write_inspection(out, result, _inspect_images_html(result, pairs))
+        return result
     raw = read_splits(path)
-    s = CleanSettings(near_threshold=near_threshold)
     result = {"source": str(path), "description": raw.description, "splits": {}}
     train_keys, train_near, lengths = None, None, {}
     with _progress() as progress:
@@ -142,11 +157,15 @@ def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, 
             result["splits"][split] = info
             if split == "train":
                 train_keys, train_near = seen, near
+    _write_inspection(out, result, _inspect_html(result, lengths))
+    return result
+
+
+def _write_inspection(out: str | Path, result: dict, html: str) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "inspect.json", result)
-    atomic_write_text(out / "report.html", _inspect_html(result, lengths))
-    return result
+    atomic_write_text(out / "report.html", html)
 
 
 def _percentiles(values: np.ndarray) -> dict:
@@ -186,19 +205,9 @@ def _inspect_html(result: dict, lengths: dict[str, np.ndarray]) -> str:
     figs.append(figure_to_data_uri(fig))
     plt.close(fig)
     splits = result["splits"]
-    if any("class_balance" in v for v in splits.values()):
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        names = sorted({k for v in splits.values() for k in v.get("class_balance", {})})
-        width = 0.8 / len(splits)
-        for j, (split, v) in enumerate(splits.items()):
-            total = max(1, sum(v.get("class_balance", {}).values()))
-            ax.bar(np.arange(len(names)) + j * width, [v.get("class_balance", {}).get(n, 0) / total for n in names],
-                   width, label=split)
-        ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
-        ax.set(ylabel="share of rows", title="class balance")
-        ax.legend()
-        figs.append(figure_to_data_uri(fig))
-        plt.close(fig)
+    balance = _class_balance_figure(splits)
+    if balance:
+        figs.append(balance)
     sections = []
     for split, v in splits.items():
         rows = {k: v[k] for k in ("source", "rows", "text_column", "label_column", "empty", "garbled", "html_remnants")
@@ -215,3 +224,52 @@ def _inspect_html(result: dict, lengths: dict[str, np.ndarray]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
             f"</head><body><h1>{_html.escape(result['source'])}</h1><p>{_html.escape(result['description'])}</p>"
             f"{images}{''.join(sections)}</body></html>")
+
+
+def _class_balance_figure(splits: dict) -> str | None:
+    """Share of each class per split as grouped bars (None when nothing is labeled)."""
+    if not any("class_balance" in v for v in splits.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmloop.evaluate.report import figure_to_data_uri
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = sorted({k for v in splits.values() for k in v.get("class_balance", {})})
+    width = 0.8 / len(splits)
+    for j, (split, v) in enumerate(splits.items()):
+        total = max(1, sum(v.get("class_balance", {}).values()))
+        ax.bar(np.arange(len(names)) + j * width, [v.get("class_balance", {}).get(n, 0) / total for n in names],
+               width, label=split)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
+    ax.set(ylabel="share of rows", title="class balance")
+    ax.legend()
+    uri = figure_to_data_uri(fig)
+    plt.close(fig)
+    return uri
+
+
+def _inspect_images_html(result: dict, pairs: list) -> str:
+    import html as _html
+
+    from fmloop.data.image_cleaning import pairs_figure
+    from fmloop.evaluate.report import CSS, _table
+
+    figures = [u for u in (_class_balance_figure(result["splits"]),) if u]
+    pair_uri = pairs_figure(pairs)
+    sections = []
+    for split, v in result["splits"].items():
+        rows = {"source": v["source"], "images": v["rows"], "sizes (most common)": v["sizes"], "modes": v["modes"],
+                "issues (duplicates, leakage, unreadable)": v["issues"] or "none"}
+        examples = "".join(f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
+                           for r, ex in v["examples"].items())
+        sections.append(f"<h2>{_html.escape(split)}</h2>{_table(rows)}{examples}")
+    images = "".join(f'<img src="{u}">' for u in figures)
+    if pair_uri:
+        images += (f"<h2>Duplicates and leaks</h2><p>Top row: the flagged image; bottom row: the image it matched.</p>"
+                   f'<img alt="duplicate pairs" src="{pair_uri}">')
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
+            f"</head><body><h1>{_html.escape(result['source'])}</h1>{images}{''.join(sections)}</body></html>")

@@ -164,7 +164,7 @@ class _RawSplit:
 
 def _read_table(path: Path, image_column: str | None, label_column: str | None) -> _RawSplit:
     import pyarrow.parquet as pq
-    table = pq.read_table(path) if path.suffix.lower() == ".parquet" else _read_arrow(path)
+    table = pq.read_table(path) if path.suffix.lower() == ".parquet" else read_arrow(path)
     names = table.schema.names
     icol = image_column or next((n for n in names if _is_image_field(table.schema.field(n))), None)
     if icol is None or icol not in names:
@@ -190,7 +190,7 @@ def _read_table(path: Path, image_column: str | None, label_column: str | None) 
     return _RawSplit(items, labels, label_names, str(path))
 
 
-def _read_arrow(path: Path):
+def read_arrow(path: Path):
     import pyarrow as pa
     with pa.memory_map(str(path)) as source:
         try:
@@ -240,7 +240,7 @@ def _read_folder(folder: Path) -> _RawSplit:
     return _RawSplit([(str(f.relative_to(folder)), f) for f in files], None, None, str(folder))
 
 
-def _raw_splits(path: Path, image_column: str | None, label_column: str | None) -> dict[str, _RawSplit]:
+def raw_splits(path: Path, image_column: str | None, label_column: str | None) -> dict[str, _RawSplit]:
     if not path.exists():
         raise DataError(f"{path} does not exist.")
     if path.is_file():
@@ -392,7 +392,7 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
     """Decode an image source into splits. `size` (W, H) and `channels` force a shape (a trained
     model's); otherwise the most common size and RGB-if-any-colour are used."""
     root = Path(path).expanduser()
-    raw = _raw_splits(root, image_column, label_column)
+    raw = raw_splits(root, image_column, label_column)
     for r in raw.values():
         if not r.items:
             raise DataError(f"{r.origin}: no images found (looked for {', '.join(sorted(IMAGE_EXT))}).")

@@ -8,6 +8,11 @@ encoder folder or fmloop run). cleanlab then flags the examples whose given labe
 those probabilities and the estimated noise between classes, ranked by how confident the
 model is that the label is wrong; the suggested label is the model's top class.
 
+With `--finetune`, the fast model is replaced by K fine-tuning runs of `--model` itself (fmloop
+finetune's defaults, the dataset's own validation split for early stopping when it has one): K
+times the cost, but probabilities from a model as accurate as the final one, so hard-but-correct
+rows are told apart from wrong labels far better (see docs/benchmarks.md).
+
 `--drop` or `--relabel` write a new dataset (OUT/<split>.parquet for every split, the checked
 split changed) and OUT/changes.jsonl; the input is never modified.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -71,16 +77,64 @@ def out_of_sample_probabilities(X, y: np.ndarray, n_classes: int, folds: int = 5
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    counts = np.bincount(y, minlength=n_classes)
-    if counts.min() < folds:
-        raise DataError(f"Every class needs at least {folds} examples for {folds}-fold probabilities; "
-                        f"the smallest has {counts.min()}. Pass --folds with a smaller number.")
+    _check_fold_sizes(y, n_classes, folds)
     probs = np.zeros((len(y), n_classes))
     for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
         clf = LogisticRegression(max_iter=2000, C=2.0)
         clf.fit(X[train], y[train])
         probs[np.ix_(held, clf.classes_)] = clf.predict_proba(X[held])
     return probs
+
+
+def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: int = 5, seed: int = 0,
+                                          overrides: dict | None = None) -> np.ndarray:
+    """(N, K) class probabilities of `split`, each row predicted by a model fine-tuned (from
+    `model`, fmloop's default recipe) on the other folds. The validation split, when the data has
+    one besides `split`, drives early stopping in every fold; otherwise each fold holds out 10%
+    of its own training rows."""
+    import tempfile
+
+    from datasets import Dataset
+    from sklearn.model_selection import StratifiedKFold
+
+    from fmloop.evaluate.metrics import softmax
+    from fmloop.models.loading import load
+    from fmloop.train.finetune import FinetuneConfig, finetune
+
+    ds = data.splits[split]
+    texts, y, names = list(ds["text"]), np.asarray(ds["label"]), data.labels
+    _check_fold_sizes(y, len(names), folds)
+    probs = np.zeros((len(y), len(names)))
+    with tempfile.TemporaryDirectory(prefix="fmloop-label-issues-") as work:
+        work = Path(work)
+        folds_iter = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        for k, (train, held) in enumerate(folds_iter, 1):
+            log.info("fold %d of %d: fine-tuning %s on %d rows, scoring %d", k, folds, model, len(train), len(held))
+            fold = work / f"fold{k}"
+            fold.mkdir()
+            Dataset.from_dict({"text": [texts[i] for i in train], "label": [names[y[i]] for i in train]}
+                              ).to_parquet(str(fold / "train.parquet"))
+            if split != "validation" and "validation" in data.splits:
+                val = data.splits["validation"]
+                Dataset.from_dict({"text": list(val["text"]), "label": [names[v] for v in val["label"]]}
+                                  ).to_parquet(str(fold / "validation.parquet"))
+            cfg = FinetuneConfig.model_validate({"data": {"path": str(fold)}, "model": {"name": model},
+                                                 **(overrides or {})})
+            cfg.train.seed = seed + k
+            run = finetune(cfg, work / f"run{k}")
+            fitted = load(run.path / "model")
+            columns = [fitted.labels.index(n) for n in names]
+            probs[held] = softmax(fitted.logits([texts[i] for i in held]))[:, columns]
+            del fitted
+            shutil.rmtree(run.path, ignore_errors=True)
+    return probs
+
+
+def _check_fold_sizes(y: np.ndarray, n_classes: int, folds: int) -> None:
+    counts = np.bincount(y, minlength=n_classes)
+    if counts.min() < folds:
+        raise DataError(f"Every class needs at least {folds} examples for {folds}-fold probabilities; "
+                        f"the smallest has {counts.min()}. Pass --folds with a smaller number.")
 
 
 FILTERS = ("prune_by_noise_rate", "confident_learning", "both", "predicted_neq_given")
@@ -100,7 +154,8 @@ def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noi
 
 def label_issues(path: str, out: str | Path, *, model: str | None = None, split: str = "train", folds: int = 5,
                  action: str | None = None, text_column: str | None = None, label_column: str | None = None,
-                 seed: int = 0, filter_by: str = "prune_by_noise_rate") -> dict:
+                 seed: int = 0, filter_by: str = "prune_by_noise_rate", finetune: bool = False,
+                 overrides: dict | None = None) -> dict:
     """Rank likely label errors of `split`; write OUT/label_issues.csv (and a fixed dataset for
     action 'drop' or 'relabel')."""
     import csv
@@ -112,16 +167,24 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
 
     if action not in (None, "drop", "relabel"):
         raise ConfigError(f"Unknown action {action!r}: use --drop or --relabel.")
+    if finetune and not model:
+        raise ConfigError("--finetune fine-tunes the base model named by --model: pass --model PATH "
+                          "(a Hugging Face model folder or an fmloop run).")
     require_new_folder(out)
     data = load_labeled(path, text_column=text_column, label_column=label_column, hold_out=False)
     if split not in data.splits:
         raise DataError(f"{path} has no {split!r} split (it has {', '.join(data.splits)}).")
     ds = data.splits[split]
     texts, y = list(ds["text"]), np.asarray(ds["label"])
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("embedding" if model else "features", total=len(texts))
-        sets = feature_sets(texts, model, progress=lambda n: progress.advance(task, n))
-    probs = np.mean([out_of_sample_probabilities(X, y, len(data.labels), folds, seed) for X in sets], axis=0)
+    if finetune:
+        probs = finetuned_out_of_sample_probabilities(data, split, model, folds, seed, overrides)
+        features = f"{folds}-fold fine-tuning of {model}"
+    else:
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("embedding" if model else "features", total=len(texts))
+            sets = feature_sets(texts, model, progress=lambda n: progress.advance(task, n))
+        probs = np.mean([out_of_sample_probabilities(X, y, len(data.labels), folds, seed) for X in sets], axis=0)
+        features = f"tf-idf + mean-pooled {model}" if model else "tf-idf"
     ranked = find_issues(y, probs, filter_by)
     suggested = probs.argmax(1)
     names = data.labels
@@ -133,7 +196,7 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
                 w.writerow([rank, int(i) + 1, names[y[i]], names[suggested[i]], round(float(probs[i, y[i]]), 4),
                             round(float(probs[i, suggested[i]]), 4), texts[i]])
         summary = {"source": str(path), "split": split, "rows": len(y), "issues": int(len(ranked)),
-                   "features": f"tf-idf + mean-pooled {model}" if model else "tf-idf", "folds": folds,
+                   "features": features, "folds": folds,
                    "filter_by": filter_by,
                    "out_of_sample_accuracy": float((suggested == y).mean()), "action": action}
         if action:
