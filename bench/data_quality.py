@@ -1,6 +1,8 @@
 """Data cleaning and label-issue benchmarks on real data.
 
     .venv/bin/python bench/data_quality.py neardup [--n 1000]       # IMDb near-duplicate detection
+    .venv/bin/python bench/data_quality.py imagedup [--dataset fashion_mnist] [--distance 4]
+                                                                     # near-duplicate images
     .venv/bin/python bench/data_quality.py noise [--model MINILM [--finetune]] [--compare MINILM]
                                                                      # SST-2 with 10% flipped labels
 
@@ -10,6 +12,12 @@ random places in the 25,000-review corpus. `fmloop data clean` (exact + near ded
 result; recall = injected copies removed / 1,000; precision = removed rows that are injected
 copies or whose matched row has a true word-shingle Jaccard >= the threshold (the corpus has a
 few real duplicates of its own) / all rows removed as duplicates. Throughput in documents/s.
+
+imagedup: 1,000 training images get an edited copy each (brightness and contrast changed by up
+to 10%, Gaussian noise, re-encoded as JPEG at quality 75-90, half of them shifted by one pixel),
+inserted at random places; `fmloop data clean` runs on the result. Recall = injected pairs found /
+1,000; precision counts removals that are found pairs, or whose two images are at least as close
+in pixels (mean absolute difference) as the median injected pair; the rest are listed as false.
 
 noise: 10% of SST-2 training labels flipped (seeded); `fmloop data label-issues` flags rows;
 precision and recall against the flipped set (--finetune: K-fold fine-tuning of --model for the
@@ -33,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT.parent / "shared" / "datasets" / "text"
+VISION = ROOT.parent / "shared" / "datasets" / "vision"
 
 
 def fmloop(*args: str) -> float:
@@ -112,6 +121,98 @@ def neardup(args) -> None:
           f"with the row they matched), false {false}")
     print(f"- recall {recall:.3f}, precision {precision:.3f} (shingles of {args.shingle} words, threshold "
           f"{args.threshold}); {len(corpus) / seconds:.0f} documents/s end to end ({seconds:.0f}s, reading and writing included)")
+
+
+def edit_image(png: bytes, rng) -> bytes:
+    """A near copy of an encoded image: brightness/contrast jitter, noise, JPEG, maybe a 1-pixel shift."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    mode = "L" if image.mode in ("L", "1") else "RGB"
+    x = np.asarray(image.convert(mode)).astype(np.float64)
+    x = (x - 128) * rng.uniform(0.9, 1.1) + 128 + rng.uniform(-10, 10) + rng.normal(0, 3, x.shape)
+    if rng.random() < 0.5:
+        x = np.roll(x, rng.choice([-1, 1]), axis=int(rng.integers(0, 2)))
+    buf = io.BytesIO()
+    Image.fromarray(x.clip(0, 255).astype(np.uint8), mode).save(buf, format="JPEG", quality=int(rng.integers(75, 91)))
+    return buf.getvalue()
+
+
+def imagedup(args) -> None:
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    table = pq.read_table(VISION / args.dataset / "train.parquet")
+    images = table.column("image").to_pylist()
+    labels = table.column("label").to_pylist()
+    originals = rng.choice(len(images), args.n, replace=False)
+    rows = [(im, lab, -1) for im, lab in zip(images, labels)]
+    for j in originals:
+        copy = {"bytes": edit_image(images[j]["bytes"], rng), "path": None}
+        rows.insert(int(rng.integers(0, len(rows) + 1)), (copy, labels[j], int(j)))
+    work = Path(tempfile.mkdtemp(prefix="fmloop-imagedup-"))
+    out = pa.table({"image": [r[0] for r in rows], "label": [r[1] for r in rows], "copy_of": [r[2] for r in rows]})
+    pq.write_table(out.replace_schema_metadata(table.schema.metadata), work / "train.parquet")
+    seconds = fmloop("data", "clean", str(work / "train.parquet"), "--out", str(work / "clean"),
+                     "--image-distance", str(args.distance))
+    removed = [json.loads(line) for line in (work / "clean" / "removed.jsonl").read_text().splitlines()]
+    dup = [r for r in removed if r["reason"] in ("duplicate", "near_duplicate")]
+    position_of_original = {r[2]: k for k, r in enumerate(rows) if r[2] >= 0}   # original index -> its copy
+    original_at = {}
+    k_orig = 0
+    for k, r in enumerate(rows):
+        if r[2] < 0:
+            original_at[k_orig] = k
+            k_orig += 1
+    pair_of = {}
+    for j, copy_pos in position_of_original.items():
+        pair_of[copy_pos], pair_of[original_at[j]] = original_at[j], copy_pos
+
+    def pixels(k):
+        return np.asarray(Image.open(io.BytesIO(rows[k][0]["bytes"])).convert("L"), np.float64)
+
+    found, others = set(), []
+    for r in dup:
+        row, match = r["row"] - 1, int(r["detail"].rsplit(" ", 1)[-1]) - 1
+        if pair_of.get(row) == match:
+            found.add(frozenset((row, match)))
+        else:
+            others.append((row, match, float(np.abs(pixels(row) - pixels(match)).mean())))
+    injected_mad = np.median([np.abs(pixels(a) - pixels(b)).mean() for a, b in (tuple(f) for f in found)]) if found else 0
+    real = [o for o in others if o[2] <= injected_mad]
+    recall = len(found) / args.n
+    precision = (len(found) + len(real)) / max(1, len(dup))
+    print(f"\n## Near-duplicate images in {args.dataset} ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
+    print(f"- {len(rows)} images ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: injected pairs "
+          f"found {len(found)}, other pairs {len(others)} of which {len(real)} are at least as close in pixels as the "
+          f"median injected pair (mean absolute difference <= {injected_mad:.1f} of 255)")
+    print(f"- recall {recall:.3f}, precision {precision:.3f} (pHash distance <= {args.distance}); "
+          f"{len(rows) / seconds:.0f} images/s end to end ({seconds:.0f}s, decoding and writing included)")
+    if others and args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        show = sorted(others, key=lambda o: -o[2])[:10]
+        fig, axes = plt.subplots(2, len(show), figsize=(1.3 * len(show) + 0.4, 3), squeeze=False)
+        for c, (a, b, mad) in enumerate(show):
+            for rr, k in enumerate((a, b)):
+                axes[rr, c].imshow(pixels(k), cmap="gray")
+                axes[rr, c].axis("off")
+            axes[0, c].set_title(f"MAD {mad:.0f}", fontsize=8)
+        fig.suptitle(f"{args.dataset}: removed pairs that were not injected (least similar first)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"- plot: {args.plot}")
 
 
 def noise(args) -> None:
@@ -227,6 +328,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--threshold", type=float, default=0.6)
     p.add_argument("--shingle", type=int, default=2)
+    p = sub.add_parser("imagedup")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--distance", type=int, default=4)
+    p.add_argument("--plot", help="PNG of the non-injected pairs that were removed")
     p = sub.add_parser("noise")
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")
     p.add_argument("--filter-by", default="prune_by_noise_rate")
@@ -239,7 +345,7 @@ def main() -> None:
     p.add_argument("--validation", type=int, default=2000)
     p.add_argument("--plot", default=str(ROOT / "docs" / "active_learning_imdb.png"))
     args = parser.parse_args()
-    {"neardup": neardup, "noise": noise, "active": active}[args.what](args)
+    {"neardup": neardup, "imagedup": imagedup, "noise": noise, "active": active}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,37 @@ def test_structured_pruning_of_an_unknown_block_is_refused(image_run, tmp_path):
     with pytest.raises(ModelError):
         _prune(image_run, tmp_path / "p", method="structured")
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("fixture", ["text_run", "pooled_run"])
+def test_head_pruning_shrinks_attention_and_reloads_exactly(fixture, request, tmp_path):
+    from fmloop.models.heads import HEADS_KEY, prune_heads
+
+    fitted = load(request.getfixturevalue(fixture))
+    model = fitted.model
+    before = sum(p.numel() for p in model.parameters())
+    assert prune_heads(model, 0.5) == [1, 1]                     # 2 heads per layer -> 1
+    assert sum(p.numel() for p in model.parameters()) < before
+    model.save_pretrained(tmp_path / "m")
+    fitted.tokenizer.save_pretrained(tmp_path / "m")
+    assert len(json.loads((tmp_path / "m" / "config.json").read_text())[HEADS_KEY]) == 2
+    texts = ["my friend sees the river and it was great today", "the cat likes a song and it was awful"]
+    assert torch.allclose(torch.from_numpy(load(tmp_path / "m").logits(texts)),
+                          torch.from_numpy(fitted.logits(texts)), atol=1e-5)
+
+
+def test_head_pruned_run_evaluates_and_exports(text_run, sentiment_dir, tmp_path):
+    result = run_cli("prune", str(text_run), "--method", "heads", "--sparsity", "0.5", "--out",
+                     str(tmp_path / "pruned"), "--train.tensorboard=false", "--train.threads=1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "pruned" / "manifest.json").read_text())["pruning"]["attention_heads"] == [1, 1]
+    result = run_cli("evaluate", str(tmp_path / "pruned"), str(sentiment_dir), "--out", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr
+    result = run_cli("export", str(tmp_path / "pruned"), "--format", "onnx", "--out", str(tmp_path / "onnx"))
+    assert result.returncode == 0, result.stderr                  # the parity check passed
+
+
+def test_head_pruning_of_an_unknown_block_is_refused(image_run, tmp_path):
+    with pytest.raises(ModelError, match="attention"):
+        _prune(image_run, tmp_path / "p", method="heads")
+    assert not (tmp_path / "p").exists()

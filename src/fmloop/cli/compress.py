@@ -146,8 +146,8 @@ def prune_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A fine-tuned model folder or run dir."),
     out: Path = typer.Option(..., "--out", help="New run dir."),
-    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of body weights (magnitude) or feed-forward channels (structured) to remove, in (0, 1)."),
-    method: str = typer.Option("magnitude", "--method", help="magnitude (global, unstructured: smaller to store, not faster) or structured (feed-forward channels: really smaller and faster)."),
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of body weights (magnitude), feed-forward channels (structured) or attention heads per layer (heads) to remove, in (0, 1)."),
+    method: str = typer.Option("magnitude", "--method", help="magnitude (global, unstructured: smaller to store, not faster), structured (feed-forward channels) or heads (attention heads): both really smaller and faster."),
     data: Optional[str] = typer.Option(None, "--data", help="Labeled data for the recovery fine-tune. Default: the data of the model's run."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
 ):
@@ -164,6 +164,8 @@ def prune_command(
     p, metrics = manifest["pruning"], manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))
     detail = (f"sparsity {p['sparsity_saved']:.1%}" if "sparsity_saved" in p
+              else f"attention heads per layer {p['attention_heads']}, {p['parameters_after'] / 1e6:.2f}M parameters"
+              if "attention_heads" in p
               else f"intermediate size {p['intermediate_size']}, {p['parameters_after'] / 1e6:.2f}M parameters")
     err_console.print(f"[green]pruned[/] ({p['method']}, {detail}); before recovery {p['pruned_validation_before_recovery']:.4f}, "
                       f"parent {p['parent_validation']:.4f}; after: {shown}\nmodel:  {run.model_dir}")

@@ -7,8 +7,13 @@ magnitude   global magnitude pruning: the smallest |w| across every linear layer
             makes the model compressible (and a sparse-kernel target), not faster.
 structured  feed-forward channels: in every transformer layer, the fraction S of intermediate
             channels with the smallest weight norms (in and out) is removed and both linear layers
-            shrink, so `intermediate_size` in config.json drops and the model really runs faster.
-            Attention heads are left whole.
+            shrink, so `intermediate_size` in config.json drops and the model really runs faster
+            (and still loads with plain transformers).
+heads       attention heads: in every layer, the fraction S of heads with the smallest
+            value-to-output weight norms is removed (query/key/value and the output projection
+            shrink; models/heads.py). The kept heads are listed in config.json; fmloop's loaders
+            rebuild the model from them (plain transformers cannot: its BERT config has one head
+            count for all layers). Run `prune` twice for both heads and channels.
 
 The recovery fine-tune is the fine-tuning runner on the model's labeled data (default: one
 epoch), with the usual best-checkpoint selection on the validation split.
@@ -28,6 +33,7 @@ from fmloop.core.artifacts import RunDir
 from fmloop.core.config import StageConfig
 from fmloop.core.errors import ModelError
 from fmloop.core.runtime import running
+from fmloop.models.heads import attention_blocks, prune_heads
 from fmloop.train.callbacks import Callback
 from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text
 
@@ -35,8 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class PruneSettings(StageConfig):
-    method: Literal["magnitude", "structured"] = "magnitude"
-    sparsity: float = Field(0.5, gt=0, lt=1, description="fraction of body linear weights (or FFN channels) removed")
+    method: Literal["magnitude", "structured", "heads"] = "magnitude"
+    sparsity: float = Field(0.5, gt=0, lt=1, description="fraction of body linear weights (or FFN channels, or "
+                                                         "attention heads per layer) removed")
 
 
 class PruneConfig(FinetuneConfig):
@@ -143,6 +150,8 @@ def prune(cfg: PruneConfig, parent_path: str, out: str | Path) -> RunDir:
     cfg.task = parent.task
     if cfg.prune.method == "structured":
         _ffn_pairs(parent.model)      # fail before any work on architectures it does not know
+    elif cfg.prune.method == "heads":
+        attention_blocks(parent.model)
     if cfg.train.epochs is None and cfg.train.max_steps is None:
         cfg.train.epochs = 1
     run = RunDir(out)
@@ -165,6 +174,8 @@ def prune(cfg: PruneConfig, parent_path: str, out: str | Path) -> RunDir:
         if cfg.prune.method == "magnitude":
             masks.update(magnitude_masks(model, cfg.prune.sparsity))
             report["sparsity"] = sparsity_of(model)
+        elif cfg.prune.method == "heads":
+            report["attention_heads"] = prune_heads(model, cfg.prune.sparsity)
         else:
             report["intermediate_size"] = prune_ffn_channels(model, cfg.prune.sparsity)
         report["parameters_before"], report["parameters_after"] = n_before, sum(p.numel() for p in model.parameters())

@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
 from fmloop.core.errors import ModelError
+from fmloop.models.heads import from_pretrained
 from fmloop.models.pooled import MeanPoolClassifier, is_sentence_transformer
 from fmloop.models.presets import PRESETS, is_model_folder, model_dir_of
 
@@ -70,7 +71,7 @@ def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, 
         if pooling == "mean":
             return MeanPoolClassifier.from_base(str(folder), config), str(folder.resolve())
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(folder), config=config)
+            model = from_pretrained(AutoModelForSequenceClassification, folder, config)
         except ValueError as err:
             raise ModelError(f"{folder} ({config.model_type}) has no sequence-classification head in transformers: "
                              f"{str(err).splitlines()[0]}") from None

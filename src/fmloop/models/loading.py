@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from fmloop.core.errors import ModelError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.evaluate.metrics import sigmoid, softmax
+from fmloop.models.heads import from_pretrained
 from fmloop.models.presets import model_dir_of
 
 ONNX_FILE = "model.onnx"          # compress/onnx_export.py: an ONNX Runtime artifact
@@ -43,7 +44,7 @@ def load_task_model(path: str | Path, auto_class=AutoModelForSequenceClassificat
         return MeanPoolClassifier.load(folder), folder
     adapter = folder / "adapter_config.json"
     if not adapter.exists():
-        return auto_class.from_pretrained(str(folder)).eval(), folder
+        return from_pretrained(auto_class, folder, AutoConfig.from_pretrained(str(folder))).eval(), folder
     base = _check_adapter_base(folder)
     from peft import PeftModel
 

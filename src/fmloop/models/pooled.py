@@ -48,8 +48,10 @@ class MeanPoolClassifier(nn.Module):
 
     @classmethod
     def from_base(cls, folder: str, config) -> "MeanPoolClassifier":
-        return cls(AutoModel.from_pretrained(folder, config=config, add_pooling_layer=False)
-                   if config.model_type == "bert" else AutoModel.from_pretrained(folder, config=config), config)
+        from fmloop.models.heads import from_pretrained
+
+        extra = {"add_pooling_layer": False} if config.model_type == "bert" else {}
+        return cls(from_pretrained(AutoModel, folder, config, **extra), config)
 
     @classmethod
     def load(cls, folder: Path) -> "MeanPoolClassifier":
