@@ -100,3 +100,42 @@ def test_student_embeddings_keep_the_teachers_geometry():
     t, s = gram(teacher_emb.weight).flatten(), gram(student_emb.weight).flatten()
     assert torch.corrcoef(torch.stack([t, s]))[0, 1] > 0.999                 # same distances, new width
     assert student_emb.weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_layer_map_pairs_layers_at_the_same_relative_depth():
+    from fmloop.compress.distill import layer_map
+
+    assert layer_map(2, 6) == [3, 6] and layer_map(3, 12) == [4, 8, 12] and layer_map(4, 4) == [1, 2, 3, 4]
+
+
+def test_hidden_loss_is_zero_for_matching_states_and_trains_the_projection():
+    from fmloop.compress.distill import mean_pool
+
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    states = (torch.randn(2, 3, 4), torch.randn(2, 3, 4))
+    same = Distillation(_Fixed(torch.zeros(2, 2)), "classification", 2.0, 1.0, hidden_weight=1.0, widths=(1, 4, 4))
+    assert same.hidden_loss(states, mask, mean_pool(states[1], mask)[:, None]).item() == pytest.approx(0, abs=1e-6)
+    wide = Distillation(_Fixed(torch.zeros(2, 2)), "classification", 2.0, 1.0, hidden_weight=1.0, widths=(1, 4, 6))
+    loss = wide.hidden_loss(states, mask, torch.randn(2, 1, 6))
+    loss.backward()
+    assert loss.item() > 0 and wide.projections[0].weight.grad.abs().sum() > 0
+
+
+def test_hidden_state_matching_through_a_projection(pooled_run, sentiment_dir, tmp_path):
+    from fmloop.models.loading import load
+
+    unlabeled = tmp_path / "unlabeled.csv"
+    write_csv(unlabeled, [{"text": r["text"]} for r in make_sentiment(60, seed=9)])
+    run = _distill(pooled_run, sentiment_dir, tmp_path / "student",
+                   distill={"hidden_weight": 1.0, "unlabeled": str(unlabeled)})      # student 128 wide, teacher 32
+    manifest = run.read_manifest()
+    assert manifest["data_summary"]["hidden_matching"]["teacher_layers"] == [1, 2]
+    assert manifest["metrics"]["test_accuracy"] > 0.85
+    student = load(run.path).model
+    assert not any("projection" in name for name, _ in student.named_parameters())   # not saved with the student
+
+
+def test_hidden_state_matching_needs_a_pytorch_text_teacher(image_run, image_dir, tmp_path):
+    with pytest.raises(ConfigError, match="hidden_weight"):
+        _distill(image_run, image_dir, tmp_path / "student", student="cnn-small", distill={"hidden_weight": 1.0})
+    assert not (tmp_path / "student").exists()

@@ -8,7 +8,11 @@ costs only the student's forward and backward pass. The loss is
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * task loss
 
 (Hinton et al. 2015; multi-label: binary cross-entropy against the teacher's sigmoid at T;
-regression: squared error to the teacher's score). `--distill.unlabeled FILE` adds text without
+regression: squared error to the teacher's score). With `--distill.hidden_weight W > 0` (text),
+W * (1 - cosine) between the student's and the teacher's mean-pooled hidden states is added, for
+each student layer against the teacher layer at the same relative depth (student layer i of L_s
+<-> teacher layer round(i * L_t / L_s)), through a learned linear projection when the widths
+differ (DistilBERT's cosine loss, on pooled states so the teacher's side is computed once too). `--distill.unlabeled FILE` adds text without
 labels: the teacher labels it, and those rows train on the soft targets and the teacher's top class.
 The student is scored against the true labels of the validation split for early stopping, like
 any fine-tuning run. A preset student is built with the teacher's tokenizer.
@@ -43,6 +47,8 @@ class DistillSettings(StageConfig):
     unlabeled_limit: int | None = Field(None, ge=1, description="use at most this many unlabeled rows (seeded)")
     init_embeddings: bool = Field(True, description="start a preset student's token embeddings from the "
                                                     "teacher's, projected onto their top principal directions")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state matching (cosine between mean-pooled "
+                                                       "student and teacher layers; 0 = off; text only)")
 
 
 class DistillConfig(FinetuneConfig):
@@ -51,14 +57,42 @@ class DistillConfig(FinetuneConfig):
     distill: DistillSettings = Field(default_factory=DistillSettings)
 
 
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher hidden-state index (0 = embeddings) matched to each student layer 1..L_s."""
+    return [round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)]
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class Distillation(nn.Module):
-    """Soft targets from `batch["teacher_logits"]` plus the task loss on `batch["labels"]`."""
+    """Soft targets from `batch["teacher_logits"]` plus the task loss on `batch["labels"]`; with
+    `hidden_weight`, cosine matching of pooled hidden states against `batch["teacher_hidden"]`
+    (B, L_s, H_t), through learned projections (trained with the student, not saved) when the
+    widths differ."""
 
     def __init__(self, model: nn.Module, task: str, temperature: float, alpha: float,
-                 class_weights: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None = None, hidden_weight: float = 0.0,
+                 widths: tuple[int, int, int] | None = None):
         super().__init__()
         self.model, self.task, self.temperature, self.alpha = model, task, temperature, alpha
         self.register_buffer("class_weights", class_weights, persistent=False)
+        self.hidden_weight = hidden_weight
+        if hidden_weight and widths:
+            layers, student_width, teacher_width = widths
+            self.projections = nn.ModuleList(
+                nn.Linear(student_width, teacher_width, bias=False) if student_width != teacher_width else nn.Identity()
+                for _ in range(layers))
+
+    def hidden_loss(self, states: tuple[torch.Tensor, ...], mask: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Summed over the batch, averaged over the matched layers."""
+        total = 0.0
+        for k, projection in enumerate(self.projections):
+            pooled = projection(mean_pool(states[k + 1].float(), mask))
+            total = total + (1 - F.cosine_similarity(pooled, teacher[:, k].float(), dim=-1)).sum()
+        return total / len(self.projections)
 
     def soft_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Summed over the batch, like the task loss."""
@@ -72,11 +106,16 @@ class Distillation(nn.Module):
         return F.mse_loss(student, teacher, reduction="sum")
 
     def forward(self, batch: dict) -> dict:
-        logits = self.model(**model_inputs(batch)).logits.float()
+        matching = self.hidden_weight > 0 and "teacher_hidden" in batch
+        out = self.model(**model_inputs(batch), **({"output_hidden_states": True} if matching else {}))
+        logits = out.logits.float()
         hard = task_loss(self.task, logits, batch["labels"], self.class_weights)
         soft = self.soft_loss(logits, batch["teacher_logits"].float())
-        return {"loss_sum": self.alpha * soft + (1 - self.alpha) * hard, "count": len(logits),
-                "logits": logits.detach()}
+        loss = self.alpha * soft + (1 - self.alpha) * hard
+        if matching:
+            loss = loss + self.hidden_weight * self.hidden_loss(out.hidden_states, batch["attention_mask"],
+                                                                batch["teacher_hidden"])
+        return {"loss_sum": loss, "count": len(logits), "logits": logits.detach()}
 
 
 @torch.no_grad()
@@ -104,15 +143,76 @@ def init_embeddings_from(student: nn.Module, teacher: nn.Module) -> bool:
 
 
 class _WithTeacher:
-    """Collate wrapper: each batch also carries the teacher's logits for its examples."""
+    """Collate wrapper: each batch also carries the teacher's logits (and pooled hidden states)
+    for its examples."""
 
-    def __init__(self, collate, teacher_logits: np.ndarray):
+    def __init__(self, collate, teacher_logits: np.ndarray, teacher_hidden: np.ndarray | None = None):
         self.collate, self.teacher = collate, torch.from_numpy(teacher_logits)
+        self.hidden = None if teacher_hidden is None else torch.from_numpy(teacher_hidden)
 
     def __call__(self, indices, epoch):
         batch = self.collate(indices, epoch)
-        batch["teacher_logits"] = self.teacher[torch.as_tensor(np.asarray(indices), dtype=torch.long)]
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        batch["teacher_logits"] = self.teacher[index]
+        if self.hidden is not None:
+            batch["teacher_hidden"] = self.hidden[index].float()
         return batch
+
+
+def score_teacher(teacher, texts, layers: list[int] | None, what: str, batch_size: int = 64):
+    """(teacher logits, mean-pooled hidden states at `layers` as float16 (N, len(layers), H) or None)."""
+    from fmloop.evaluate.evaluation import model_logits
+
+    if not layers:
+        return model_logits(teacher, texts, batch_size, what), None
+    from rich.progress import Progress
+
+    from fmloop.models.loading import batched_by_length
+
+    n_labels = teacher.model.config.num_labels
+
+    @torch.no_grad()
+    def run(batch: list[str]) -> np.ndarray:
+        feeds = {k: torch.from_numpy(v) for k, v in teacher.encode(batch).items()}
+        out = teacher.model(**feeds, output_hidden_states=True)
+        pooled = torch.stack([mean_pool(out.hidden_states[i].float(), feeds["attention_mask"]) for i in layers], 1)
+        return torch.cat([out.logits.float(), pooled.flatten(1)], 1).numpy()
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(what, total=len(texts))
+        both = batched_by_length(list(texts), run, batch_size, lambda n: progress.advance(task, n))
+    return both[:, :n_labels], both[:, n_labels:].reshape(len(texts), len(layers), -1).astype(np.float16)
+
+
+def _depth_and_width(config) -> tuple[int, int]:
+    depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+    if not depth or not width:
+        raise ConfigError(f"Cannot tell the depth and width of a {config.model_type} model for hidden-state matching; "
+                          f"set --distill.hidden_weight=0.")
+    return depth, width
+
+
+def _hidden_plan(cfg: DistillConfig, teacher) -> tuple[list[int], tuple[int, int, int]] | None:
+    """(teacher hidden-state index per student layer, (student layers, student width, teacher
+    width)), or None when hidden-state matching is off. Checked before any scoring."""
+    if not cfg.distill.hidden_weight:
+        return None
+    model = getattr(teacher, "model", None)
+    if teacher.modality != "text" or model is None or not hasattr(teacher, "encode"):
+        raise ConfigError("--distill.hidden_weight needs one PyTorch text teacher (not an ensemble, ONNX or int8 "
+                          "artifact, nor images): set it to 0 or pass such a teacher.")
+    if _is_folder(cfg.model.name):
+        from transformers import AutoConfig
+
+        from fmloop.models.classifier import resolve_model_folder
+        student = AutoConfig.from_pretrained(str(resolve_model_folder(cfg.model.name)))
+    else:
+        from fmloop.models.presets import PRESETS
+        student = PRESETS.get(cfg.model.name).build(8, teacher.tokenizer, 64, None, {}).config   # tiny: shape only
+    s_depth, s_width = _depth_and_width(student)
+    t_depth, t_width = _depth_and_width(model.config)
+    return layer_map(s_depth, t_depth), (s_depth, s_width, t_width)
 
 
 def load_teacher(paths: list[str]):
@@ -147,9 +247,9 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
                          f"vocabulary) or a student folder with its own tokenizer.")
 
 
-def _unlabeled_rows(cfg: DistillConfig, teacher, batch_size: int = 64):
+def _unlabeled_rows(cfg: DistillConfig, teacher, layers: list[int] | None = None, batch_size: int = 64):
     """(Dataset of the unlabeled texts labeled with the teacher's top class (or score), the
-    teacher's logits for them)."""
+    teacher's logits for them, its pooled hidden states at `layers` or None)."""
     from datasets import Dataset
 
     from fmloop.data.labeled import load_labeled
@@ -160,9 +260,7 @@ def _unlabeled_rows(cfg: DistillConfig, teacher, batch_size: int = 64):
     if cfg.distill.unlabeled_limit and len(texts) > cfg.distill.unlabeled_limit:
         pick = np.sort(np.random.default_rng([cfg.train.seed, 23]).permutation(len(texts))[:cfg.distill.unlabeled_limit])
         texts = [texts[i] for i in pick]
-    from fmloop.evaluate.evaluation import model_logits
-
-    logits = model_logits(teacher, texts, batch_size, "teacher labelling unlabeled text")
+    logits, hidden = score_teacher(teacher, texts, layers, "teacher labelling unlabeled text", batch_size)
     if teacher.task == "classification":
         labels = logits.argmax(-1).tolist()
     elif teacher.task == "multilabel":
@@ -170,12 +268,10 @@ def _unlabeled_rows(cfg: DistillConfig, teacher, batch_size: int = 64):
     else:
         labels = logits[:, 0].tolist()
     log.info("the teacher labelled %d unlabeled rows from %s", len(texts), cfg.distill.unlabeled)
-    return Dataset.from_dict({"text": texts, "label": labels}), logits
+    return Dataset.from_dict({"text": texts, "label": labels}), logits, hidden
 
 
 def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
-    from fmloop.evaluate.evaluation import model_logits
-
     if cfg.data.path is None:
         raise ConfigError("The 'data.path' parameter of distill is required. Pass --data PATH.")
     if cfg.model.name is None:
@@ -188,17 +284,20 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
         cfg.model.tokenizer = str(teacher.folder)
     if teacher.modality == "image" and cfg.distill.unlabeled:
         raise ConfigError("--distill.unlabeled takes text; image distillation uses the labeled images only.")
+    plan = _hidden_plan(cfg, teacher)
+    layers, widths = plan if plan else (None, None)
     run = RunDir(out)
     if run.path.exists() and any(run.path.iterdir()):
         run.create()  # raises: never overwrite a run
 
     def prepare(cfg: DistillConfig, runtime) -> TaskInputs:
-        extra_logits = None
+        extra_logits = extra_hidden = None
         if teacher.modality == "image":
             from fmloop.train.finetune_image import prepare_images
             inputs = prepare_images(cfg, runtime)
         else:
-            extra, extra_logits = _unlabeled_rows(cfg, teacher) if cfg.distill.unlabeled else (None, None)
+            extra, extra_logits, extra_hidden = (_unlabeled_rows(cfg, teacher, layers) if cfg.distill.unlabeled
+                                                 else (None, None, None))
             try:
                 inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
             except DataError as err:
@@ -215,19 +314,24 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
         train_inputs = examples.get("texts", examples.get("images"))
         # The unlabeled rows were appended after the labeled ones and already scored: score the rest.
         n_labeled = len(train_inputs) - (len(extra_logits) if teacher.modality == "text" and extra_logits is not None else 0)
-        teacher_logits = model_logits(teacher, train_inputs[:n_labeled], 64, "teacher scoring the training set")
+        teacher_logits, teacher_hidden = score_teacher(teacher, train_inputs[:n_labeled], layers,
+                                                       "teacher scoring the training set")
         if n_labeled < len(train_inputs):
             teacher_logits = np.concatenate([teacher_logits, extra_logits])
+            teacher_hidden = None if teacher_hidden is None else np.concatenate([teacher_hidden, extra_hidden])
         teacher_logits = teacher_logits.astype(np.float32)
         make_collate = inputs.make_collate
-        inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits)
+        inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits, teacher_hidden)
+        if layers:
+            inputs.summary["hidden_matching"] = {"teacher_layers": layers, "weight": cfg.distill.hidden_weight}
         agreement = float((teacher_logits.argmax(-1) == inputs.y["train"]).mean()) if cfg.task == "classification" else None
         inputs.summary["teacher_train_accuracy"] = agreement
         return inputs
 
     hooks = StageHooks(kind="distill", prepare=prepare,
                        objective=lambda model, weights: Distillation(model, cfg.task, cfg.distill.temperature,
-                                                                     cfg.distill.alpha, weights),
+                                                                     cfg.distill.alpha, weights,
+                                                                     cfg.distill.hidden_weight, widths),
                        manifest={"teacher": [str(Path(t).resolve()) for t in cfg.teacher]},
                        parent=str(teacher.folder))
     with running(cfg.train) as runtime:

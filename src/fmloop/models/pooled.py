@@ -32,11 +32,14 @@ class MeanPoolClassifier(nn.Module):
         self.dropout = nn.Dropout(p if p is not None else getattr(config, "hidden_dropout_prob", 0.1))
         self.classifier = nn.Linear(hidden, config.num_labels)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> SequenceClassifierOutput:
-        hidden = self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state   # (B, T, H)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
+                **_) -> SequenceClassifierOutput:
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state                                                             # (B, T, H)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                                       # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)                               # (B, H)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)),
+                                        hidden_states=out.hidden_states if output_hidden_states else None)
 
     def save_pretrained(self, folder, safe_serialization: bool = True) -> None:
         folder = Path(folder)

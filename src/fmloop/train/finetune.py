@@ -361,6 +361,9 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
                  else Supervised(task_model, cfg.task, class_weights, t.label_smoothing))
     optimizer = build_optimizer(task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale,
                                 include_frozen=plan.include_frozen)
+    own = [p for name, p in objective.named_parameters() if not name.startswith("model.") and p.requires_grad]
+    if own:   # the objective's own weights (distillation's projections) train with the model
+        optimizer.add_param_group({"params": own, "lr": lr, "weight_decay": 0.0})
     scheduler = build_scheduler(optimizer, warmup, total_steps, "linear", 0.0)
 
     resolved = cfg.resolved()
