@@ -233,12 +233,26 @@ def noise(args) -> None:
     extra = (["--model", args.model] if args.model else []) + ["--filter-by", args.filter_by] + \
         (["--finetune"] if args.finetune else [])
     seconds = fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / "issues"), "--drop", *extra)
-    flagged = {int(r["row"]) - 1 for r in csv.DictReader(open(work / "issues" / "label_issues.csv"))}
-    hit = len(flagged & flipped)
+
+    def score(folder: Path) -> tuple[int, float, float]:
+        flagged = {int(r["row"]) - 1 for r in csv.DictReader(open(folder / "label_issues.csv"))}
+        hit = len(flagged & flipped)
+        return len(flagged), hit / max(1, len(flagged)), hit / len(flipped)
+
+    n, precision, recall = score(work / "issues")
+    features = json.loads((work / "issues" / "label_issues.json").read_text())["features"]
     print(f"\n## Label issues in SST-2 with 10% flipped labels ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
-    print(f"- flipped {len(flipped)} of {len(rows)}; flagged {len(flagged)}; precision {hit / max(1, len(flagged)):.3f}, "
-          f"recall {hit / len(flipped):.3f} ({seconds:.0f}s, probabilities: "
-          f"{json.loads((work / 'issues' / 'label_issues.json').read_text())['features']}, cleanlab filter {args.filter_by})")
+    print(f"- flipped {len(flipped)} of {len(rows)}; probabilities: {features} ({seconds:.0f}s)")
+    print(f"- {args.filter_by}: flagged {n}; precision {precision:.3f}, recall {recall:.3f}")
+    from fmloop.data.label_issues import FILTERS
+
+    for other in FILTERS:       # the same probabilities, every cleanlab filter
+        if other == args.filter_by:
+            continue
+        fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / f"issues-{other}"), "--filter-by",
+               other, "--probabilities", str(work / "issues" / "probabilities.parquet"))
+        n, precision, recall = score(work / f"issues-{other}")
+        print(f"- {other}: flagged {n}; precision {precision:.3f}, recall {recall:.3f}", flush=True)
     if args.compare:
         metrics = {}
         for name, data in (("noisy", work / "noisy"), ("cleaned", work / "issues")):
@@ -268,32 +282,38 @@ def active(args) -> None:
     pool = rng.sample(train, args.pool)
     val = rng.sample(test, args.validation)
     start = time.time()
-    X = embed([r["text"] for r in pool], args.model)
-    Xv = embed([r["text"] for r in val], args.model)
+    cache = Path(tempfile.gettempdir()) / f"fmloop-al-{args.pool}-{args.validation}-{Path(args.model).name}.npz"
+    if cache.exists():      # the embeddings depend only on the seeded samples and the model
+        X, Xv = np.load(cache)["X"], np.load(cache)["Xv"]
+    else:
+        X = embed([r["text"] for r in pool], args.model)
+        Xv = embed([r["text"] for r in val], args.model)
+        np.savez(cache, X=X, Xv=Xv)
     print(f"embedded {len(pool) + len(val)} reviews in {time.time() - start:.0f}s", flush=True)
     y = np.array([r["label"] == "positive" for r in pool], dtype=int)
     yv = np.array([r["label"] == "positive" for r in val], dtype=int)
-    budgets = [50, 100, 200, 300, 400, 500, 600, 800]
+    budgets = list(range(50, 801, 50))
     curves = {}
     for strategy in STRATEGIES:
         runs = []
-        for seed in range(3):
+        for seed in range(args.seeds):
             picked = list(np.random.default_rng(seed).permutation(len(pool))[:budgets[0]])
             accs = []
             for b in budgets:
-                if len(picked) < b:
+                while len(picked) < b:       # rounds of `step` labels, the model retrained after each
                     rest = np.setdiff1d(np.arange(len(pool)), picked)
-                    clf = LogisticRegression(max_iter=2000, C=2.0).fit(X[picked], y[picked])
+                    clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                     probs = clf.predict_proba(X[rest])
-                    new = choose(strategy, probs, X[rest], b - len(picked), X[picked], seed)
+                    new = choose(strategy, probs, X[rest], min(args.step, b - len(picked)), X[picked], seed)
                     picked += [int(rest[i]) for i in new]
-                clf = LogisticRegression(max_iter=2000, C=2.0).fit(X[picked], y[picked])
+                clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                 accs.append(float((clf.predict(Xv) == yv).mean()))
             runs.append(accs)
         curves[strategy] = np.array(runs)
         print(strategy, " ".join(f"{b}:{a:.4f}" for b, a in zip(budgets, curves[strategy].mean(0))), flush=True)
     target = curves["random"].mean(0)[-1]
     print(f"\n## Active learning on IMDb ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
+    print(f"rounds of {args.step} labels, {args.seeds} seeds, probe C={args.C}\n")
     print("| labels | " + " | ".join(STRATEGIES) + " |")
     print("|---|" + "---|" * len(STRATEGIES))
     for j, b in enumerate(budgets):
@@ -301,7 +321,7 @@ def active(args) -> None:
     for s in STRATEGIES:
         reach = next((b for b, a in zip(budgets, curves[s].mean(0)) if a >= target), None)
         print(f"- {s}: reaches random's 800-label accuracy ({target:.4f}) with "
-              f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.0%})" if reach else ""))
+              f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.1%})" if reach else ""))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -313,7 +333,8 @@ def active(args) -> None:
         ax.plot(budgets, m, marker="o", label=s)
         ax.fill_between(budgets, m - sd, m + sd, alpha=0.15)
     ax.axhline(target, color="grey", ls=":", lw=1)
-    ax.set(xlabel="labeled examples", ylabel="validation accuracy", title="IMDb: linear probe on MiniLM, 3 seeds")
+    ax.set(xlabel="labeled examples", ylabel="validation accuracy",
+           title=f"IMDb: linear probe on MiniLM, {args.seeds} seeds, rounds of {args.step}")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -344,6 +365,9 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=4000)
     p.add_argument("--validation", type=int, default=2000)
     p.add_argument("--plot", default=str(ROOT / "docs" / "active_learning_imdb.png"))
+    p.add_argument("--step", type=int, default=50, help="labels per round (the model is retrained after each)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--C", type=float, default=2.0, help="inverse L2 strength of the logistic-regression probe")
     args = parser.parse_args()
     {"neardup": neardup, "imagedup": imagedup, "noise": noise, "active": active}[args.what](args)
 

@@ -65,3 +65,18 @@ def test_finetune_needs_a_model_and_overrides_need_finetune(tmp_path):
     assert result.returncode != 0 and "--model" in result.stderr and not (tmp_path / "a").exists()
     result = run_cli("data", "label-issues", str(src), "--out", str(tmp_path / "b"), "--train.epochs=2")
     assert result.returncode != 0 and "--finetune" in result.stderr and not (tmp_path / "b").exists()
+
+
+def test_saved_probabilities_rerun_another_filter_without_refitting(tmp_path):
+    src, flipped = _noisy(tmp_path / "noisy")
+    first = label_issues(str(src), tmp_path / "a")
+    probs = tmp_path / "a" / "probabilities.parquet"
+    table = pq.read_table(probs)
+    assert table.column_names == ["row", "given", "p_negative", "p_positive"] and table.num_rows == 400
+    again = label_issues(str(src), tmp_path / "b", probabilities=str(probs))
+    assert list(again["ranked_rows"]) == list(first["ranked_rows"])          # same probabilities, same list
+    fewer = label_issues(str(src), tmp_path / "c", probabilities=str(probs), filter_by="low_self_confidence")
+    assert 0 < len(fewer["ranked_rows"]) <= len(first["ranked_rows"])
+    result = run_cli("data", "label-issues", str(src), "--out", str(tmp_path / "d"), "--probabilities",
+                     str(tmp_path / "noisy" / "train.csv"))
+    assert result.returncode != 0 and "probabilities.parquet" in result.stderr and not (tmp_path / "d").exists()

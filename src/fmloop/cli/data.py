@@ -83,7 +83,8 @@ def label_issues_command(
     finetune: bool = typer.Option(False, "--finetune", help="Probabilities from K fine-tuning runs of --model instead of logistic regression: K times slower, far fewer correct labels flagged. Extra --train.key=value words go to those runs."),
     split: str = typer.Option("train", "--split"),
     folds: int = typer.Option(5, "--folds"),
-    filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by", help="cleanlab filter: prune_by_noise_rate, confident_learning (fewer, surer), both, predicted_neq_given."),
+    filter_by: str = typer.Option("prune_by_noise_rate", "--filter-by", help="cleanlab filter: prune_by_noise_rate, confident_learning (fewer, surer), low_self_confidence (as many as the estimated errors, lowest probability of the given label first), low_normalized_margin, both, predicted_neq_given."),
+    probabilities: Optional[str] = typer.Option(None, "--probabilities", help="Reuse the probabilities.parquet of an earlier run on the same data (e.g. to try another --filter-by without refitting)."),
     drop: bool = typer.Option(False, "--drop", help="Write a dataset without the flagged rows."),
     relabel: bool = typer.Option(False, "--relabel", help="Write a dataset with the flagged rows relabelled."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
@@ -105,7 +106,7 @@ def label_issues_command(
     summary = label_issues(data, out, model=model, split=split, folds=folds,
                            action="drop" if drop else "relabel" if relabel else None,
                            text_column=text_column, label_column=label_column, filter_by=filter_by,
-                           finetune=finetune, overrides=overrides)
+                           finetune=finetune, overrides=overrides, probabilities=probabilities)
     err_console.print(f"{summary['issues']} likely label errors among {summary['rows']} rows "
                       f"(out-of-sample accuracy of the {summary['features']} model: {summary['out_of_sample_accuracy']:.3f}); "
                       f"list: {out / 'label_issues.csv'}")

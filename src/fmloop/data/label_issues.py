@@ -137,12 +137,15 @@ def _check_fold_sizes(y: np.ndarray, n_classes: int, folds: int) -> None:
                         f"the smallest has {counts.min()}. Pass --folds with a smaller number.")
 
 
-FILTERS = ("prune_by_noise_rate", "confident_learning", "both", "predicted_neq_given")
+FILTERS = ("prune_by_noise_rate", "confident_learning", "low_self_confidence", "low_normalized_margin", "both",
+           "predicted_neq_given")
 
 
 def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noise_rate") -> np.ndarray:
     """Indices of likely label errors, most confident first (cleanlab confident learning).
-    `confident_learning` flags fewer rows (higher precision, lower recall) than the default."""
+    `confident_learning` flags fewer rows (higher precision, lower recall) than the default;
+    `low_self_confidence` flags as many as confident learning estimates there are errors, taking
+    the rows whose given label has the lowest probability."""
     from cleanlab.filter import find_label_issues
 
     if filter_by not in FILTERS:
@@ -155,7 +158,7 @@ def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "prune_by_noi
 def label_issues(path: str, out: str | Path, *, model: str | None = None, split: str = "train", folds: int = 5,
                  action: str | None = None, text_column: str | None = None, label_column: str | None = None,
                  seed: int = 0, filter_by: str = "prune_by_noise_rate", finetune: bool = False,
-                 overrides: dict | None = None) -> dict:
+                 overrides: dict | None = None, probabilities: str | None = None) -> dict:
     """Rank likely label errors of `split`; write OUT/label_issues.csv (and a fixed dataset for
     action 'drop' or 'relabel')."""
     import csv
@@ -176,7 +179,10 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
         raise DataError(f"{path} has no {split!r} split (it has {', '.join(data.splits)}).")
     ds = data.splits[split]
     texts, y = list(ds["text"]), np.asarray(ds["label"])
-    if finetune:
+    if probabilities:
+        probs = read_probabilities(probabilities, data.labels, len(y))
+        features = f"probabilities from {probabilities}"
+    elif finetune:
         probs = finetuned_out_of_sample_probabilities(data, split, model, folds, seed, overrides)
         features = f"{folds}-fold fine-tuning of {model}"
     else:
@@ -202,8 +208,39 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
         if action:
             _write_fixed(tmp, data, split, ranked, suggested, action)
         (tmp / "label_issues.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_probabilities(tmp / PROBABILITIES, probs, y, names)
     summary["ranked_rows"] = ranked
     return summary
+
+
+PROBABILITIES = "probabilities.parquet"
+
+
+def write_probabilities(path: Path, probs: np.ndarray, y: np.ndarray, names: list[str]) -> None:
+    """The out-of-sample probabilities behind the list, one row per example: `--probabilities`
+    reads them back, so another filter costs seconds instead of K more fine-tuning runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {"row": np.arange(1, len(y) + 1), "given": [names[v] for v in y]}
+    columns.update({f"p_{name}": probs[:, j] for j, name in enumerate(names)})
+    pq.write_table(pa.table(columns), path)
+
+
+def read_probabilities(path: str, names: list[str], rows: int) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:
+        raise DataError(f"{path}: cannot read it as parquet ({err}). Pass the {PROBABILITIES} of an earlier "
+                        f"label-issues run.") from None
+    missing = [f"p_{n}" for n in names if f"p_{n}" not in table.column_names]
+    if missing or table.num_rows != rows:
+        raise DataError(f"{path} does not belong to this data: it has {table.num_rows} rows (the split has {rows})"
+                        + (f" and lacks the columns {', '.join(missing)}" if missing else "")
+                        + ". Pass the probabilities.parquet of a label-issues run on the same split.")
+    return np.stack([table.column(f"p_{n}").to_numpy() for n in names], 1)
 
 
 def _write_fixed(folder: Path, data, split: str, ranked: np.ndarray, suggested: np.ndarray, action: str) -> None:
