@@ -14,7 +14,7 @@ copies or whose matched row has a true word-shingle Jaccard >= the threshold (th
 few real duplicates of its own) / all rows removed as duplicates. Throughput in documents/s.
 
 imagedup: 1,000 training images get an edited copy each (brightness and contrast changed by up
-to 10%, Gaussian noise, re-encoded as JPEG at quality 75-90, half of them shifted by one pixel),
+to 10%, Gaussian noise, re-encoded as JPEG at quality 75-90, `--shift` of them shifted by a pixel),
 inserted at random places; `fmloop data clean` runs on the result. Recall = injected pairs found /
 1,000; precision counts removals that are found pairs, or whose two images are at least as close
 in pixels (mean absolute difference) as the median injected pair; the rest are listed as false.
@@ -123,8 +123,9 @@ def neardup(args) -> None:
           f"{args.threshold}); {len(corpus) / seconds:.0f} documents/s end to end ({seconds:.0f}s, reading and writing included)")
 
 
-def edit_image(png: bytes, rng) -> bytes:
-    """A near copy of an encoded image: brightness/contrast jitter, noise, JPEG, maybe a 1-pixel shift."""
+def edit_image(png: bytes, rng, shift: float = 0.5) -> bytes:
+    """A near copy of an encoded image: brightness/contrast jitter, noise, JPEG, and with
+    probability `shift` a 1-pixel shift."""
     import io
 
     import numpy as np
@@ -134,7 +135,7 @@ def edit_image(png: bytes, rng) -> bytes:
     mode = "L" if image.mode in ("L", "1") else "RGB"
     x = np.asarray(image.convert(mode)).astype(np.float64)
     x = (x - 128) * rng.uniform(0.9, 1.1) + 128 + rng.uniform(-10, 10) + rng.normal(0, 3, x.shape)
-    if rng.random() < 0.5:
+    if rng.random() < shift:
         x = np.roll(x, rng.choice([-1, 1]), axis=int(rng.integers(0, 2)))
     buf = io.BytesIO()
     Image.fromarray(x.clip(0, 255).astype(np.uint8), mode).save(buf, format="JPEG", quality=int(rng.integers(75, 91)))
@@ -156,13 +157,13 @@ def imagedup(args) -> None:
     originals = rng.choice(len(images), args.n, replace=False)
     rows = [(im, lab, -1) for im, lab in zip(images, labels)]
     for j in originals:
-        copy = {"bytes": edit_image(images[j]["bytes"], rng), "path": None}
+        copy = {"bytes": edit_image(images[j]["bytes"], rng, args.shift), "path": None}
         rows.insert(int(rng.integers(0, len(rows) + 1)), (copy, labels[j], int(j)))
     work = Path(tempfile.mkdtemp(prefix="fmloop-imagedup-"))
     out = pa.table({"image": [r[0] for r in rows], "label": [r[1] for r in rows], "copy_of": [r[2] for r in rows]})
     pq.write_table(out.replace_schema_metadata(table.schema.metadata), work / "train.parquet")
     seconds = fmloop("data", "clean", str(work / "train.parquet"), "--out", str(work / "clean"),
-                     "--image-distance", str(args.distance))
+                     "--image-distance", str(args.distance), "--image-similarity", str(args.similarity))
     removed = [json.loads(line) for line in (work / "clean" / "removed.jsonl").read_text().splitlines()]
     dup = [r for r in removed if r["reason"] in ("duplicate", "near_duplicate")]
     position_of_original = {r[2]: k for k, r in enumerate(rows) if r[2] >= 0}   # original index -> its copy
@@ -194,7 +195,8 @@ def imagedup(args) -> None:
     print(f"- {len(rows)} images ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: injected pairs "
           f"found {len(found)}, other pairs {len(others)} of which {len(real)} are at least as close in pixels as the "
           f"median injected pair (mean absolute difference <= {injected_mad:.1f} of 255)")
-    print(f"- recall {recall:.3f}, precision {precision:.3f} (pHash distance <= {args.distance}); "
+    print(f"- recall {recall:.3f}, precision {precision:.3f} (pHash distance <= {args.distance}, thumbnail "
+          f"correlation >= {args.similarity}, {args.shift:.0%} of copies shifted by a pixel); "
           f"{len(rows) / seconds:.0f} images/s end to end ({seconds:.0f}s, decoding and writing included)")
     if others and args.plot:
         import matplotlib
@@ -352,7 +354,9 @@ def main() -> None:
     p = sub.add_parser("imagedup")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--distance", type=int, default=4)
+    p.add_argument("--distance", type=int, default=8)
+    p.add_argument("--similarity", type=float, default=0.97)
+    p.add_argument("--shift", type=float, default=0.5, help="share of copies also shifted by one pixel")
     p.add_argument("--plot", help="PNG of the non-injected pairs that were removed")
     p = sub.add_parser("noise")
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")

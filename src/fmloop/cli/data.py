@@ -9,6 +9,14 @@ import typer
 
 from fmloop.cli.common import EXTRA, err_console, setup_logging, split_overrides, user_errors
 
+def _image_defaults() -> dict:
+    from fmloop.data.cleaning import CleanSettings
+
+    return {k: CleanSettings.model_fields[k].default for k in ("image_distance", "image_similarity")}
+
+
+IMAGE_DEFAULTS = _image_defaults()
+
 data_app = typer.Typer(help="Inspect, clean and fix labeled or unlabeled datasets.", no_args_is_help=True)
 
 
@@ -20,7 +28,8 @@ def inspect_command(
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
     near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
-    image_distance: int = typer.Option(4, "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
+    image_distance: int = typer.Option(IMAGE_DEFAULTS["image_distance"], "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
+    image_similarity: float = typer.Option(IMAGE_DEFAULTS["image_similarity"], "--image-similarity", help="Images: correlation their 32x32 grey thumbnails must reach as well (0: the hash alone)."),
 ):
     """Rows, lengths, class balance and label variants, exact and near duplicates, cross-split
     leakage, language mix, empty / garbled / HTML rows; an HTML report with plots. Image data:
@@ -30,7 +39,7 @@ def inspect_command(
     setup_logging()
     out = out or Path(f"inspect-{Path(data).name or 'data'}")
     result = inspect_dataset(data, out, text_column, label_column, near_threshold=near_threshold,
-                             image_distance=image_distance)
+                             image_distance=image_distance, image_similarity=image_similarity)
     for split, v in result["splits"].items():
         shape = (f"sizes {v['sizes']}, modes {v['modes']}" if result.get("modality") == "image"
                  else f"words p50 {v['words'].get('p50')}")
@@ -50,7 +59,8 @@ def clean_command(
     max_words: Optional[int] = typer.Option(None, "--max-words"),
     language: Optional[List[str]] = typer.Option(None, "--language", help="Keep only this language (ISO 639-1; repeat for several)."),
     near_threshold: float = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."),
-    image_distance: int = typer.Option(4, "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
+    image_distance: int = typer.Option(IMAGE_DEFAULTS["image_distance"], "--image-distance", help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates."),
+    image_similarity: float = typer.Option(IMAGE_DEFAULTS["image_similarity"], "--image-similarity", help="Images: correlation their 32x32 grey thumbnails must reach as well (0: the hash alone)."),
     shingle: int = typer.Option(2, "--shingle", help="Words per shingle for near-duplicates (smaller: more tolerant of edits)."),
     no_near_dedup: bool = typer.Option(False, "--no-near-dedup", help="Skip MinHash near-duplicate removal."),
     no_leakage: bool = typer.Option(False, "--no-leakage", help="Keep validation/test rows that also occur in train."),
@@ -66,7 +76,7 @@ def clean_command(
     setup_logging()
     settings = CleanSettings(min_words=min_words, max_words=max_words, languages=language or None,
                              near_threshold=near_threshold, shingle=shingle, near_dedup=not no_near_dedup, leakage=not no_leakage,
-                             image_distance=image_distance)
+                             image_distance=image_distance, image_similarity=image_similarity)
     report = clean_dataset(data, out, settings, text_column, label_column, normalize_labels)
     for split, v in report["splits"].items():
         err_console.print(f"{split}: kept {v['kept']} of {v['rows']}; removed {v['removed'] or 'none'}")

@@ -47,8 +47,10 @@ class CleanSettings(StageConfig):
     shingle: int = Field(2, ge=1, le=10, description="words per shingle (2: tolerant of dropped and swapped words, still order-aware)")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     leakage: bool = Field(True, description="drop validation/test rows whose text (or image) is (nearly) in train")
-    image_distance: int = Field(4, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may "
+    image_distance: int = Field(8, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may "
                                                           "differ between near-duplicates")
+    image_similarity: float = Field(0.97, ge=0, le=1, description="images: and the correlation their 32x32 grey "
+                                                                  "thumbnails must reach (0: the hash alone decides)")
 
 
 def normalize_text(text: str) -> str:

@@ -114,10 +114,12 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
 # Inspection -----------------------------------------------------------------------------------------
 
 def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, label_column: str | None = None,
-                    language_sample: int = 2000, near_threshold: float = 0.6, image_distance: int = 4) -> dict:
+                    language_sample: int = 2000, near_threshold: float = 0.6, image_distance: int | None = None,
+                    image_similarity: float | None = None) -> dict:
     """inspect.json + report.html in `out`: sizes, lengths, labels, duplicates, leakage, languages
     (images: sizes, modes, labels, exact and perceptual-hash duplicates, leakage, unreadable files)."""
-    s = CleanSettings(near_threshold=near_threshold, image_distance=image_distance)
+    image = {k: v for k, v in (("image_distance", image_distance), ("image_similarity", image_similarity)) if v is not None}
+    s = CleanSettings(near_threshold=near_threshold, **image)
     if is_image_source(path):
         from fmloop.data.image_cleaning import inspect_images
 
