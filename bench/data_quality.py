@@ -355,7 +355,7 @@ def main() -> None:
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--distance", type=int, default=8)
-    p.add_argument("--similarity", type=float, default=0.97)
+    p.add_argument("--similarity", type=float, default=0.99)
     p.add_argument("--shift", type=float, default=0.5, help="share of copies also shifted by one pixel")
     p.add_argument("--plot", help="PNG of the non-injected pairs that were removed")
     p = sub.add_parser("noise")

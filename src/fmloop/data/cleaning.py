@@ -49,7 +49,7 @@ class CleanSettings(StageConfig):
     leakage: bool = Field(True, description="drop validation/test rows whose text (or image) is (nearly) in train")
     image_distance: int = Field(8, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may "
                                                           "differ between near-duplicates")
-    image_similarity: float = Field(0.97, ge=0, le=1, description="images: and the correlation their 32x32 grey "
+    image_similarity: float = Field(0.99, ge=0, le=1, description="images: and the correlation their 32x32 grey "
                                                                   "thumbnails must reach (0: the hash alone decides)")
 
 
