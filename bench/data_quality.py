@@ -360,7 +360,7 @@ def main() -> None:
     p.add_argument("--plot", help="PNG of the non-injected pairs that were removed")
     p = sub.add_parser("noise")
     p.add_argument("--model", help="base model folder for features (default TF-IDF)")
-    p.add_argument("--filter-by", default="prune_by_noise_rate")
+    p.add_argument("--filter-by", default="confident_learning")
     p.add_argument("--finetune", action="store_true", help="label-issues --finetune (K-fold fine-tuning of --model)")
     p.add_argument("--compare", help="also fine-tune this base on the noisy and on the cleaned set")
     p.add_argument("--compare-args", nargs="*", default=[])

@@ -56,7 +56,8 @@ def test_finetuned_folds_find_flipped_labels(tiny_base, tmp_path):
     assert summary["features"].startswith("3-fold fine-tuning")
     assert summary["out_of_sample_accuracy"] > 0.8                # against the noisy labels: 0.9 at best
     found = {int(r["row"]) - 1 for r in csv.DictReader(open(tmp_path / "issues" / "label_issues.csv"))}
-    assert len(found & flipped) >= 0.6 * len(flipped), (len(found & flipped), len(found))
+    hits = len(found & flipped)
+    assert hits >= 0.5 * len(flipped) and hits >= 0.7 * len(found), (hits, len(found))
 
 
 def test_finetune_needs_a_model_and_overrides_need_finetune(tmp_path):
