@@ -284,14 +284,26 @@ def active(args) -> None:
     pool = rng.sample(train, args.pool)
     val = rng.sample(test, args.validation)
     start = time.time()
-    cache = Path(tempfile.gettempdir()) / f"fmloop-al-{args.pool}-{args.validation}-{Path(args.model).name}.npz"
-    if cache.exists():      # the embeddings depend only on the seeded samples and the model
-        X, Xv = np.load(cache)["X"], np.load(cache)["Xv"]
+    if args.features == "tfidf":
+        # Word and word-pair TF-IDF read by the probe; k-center measures distance in a 256-d LSA space.
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.preprocessing import normalize
+
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        X = vectorizer.fit_transform([r["text"] for r in pool])
+        Xv = vectorizer.transform([r["text"] for r in val])
+        geometry = normalize(TruncatedSVD(256, random_state=0).fit_transform(X))
     else:
-        X = embed([r["text"] for r in pool], args.model)
-        Xv = embed([r["text"] for r in val], args.model)
-        np.savez(cache, X=X, Xv=Xv)
-    print(f"embedded {len(pool) + len(val)} reviews in {time.time() - start:.0f}s", flush=True)
+        cache = Path(tempfile.gettempdir()) / f"fmloop-al-{args.pool}-{args.validation}-{Path(args.model).name}.npz"
+        if cache.exists():      # the embeddings depend only on the seeded samples and the model
+            X, Xv = np.load(cache)["X"], np.load(cache)["Xv"]
+        else:
+            X = embed([r["text"] for r in pool], args.model)
+            Xv = embed([r["text"] for r in val], args.model)
+            np.savez(cache, X=X, Xv=Xv)
+        geometry = X
+    print(f"features ({args.features}) for {len(pool) + len(val)} reviews in {time.time() - start:.0f}s", flush=True)
     y = np.array([r["label"] == "positive" for r in pool], dtype=int)
     yv = np.array([r["label"] == "positive" for r in val], dtype=int)
     budgets = list(range(50, 801, 50))
@@ -306,7 +318,7 @@ def active(args) -> None:
                     rest = np.setdiff1d(np.arange(len(pool)), picked)
                     clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                     probs = clf.predict_proba(X[rest])
-                    new = choose(strategy, probs, X[rest], min(args.step, b - len(picked)), X[picked], seed)
+                    new = choose(strategy, probs, geometry[rest], min(args.step, b - len(picked)), geometry[picked], seed)
                     picked += [int(rest[i]) for i in new]
                 clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                 accs.append(float((clf.predict(Xv) == yv).mean()))
@@ -315,7 +327,7 @@ def active(args) -> None:
         print(strategy, " ".join(f"{b}:{a:.4f}" for b, a in zip(budgets, curves[strategy].mean(0))), flush=True)
     target = curves["random"].mean(0)[-1]
     print(f"\n## Active learning on IMDb ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
-    print(f"rounds of {args.step} labels, {args.seeds} seeds, probe C={args.C}\n")
+    print(f"rounds of {args.step} labels, {args.seeds} seeds, probe C={args.C}, features {args.features}\n")
     print("| labels | " + " | ".join(STRATEGIES) + " |")
     print("|---|" + "---|" * len(STRATEGIES))
     for j, b in enumerate(budgets):
@@ -335,8 +347,9 @@ def active(args) -> None:
         ax.plot(budgets, m, marker="o", label=s)
         ax.fill_between(budgets, m - sd, m + sd, alpha=0.15)
     ax.axhline(target, color="grey", ls=":", lw=1)
+    probe = "logistic regression on TF-IDF" if args.features == "tfidf" else "linear probe on MiniLM"
     ax.set(xlabel="labeled examples", ylabel="validation accuracy",
-           title=f"IMDb: linear probe on MiniLM, {args.seeds} seeds, rounds of {args.step}")
+           title=f"IMDb: {probe}, {args.seeds} seeds, rounds of {args.step}")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -365,7 +378,9 @@ def main() -> None:
     p.add_argument("--compare", help="also fine-tune this base on the noisy and on the cleaned set")
     p.add_argument("--compare-args", nargs="*", default=[])
     p = sub.add_parser("active")
-    p.add_argument("--model", required=True, help="base model folder for the embeddings (e.g. all-MiniLM-L6-v2)")
+    p.add_argument("--model", help="base model folder for the embeddings (e.g. all-MiniLM-L6-v2)")
+    p.add_argument("--features", choices=["embeddings", "tfidf"], default="embeddings",
+                   help="what the logistic-regression probe reads: base-model embeddings or TF-IDF")
     p.add_argument("--pool", type=int, default=4000)
     p.add_argument("--validation", type=int, default=2000)
     p.add_argument("--plot", default=str(ROOT / "docs" / "active_learning_imdb.png"))
@@ -373,6 +388,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--C", type=float, default=2.0, help="inverse L2 strength of the logistic-regression probe")
     args = parser.parse_args()
+    if args.what == "active" and args.features == "embeddings" and not args.model:
+        parser.error("active --features embeddings needs --model (a base model folder)")
     {"neardup": neardup, "imagedup": imagedup, "noise": noise, "active": active}[args.what](args)
 
 
