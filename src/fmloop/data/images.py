@@ -119,7 +119,11 @@ def is_image_source(path: str | None) -> bool:
 
 
 def _list_file_image_column(path: Path) -> str | None:
-    rows = _read_list_file(path, limit=5)
+    try:
+        rows = _read_list_file(path, limit=5)
+    except (DataError, UnicodeDecodeError):
+        return None   # detection only: the text reader names the bad line precisely
+
     for column in IMAGE_COLUMNS:
         if rows and column in rows[0] and all(Path(str(r.get(column, ""))).suffix.lower() in IMAGE_EXT for r in rows):
             return column
