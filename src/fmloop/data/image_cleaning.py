@@ -244,17 +244,9 @@ def clean_images(path: str, tmp: Path, settings, image_column: str | None = None
     import pyarrow.parquet as pq
 
     _check_text_settings(settings)
-    raw = raw_splits(Path(path).expanduser(), image_column, label_column)
     report = {"source": str(path), "modality": "image", "settings": settings.model_dump(), "splits": {}}
-    train, size, channels = None, None, None
     with open(tmp / "removed.jsonl", "w") as removed:
-        for split in _ordered(raw):
-            r = raw[split]
-            if not r.items:
-                raise DataError(f"{r.origin}: no images found.")
-            verdicts = scan_images(r.items, settings, size, channels, train)
-            if size is None and len(verdicts.pixels):
-                size, channels = (verdicts.pixels.shape[2], verdicts.pixels.shape[1]), verdicts.pixels.shape[3]
+        for split, r, verdicts, _ in scan_splits(path, settings, image_column, label_column):
             reasons = Counter(x for x in verdicts.reasons if x)
             for i, why in enumerate(verdicts.reasons):
                 if why:
@@ -267,9 +259,24 @@ def clean_images(path: str, tmp: Path, settings, image_column: str | None = None
             pq.write_table(_kept_table(r, verdicts), tmp / f"{split}.parquet")
             report["splits"][split] = {"source": r.origin, "rows": len(r.items), "kept": kept, "removed": dict(reasons)}
             log.info("%s: kept %d of %d images; removed %s", split, kept, len(r.items), dict(reasons) or "none")
-            if split == "train":
-                train = TrainIndex(verdicts, [name for name, _ in r.items])
     return report
+
+
+def scan_splits(path: str, settings, image_column: str | None = None, label_column: str | None = None):
+    """(split name, raw split, verdicts, index of the kept training images or None) for every
+    split, train first; later splits are decoded at train's size and checked against it."""
+    raw = raw_splits(Path(path).expanduser(), image_column, label_column)
+    train, size, channels = None, None, None
+    for split in _ordered(raw):
+        r = raw[split]
+        if not r.items:
+            raise DataError(f"{r.origin}: no images found.")
+        verdicts = scan_images(r.items, settings, size, channels, train)
+        if size is None and len(verdicts.pixels):
+            size, channels = (verdicts.pixels.shape[2], verdicts.pixels.shape[1]), verdicts.pixels.shape[3]
+        yield split, r, verdicts, train
+        if split == "train":
+            train = TrainIndex(verdicts, [name for name, _ in r.items])
 
 
 def _size_and_mode(data) -> tuple[str, str]:
@@ -285,16 +292,9 @@ def inspect_images(path: str, settings, image_column: str | None = None, label_c
                    max_pairs: int = 8) -> tuple[dict, list]:
     """inspect.json content for an image dataset, and up to `max_pairs` (reason, flagged pixels,
     matched pixels) examples of duplicates and leaks for the report."""
-    raw = raw_splits(Path(path).expanduser(), image_column, label_column)
     result = {"source": str(path), "modality": "image", "splits": {}}
-    train, size, channels, pairs = None, None, None, []
-    for split in _ordered(raw):
-        r = raw[split]
-        if not r.items:
-            raise DataError(f"{r.origin}: no images found.")
-        verdicts = scan_images(r.items, settings, size, channels, train)
-        if size is None and len(verdicts.pixels):
-            size, channels = (verdicts.pixels.shape[2], verdicts.pixels.shape[1]), verdicts.pixels.shape[3]
+    pairs = []
+    for split, r, verdicts, train in scan_splits(path, settings, image_column, label_column):
         shapes = [_size_and_mode(data) for _, data in r.items]
         info = {"source": r.origin, "rows": len(r.items),
                 "sizes": dict(Counter(s for s, _ in shapes).most_common(10)),
@@ -313,8 +313,6 @@ def inspect_images(path: str, settings, image_column: str | None = None, label_c
             why, other = verdicts.reasons[i], int(verdicts.partner[i])
             matched = train.pixels[other] if why == "leak" else verdicts.pixels[own[other]]
             pairs.append((why, verdicts.pixels[own[int(i)]], matched))
-        if split == "train":
-            train = TrainIndex(verdicts, [name for name, _ in r.items])
     return result, pairs
 
 
