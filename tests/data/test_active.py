@@ -35,8 +35,9 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
     run = finetune_tiny(tiny_base, sentiment_dir, tmp_path / "run", epochs=4)
     import csv
 
-    known = {r["text"] for r in csv.DictReader(open(sentiment_dir / "train.csv"))}
-    pool = sorted({r["text"] for r in make_sentiment(60, seed=21)} - known)        # distinct, unseen texts
+    known = {r["text"] for split in ("train", "validation", "test")
+             for r in csv.DictReader(open(sentiment_dir / f"{split}.csv"))}
+    pool = sorted({r["text"] for r in make_sentiment(60, seed=21)} - known)        # distinct, in no split yet
     write_csv(tmp_path / "pool.csv", [{"text": t} for t in pool])
     result = run_cli("label", "suggest", "--model", str(run.path), "--pool", str(tmp_path / "pool.csv"), "--n", "5",
                      "--strategy", "hybrid", "--labeled", str(sentiment_dir), "--out", str(tmp_path / "tasks"))
@@ -61,3 +62,11 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
     conflicts = [json.loads(line) for line in (tmp_path / "merged" / "conflicts.jsonl").read_text().splitlines()]
     assert sorted(c["reason"].split(":")[0].split(" ")[0] for c in conflicts) == ["annotators", "label", "task"]
     assert len(pq.read_table(tmp_path / "merged" / "validation.parquet")) == 60
+
+
+def test_k_center_never_picks_a_row_twice_even_on_identical_features():
+    from fmloop.data.active import k_center_greedy
+
+    same = np.ones((20, 4))
+    assert len(set(k_center_greedy(same, 5))) == 5
+    assert len(set(k_center_greedy(same, 5, start=np.ones((3, 4))))) == 5

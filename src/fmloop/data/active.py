@@ -69,10 +69,13 @@ def k_center_greedy(features: np.ndarray, n: int, start: np.ndarray | None = Non
         first = int(np.random.default_rng(seed).integers(len(features)))
         picks = [first]
         dist = ((features - features[first]) ** 2).sum(-1)
+    dist = np.nan_to_num(dist, nan=0.0)
+    dist[picks] = -np.inf
     while len(picks) < min(n, len(features)):
         nxt = int(dist.argmax())
         picks.append(nxt)
-        dist = np.minimum(dist, ((features - features[nxt]) ** 2).sum(-1))
+        dist = np.minimum(dist, np.nan_to_num(((features - features[nxt]) ** 2).sum(-1), nan=0.0))
+        dist[nxt] = -np.inf   # never twice, even when every distance is zero (identical features)
     return picks
 
 
