@@ -9,13 +9,14 @@ import typer
 
 from fmloop.cli.common import EXTRA, err_console, setup_logging, split_overrides, user_errors
 
+
 def _image_defaults() -> dict:
     from fmloop.data.cleaning import CleanSettings
 
     return {k: CleanSettings.model_fields[k].default for k in ("image_distance", "image_similarity")}
 
 
-IMAGE_DEFAULTS = _image_defaults()
+IMAGE_DEFAULTS = _image_defaults()   # one source for the CLI defaults: CleanSettings
 
 data_app = typer.Typer(help="Inspect, clean and fix labeled or unlabeled datasets.", no_args_is_help=True)
 

@@ -12,8 +12,8 @@ regression: squared error to the teacher's score). With `--distill.hidden_weight
 W * (1 - cosine) between the student's and the teacher's mean-pooled hidden states is added, for
 each student layer against the teacher layer at the same relative depth (student layer i of L_s
 <-> teacher layer round(i * L_t / L_s)), through a learned linear projection when the widths
-differ (DistilBERT's cosine loss, on pooled states so the teacher's side is computed once too). `--distill.unlabeled FILE` adds text without
-labels: the teacher labels it, and those rows train on the soft targets and the teacher's top class.
+differ (DistilBERT's cosine loss, on pooled states so the teacher's side is computed once too).
+`--distill.unlabeled FILE` adds text without labels: the teacher labels it, and those rows train on the soft targets and the teacher's top class.
 The student is scored against the true labels of the validation split for early stopping, like
 any fine-tuning run. A preset student is built with the teacher's tokenizer.
 """
@@ -34,6 +34,7 @@ from fmloop.core.artifacts import RunDir
 from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, DataError, ModelError
 from fmloop.core.runtime import running
+from fmloop.models.pooled import mean_pool
 from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text
 from fmloop.train.objectives.supervised import model_inputs, task_loss
 
@@ -60,11 +61,6 @@ class DistillConfig(FinetuneConfig):
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     """Teacher hidden-state index (0 = embeddings) matched to each student layer 1..L_s."""
     return [round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)]
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
 class Distillation(nn.Module):

@@ -107,22 +107,18 @@ def match_earlier(hashes: np.ndarray, max_distance: int, candidates: np.ndarray 
     return match, dist
 
 
-def match_reference(hashes: np.ndarray, reference: np.ndarray, max_distance: int,
-                    thumbs: np.ndarray | None = None, reference_thumbs: np.ndarray | None = None,
-                    min_similarity: float = 0.0, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the most correlated reference row within `max_distance` bits (and correlation
-    >= `min_similarity` when thumbnails are given; -1: none) and its distance."""
+def match_reference(hashes: np.ndarray, thumbs: np.ndarray, reference: np.ndarray, reference_thumbs: np.ndarray,
+                    max_distance: int, min_similarity: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the most correlated reference row within `max_distance` bits and with a
+    thumbnail correlation >= `min_similarity` (-1: none), and its distance."""
     match, dist = np.full(len(hashes), -1, np.int64), np.zeros(len(hashes), np.int64)
     if not len(reference):
         return match, dist
     for a in range(0, len(hashes), block):
         d = hamming(hashes[a:a + block], reference)
         rows, cols = np.nonzero(d <= max_distance)
-        if thumbs is not None and len(rows):
-            score = (thumbs[a + rows].astype(np.float32) * reference_thumbs[cols].astype(np.float32)).sum(1)
-        else:
-            score = -d[rows, cols].astype(np.float32)
-        keep = score >= (min_similarity if thumbs is not None else -np.inf)
+        score = (thumbs[a + rows].astype(np.float32) * reference_thumbs[cols].astype(np.float32)).sum(1)
+        keep = score >= min_similarity
         rows, cols, score = rows[keep], cols[keep], score[keep]
         for r in np.unique(rows):
             pick = np.flatnonzero(rows == r)
@@ -183,7 +179,7 @@ def scan_images(items: list, settings, size=None, channels=None, train: TrainInd
 
     open_ = np.ones(len(readable), bool)
     if train is not None and settings.leakage:
-        near, dist = match_reference(hashes, train.hashes, settings.image_distance, thumbs, train.thumbs, similarity)
+        near, dist = match_reference(hashes, thumbs, train.hashes, train.thumbs, settings.image_distance, similarity)
         for j, key in enumerate(keys):
             if key in train.keys:
                 other = train.keys[key]

@@ -40,6 +40,7 @@ def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: i
     from transformers import AutoModel
 
     from fmloop.data.tokenizer import load_tokenizer
+    from fmloop.models.pooled import mean_pool
     from fmloop.models.presets import model_dir_of
 
     folder = model_dir_of(model_path)
@@ -53,8 +54,7 @@ def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: i
         enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                         return_tensors="pt")
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = mean_pool(hidden, enc["attention_mask"])
         out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
         if progress is not None:
             progress(len(idx))
@@ -96,9 +96,9 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
     of its own training rows."""
     import tempfile
 
-    from datasets import Dataset
     from sklearn.model_selection import StratifiedKFold
 
+    from fmloop.core.config import build_config, deep_merge
     from fmloop.evaluate.metrics import softmax
     from fmloop.models.loading import load
     from fmloop.train.finetune import FinetuneConfig, finetune
@@ -109,19 +109,20 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
     probs = np.zeros((len(y), len(names)))
     with tempfile.TemporaryDirectory(prefix="fmloop-label-issues-") as work:
         work = Path(work)
+        validation = None
+        if split != "validation" and "validation" in data.splits:     # the same early-stopping split every fold
+            val = data.splits["validation"]
+            validation = _write_split(work / "validation.parquet", list(val["text"]), [names[v] for v in val["label"]])
         folds_iter = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
         for k, (train, held) in enumerate(folds_iter, 1):
             log.info("fold %d of %d: fine-tuning %s on %d rows, scoring %d", k, folds, model, len(train), len(held))
             fold = work / f"fold{k}"
             fold.mkdir()
-            Dataset.from_dict({"text": [texts[i] for i in train], "label": [names[y[i]] for i in train]}
-                              ).to_parquet(str(fold / "train.parquet"))
-            if split != "validation" and "validation" in data.splits:
-                val = data.splits["validation"]
-                Dataset.from_dict({"text": list(val["text"]), "label": [names[v] for v in val["label"]]}
-                                  ).to_parquet(str(fold / "validation.parquet"))
-            cfg = FinetuneConfig.model_validate({"data": {"path": str(fold)}, "model": {"name": model},
-                                                 **(overrides or {})})
+            _write_split(fold / "train.parquet", [texts[i] for i in train], [names[y[i]] for i in train])
+            if validation is not None:
+                shutil.copyfile(validation, fold / "validation.parquet")
+            cfg = build_config(FinetuneConfig, deep_merge(overrides or {}, {"data": {"path": str(fold)},
+                                                                           "model": {"name": model}}))
             cfg.train.seed = seed + k
             run = finetune(cfg, work / f"run{k}")
             fitted = load(run.path / "model")
@@ -266,6 +267,12 @@ def _write_fixed(folder: Path, data, split: str, ranked: np.ndarray, suggested: 
                 texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
             else:
                 labels = [names[suggested[i]] if i in flagged else labels[i] for i in range(len(labels))]
-        from datasets import Dataset
+        _write_split(folder / f"{name}.parquet", texts, labels)
 
-        Dataset.from_dict({"text": texts, "label": labels}).to_parquet(str(folder / f"{name}.parquet"))
+
+def _write_split(path: Path, texts: list[str], labels: list[str]) -> Path:
+    """A labeled split as parquet (text, label name), as `fmloop finetune --data` reads it."""
+    from datasets import Dataset
+
+    Dataset.from_dict({"text": texts, "label": labels}).to_parquet(str(path))
+    return path

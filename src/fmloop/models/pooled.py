@@ -21,6 +21,12 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 HEAD_FILE = "head.safetensors"
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of token states (B, T, H) over the positions where `mask` (B, T) is 1: (B, H)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class MeanPoolClassifier(nn.Module):
     base_model_prefix = "base"   # what the transfer strategies treat as the body
 
@@ -35,9 +41,7 @@ class MeanPoolClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
                 **_) -> SequenceClassifierOutput:
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        hidden = out.last_hidden_state                                                             # (B, T, H)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                                       # (B, T, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)                               # (B, H)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)                                  # (B, H)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)),
                                         hidden_states=out.hidden_states if output_hidden_states else None)
 
