@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def _args(corpus, tokenizer, out):
-    overrides = tiny_overrides(corpus, max_steps=8, batch_size=8, eval_every=4, checkpoint_every=4, lr=1e-3, threads=1)
+    overrides = tiny_overrides(corpus, max_steps=8, batch_size=8, eval_every=4, checkpoint_every=4, lr=1e-3, threads=1,
+                               device="cpu")   # gloo on CPU, also on a machine with one GPU
     overrides["model"]["dropout"] = 0.0            # dropout streams differ per process by design
     overrides["tokenizer"] = {"path": str(tokenizer)}
     return ["pretrain", "--out", str(out), *overrides_to_args(overrides)]

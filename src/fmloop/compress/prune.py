@@ -120,11 +120,11 @@ def prune_ffn_channels(model: nn.Module, sparsity: float) -> int:
         up, down = layer.get_submodule(up_name), layer.get_submodule(down_name)
         score = up.weight.norm(dim=1) * down.weight.norm(dim=0)                  # (I,)
         kept = torch.sort(torch.topk(score, keep).indices).values
-        new_up = nn.Linear(up.in_features, keep, bias=up.bias is not None).to(up.weight.dtype)
+        new_up = nn.Linear(up.in_features, keep, bias=up.bias is not None).to(up.weight.device, up.weight.dtype)
         new_up.weight.copy_(up.weight[kept])
         if up.bias is not None:
             new_up.bias.copy_(up.bias[kept])
-        new_down = nn.Linear(keep, down.out_features, bias=down.bias is not None).to(down.weight.dtype)
+        new_down = nn.Linear(keep, down.out_features, bias=down.bias is not None).to(down.weight.device, down.weight.dtype)
         new_down.weight.copy_(down.weight[:, kept])
         if down.bias is not None:
             new_down.bias.copy_(down.bias)
@@ -167,7 +167,7 @@ def prune(cfg: PruneConfig, parent_path: str, out: str | Path) -> RunDir:
             inputs = prepare_images(cfg, runtime)
         else:
             inputs = _prepare_text(cfg, runtime, labels=parent.labels)
-        model = parent.model.train()
+        model = parent.model.to(runtime.device).train()
         metric = HEADLINE[cfg.task][0]
         y = inputs.y["validation"]
         report["parent_validation"] = task_metrics(cfg.task, y, inputs.logits(model, "validation"), inputs.labels)[metric]

@@ -96,6 +96,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_device(device: str, *, cuda_available: bool, world_size: int = 1, local_rank: int = 0,
+                   current_cuda: int = 0, cuda_count: int = 1) -> torch.device:
+    """The torch.device for the 'train.device' setting. A CUDA device always gets an index:
+    torch.cuda.set_device and DDP's device_ids refuse a bare "cuda"."""
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    if device.startswith("cuda") and not cuda_available:
+        raise ConfigError("The 'train.device' parameter asks for cuda but no CUDA device is visible. Use --train.device=cpu.")
+    if device == "cuda" and world_size > 1:
+        if local_rank >= cuda_count:
+            raise ConfigError(f"torchrun started process {local_rank} on this machine but only {cuda_count} GPU(s) "
+                              "are visible: start one process per GPU (--nproc-per-node), or train on the CPU "
+                              "with --train.device=cpu.")
+        device = f"cuda:{local_rank}"
+    elif device == "cuda":
+        device = f"cuda:{current_cuda}"
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"The 'train.device' parameter {device!r} is not a device torch knows "
+                          "(use auto, cpu, cuda or cuda:N).") from exc
+
+
 def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int | None = None,
                   seed: int = 0, deterministic: bool = False) -> Runtime:
     """Resolve device and precision, start torch.distributed when launched by torchrun, seed."""
@@ -104,19 +127,18 @@ def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("The 'train.device' parameter asks for cuda but no CUDA device is visible. Use --train.device=cpu.")
-    if device == "cuda" and world_size > 1:
-        device = f"cuda:{local_rank}"
-    dev = torch.device(device)
+    cuda = torch.cuda.is_available()
+    dev = resolve_device(device, cuda_available=cuda, world_size=world_size, local_rank=local_rank,
+                         current_cuda=torch.cuda.current_device() if cuda else 0,
+                         cuda_count=torch.cuda.device_count() if cuda else 0)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
 
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+        # device_id binds NCCL to this rank's GPU up front instead of guessing it from the rank
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30),
+                                device_id=dev if dev.type == "cuda" else None)
 
     if precision == "auto":
         if dev.type == "cuda":
