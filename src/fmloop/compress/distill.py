@@ -13,7 +13,9 @@ W * (1 - cosine) between the student's and the teacher's mean-pooled hidden stat
 each student layer against the teacher layer at the same relative depth (student layer i of L_s
 <-> teacher layer round(i * L_t / L_s)), through a learned linear projection when the widths
 differ (DistilBERT's cosine loss, on pooled states so the teacher's side is computed once too).
-`--distill.unlabeled FILE` adds text without labels: the teacher labels it, and those rows train on the soft targets and the teacher's top class.
+`--distill.unlabeled FILE` adds text without labels, and `--distill.augment N` adds N
+word-substitution variants of each labeled training text (compress/text_augment.py): the teacher
+labels both, and those rows train on the soft targets and the teacher's top class.
 The student is scored against the true labels of the validation split for early stopping, like
 any fine-tuning run. A preset student is built with the teacher's tokenizer.
 """
@@ -50,6 +52,11 @@ class DistillSettings(StageConfig):
                                                     "teacher's, projected onto their top principal directions")
     hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state matching (cosine between mean-pooled "
                                                        "student and teacher layers; 0 = off; text only)")
+    augment: int = Field(0, ge=0, description="word-substitution variants of every labeled training text for "
+                                              "the teacher to label (TinyBERT's augmentation; 0 = off; text only)")
+    augment_p: float = Field(0.4, gt=0, le=1, description="chance that a word of a variant is swapped")
+    augment_k: int = Field(15, ge=1, description="swap a word for one of its k nearest words in the teacher's "
+                                                 "token embeddings")
 
 
 class DistillConfig(FinetuneConfig):
@@ -243,11 +250,7 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
                          f"vocabulary) or a student folder with its own tokenizer.")
 
 
-def _unlabeled_rows(cfg: DistillConfig, teacher, layers: list[int] | None = None, batch_size: int = 64):
-    """(Dataset of the unlabeled texts labeled with the teacher's top class (or score), the
-    teacher's logits for them, its pooled hidden states at `layers` or None)."""
-    from datasets import Dataset
-
+def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
     from fmloop.data.labeled import load_labeled
 
     data = load_labeled(cfg.distill.unlabeled, task=teacher.task, labels=teacher.labels, need_labels=False,
@@ -256,14 +259,37 @@ def _unlabeled_rows(cfg: DistillConfig, teacher, layers: list[int] | None = None
     if cfg.distill.unlabeled_limit and len(texts) > cfg.distill.unlabeled_limit:
         pick = np.sort(np.random.default_rng([cfg.train.seed, 23]).permutation(len(texts))[:cfg.distill.unlabeled_limit])
         texts = [texts[i] for i in pick]
-    logits, hidden = score_teacher(teacher, texts, layers, "teacher labelling unlabeled text", batch_size)
+    log.info("%d unlabeled rows from %s", len(texts), cfg.distill.unlabeled)
+    return texts
+
+
+def _augmented_texts(cfg: DistillConfig, teacher, train_texts: list[str]) -> list[str]:
+    from fmloop.compress.text_augment import augment_texts
+
+    model = getattr(teacher, "model", None)
+    embeddings = model.get_input_embeddings() if model is not None and hasattr(model, "get_input_embeddings") else None
+    if embeddings is None or not hasattr(teacher, "tokenizer"):
+        raise ConfigError("--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
+                          "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
+    d = cfg.distill
+    texts = augment_texts(train_texts, teacher.tokenizer, embeddings.weight, d.augment, d.augment_p, d.augment_k,
+                          cfg.train.seed)
+    log.info("%d word-substitution variants of the %d training texts", len(texts), len(train_texts))
+    return texts
+
+
+def _teacher_rows(teacher, texts: list[str], layers: list[int] | None = None, batch_size: int = 64):
+    """(Dataset of `texts` labeled with the teacher's top class (or score), the teacher's logits for
+    them, its pooled hidden states at `layers` or None)."""
+    from datasets import Dataset
+
+    logits, hidden = score_teacher(teacher, texts, layers, "teacher labelling extra text", batch_size)
     if teacher.task == "classification":
         labels = logits.argmax(-1).tolist()
     elif teacher.task == "multilabel":
         labels = (logits >= 0).astype(np.float32).tolist()
     else:
         labels = logits[:, 0].tolist()
-    log.info("the teacher labelled %d unlabeled rows from %s", len(texts), cfg.distill.unlabeled)
     return Dataset.from_dict({"text": texts, "label": labels}), logits, hidden
 
 
@@ -278,8 +304,9 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
     _check_student_vocab(cfg, teacher)
     if teacher.modality == "text" and cfg.model.tokenizer is None and not _is_folder(cfg.model.name):
         cfg.model.tokenizer = str(teacher.folder)
-    if teacher.modality == "image" and cfg.distill.unlabeled:
-        raise ConfigError("--distill.unlabeled takes text; image distillation uses the labeled images only.")
+    if teacher.modality == "image" and (cfg.distill.unlabeled or cfg.distill.augment):
+        raise ConfigError("--distill.unlabeled and --distill.augment take text; image distillation uses the labeled "
+                          "images only.")
     plan = _hidden_plan(cfg, teacher)
     layers, widths = plan if plan else (None, None)
     run = RunDir(out)
@@ -292,10 +319,18 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
             from fmloop.train.finetune_image import prepare_images
             inputs = prepare_images(cfg, runtime)
         else:
-            extra, extra_logits, extra_hidden = (_unlabeled_rows(cfg, teacher, layers) if cfg.distill.unlabeled
-                                                 else (None, None, None))
+            def extra_rows(train):
+                nonlocal extra_logits, extra_hidden
+                texts = _unlabeled_texts(cfg, teacher) if cfg.distill.unlabeled else []
+                if cfg.distill.augment:
+                    texts += _augmented_texts(cfg, teacher, list(train["text"]))
+                if not texts:
+                    return None
+                rows, extra_logits, extra_hidden = _teacher_rows(teacher, texts, layers)
+                return rows
+
             try:
-                inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
+                inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra_rows)
             except DataError as err:
                 raise DataError(f"{err} The teacher predicts {teacher.labels}: teacher and student share one "
                                 f"label set.") from None

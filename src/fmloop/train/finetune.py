@@ -248,8 +248,10 @@ class StageHooks:
 
 def _prepare_text(cfg: FinetuneConfig, runtime: Runtime, labels: list[str] | None = None,
                   extra_train=None) -> TaskInputs:
-    """`labels` fixes the class order (a teacher's); `extra_train` (a Dataset of text + label) is
-    appended to the training rows (teacher-labeled unlabeled text)."""
+    """`labels` fixes the class order (a teacher's); `extra_train`, a function of the final
+    training split returning a Dataset of text + label (or None), is appended to the training rows
+    (teacher-labeled text); it runs after the validation rows were held out, so nothing derived
+    from them can reach training."""
     t = cfg.train
     data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
                         label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
@@ -264,9 +266,10 @@ def _prepare_text(cfg: FinetuneConfig, runtime: Runtime, labels: list[str] | Non
             from fmloop.data.labeled import stratified_split
             data.splits["train"], data.splits["validation"] = stratified_split(
                 data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed)
-    if extra_train is not None and len(extra_train):
+    extra = extra_train(data.splits["train"]) if extra_train is not None else None
+    if extra is not None and len(extra):
         from datasets import concatenate_datasets
-        data.splits["train"] = concatenate_datasets([data.splits["train"], extra_train.cast(data.splits["train"].features)])
+        data.splits["train"] = concatenate_datasets([data.splits["train"], extra.cast(data.splits["train"].features)])
     if is_model_folder(cfg.model.name):
         tokenizer = load_tokenizer(cfg.model.tokenizer or resolve_model_folder(cfg.model.name))
     elif cfg.model.tokenizer:
