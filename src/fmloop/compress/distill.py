@@ -121,16 +121,21 @@ class Distillation(nn.Module):
         return {"loss_sum": loss, "count": len(logits), "logits": logits.detach()}
 
 
+def token_embeddings(model: nn.Module | None) -> nn.Module | None:
+    """The input token-embedding layer of a Hugging Face model or of fmloop's mean-pooling head
+    (which wraps its encoder as `.base`); None when there is none."""
+    try:
+        return (model.base if hasattr(model, "base") else model).get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
 @torch.no_grad()
 def init_embeddings_from(student: nn.Module, teacher: nn.Module) -> bool:
     """Token embeddings of a randomly initialised student from the teacher's: the teacher's table
     (V, H_t) centred and projected onto its top H_s principal directions, scaled to the student's
     initial spread. Same tokenizer, so row i is token i in both. Returns False when not applicable."""
-    get = lambda m: (m.base if hasattr(m, "base") else m).get_input_embeddings()
-    try:
-        s_emb, t_emb = get(student), get(teacher)
-    except (AttributeError, NotImplementedError):
-        return False
+    s_emb, t_emb = token_embeddings(student), token_embeddings(teacher)
     if s_emb is None or t_emb is None or s_emb.weight.shape[0] > t_emb.weight.shape[0]:
         return False
     vocab, width = s_emb.weight.shape
@@ -266,8 +271,7 @@ def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
 def _augmented_texts(cfg: DistillConfig, teacher, train_texts: list[str]) -> list[str]:
     from fmloop.compress.text_augment import augment_texts
 
-    model = getattr(teacher, "model", None)
-    embeddings = model.get_input_embeddings() if model is not None and hasattr(model, "get_input_embeddings") else None
+    embeddings = token_embeddings(getattr(teacher, "model", None))
     if embeddings is None or not hasattr(teacher, "tokenizer"):
         raise ConfigError("--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
                           "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
