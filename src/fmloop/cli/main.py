@@ -20,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # docstrings are wrapped at 110 columns; markdown mode joins a paragraph's lines again
+    rich_markup_mode="markdown",
 )
 
 
