@@ -55,10 +55,11 @@ def test_a_preset_student_learns_from_the_teacher(text_run, sentiment_dir, tmp_p
 
 def test_augmented_variants_join_the_training_rows(pooled_run, sentiment_dir, tmp_path):
     # a mean-pooling teacher (like sentence-embedding checkpoints) wraps its encoder: its embeddings are found
-    run = _distill(pooled_run, sentiment_dir, tmp_path / "student", distill={"augment": 2})
+    run = _distill(pooled_run, sentiment_dir, tmp_path / "student", distill={"augment": 2, "augment_p": 0.2})
     rows = run.read_manifest()["data_summary"]["rows"]
     assert 240 + 200 < rows["train"] <= 240 * 3 and rows["validation"] == 60     # variants of train rows only
-    assert run.read_manifest()["metrics"]["test_accuracy"] > 0.85
+    # a 200-token vocabulary has few true neighbours, so variants are noisy: the student must still learn
+    assert run.read_manifest()["metrics"]["test_accuracy"] > 0.75
 
 
 def test_labels_that_differ_from_the_teacher_are_refused(text_run, tmp_path):
@@ -146,4 +147,12 @@ def test_hidden_state_matching_through_a_projection(pooled_run, sentiment_dir, t
 def test_hidden_state_matching_needs_a_pytorch_text_teacher(image_run, image_dir, tmp_path):
     with pytest.raises(ConfigError, match="hidden_weight"):
         _distill(image_run, image_dir, tmp_path / "student", student="cnn-small", distill={"hidden_weight": 1.0})
+    assert not (tmp_path / "student").exists()
+
+
+def test_augmentation_needs_one_pytorch_text_teacher(text_run, pooled_run, sentiment_dir, tmp_path):
+    with pytest.raises(ConfigError, match="--distill.augment needs one PyTorch text teacher"):
+        distill(load_config(DistillConfig, overrides={
+            "teacher": [str(text_run), str(pooled_run)], "model": {"name": "bert-tiny"},
+            "data": {"path": str(sentiment_dir)}, "distill": {"augment": 2}}), tmp_path / "student")
     assert not (tmp_path / "student").exists()

@@ -271,10 +271,7 @@ def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
 def _augmented_texts(cfg: DistillConfig, teacher, train_texts: list[str]) -> list[str]:
     from fmloop.compress.text_augment import augment_texts
 
-    embeddings = token_embeddings(getattr(teacher, "model", None))
-    if embeddings is None or not hasattr(teacher, "tokenizer"):
-        raise ConfigError("--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
-                          "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
+    embeddings = token_embeddings(teacher.model)      # present: checked by distill() before any work
     d = cfg.distill
     texts = augment_texts(train_texts, teacher.tokenizer, embeddings.weight, d.augment, d.augment_p, d.augment_k,
                           cfg.train.seed)
@@ -311,6 +308,10 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
     if teacher.modality == "image" and (cfg.distill.unlabeled or cfg.distill.augment):
         raise ConfigError("--distill.unlabeled and --distill.augment take text; image distillation uses the labeled "
                           "images only.")
+    if cfg.distill.augment and (token_embeddings(getattr(teacher, "model", None)) is None
+                                or not hasattr(teacher, "tokenizer")):
+        raise ConfigError("--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
+                          "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
     plan = _hidden_plan(cfg, teacher)
     layers, widths = plan if plan else (None, None)
     run = RunDir(out)
