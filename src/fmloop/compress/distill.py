@@ -256,6 +256,7 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
 
 
 def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
+    """The texts of `--distill.unlabeled` (every split), at most `unlabeled_limit` of them (seeded)."""
     from fmloop.data.labeled import load_labeled
 
     data = load_labeled(cfg.distill.unlabeled, task=teacher.task, labels=teacher.labels, need_labels=False,

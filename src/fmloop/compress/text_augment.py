@@ -25,9 +25,8 @@ def _normalise(tokenizer, word: str) -> str:
     return normalizer.normalize_str(word) if normalizer is not None else word
 
 
-def _whole_words(tokenizer) -> np.ndarray:
+def _whole_words(vocab: dict[str, int]) -> np.ndarray:
     """Ids of vocabulary entries that are whole alphabetic words of two or more letters."""
-    vocab = tokenizer.get_vocab()
     return np.array(sorted(i for token, i in vocab.items() if len(token) > 1 and token.isalpha()), np.int64)
 
 
@@ -53,7 +52,7 @@ def augment_texts(texts: list[str], tokenizer, embeddings: torch.Tensor, n: int,
     if n <= 0 or not texts:
         return []
     vocab = tokenizer.get_vocab()
-    candidates = _whole_words(tokenizer)
+    candidates = _whole_words(vocab)
     allowed = set(candidates.tolist())
     pieces = [_SPLIT.split(text) for text in texts]
     ids: dict[str, int] = {}
@@ -66,7 +65,8 @@ def augment_texts(texts: list[str], tokenizer, embeddings: torch.Tensor, n: int,
         return []
     query = np.array(sorted(set(known.values())), np.int64)
     near = neighbours(embeddings, query, candidates, k)
-    row = {int(i): r for r, i in enumerate(query)}
+    # the k substitutes of each known word, as strings, looked up once rather than per swap
+    substitutes = {int(i): tokenizer.convert_ids_to_tokens(near[r].tolist()) for r, i in enumerate(query)}
     rng = np.random.default_rng([seed, 29])
     out: list[str] = []
     for text, parts in zip(texts, pieces):
@@ -78,7 +78,7 @@ def augment_texts(texts: list[str], tokenizer, embeddings: torch.Tensor, n: int,
             variant = list(parts)
             for j in slots:
                 if rng.random() < p:
-                    word = tokenizer.convert_ids_to_tokens(int(near[row[known[parts[j]]], rng.integers(k)]))
+                    word = substitutes[known[parts[j]]][rng.integers(k)]
                     variant[j] = word.capitalize() if parts[j][:1].isupper() else word
             joined = "".join(variant)
             if joined not in seen:
