@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar, Literal
 
 import numpy as np
+import torch
 from pydantic import Field
 from torch import nn
 
@@ -85,6 +86,28 @@ def _build_model(cfg: PretrainConfig, tokenizer):
     preset = resolve_preset(name, cfg.objective)
     vocab = int(math.ceil(len(tokenizer) / 8) * 8)  # multiple of 8: faster embedding/projection matmuls
     return preset.build(vocab, tokenizer, cfg.train.seq_len, cfg.model.dropout, cfg.model.overrides), None
+
+
+def init_output_bias_to_unigram(model: nn.Module, store: TokenStore, special_ids) -> bool:
+    """Start a from-scratch language model predicting the corpus's token frequencies.
+
+    A fresh LM first spends its early steps learning the unigram distribution, and a model with
+    no output bias to hold it learns it in the hidden states: every position is pushed to the
+    same vector. Stopped on that plateau (a short run), the model has collapsed representations
+    (every sentence looks alike) and fine-tunes to chance. Putting log-frequencies in the output
+    bias from step 0 (the "initialise the last layer to the prior" rule) leaves the hidden states
+    for context. Returns False for heads without an output bias (GPT-2's lm_head), left as built.
+    """
+    head = model.get_output_embeddings()
+    bias = getattr(head, "bias", None)
+    if bias is None:
+        return False
+    counts = np.bincount(store.values.astype(np.int64), minlength=bias.numel())[: bias.numel()].astype(np.float64)
+    counts[[i for i in special_ids if i < counts.size]] = 0  # never a masked-LM target
+    log_prior = np.log((counts + 1.0) / (counts.sum() + counts.size))  # add-one: unseen tokens stay possible
+    with torch.no_grad():
+        bias.copy_(torch.from_numpy(log_prior - log_prior.mean()).to(bias.dtype))
+    return True
 
 
 def _eval_batches(store: TokenStore, collate, batch_size: int, n_batches: int, seed: int) -> list[dict]:
@@ -179,6 +202,8 @@ def _prepare_text(cfg: PretrainConfig, runtime: Runtime, run: RunDir, resuming: 
     else:
         train_collate, eval_collate = CausalLMCollator(train_store), CausalLMCollator(eval_store)
     model, parent = _build_model(cfg, tokenizer)
+    if parent is None and not resuming and init_output_bias_to_unigram(model, train_store, tokenizer.all_special_ids):
+        log.info("output bias set to the log token frequencies of the training data")
 
     def save_model(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
