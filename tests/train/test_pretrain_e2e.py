@@ -21,8 +21,12 @@ def _run(tmp_path, **overrides):
     return pretrain(load_config(PretrainConfig, overrides=base), out=tmp_path / "run")
 
 
+def _held_out_losses(run):
+    return [r["eval_loss"] for r in run.read_metrics() if "eval_loss" in r]
+
+
 def _held_out(run):
-    evals = [r["eval_loss"] for r in run.read_metrics() if "eval_loss" in r]
+    evals = _held_out_losses(run)
     return evals[0], evals[-1]
 
 
@@ -31,7 +35,7 @@ def test_masked_lm_from_scratch_on_imdb(tmp_path):
     run = _run(tmp_path, objective="mlm", data={"path": str(data), "max_docs": 1500, "max_validation_docs": 200},
                model={"name": "bert-mini"}, tokenizer={"vocab_size": 2000},
                train={"max_steps": 40, "batch_size": 16, "seq_len": 64, "lr": 1e-3})
-    evals = [r["eval_loss"] for r in run.read_metrics() if "eval_loss" in r]
+    evals = _held_out_losses(run)
     # The output bias starts at the unigram distribution, well below the uniform log(2000) = 7.6.
     # When a model this small leaves that plateau on real text varies from run to run (50-150+
     # steps), so here: it starts there and training does not knock it off (learning to use
