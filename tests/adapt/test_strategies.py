@@ -55,3 +55,16 @@ def test_gradual_unfreezing_reaches_every_layer_by_mid_run(tiny_base):
 def test_unknown_strategy():
     with pytest.raises(ConfigError, match="linear-probe"):
         apply_strategy(torch.nn.Linear(2, 2), "half", total_steps=1)
+
+
+@pytest.mark.parametrize("pooling", ["native", "mean"])
+def test_freeze_input_embeddings_fixes_the_token_matrix_under_either_head(tiny_base, pooling):
+    # The mean-pooling head wraps its encoder; the flag once skipped it silently.
+    from fmloop.adapt.strategies import freeze_input_embeddings
+
+    tok = load_tokenizer(tiny_base)
+    model = build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok, pooling=pooling)[0]
+    matrix = model.get_input_embeddings().weight
+    freeze_input_embeddings(model)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert not matrix.requires_grad and len(frozen) == 1 and next(iter(frozen)).endswith("word_embeddings.weight")

@@ -107,8 +107,7 @@ def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_de
 
 def freeze_input_embeddings(model: nn.Module) -> None:
     """Stop training the token-embedding matrix (the vocabulary x hidden lookup table)."""
-    base = getattr(model, "base", model)  # a mean-pooling classifier wraps its encoder
-    base.get_input_embeddings().weight.requires_grad_(False)
+    model.get_input_embeddings().weight.requires_grad_(False)
 
 
 def _freeze(model: nn.Module, frozen: Callable[[str], bool]) -> None:

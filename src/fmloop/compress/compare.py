@@ -88,7 +88,7 @@ def compare_models(paths: list[str], data: str, out: str | Path, *, n_single: in
         torch.set_num_threads(threads)
     rows, task, labels = [], None, None
     for path in paths:
-        model = load(path)
+        model = load(path, device="cpu")   # int8 and ONNX models run on the CPU: time every model there
         if task is not None and (model.task, model.labels) != (task, labels):
             raise DataError(f"{path} predicts {model.task} {model.labels or ''}, unlike {paths[0]}: compared "
                             f"models must share task and labels.")

@@ -139,7 +139,7 @@ def init_embeddings_from(student: nn.Module, teacher: nn.Module) -> bool:
     if s_emb is None or t_emb is None or s_emb.weight.shape[0] > t_emb.weight.shape[0]:
         return False
     vocab, width = s_emb.weight.shape
-    table = t_emb.weight[:vocab].float()
+    table = t_emb.weight[:vocab].detach().float().cpu()   # the teacher may sit on a GPU
     centred = table - table.mean(0, keepdim=True)
     if width > centred.shape[1]:
         return False
@@ -181,10 +181,10 @@ def score_teacher(teacher, texts, layers: list[int] | None, what: str, batch_siz
 
     @torch.no_grad()
     def run(batch: list[str]) -> np.ndarray:
-        feeds = {k: torch.from_numpy(v) for k, v in teacher.encode(batch).items()}
+        feeds = {k: torch.from_numpy(v).to(teacher.device) for k, v in teacher.encode(batch).items()}
         out = teacher.model(**feeds, output_hidden_states=True)
         pooled = torch.stack([mean_pool(out.hidden_states[i].float(), feeds["attention_mask"]) for i in layers], 1)
-        return torch.cat([out.logits.float(), pooled.flatten(1)], 1).numpy()
+        return torch.cat([out.logits.float(), pooled.flatten(1)], 1).cpu().numpy()
 
     with Progress(transient=True) as progress:
         task = progress.add_task(what, total=len(texts))

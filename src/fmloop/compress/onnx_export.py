@@ -158,7 +158,7 @@ def write_onnx_folder(parent: InferenceModel, folder: Path, sample, opset: int =
 def load_parent(model_path: str) -> InferenceModel:
     from fmloop.models.loading import ImageModel, TextModel, load
 
-    parent = load(model_path)
+    parent = load(model_path, device="cpu")   # exported and quantized from the CPU, where they will run
     if not isinstance(parent, (TextModel, ImageModel)):
         raise ConfigError(f"{model_path} is a {type(parent).__name__}, not a PyTorch model fmloop can export; "
                           f"export or quantize the model it was made from.")

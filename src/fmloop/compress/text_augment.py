@@ -34,7 +34,7 @@ def neighbours(embeddings: torch.Tensor, queries: np.ndarray, candidates: np.nda
                block: int = 2048) -> np.ndarray:
     """For each query id, the `k` candidate ids with the most similar embedding (itself excluded):
     (len(queries), k)."""
-    table = torch.nn.functional.normalize(embeddings.detach().float(), dim=-1)
+    table = torch.nn.functional.normalize(embeddings.detach().float().cpu(), dim=-1)
     cand = table[torch.from_numpy(candidates)]
     out = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), block):

@@ -104,11 +104,27 @@ class InferenceModel:
         return pixels
 
 
-class TextModel(InferenceModel):
-    """A fine-tuned text classifier/regressor ready for inference."""
+def inference_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto': the first GPU when one is visible, else the CPU; or any device torch names."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"The 'device' parameter {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N).") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"The 'device' parameter asks for {device} but no CUDA device is visible: use device='cpu'.")
+    return chosen
 
-    def __init__(self, model: torch.nn.Module, tokenizer, folder: Path, max_length: int = 512):
-        self.model, self.tokenizer, self.folder = model, tokenizer, folder
+
+class TextModel(InferenceModel):
+    """A fine-tuned text classifier/regressor ready for inference, on `device` (a GPU when
+    `load` finds one: distillation's teacher scoring and evaluation run there too)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, folder: Path, max_length: int = 512,
+                 device: str | torch.device = "cpu"):
+        self.device = inference_device(device)
+        self.model, self.tokenizer, self.folder = model.to(self.device), tokenizer, folder
         config = model.config
         self.task = TASK_OF_PROBLEM.get(config.problem_type or "", "classification")
         self.labels = [config.id2label[i] for i in range(config.num_labels)] if self.task != "regression" else None
@@ -116,9 +132,9 @@ class TextModel(InferenceModel):
         self.max_length = min(max_length, limit)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TextModel":
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "TextModel":
         model, folder = load_task_model(path)
-        return cls(model, load_tokenizer(folder), folder)
+        return cls(model, load_tokenizer(folder), folder, device=device)
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         """input_ids + attention_mask (int64, padded to the longest) as the exported graphs take them."""
@@ -129,8 +145,8 @@ class TextModel(InferenceModel):
     @torch.no_grad()
     def logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
         def run(batch: list[str]) -> np.ndarray:
-            feeds = {k: torch.from_numpy(v) for k, v in self.encode(batch).items()}
-            return self.model(**feeds).logits.float().numpy()
+            feeds = {k: torch.from_numpy(v).to(self.device) for k, v in self.encode(batch).items()}
+            return self.model(**feeds).logits.float().cpu().numpy()
 
         return batched_by_length(texts, run, batch_size, progress)
 
@@ -167,12 +183,12 @@ class ImageModel(InferenceModel):
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
 
     @classmethod
-    def load(cls, path: str | Path) -> "ImageModel":
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> "ImageModel":
         import fmloop.models.vision  # noqa: F401  (registers fmloop's convolutional model type)
         from transformers import AutoModelForImageClassification
 
         model, folder = load_task_model(path, AutoModelForImageClassification)
-        return cls(model, folder)
+        return cls(model.to(inference_device(device)), folder)   # image_logits follows the weights
 
     def logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
         from fmloop.models.vision import image_logits
@@ -181,9 +197,11 @@ class ImageModel(InferenceModel):
                             progress=progress)
 
 
-def load(path: str | Path):
+def load(path: str | Path, device: str | torch.device = "auto"):
     """A model for inference, whatever the folder holds: a fine-tuned text or image model, an
-    int8-quantized one, an ONNX export or an ensemble. All answer `logits` and `predict`."""
+    int8-quantized one, an ONNX export or an ensemble. All answer `logits` and `predict`.
+    PyTorch fp32 models run on `device` ('auto': a GPU when one is visible); int8 PyTorch and
+    ONNX models run on the CPU, where their kernels are."""
     from fmloop.models.vision import is_image_model_folder
 
     folder = _folder(path)
@@ -197,5 +215,5 @@ def load(path: str | Path):
         from fmloop.compress.quantize import load_quantized
         return load_quantized(folder)
     if is_image_model_folder(str(folder)):
-        return ImageModel.load(path)
-    return TextModel.load(path)
+        return ImageModel.load(path, device)
+    return TextModel.load(path, device)

@@ -38,6 +38,9 @@ class MeanPoolClassifier(nn.Module):
         self.dropout = nn.Dropout(p if p is not None else getattr(config, "hidden_dropout_prob", 0.1))
         self.classifier = nn.Linear(hidden, config.num_labels)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.base.get_input_embeddings()
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
                 **_) -> SequenceClassifierOutput:
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
