@@ -64,6 +64,9 @@ def main() -> None:
                         help="also distil with this many teacher-labeled unlabeled sentences (IMDb + Wikipedia)")
     parser.add_argument("--distill-set", action="append", default=[],
                         help="extra distill option KEY=VALUE for both distilled students, e.g. augment=8")
+    parser.add_argument("--transfer-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="extra option for the transfer-set student only, e.g. train.batch_size=128 "
+                             "(hundreds of thousands of rows train faster in larger batches on a GPU)")
     args = parser.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="fmloop-compress-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,8 @@ def main() -> None:
         transfer = transfer_sentences(work / "transfer.txt", args.transfer)
         times["distill+transfer"] = fmloop("distill", "--teacher", teacher, "--student", args.student, "--data",
                                            str(SST2), "--unlabeled", str(transfer), "--out",
-                                           str(work / "distilled-transfer"), *student_args, *distill_args)
+                                           str(work / "distilled-transfer"), *student_args, *distill_args,
+                                           *[f"--{kv}" for kv in args.transfer_set])
     times["alone"] = fmloop("finetune", "--model", args.student, "--model.tokenizer", str(Path(teacher) / "model"),
                             "--data", str(SST2), "--out", str(work / "alone"), *student_args)
     times["onnx"] = fmloop("export", teacher, "--out", str(work / "onnx"), "--data", str(SST2))
