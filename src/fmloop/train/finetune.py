@@ -43,6 +43,7 @@ from fmloop.evaluate.metrics import HEADLINE, task_metrics
 from fmloop.models.classifier import build_task_model, choose_pooling, resolve_model_folder
 from fmloop.models.presets import is_model_folder
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
+from fmloop.train.config import FAST_CPU_DROPOUT
 from fmloop.train.loop import BatchPlan, Loop, LoopSettings, to_device
 from fmloop.train.objectives.supervised import Supervised, task_loss
 from fmloop.train.optim import build_optimizer, build_scheduler
@@ -101,6 +102,7 @@ class FinetuneTrain(StageConfig):
     seed: int = 42
     deterministic: bool = False
     threads: int | None = Field(None, ge=1)
+    fast_cpu_dropout: bool = FAST_CPU_DROPOUT
     tensorboard: bool = True
     log_every: int = Field(10, ge=1)
 
@@ -406,6 +408,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
                 train=BatchPlan(inputs.train_lengths, batch_size, inputs.make_collate(), t.seed, bucket=inputs.bucket),
                 evaluate=evaluate, optimizer=optimizer, scheduler=scheduler, runtime=runtime,
                 settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
+                                      fast_cpu_dropout=t.fast_cpu_dropout,
                                       log_every=t.log_every, eval_every=eval_every, checkpoint_every=0),
                 callbacks=callbacks, checkpoint_dir=None)
     state = loop.run()

@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fmloop.core.errors import DataError, TrainingError
 from fmloop.core.runtime import Runtime
 from fmloop.data.text import epoch_batches, split_micro
+from fmloop.train import cpu_dropout
 from fmloop.train.callbacks import Callback, Control
 from fmloop.train.checkpoint import TrainState, save_checkpoint
 
@@ -45,6 +46,7 @@ class LoopSettings:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     max_bad_steps: int = 5
+    fast_cpu_dropout: bool = True
 
 
 @dataclass
@@ -72,6 +74,10 @@ class Loop:
                  state: TrainState | None = None):
         self.model = model                      # unwrapped: what gets checkpointed and saved
         self.objective = objective.to(runtime.device)
+        if settings.fast_cpu_dropout and runtime.device.type == "cpu":
+            swapped = cpu_dropout.install(self.objective)
+            if swapped:
+                log.debug("%d dropout layers use fmloop's CPU dropout masks", swapped)
         self.train_plan = train
         self.evaluate_fn = evaluate
         self.optimizer, self.scheduler = optimizer, scheduler

@@ -277,6 +277,7 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
                 evaluate=lambda: evaluate_batches(objective, prep.eval_batches, runtime),
                 optimizer=optimizer, scheduler=scheduler, runtime=runtime,
                 settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
+                                      fast_cpu_dropout=t.fast_cpu_dropout,
                                       log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
                                       keep_checkpoints=t.keep_checkpoints, max_bad_steps=t.max_bad_steps),
                 callbacks=callbacks, checkpoint_dir=run.checkpoints_dir, state=state)
