@@ -11,7 +11,8 @@ from fmloop.core.config import Duration, StageConfig, parse_duration
 
 # Shared by every training section (pretraining, fine-tuning): see fmloop.train.cpu_dropout.
 FAST_CPU_DROPOUT = Field(True, description="on the CPU, cut dropout masks from 16-bit random numbers (same keep "
-                                           "rate, about 6% faster MiniLM fine-tuning steps); false: PyTorch's own dropout")
+                                           "rate, about 6% faster MiniLM fine-tuning steps); "
+                                           "false: PyTorch's own dropout")
 
 
 class DataSection(StageConfig):
