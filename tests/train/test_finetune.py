@@ -47,6 +47,8 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     assert (run.model_dir / "adapter_config.json").exists()
     manifest = run.read_manifest()
     assert manifest["trainable_parameters"] < manifest["parameters"] / 2
+    # the default rank follows the width (hidden 32 here: rank 4, alpha 8) and is recorded
+    assert {k: run.read_config()["train"][k] for k in ("lora_r", "lora_alpha")} == {"lora_r": 4, "lora_alpha": 8}
     # predictions of the in-memory model right after training were written to metrics.json;
     # a fresh load must reproduce them exactly (the head and pooler are saved with the adapter)
     reloaded = TextModel.load(run.model_dir)
@@ -166,3 +168,13 @@ def test_label_budget_covers_validation_too(tiny_base, sentiment_dir, tmp_path):
     assert summary["class_balance"] == {"negative": 20, "positive": 20}
     # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class
     assert summary["rows"]["validation"] == 4 and summary["rows"]["test"] == 60
+
+
+def test_default_lora_rank_is_32_but_stays_low_rank_on_narrow_models():
+    from fmloop.train.finetune import default_lora_rank
+
+    assert default_lora_rank(384) == 32      # MiniLM: the measured recipe
+    assert default_lora_rank(768) == 32
+    assert default_lora_rank(128) == 16      # bert-tiny
+    assert default_lora_rank(4) == 1
+    assert default_lora_rank(None) == 32     # width unknown

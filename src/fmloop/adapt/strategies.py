@@ -6,7 +6,8 @@
   gradual        ULMFiT gradual unfreezing: the head first, then one more layer from the top at
                  regular intervals, every layer training by the middle of the run
   llrd           layer-wise learning-rate decay: lr x decay^(depth from the top); the head gets lr
-  lora           low-rank adapters (peft) on the attention projections; head trained and saved with them
+  lora           low-rank adapters (peft) on every linear layer of the body (or only the attention
+                 projections); head trained and saved with them
 
 Each parameter gets a depth: 0 = embeddings, i = transformer layer i (1-based), L+1 = the head.
 """
@@ -74,7 +75,7 @@ class Plan:
 
 
 def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
-                   lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1,
+                   lora_r: int = 32, lora_alpha: int = 64, lora_dropout: float = 0.1,
                    lora_targets: str = "all-linear") -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
         raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "

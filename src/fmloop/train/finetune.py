@@ -7,7 +7,8 @@ Defaults (when not set; the values used are written to RUN/config.yaml):
   batch_size    32, or 16 below 1,000 training rows
   epochs        10 below 1,000 rows, 5 below 5,000, 3 below 20,000, else 2
   lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
-                x20 for LoRA (capped at 2e-3; adapters on every linear layer, r=8); 1e-3 for a linear probe
+                x10 for LoRA (capped at 1e-3); 1e-3 for a linear probe
+  LoRA          rank 32 (at most an eighth of the model's width), alpha 2 x rank, every linear layer
   warmup        6% of the steps, then linear decay to 0
   max_length    the longest training example in tokens (at most the model's limit and 512)
   evaluation    twice per epoch on the validation split; the best checkpoint by the task's
@@ -91,8 +92,8 @@ class FinetuneTrain(StageConfig):
     freeze_token_embeddings: bool = Field(
         False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps")
     llrd_decay: float = Field(0.8, gt=0, le=1)
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA scale: updates are scaled by alpha / r (default 2r)")
     lora_targets: str = Field("all-linear", description="all-linear, attention (the architecture's query/value "
                                                         "projections), or comma-separated module names")
     grad_accum: int = Field(1, ge=1)
@@ -128,7 +129,12 @@ def default_lr(n_params: int, strategy: str) -> float:
     if strategy == "linear-probe":
         return 1e-3
     lr = 3e-4 if n_params < 15e6 else 1e-4 if n_params < 60e6 else 5e-5 if n_params < 200e6 else 2e-5
-    return min(2e-3, lr * 20) if strategy == "lora" else lr
+    return min(1e-3, lr * 10) if strategy == "lora" else lr
+
+
+def default_lora_rank(width: int | None) -> int:
+    """32 (measured on MiniLM, docs/benchmarks.md), but still low-rank on narrow models: at most width / 8."""
+    return 32 if not width else max(1, min(32, width // 8))
 
 
 def default_epochs(n_train: int) -> float:
@@ -350,8 +356,10 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     metric, mode = (t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max") if t.metric else HEADLINE[cfg.task]
 
     model.to(runtime.device)
-    plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=t.lora_r,
-                          lora_alpha=t.lora_alpha, lora_targets=t.lora_targets)
+    lora_r = t.lora_r or default_lora_rank(getattr(getattr(model, "config", None), "hidden_size", None))
+    lora_alpha = t.lora_alpha or 2 * lora_r
+    plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=lora_r,
+                          lora_alpha=lora_alpha, lora_targets=t.lora_targets)
     task_model = plan.model
     if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
         # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
@@ -375,6 +383,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     for section, values in inputs.resolved.items():
         resolved[section].update(values)
     resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=total_steps, metric=metric)
+    if cfg.strategy == "lora":
+        resolved["train"].update(lora_r=lora_r, lora_alpha=lora_alpha)
     run.create()
     run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
