@@ -273,7 +273,7 @@ def active(args) -> None:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from fmloop.data.active import STRATEGIES, choose
+    from fmloop.data.active import choose
     from fmloop.data.label_issues import embed
 
     rng = random.Random(0)
@@ -308,7 +308,8 @@ def active(args) -> None:
     yv = np.array([r["label"] == "positive" for r in val], dtype=int)
     budgets = list(range(50, 801, 50))
     curves = {}
-    for strategy in STRATEGIES:
+    strategies = args.strategies
+    for strategy in strategies:
         runs = []
         for seed in range(args.seeds):
             picked = list(np.random.default_rng(seed).permutation(len(pool))[:budgets[0]])
@@ -316,8 +317,11 @@ def active(args) -> None:
             for b in budgets:
                 while len(picked) < b:       # rounds of `step` labels, the model retrained after each
                     rest = np.setdiff1d(np.arange(len(pool)), picked)
-                    clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
-                    probs = clf.predict_proba(X[rest])
+                    if strategy == "random":    # its picks ignore the model: skip the fit
+                        probs = np.full((len(rest), 2), 0.5)
+                    else:
+                        clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
+                        probs = clf.predict_proba(X[rest])
                     new = choose(strategy, probs, geometry[rest], min(args.step, b - len(picked)), geometry[picked], seed)
                     picked += [int(rest[i]) for i in new]
                 clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
@@ -328,11 +332,11 @@ def active(args) -> None:
     target = curves["random"].mean(0)[-1]
     print(f"\n## Active learning on IMDb ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
     print(f"rounds of {args.step} labels, {args.seeds} seeds, probe C={args.C}, features {args.features}\n")
-    print("| labels | " + " | ".join(STRATEGIES) + " |")
-    print("|---|" + "---|" * len(STRATEGIES))
+    print("| labels | " + " | ".join(strategies) + " |")
+    print("|---|" + "---|" * len(strategies))
     for j, b in enumerate(budgets):
-        print(f"| {b} | " + " | ".join(f"{curves[s].mean(0)[j]:.4f} ± {curves[s].std(0)[j]:.4f}" for s in STRATEGIES) + " |")
-    for s in STRATEGIES:
+        print(f"| {b} | " + " | ".join(f"{curves[s].mean(0)[j]:.4f} ± {curves[s].std(0)[j]:.4f}" for s in strategies) + " |")
+    for s in strategies:
         reach = next((b for b, a in zip(budgets, curves[s].mean(0)) if a >= target), None)
         print(f"- {s}: reaches random's 800-label accuracy ({target:.4f}) with "
               f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.1%})" if reach else ""))
@@ -342,7 +346,7 @@ def active(args) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in STRATEGIES:
+    for s in strategies:
         m, sd = curves[s].mean(0), curves[s].std(0)
         ax.plot(budgets, m, marker="o", label=s)
         ax.fill_between(budgets, m - sd, m + sd, alpha=0.15)
@@ -358,6 +362,8 @@ def active(args) -> None:
 
 
 def main() -> None:
+    from fmloop.data.active import STRATEGIES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("neardup")
@@ -387,7 +393,15 @@ def main() -> None:
     p.add_argument("--step", type=int, default=50, help="labels per round (the model is retrained after each)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--C", type=float, default=2.0, help="inverse L2 strength of the logistic-regression probe")
+    p.add_argument("--strategies", default=",".join(STRATEGIES),
+                   help="comma-separated subset of the strategies to run (random is always run: it is the yardstick)")
     args = parser.parse_args()
+    if args.what == "active":
+        chosen = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        unknown = sorted(set(chosen) - set(STRATEGIES))
+        if unknown:
+            parser.error(f"--strategies: unknown {', '.join(unknown)}; choose from {', '.join(STRATEGIES)}")
+        args.strategies = [s for s in STRATEGIES if s in chosen or s == "random"]
     if args.what == "active" and args.features == "embeddings" and not args.model:
         parser.error("active --features embeddings needs --model (a base model folder)")
     {"neardup": neardup, "imagedup": imagedup, "noise": noise, "active": active}[args.what](args)
