@@ -4,7 +4,13 @@ The public Python API is imported lazily so that `import fmloop.core...` stays c
 libraries load only when a stage is used).
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# peft reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps or loads an
+# adapter, and transformers warns on every read: noise on each LoRA run, evaluate and predict.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _API = {
     "load_config": "fmloop.core.config",
