@@ -65,8 +65,10 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     assert expected > 0.7
 
 
-def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path):
-    """The known failure: a head (or pooler) missing from the saved adapter is re-initialised at load."""
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path, dora):
+    """The known failure: a head (or pooler) missing from the saved adapter is re-initialised at load.
+    DoRA adds a trained magnitude per output channel, which must travel with the adapter too."""
     from fmloop.adapt.strategies import apply_strategy
     from fmloop.data.tokenizer import load_tokenizer
     from fmloop.models.classifier import build_task_model
@@ -74,7 +76,7 @@ def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path):
     tok = load_tokenizer(tiny_base)
     torch.manual_seed(0)
     model, _ = build_task_model(str(tiny_base), "classification", ["negative", "positive"], tok)
-    peft_model = apply_strategy(model, "lora", total_steps=1).model
+    peft_model = apply_strategy(model, "lora", total_steps=1, lora_r=4, lora_alpha=8, dora=dora).model
     with torch.no_grad():  # stand-in for training: move every trainable tensor
         for p in peft_model.parameters():
             if p.requires_grad:

@@ -76,12 +76,12 @@ class Plan:
 
 def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
                    lora_r: int = 32, lora_alpha: int = 64, lora_dropout: float = 0.1,
-                   lora_targets: str = "all-linear") -> Plan:
+                   lora_targets: str = "all-linear", dora: bool = False) -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
         raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
                           f"gradual, llrd, lora. Got {strategy!r} instead.")
     if strategy == "lora":
-        return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets)
+        return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets, dora)
     depth = depth_of(model)
     n_layers = len(find_layers(model)[1])
     if strategy == "full":
@@ -134,12 +134,13 @@ class GradualUnfreezing(Callback):
             self._apply(loop.state.step)
 
 
-def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str) -> Plan:
+def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str, dora: bool = False) -> Plan:
     try:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
     except ImportError:
         raise ConfigError("The lora strategy needs peft: pip install peft") from None
+    kind = "DoRA" if dora else "LoRA"
     model_type = getattr(model.config, "model_type", "")
     if target_spec == "attention":
         targets = TARGETS.get(model_type) or "all-linear"
@@ -151,13 +152,13 @@ def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str
     if isinstance(model, MeanPoolClassifier):
         # Adapters go on the body only; the head is an ordinary trainable module saved beside them.
         model.base = get_peft_model(model.base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                           target_modules=targets))
-        return Plan(model, description=f"LoRA r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full")
+                                                           target_modules=targets, use_dora=dora))
+        return Plan(model, description=f"{kind} r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full")
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
     task_type = None if getattr(model, "main_input_name", "") == "pixel_values" else TaskType.SEQ_CLS
     config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=targets, modules_to_save=to_save)
+                        target_modules=targets, modules_to_save=to_save, use_dora=dora)
     peft_model = get_peft_model(model, config)
-    return Plan(peft_model, description=f"LoRA r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}")
+    return Plan(peft_model, description=f"{kind} r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}")

@@ -94,6 +94,7 @@ class FinetuneTrain(StageConfig):
     llrd_decay: float = Field(0.8, gt=0, le=1)
     lora_r: int | None = Field(None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)")
     lora_alpha: int | None = Field(None, ge=1, description="LoRA scale: updates are scaled by alpha / r (default 2r)")
+    lora_dora: bool = Field(False, description="DoRA: LoRA plus a trained magnitude per output channel (peft use_dora)")
     lora_targets: str = Field("all-linear", description="all-linear, attention (the architecture's query/value "
                                                         "projections), or comma-separated module names")
     grad_accum: int = Field(1, ge=1)
@@ -359,7 +360,7 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     lora_r = t.lora_r or default_lora_rank(getattr(getattr(model, "config", None), "hidden_size", None))
     lora_alpha = t.lora_alpha or 2 * lora_r
     plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=lora_r,
-                          lora_alpha=lora_alpha, lora_targets=t.lora_targets)
+                          lora_alpha=lora_alpha, lora_targets=t.lora_targets, dora=t.lora_dora)
     task_model = plan.model
     if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
         # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
