@@ -7,7 +7,7 @@ Defaults (when not set; the values used are written to RUN/config.yaml):
   batch_size    32, or 16 below 1,000 training rows
   epochs        10 below 1,000 rows, 5 below 5,000, 3 below 20,000, else 2
   lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
-                x10 for LoRA (capped at 1e-3); 1e-3 for a linear probe
+                x10 for LoRA (capped at 1e-3); 1e-2 for a linear probe
   LoRA          rank 32 (at most an eighth of the model's width), alpha 2 x rank, every linear layer
   warmup        6% of the steps, then linear decay to 0
   max_length    the longest training example in tokens (at most the model's limit and 512)
@@ -127,8 +127,8 @@ class FinetuneConfig(StageConfig):
 
 
 def default_lr(n_params: int, strategy: str) -> float:
-    if strategy == "linear-probe":
-        return 1e-3
+    if strategy == "linear-probe":   # one linear layer on fixed features: a large rate converges in time
+        return 1e-2
     lr = 3e-4 if n_params < 15e6 else 1e-4 if n_params < 60e6 else 5e-5 if n_params < 200e6 else 2e-5
     return min(1e-3, lr * 10) if strategy == "lora" else lr
 
