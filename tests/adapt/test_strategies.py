@@ -68,3 +68,13 @@ def test_freeze_input_embeddings_fixes_the_token_matrix_under_either_head(tiny_b
     freeze_input_embeddings(model)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert not matrix.requires_grad and len(frozen) == 1 and next(iter(frozen)).endswith("word_embeddings.weight")
+
+
+def test_default_lora_rank_is_32_but_stays_low_rank_on_narrow_models():
+    from fmloop.adapt.strategies import default_lora_rank
+
+    assert default_lora_rank(384) == 32      # MiniLM: the measured recipe
+    assert default_lora_rank(768) == 32
+    assert default_lora_rank(128) == 16      # bert-tiny
+    assert default_lora_rank(4) == 1
+    assert default_lora_rank(None) == 32     # width unknown

@@ -171,12 +171,3 @@ def test_label_budget_covers_validation_too(tiny_base, sentiment_dir, tmp_path):
     # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class
     assert summary["rows"]["validation"] == 4 and summary["rows"]["test"] == 60
 
-
-def test_default_lora_rank_is_32_but_stays_low_rank_on_narrow_models():
-    from fmloop.train.finetune import default_lora_rank
-
-    assert default_lora_rank(384) == 32      # MiniLM: the measured recipe
-    assert default_lora_rank(768) == 32
-    assert default_lora_rank(128) == 16      # bert-tiny
-    assert default_lora_rank(4) == 1
-    assert default_lora_rank(None) == 32     # width unknown

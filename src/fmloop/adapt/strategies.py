@@ -72,10 +72,16 @@ class Plan:
     include_frozen: bool = False        # optimizer must hold params that unfreeze later
     callbacks: list[Callback] = field(default_factory=list)
     description: str = ""
+    settings: dict = field(default_factory=dict)   # defaults the strategy chose, for the run's config
+
+
+def default_lora_rank(width: int | None) -> int:
+    """32 (measured on MiniLM, docs/benchmarks.md), but still low-rank on narrow models: at most width / 8."""
+    return 32 if not width else max(1, min(32, width // 8))
 
 
 def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
-                   lora_r: int = 32, lora_alpha: int = 64, lora_dropout: float = 0.1,
+                   lora_r: int | None = None, lora_alpha: int | None = None, lora_dropout: float = 0.1,
                    lora_targets: str = "all-linear", dora: bool = False) -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
         raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
@@ -134,13 +140,17 @@ class GradualUnfreezing(Callback):
             self._apply(loop.state.step)
 
 
-def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str, dora: bool = False) -> Plan:
+def _lora(model: nn.Module, r: int | None, alpha: int | None, dropout: float, target_spec: str,
+          dora: bool = False) -> Plan:
     try:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
     except ImportError:
         raise ConfigError("The lora strategy needs peft: pip install peft") from None
     kind = "DoRA" if dora else "LoRA"
+    r = r or default_lora_rank(getattr(model.config, "hidden_size", None))
+    alpha = alpha or 2 * r
+    settings = {"lora_r": r, "lora_alpha": alpha}
     model_type = getattr(model.config, "model_type", "")
     if target_spec == "attention":
         targets = TARGETS.get(model_type) or "all-linear"
@@ -153,7 +163,8 @@ def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str
         # Adapters go on the body only; the head is an ordinary trainable module saved beside them.
         model.base = get_peft_model(model.base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                                            target_modules=targets, use_dora=dora))
-        return Plan(model, description=f"{kind} r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full")
+        return Plan(model, description=f"{kind} r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full",
+                    settings=settings)
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
@@ -161,4 +172,5 @@ def _lora(model: nn.Module, r: int, alpha: int, dropout: float, target_spec: str
     config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=targets, modules_to_save=to_save, use_dora=dora)
     peft_model = get_peft_model(model, config)
-    return Plan(peft_model, description=f"{kind} r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}")
+    return Plan(peft_model, description=f"{kind} r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}",
+                settings=settings)

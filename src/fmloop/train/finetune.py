@@ -133,11 +133,6 @@ def default_lr(n_params: int, strategy: str) -> float:
     return min(1e-3, lr * 10) if strategy == "lora" else lr
 
 
-def default_lora_rank(width: int | None) -> int:
-    """32 (measured on MiniLM, docs/benchmarks.md), but still low-rank on narrow models: at most width / 8."""
-    return 32 if not width else max(1, min(32, width // 8))
-
-
 def default_epochs(n_train: int) -> float:
     return 10 if n_train < 1000 else 5 if n_train < 5000 else 3 if n_train < 20000 else 2
 
@@ -357,10 +352,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     metric, mode = (t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max") if t.metric else HEADLINE[cfg.task]
 
     model.to(runtime.device)
-    lora_r = t.lora_r or default_lora_rank(getattr(getattr(model, "config", None), "hidden_size", None))
-    lora_alpha = t.lora_alpha or 2 * lora_r
-    plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=lora_r,
-                          lora_alpha=lora_alpha, lora_targets=t.lora_targets, dora=t.lora_dora)
+    plan = apply_strategy(model, cfg.strategy, total_steps=total_steps, llrd_decay=t.llrd_decay, lora_r=t.lora_r,
+                          lora_alpha=t.lora_alpha, lora_targets=t.lora_targets, dora=t.lora_dora)
     task_model = plan.model
     if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
         # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
@@ -383,9 +376,8 @@ def _finetune(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, hooks: StageHo
     resolved = cfg.resolved()
     for section, values in inputs.resolved.items():
         resolved[section].update(values)
-    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=total_steps, metric=metric)
-    if cfg.strategy == "lora":
-        resolved["train"].update(lora_r=lora_r, lora_alpha=lora_alpha)
+    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=total_steps, metric=metric,
+                             **plan.settings)
     run.create()
     run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
