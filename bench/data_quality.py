@@ -307,6 +307,23 @@ def active(args) -> None:
     y = np.array([r["label"] == "positive" for r in pool], dtype=int)
     yv = np.array([r["label"] == "positive" for r in val], dtype=int)
     budgets = list(range(50, 801, 50))
+    if args.scan_C:
+        # Random labeled subsets only, to pick the probe's C on the yardstick (random sampling).
+        print(f"random labeled subsets, {args.seeds} seeds: accuracy by C (mean ± std)\n")
+        shown = [50, 100, 200, 400, 800]
+        print("| C | " + " | ".join(map(str, shown)) + " |")
+        print("|---|" + "---|" * len(shown))
+        for C in (float(c) for c in args.scan_C.split(",")):
+            cells = []
+            for n in shown:
+                accs = []
+                for seed in range(args.seeds):
+                    idx = np.random.default_rng(seed).permutation(len(pool))[:n]
+                    clf = LogisticRegression(max_iter=2000, C=C).fit(X[idx], y[idx])
+                    accs.append(float((clf.predict(Xv) == yv).mean()))
+                cells.append(f"{np.mean(accs):.4f} ± {np.std(accs):.4f}")
+            print(f"| {C:g} | " + " | ".join(cells) + " |", flush=True)
+        return
     curves = {}
     strategies = args.strategies
     for strategy in strategies:
@@ -393,6 +410,8 @@ def main() -> None:
     p.add_argument("--step", type=int, default=50, help="labels per round (the model is retrained after each)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--C", type=float, default=2.0, help="inverse L2 strength of the logistic-regression probe")
+    p.add_argument("--scan-C", help="comma-separated C values: only score random labeled subsets with each "
+                                    "(to choose the probe's C on the baseline), no active learning")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of the strategies to run (random is always run: it is the yardstick)")
     args = parser.parse_args()
