@@ -2,13 +2,16 @@
 
     .venv/bin/fmloop export RUN/model --format onnx --out ONNX        # a fine-tuned text model
     .venv/bin/python bench/int8_variants.py ONNX [--profile]
+    .venv/bin/python bench/int8_variants.py --gemm
 
 Quantizes the exported fp32 graph four ways (signed weights per channel, as `fmloop quantize`
 does; unsigned weights; one scale per tensor; reduced range), then times each, and the fp32 graph,
 on the same batches of 32 SST-2 validation sentences at every graph-optimisation level (2 threads,
 best of two passes). `--profile` adds ONNX Runtime's per-operator time shares for fp32 and the
 fmloop variant: when the int8 matrix products dominate and still run no faster than fp32, the
-limit is the CPU's integer kernels, not the graph.
+limit is the CPU's integer kernels, not the graph. `--gemm` (no model needed) times one matrix
+product alone, fp32 against ONNX Runtime's dynamic int8, at MiniLM's shapes (800 token rows: a
+batch of 32 sentences) and at one large shape: the ceiling of int8's speed-up on this CPU.
 """
 
 from __future__ import annotations
@@ -69,15 +72,67 @@ def per_second(path: Path, feeds: list[dict], level, profile: str | None = None)
     return best, shares
 
 
+GEMM_SHAPES = [(800, 384, 1536), (800, 1536, 384), (800, 384, 384), (4096, 1024, 4096)]   # M, K, N
+
+
+def gemm() -> None:
+    """One MatMul graph per shape, fp32 and dynamically quantized, timed with the same input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)
+    print("| M x K x N | fp32 ms | fp32 GFLOP/s | int8 ms | int8 GOP/s | int8 speed-up |\n|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for m, k, n in GEMM_SHAPES:
+            fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            weight = np.random.default_rng(0).standard_normal((k, n)).astype(np.float32) * 0.05
+            graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "gemm",
+                                      [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", k])],
+                                      [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+                                      [numpy_helper.from_array(weight, "W")])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            model.ir_version = 8
+            onnx.save(model, str(fp32))
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+            feed = {"X": np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)}
+            t32, t8 = (seconds_per_run(path, feed) for path in (fp32, int8))
+            ops = 2 * m * k * n
+            print(f"| {m} x {k} x {n} | {t32 * 1e3:.2f} | {ops / t32 / 1e9:.0f} | {t8 * 1e3:.2f} | "
+                  f"{ops / t8 / 1e9:.0f} | {t32 / t8:.2f}x |", flush=True)
+
+
+def seconds_per_run(path: Path, feed: dict, runs: int = 20) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(5):
+        session.run(None, feed)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(runs):
+            session.run(None, feed)
+        best = min(best, (time.perf_counter() - start) / runs)
+    return best
+
+
 def main() -> None:
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("onnx", type=Path, help="an `fmloop export` folder (or its model/ folder)")
+    parser.add_argument("onnx", type=Path, nargs="?", help="an `fmloop export` folder (or its model/ folder)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--gemm", action="store_true", help="time one matrix product, fp32 vs int8, and stop")
     args = parser.parse_args()
+    if args.gemm:
+        return gemm()
+    if args.onnx is None:
+        parser.error("give an exported ONNX folder, or --gemm")
     folder = args.onnx / "model" if (args.onnx / "model" / "model.onnx").exists() else args.onnx
     fp32 = folder / "model.onnx"   # quantized like `fmloop quantize`: the linear layers and the embedding tables
     feeds = batches(folder)
