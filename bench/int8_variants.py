@@ -44,15 +44,21 @@ def batches(folder: Path, n: int = 27, size: int = 32) -> list[dict]:
     return out
 
 
-def per_second(path: Path, feeds: list[dict], level, profile: str | None = None) -> tuple[float, str]:
+def session_for(path: Path, level=None, profile: str | None = None):
+    """An ONNX Runtime CPU session on 2 threads (the default graph-optimisation level unless given)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.graph_optimization_level = level
+    if level is not None:
+        options.graph_optimization_level = level
     if profile:
         options.enable_profiling, options.profile_file_prefix = True, profile
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def per_second(path: Path, feeds: list[dict], level, profile: str | None = None) -> tuple[float, str]:
+    session = session_for(path, level, profile)
     for feed in feeds[:3]:
         session.run(None, feed)
     best = 0.0
@@ -103,11 +109,7 @@ def gemm() -> None:
 
 
 def seconds_per_run(path: Path, feed: dict, runs: int = 20) -> float:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = session_for(path)
     for _ in range(5):
         session.run(None, feed)
     best = float("inf")

@@ -33,16 +33,19 @@ def read(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
 def layer_features(model_dir: str, texts: list[str], max_length: int = 80) -> np.ndarray:
     """(rows, layers + 1, width): the mask-weighted mean of every hidden state."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    tokenizer, model = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
+    from fmloop.data.tokenizer import load_tokenizer
+    from fmloop.models.pooled import mean_pool
+
+    tokenizer, model = load_tokenizer(model_dir), AutoModel.from_pretrained(model_dir).eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), 64):
             enc = tokenizer(texts[i:i + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            states = model(**enc, output_hidden_states=True).hidden_states
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(torch.stack([(h * mask).sum(1) / mask.sum(1) for h in states], 1).numpy())
+            states = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                           output_hidden_states=True).hidden_states
+            out.append(torch.stack([mean_pool(h, enc["attention_mask"]) for h in states], 1).numpy())
     return np.concatenate(out)
 
 

@@ -170,4 +170,3 @@ def test_label_budget_covers_validation_too(tiny_base, sentiment_dir, tmp_path):
     assert summary["class_balance"] == {"negative": 20, "positive": 20}
     # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class
     assert summary["rows"]["validation"] == 4 and summary["rows"]["test"] == 60
-
