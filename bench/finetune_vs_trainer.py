@@ -57,7 +57,7 @@ def run_peer(model_path: str, data_dir: Path) -> dict:
 
 def run_fmloop(model_path: str, data_dir: Path, out: Path) -> dict:
     from fmloop.core.config import load_config
-    from fmloop.train.finetune import FinetuneConfig, finetune
+    from fmloop.train.finetune import FinetuneConfig, run as finetune
 
     work = out / "data"
     work.mkdir(parents=True)

@@ -58,7 +58,7 @@ def run_tfidf(data_dir: Path) -> dict:
 
 def run_fmloop(model_path: str, data_dir: Path, out: Path, overrides: list[str]) -> dict:
     from fmloop.core.config import load_config
-    from fmloop.train.finetune import FinetuneConfig, finetune
+    from fmloop.train.finetune import FinetuneConfig, run as finetune
 
     cfg = load_config(FinetuneConfig, overrides=[f"model.name={model_path}", f"data.path={data_dir}",
                                                  "train.tensorboard=false", *overrides])

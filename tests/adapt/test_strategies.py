@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fmloop.adapt.strategies import apply_strategy, depth_of
+from fmloop.adapt.strategies import apply_strategy
+from fmloop.models.anatomy import depth_of
 from fmloop.core.errors import ConfigError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.classifier import build_task_model

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fmloop.core.config import load_config
-from fmloop.train.finetune import FinetuneConfig, finetune
+from fmloop.train.finetune import FinetuneConfig, run as finetune
 from tests.conftest import make_image_folder
 
 FAST = {"tensorboard": False, "seed": 0, "threads": 1, "log_every": 5, "early_stopping_patience": None}

@@ -9,7 +9,8 @@ from safetensors import safe_open
 
 from fmloop.compress.quantize import quantize, quantize_torch_dynamic
 from fmloop.core.errors import ConfigError
-from fmloop.models.loading import TextModel, load
+from fmloop.models.inference import TextModel
+from fmloop.models.loading import load
 from tests.conftest import run_cli
 
 TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]

@@ -4,7 +4,8 @@ import torch
 from fmloop.core.errors import ModelError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.classifier import build_task_model
-from fmloop.models.loading import inference_device, load
+from fmloop.models.inference import inference_device
+from fmloop.models.loading import load
 
 
 def test_auto_device_is_the_gpu_when_one_is_visible():

@@ -9,8 +9,8 @@ from transformers import AutoModelForSequenceClassification
 
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
-from fmloop.models.loading import TextModel
-from fmloop.train.finetune import FinetuneConfig, finetune
+from fmloop.models.inference import TextModel
+from fmloop.train.finetune import FinetuneConfig, run as finetune
 
 TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]
 

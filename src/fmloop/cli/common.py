@@ -8,12 +8,12 @@ import os
 from typing import Callable
 
 import typer
-from rich.console import Console
+
 from rich.logging import RichHandler
 
 from fmloop.core.errors import ExitCode, FmloopError
 
-err_console = Console(stderr=True)
+from fmloop.core.console import err_console  # noqa: F401  (the commands print through it)
 
 def setup_logging(verbose: bool = False) -> None:
     rank = os.environ.get("RANK", "0")

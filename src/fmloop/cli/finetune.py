@@ -35,7 +35,7 @@ def finetune_command(
     """
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
     from fmloop.core.errors import ConfigError
-    from fmloop.train.finetune import FinetuneConfig, finetune
+    from fmloop.train.finetune import FinetuneConfig, run as finetune
 
     setup_logging(verbose)
     values = tree_from_flat({"model.name": model, "data.path": data, "task": task, "strategy": strategy,

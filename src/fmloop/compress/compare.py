@@ -19,8 +19,10 @@ import numpy as np
 from fmloop.compress.artifact import folder_bytes
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text
 from fmloop.core.errors import DataError
-from fmloop.evaluate.metrics import HEADLINE, bootstrap_intervals, task_metrics
+from fmloop.tasks import get_task
+from fmloop.tasks.bootstrap import bootstrap_intervals
 from fmloop.models.presets import model_dir_of
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,6 @@ def compare_models(paths: list[str], data: str, out: str | Path, *, n_single: in
     import torch
 
     from fmloop.evaluate.evaluation import labeled_inputs, model_logits
-    from fmloop.models.loading import load
 
     if threads:
         torch.set_num_threads(threads)
@@ -95,8 +96,8 @@ def compare_models(paths: list[str], data: str, out: str | Path, *, n_single: in
         task, labels = model.task, model.labels
         inputs, _, y, where = labeled_inputs(model, data, ("test", "validation"), text_column, label_column)
         logits = model_logits(model, inputs, batch_size, f"scoring {path}")
-        metric, _ = HEADLINE[task]
-        metrics = task_metrics(task, y, logits, labels)
+        metric, _ = get_task(task).headline
+        metrics = get_task(task).metrics(y, logits, labels)
         intervals = bootstrap_intervals(task, y, logits)
         log.info("timing %s", path)
         row = {"model": str(path), "kind": type(model).__name__, "parent": _parent_of(path),

@@ -24,45 +24,30 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
+from fmloop.compress.config import DistillConfig
 from fmloop.core.artifacts import RunDir
-from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, DataError, ModelError
 from fmloop.core.runtime import running
 from fmloop.models.pooled import mean_pool
-from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text
-from fmloop.train.objectives.supervised import model_inputs, task_loss
+from fmloop.tasks import get_task
+from fmloop.core.artifacts import remove_output, require_new_folder
+from fmloop.train.finetune import check
+from fmloop.train.finetune_image import prepare_images
+from fmloop.train.finetune_text import prepare_text
+from fmloop.train.supervised import TaskInputs, run_supervised
+from fmloop.train.objectives.supervised import model_inputs
+from fmloop.models.inference import batched_by_length
+from fmloop.models.loading import load
+from fmloop.compress.ensemble import check_members
+from fmloop.models.formats.ensemble import EnsembleModel
 
 log = logging.getLogger(__name__)
-
-
-class DistillSettings(StageConfig):
-    temperature: float = Field(2.0, gt=0, description="softens both distributions; the loss is scaled by T^2")
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss (1 - alpha: the labels)")
-    unlabeled: str | None = Field(None, description="extra text without labels for the teacher to label")
-    unlabeled_limit: int | None = Field(None, ge=1, description="use at most this many unlabeled rows (seeded)")
-    init_embeddings: bool = Field(True, description="start a preset student's token embeddings from the "
-                                                    "teacher's, projected onto their top principal directions")
-    hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state matching (cosine between mean-pooled "
-                                                       "student and teacher layers; 0 = off; text only)")
-    augment: int = Field(0, ge=0, description="word-substitution variants of every labeled training text for "
-                                              "the teacher to label (TinyBERT's augmentation; 0 = off; text only)")
-    augment_p: float = Field(0.4, gt=0, le=1, description="chance that a word of a variant is swapped")
-    augment_k: int = Field(15, ge=1, description="swap a word for one of its k nearest words in the teacher's "
-                                                 "token embeddings")
-
-
-class DistillConfig(FinetuneConfig):
-    stage: ClassVar[str] = "distill"
-    teacher: list[str] = Field(default_factory=list, description="teacher model(s): folders, run dirs, ensembles")
-    distill: DistillSettings = Field(default_factory=DistillSettings)
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -80,7 +65,7 @@ class Distillation(nn.Module):
                  class_weights: torch.Tensor | None = None, hidden_weight: float = 0.0,
                  widths: tuple[int, int, int] | None = None):
         super().__init__()
-        self.model, self.task, self.temperature, self.alpha = model, task, temperature, alpha
+        self.model, self.task, self.temperature, self.alpha = model, get_task(task), temperature, alpha
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.hidden_weight = hidden_weight
         if hidden_weight and widths:
@@ -99,20 +84,13 @@ class Distillation(nn.Module):
 
     def soft_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Summed over the batch, like the task loss."""
-        T = self.temperature
-        if self.task == "classification":
-            return F.kl_div(F.log_softmax(student / T, -1), F.log_softmax(teacher / T, -1), log_target=True,
-                            reduction="sum") * T * T
-        if self.task == "multilabel":
-            targets = torch.sigmoid(teacher / T)
-            return F.binary_cross_entropy_with_logits(student / T, targets, reduction="none").mean(-1).sum() * T * T
-        return F.mse_loss(student, teacher, reduction="sum")
+        return self.task.soft_loss(student, teacher, self.temperature)
 
     def forward(self, batch: dict) -> dict:
         matching = self.hidden_weight > 0 and "teacher_hidden" in batch
         out = self.model(**model_inputs(batch), **({"output_hidden_states": True} if matching else {}))
         logits = out.logits.float()
-        hard = task_loss(self.task, logits, batch["labels"], self.class_weights)
+        hard = self.task.loss(logits, batch["labels"], self.class_weights)
         soft = self.soft_loss(logits, batch["teacher_logits"].float())
         loss = self.alpha * soft + (1 - self.alpha) * hard
         if matching:
@@ -175,8 +153,6 @@ def score_teacher(teacher, texts, layers: list[int] | None, what: str, batch_siz
         return model_logits(teacher, texts, batch_size, what), None
     from rich.progress import Progress
 
-    from fmloop.models.loading import batched_by_length
-
     n_labels = teacher.model.config.num_labels
 
     @torch.no_grad()
@@ -224,8 +200,6 @@ def _hidden_plan(cfg: DistillConfig, teacher) -> tuple[list[int], tuple[int, int
 
 
 def load_teacher(paths: list[str]):
-    from fmloop.compress.ensemble import EnsembleModel, check_members
-    from fmloop.models.loading import load
 
     if not paths:
         raise ConfigError("The 'teacher' parameter of distill is required. Pass --teacher PATH (repeat for several).")
@@ -286,26 +260,78 @@ def _teacher_rows(teacher, texts: list[str], layers: list[int] | None = None, ba
     from datasets import Dataset
 
     logits, hidden = score_teacher(teacher, texts, layers, "teacher labelling extra text", batch_size)
-    if teacher.task == "classification":
-        labels = logits.argmax(-1).tolist()
-    elif teacher.task == "multilabel":
-        labels = (logits >= 0).astype(np.float32).tolist()
-    else:
-        labels = logits[:, 0].tolist()
+    labels = get_task(teacher.task).targets_from(logits)
     return Dataset.from_dict({"text": texts, "label": labels}), logits, hidden
 
 
-def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
-    if cfg.data.path is None:
-        raise ConfigError("The 'data.path' parameter of distill is required. Pass --data PATH.")
-    if cfg.model.name is None:
-        raise ConfigError("The 'model.name' parameter of distill is required. Pass --student PRESET|PATH.")
+class TeacherLabelledText:
+    """`extra_train` for prepare_text: the unlabeled and augmented text, labelled by the teacher.
+    Keeps the teacher's logits (and pooled hidden states) for those rows, so they are scored once."""
+
+    def __init__(self, cfg: DistillConfig, teacher, layers: list[int] | None):
+        self.cfg, self.teacher, self.layers = cfg, teacher, layers
+        self.logits = self.hidden = None
+
+    def __call__(self, train):
+        texts = _unlabeled_texts(self.cfg, self.teacher) if self.cfg.distill.unlabeled else []
+        if self.cfg.distill.augment:
+            texts += _augmented_texts(self.cfg, self.teacher, list(train["text"]))
+        if not texts:
+            return None
+        rows, self.logits, self.hidden = _teacher_rows(self.teacher, texts, self.layers)
+        return rows
+
+
+def prepare_student(cfg: DistillConfig, runtime, teacher, layers: list[int] | None) -> TaskInputs:
+    """The student's fine-tuning inputs, each training batch carrying the teacher's outputs."""
+    extra = TeacherLabelledText(cfg, teacher, layers)
+    if teacher.modality == "image":
+        inputs = prepare_images(cfg, runtime)
+    else:
+        try:
+            inputs = prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
+        except DataError as err:
+            raise DataError(f"{err} The teacher predicts {teacher.labels}: teacher and student share one "
+                            f"label set.") from None
+    if inputs.labels != teacher.labels:
+        raise ConfigError(f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
+                          f"teacher and student must share one label set, in one order.")
+    if (cfg.distill.init_embeddings and not inputs.parents and teacher.modality == "text"
+            and hasattr(teacher, "model") and init_embeddings_from(inputs.model, teacher.model)):
+        inputs.summary["student_embeddings"] = "projected from the teacher's"
+        log.info("student token embeddings initialised from the teacher's (principal directions)")
+    examples = inputs.examples("train")
+    train_inputs = examples.get("texts", examples.get("images"))
+    # The unlabeled rows were appended after the labeled ones and already scored: score the rest.
+    n_labeled = len(train_inputs) - (len(extra.logits) if extra.logits is not None else 0)
+    teacher_logits, teacher_hidden = score_teacher(teacher, train_inputs[:n_labeled], layers,
+                                                   "teacher scoring the training set")
+    if n_labeled < len(train_inputs):
+        teacher_logits = np.concatenate([teacher_logits, extra.logits])
+        teacher_hidden = None if teacher_hidden is None else np.concatenate([teacher_hidden, extra.hidden])
+    teacher_logits = teacher_logits.astype(np.float32)
+    make_collate = inputs.make_collate
+    inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits, teacher_hidden)
+    if layers:
+        inputs.summary["hidden_matching"] = {"teacher_layers": layers, "weight": cfg.distill.hidden_weight}
+    inputs.summary["teacher_train_accuracy"] = (float((teacher_logits.argmax(-1) == inputs.y["train"]).mean())
+                                                if get_task(cfg.task).single_class else None)
+    inputs.extra_manifest["teacher"] = [str(Path(t).resolve()) for t in cfg.teacher]
+    return inputs
+
+
+def run(cfg: DistillConfig, out: str | Path, *, overwrite: bool = False) -> RunDir:
+    """Distill the teacher(s) `cfg.teacher` into the student `cfg.model.name` on `cfg.data.path`."""
+    check(cfg, "distill")
+    if overwrite:
+        remove_output(out)
+    require_new_folder(out)
     teacher = load_teacher(cfg.teacher)
     if teacher.task != cfg.task:
         raise ConfigError(f"The teacher predicts {teacher.task}; pass --task {teacher.task}.")
     _check_student_vocab(cfg, teacher)
     if teacher.modality == "text" and cfg.model.tokenizer is None and not _is_folder(cfg.model.name):
-        cfg.model.tokenizer = str(teacher.folder)
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"tokenizer": str(teacher.folder)})})
     if teacher.modality == "image" and (cfg.distill.unlabeled or cfg.distill.augment):
         raise ConfigError("--distill.unlabeled and --distill.augment take text; image distillation uses the labeled "
                           "images only.")
@@ -315,64 +341,12 @@ def distill(cfg: DistillConfig, out: str | Path) -> RunDir:
                           "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
     plan = _hidden_plan(cfg, teacher)
     layers, widths = plan if plan else (None, None)
-    run = RunDir(out)
-    if run.path.exists() and any(run.path.iterdir()):
-        run.create()  # raises: never overwrite a run
-
-    def prepare(cfg: DistillConfig, runtime) -> TaskInputs:
-        extra_logits = extra_hidden = None
-        if teacher.modality == "image":
-            from fmloop.train.finetune_image import prepare_images
-            inputs = prepare_images(cfg, runtime)
-        else:
-            def extra_rows(train):
-                nonlocal extra_logits, extra_hidden
-                texts = _unlabeled_texts(cfg, teacher) if cfg.distill.unlabeled else []
-                if cfg.distill.augment:
-                    texts += _augmented_texts(cfg, teacher, list(train["text"]))
-                if not texts:
-                    return None
-                rows, extra_logits, extra_hidden = _teacher_rows(teacher, texts, layers)
-                return rows
-
-            try:
-                inputs = _prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra_rows)
-            except DataError as err:
-                raise DataError(f"{err} The teacher predicts {teacher.labels}: teacher and student share one "
-                                f"label set.") from None
-        if inputs.labels != teacher.labels:
-            raise ConfigError(f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
-                              f"teacher and student must share one label set, in one order.")
-        if (cfg.distill.init_embeddings and inputs.parent is None and teacher.modality == "text"
-                and hasattr(teacher, "model") and init_embeddings_from(inputs.model, teacher.model)):
-            inputs.summary["student_embeddings"] = "projected from the teacher's"
-            log.info("student token embeddings initialised from the teacher's (principal directions)")
-        examples = inputs.examples("train")
-        train_inputs = examples.get("texts", examples.get("images"))
-        # The unlabeled rows were appended after the labeled ones and already scored: score the rest.
-        n_labeled = len(train_inputs) - (len(extra_logits) if teacher.modality == "text" and extra_logits is not None else 0)
-        teacher_logits, teacher_hidden = score_teacher(teacher, train_inputs[:n_labeled], layers,
-                                                       "teacher scoring the training set")
-        if n_labeled < len(train_inputs):
-            teacher_logits = np.concatenate([teacher_logits, extra_logits])
-            teacher_hidden = None if teacher_hidden is None else np.concatenate([teacher_hidden, extra_hidden])
-        teacher_logits = teacher_logits.astype(np.float32)
-        make_collate = inputs.make_collate
-        inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits, teacher_hidden)
-        if layers:
-            inputs.summary["hidden_matching"] = {"teacher_layers": layers, "weight": cfg.distill.hidden_weight}
-        agreement = float((teacher_logits.argmax(-1) == inputs.y["train"]).mean()) if cfg.task == "classification" else None
-        inputs.summary["teacher_train_accuracy"] = agreement
-        return inputs
-
-    hooks = StageHooks(kind="distill", prepare=prepare,
-                       objective=lambda model, weights: Distillation(model, cfg.task, cfg.distill.temperature,
-                                                                     cfg.distill.alpha, weights,
-                                                                     cfg.distill.hidden_weight, widths),
-                       manifest={"teacher": [str(Path(t).resolve()) for t in cfg.teacher]},
-                       parent=str(teacher.folder))
+    d = cfg.distill
     with running(cfg.train) as runtime:
-        return _finetune(cfg, runtime, run, hooks)
+        inputs = prepare_student(cfg, runtime, teacher, layers)
+        return run_supervised(cfg, runtime, RunDir(out), inputs, kind="distill", parents=[str(teacher.folder)],
+                              objective=lambda model, weights: Distillation(model, cfg.task, d.temperature, d.alpha,
+                                                                            weights, d.hidden_weight, widths))
 
 
 def _is_folder(name: str) -> bool:

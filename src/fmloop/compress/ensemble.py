@@ -21,97 +21,34 @@ import numpy as np
 
 from fmloop.compress.artifact import check_new_out, write_run
 from fmloop.core.errors import ConfigError, ModelError
-from fmloop.evaluate.metrics import sigmoid, softmax
-from fmloop.models.loading import ENSEMBLE_FILE, InferenceModel
+from fmloop.tasks import get_task
+from fmloop.models.formats.ensemble import ENSEMBLE_FILE
+from fmloop.models.inference import InferenceModel
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
 METHODS = ("vote", "mean", "weighted")
-EPS = 1e-7
-
-
-def member_probabilities(task: str, logits: np.ndarray) -> np.ndarray:
-    if task == "classification":
-        return softmax(logits)
-    if task == "multilabel":
-        return sigmoid(logits)
-    return logits
-
-
-def combine(task: str, method: str, logits: list[np.ndarray], weights: list[float]) -> np.ndarray:
-    """The ensemble's logits from its members' logits."""
-    probs = np.stack([member_probabilities(task, x) for x in logits])        # (M, N, K)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1, 1)
-    mean = (probs * w).sum(0) / w.sum()
-    if task == "regression":
-        return mean.astype(np.float32)
-    if method == "vote" and task == "classification":
-        votes = np.zeros_like(mean)
-        for member in probs:
-            votes[np.arange(len(member)), member.argmax(-1)] += 1
-        combined = (votes + 1e-3 * mean) / (votes + 1e-3 * mean).sum(-1, keepdims=True)
-    elif method == "vote":  # multi-label: majority per label
-        combined = np.clip((probs >= 0.5).mean(0) + 1e-3 * (mean - 0.5), EPS, 1 - EPS)
-    else:
-        combined = mean
-    combined = np.clip(combined, EPS, 1.0)
-    if task == "multilabel":
-        combined = np.clip(combined, EPS, 1 - EPS)
-        return np.log(combined / (1 - combined)).astype(np.float32)   # logit: sigmoid gives it back
-    return np.log(combined).astype(np.float32)
 
 
 def fit_weights(task: str, y: np.ndarray, logits: list[np.ndarray]) -> list[float]:
     """Non-negative weights summing to 1 that minimise validation log loss (MSE for regression)."""
     from scipy.optimize import minimize
 
-    probs = np.stack([member_probabilities(task, x) for x in logits])
+    task = get_task(task)
+    probs = np.stack([task.probabilities(x) for x in logits])
 
     def loss(theta):
         w = np.exp(theta - theta.max())
         w /= w.sum()
-        mix = np.tensordot(w, probs, axes=1)
-        if task == "regression":
-            return float(((mix[:, 0] - y) ** 2).mean())
-        if task == "multilabel":
-            mix = np.clip(mix, EPS, 1 - EPS)
-            return float(-(y * np.log(mix) + (1 - y) * np.log(1 - mix)).mean())
-        return float(-np.log(np.clip(mix[np.arange(len(y)), y], EPS, 1)).mean())
+        return task.probability_loss(np.tensordot(w, probs, axes=1), y)
 
     result = minimize(loss, np.zeros(len(logits)), method="Nelder-Mead" if len(logits) < 6 else "Powell")
     w = np.exp(result.x - result.x.max())
     return [round(float(v), 6) for v in w / w.sum()]
 
 
-class EnsembleModel(InferenceModel):
-    def __init__(self, folder: Path, members: list[InferenceModel], method: str, weights: list[float]):
-        self.folder, self.members, self.method, self.weights = folder, members, method, weights
-        first = members[0]
-        self.modality, self.task, self.labels = first.modality, first.task, first.labels
-        if self.modality == "image":
-            self.size, self.channels = first.size, first.channels
-
-    @classmethod
-    def load(cls, folder: Path) -> "EnsembleModel":
-        from fmloop.models.loading import load
-
-        spec = json.loads((folder / ENSEMBLE_FILE).read_text())
-        members = [load(folder / m) for m in spec["members"]]
-        return cls(folder, members, spec["method"], spec["weights"])
-
-    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
-        if self.modality == "image":
-            inputs = self.to_pixels(inputs)
-        outputs = []
-        for i, member in enumerate(self.members):
-            # Progress counts the last member only, so the bar still ends at len(inputs).
-            outputs.append(member.logits(inputs, batch_size, progress if i == len(self.members) - 1 else None))
-        return combine(self.task, self.method, outputs, self.weights)
-
-
 def check_members(paths: list[str]) -> list[InferenceModel]:
-    from fmloop.models.loading import load
-
     if len(paths) < 2:
         raise ConfigError("An ensemble needs at least two models.")
     members = [load(p) for p in paths]
@@ -134,7 +71,7 @@ def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data
         raise ConfigError(f"The 'method' parameter of ensemble must be one of {', '.join(METHODS)}. Got {method!r} instead.")
     run = check_new_out(out)
     members = check_members(paths)
-    if method == "vote" and members[0].task == "regression":
+    if method == "vote" and not get_task(members[0].task).has_classes:
         raise ConfigError("Voting needs classes; for regression use --method mean or weighted.")
     weights = [1.0 / len(members)] * len(members)
     fit = None

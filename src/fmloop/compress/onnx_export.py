@@ -26,66 +26,12 @@ import torch
 from fmloop.compress.artifact import check_new_out, default_data, write_run
 from fmloop.compress.parity import check_min_agreement, gate
 from fmloop.core.errors import ConfigError, ModelError
-from fmloop.models.loading import ONNX_FILE, InferenceModel, batched_by_length
+from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, TEXT_INPUTS, OnnxModel
+from fmloop.models.inference import InferenceModel
+from fmloop.models.inference import ImageModel, TextModel
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
-
-META_FILE = "fmloop_onnx.json"
-TEXT_INPUTS = ("input_ids", "attention_mask")
-
-
-def require_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ModelError("ONNX models need onnxruntime: pip install onnxruntime") from None
-    return onnxruntime
-
-
-class OnnxModel(InferenceModel):
-    """An exported (or int8-quantized) ONNX model run by ONNX Runtime; same interface as fmloop.load()'s
-    PyTorch models."""
-
-    def __init__(self, folder: Path, session, meta: dict):
-        self.folder, self.session, self.meta = folder, session, meta
-        self.modality, self.task, self.labels = meta["modality"], meta["task"], meta["labels"]
-        if self.modality == "image":
-            self.size, self.channels, self.mean, self.std = meta["size"], meta["channels"], meta["mean"], meta["std"]
-        else:
-            from fmloop.data.tokenizer import load_tokenizer
-
-            self.tokenizer, self.max_length = load_tokenizer(folder), meta["max_length"]
-
-    @classmethod
-    def load(cls, folder: Path, threads: int | None = None) -> "OnnxModel":
-        ort = require_onnxruntime()
-        meta_file = folder / META_FILE
-        if not meta_file.exists():
-            raise ModelError(f"{folder} has {ONNX_FILE} but no {META_FILE}; it was not written by fmloop export.")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=["CPUExecutionProvider"])
-        return cls(folder, session, json.loads(meta_file.read_text()))
-
-    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
-        if self.modality == "image":
-            pixels = self.to_pixels(inputs)
-            out = []
-            for start in range(0, len(pixels), batch_size):
-                x = pixels[start:start + batch_size].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-                x = (x - np.reshape(self.mean, (1, -1, 1, 1))) / np.reshape(self.std, (1, -1, 1, 1))
-                out.append(self.session.run(None, {"pixel_values": x.astype(np.float32)})[0])
-                if progress is not None:
-                    progress(len(x))
-            return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
-
-        def run(texts: list[str]) -> np.ndarray:
-            enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-            return self.session.run(None, {k: enc[k].astype(np.int64) for k in TEXT_INPUTS})[0]
-
-        return batched_by_length(list(inputs), run, batch_size, progress)
-
 
 class _Logits(torch.nn.Module):
     """The graph ONNX sees: plain tensors in, logits out (no ModelOutput, no keyword arguments)."""
@@ -156,7 +102,6 @@ def write_onnx_folder(parent: InferenceModel, folder: Path, sample, opset: int =
 
 
 def load_parent(model_path: str) -> InferenceModel:
-    from fmloop.models.loading import ImageModel, TextModel, load
 
     parent = load(model_path, device="cpu")   # exported and quantized from the CPU, where they will run
     if not isinstance(parent, (TextModel, ImageModel)):

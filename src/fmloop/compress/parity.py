@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from fmloop.core.errors import ParityError
+from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +19,11 @@ def compare_outputs(task: str, parent: np.ndarray, child: np.ndarray, y_true: np
     diff = np.abs(parent.astype(np.float64) - child.astype(np.float64))
     result = {"n": int(len(parent)), "max_abs_diff": float(diff.max()) if diff.size else 0.0,
               "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
-    if task == "classification":
-        a, b = parent.argmax(-1), child.argmax(-1)
-        result["agreement"] = float((a == b).mean())
-        if y_true is not None:
-            result["parent_accuracy"] = float((a == y_true).mean())
-            result["accuracy"] = float((b == y_true).mean())
-    elif task == "multilabel":
-        result["agreement"] = float(((parent >= 0) == (child >= 0)).all(-1).mean())
-    else:
-        # Regression: a prediction "agrees" when it moved by less than 1% of the parent's spread.
-        tolerance = 0.01 * max(float(parent.std()), 1e-6)
-        result["agreement"] = float((diff[:, 0] <= tolerance).mean())
+    task = get_task(task)
+    result["agreement"] = float(task.agreement(parent, child).mean()) if len(parent) else 1.0
+    if task.single_class and y_true is not None:
+        result["parent_accuracy"] = float((parent.argmax(-1) == y_true).mean())
+        result["accuracy"] = float((child.argmax(-1) == y_true).mean())
     return result
 
 

@@ -23,38 +23,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from fmloop.core.artifacts import RunDir
-from fmloop.core.config import StageConfig
-from fmloop.core.errors import ModelError
+from fmloop.compress.artifact import default_data
+from fmloop.compress.onnx_export import load_parent
+from fmloop.compress.config import PruneConfig
+from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
+from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import running
+from fmloop.models.anatomy import find_layers, head_prefixes
 from fmloop.models.heads import attention_blocks, prune_heads
-from fmloop.train.callbacks import Callback
-from fmloop.train.finetune import FinetuneConfig, StageHooks, TaskInputs, _finetune, _prepare_text
+from fmloop.models.pooled import MeanPoolClassifier
+from fmloop.tasks import get_task
+from fmloop.core.callbacks import Callback
+from fmloop.train.finetune_image import prepare_images
+from fmloop.train.finetune_text import prepare_text
+from fmloop.train.supervised import TaskInputs, run_supervised
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
 
-class PruneSettings(StageConfig):
-    method: Literal["magnitude", "structured", "heads"] = "magnitude"
-    sparsity: float = Field(0.5, gt=0, lt=1, description="fraction of body linear weights (or FFN channels, or "
-                                                         "attention heads per layer) removed")
-
-
-class PruneConfig(FinetuneConfig):
-    stage: ClassVar[str] = "prune"
-    prune: PruneSettings = Field(default_factory=PruneSettings)
-
-
 def body_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """Linear layers of the body: everything but the task head (classifier, pooler)."""
-    from fmloop.adapt.strategies import head_prefixes
-
     heads = tuple(head_prefixes(model))
     return {name: m for name, m in model.named_modules()
             if isinstance(m, nn.Linear) and not (heads and name.startswith(heads))}
@@ -91,8 +84,6 @@ class KeepPruned(Callback):
 
 def _ffn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
     """(layer, name of the up projection, name of the down projection) per transformer block."""
-    from fmloop.adapt.strategies import find_layers
-
     _, layers = find_layers(model)
     pairs = []
     for layer in layers:
@@ -139,71 +130,62 @@ def sparsity_of(model: nn.Module) -> float:
     return float(sum(int((w == 0).sum()) for w in weights) / max(1, sum(w.numel() for w in weights)))
 
 
-def prune(cfg: PruneConfig, parent_path: str, out: str | Path) -> RunDir:
-    from fmloop.compress.artifact import default_data
-    from fmloop.compress.onnx_export import load_parent
-    from fmloop.evaluate.metrics import HEADLINE, task_metrics
+def prepare_pruned(cfg: PruneConfig, runtime, parent, report: dict) -> tuple[TaskInputs, dict]:
+    """The parent pruned, as the recovery fine-tune's starting model; (inputs, magnitude masks)."""
+    inputs = prepare_images(cfg, runtime) if parent.modality == "image" else prepare_text(cfg, runtime,
+                                                                                           labels=parent.labels)
+    model = parent.model.to(runtime.device).train()
+    task = get_task(cfg.task)
+    metric = task.headline[0]
+    y = inputs.y["validation"]
+    n_before = sum(p.numel() for p in model.parameters())
+    report["parent_validation"] = task.metrics(y, inputs.logits(model, "validation"), inputs.labels)[metric]
+    masks: dict = {}
+    if cfg.prune.method == "magnitude":
+        masks = magnitude_masks(model, cfg.prune.sparsity)
+        report["sparsity"] = sparsity_of(model)
+    elif cfg.prune.method == "heads":
+        report["attention_heads"] = prune_heads(model, cfg.prune.sparsity)
+    else:
+        report["intermediate_size"] = prune_ffn_channels(model, cfg.prune.sparsity)
+    report["parameters_before"], report["parameters_after"] = n_before, sum(p.numel() for p in model.parameters())
+    report["pruned_validation_before_recovery"] = task.metrics(y, inputs.logits(model, "validation"),
+                                                               inputs.labels)[metric]
+    log.info("pruned (%s): %s %.4f -> %.4f before recovery", cfg.prune.method, metric,
+             report["parent_validation"], report["pruned_validation_before_recovery"])
+    inputs.model = model
+    if isinstance(model, MeanPoolClassifier):
+        inputs.pooling = "mean"
+        inputs.resolved.setdefault("model", {})["pooling"] = "mean"
+    inputs.extra_manifest["prune"] = cfg.prune.model_dump()
+    return inputs, masks
 
-    parent = load_parent(parent_path)
-    cfg.data.path = default_data(parent_path, cfg.data.path)
-    cfg.model.name = str(parent.folder)
-    cfg.task = parent.task
+
+def run(cfg: PruneConfig, out: str | Path, *, overwrite: bool = False) -> RunDir:
+    """Prune the fine-tuned model `cfg.model.name`, then fine-tune it briefly to recover."""
+    if cfg.model.name is None:
+        raise ConfigError("The 'model.name' parameter of prune is required: pass the fine-tuned model to prune.")
+    if overwrite:
+        remove_output(out)
+    require_new_folder(out)
+    parent = load_parent(cfg.model.name)
+    train = cfg.train
+    if train.epochs is None and train.max_steps is None:
+        train = train.model_copy(update={"epochs": 1})
+    cfg = cfg.model_copy(update={"task": parent.task, "train": train,
+                                 "data": cfg.data.model_copy(update={"path": default_data(cfg.model.name, cfg.data.path)}),
+                                 "model": cfg.model.model_copy(update={"name": str(parent.folder)})})
     if cfg.prune.method == "structured":
         _ffn_pairs(parent.model)      # fail before any work on architectures it does not know
     elif cfg.prune.method == "heads":
         attention_blocks(parent.model)
-    if cfg.train.epochs is None and cfg.train.max_steps is None:
-        cfg.train.epochs = 1
-    run = RunDir(out)
-    if run.path.exists() and any(run.path.iterdir()):
-        run.create()  # raises: never overwrite a run
     report: dict = {"method": cfg.prune.method, "target_sparsity": cfg.prune.sparsity}
-    masks: dict = {}
-    n_before = sum(p.numel() for p in parent.model.parameters())
-
-    def prepare(cfg: PruneConfig, runtime) -> TaskInputs:
-        if parent.modality == "image":
-            from fmloop.train.finetune_image import prepare_images
-            inputs = prepare_images(cfg, runtime)
-        else:
-            inputs = _prepare_text(cfg, runtime, labels=parent.labels)
-        model = parent.model.to(runtime.device).train()
-        metric = HEADLINE[cfg.task][0]
-        y = inputs.y["validation"]
-        report["parent_validation"] = task_metrics(cfg.task, y, inputs.logits(model, "validation"), inputs.labels)[metric]
-        if cfg.prune.method == "magnitude":
-            masks.update(magnitude_masks(model, cfg.prune.sparsity))
-            report["sparsity"] = sparsity_of(model)
-        elif cfg.prune.method == "heads":
-            report["attention_heads"] = prune_heads(model, cfg.prune.sparsity)
-        else:
-            report["intermediate_size"] = prune_ffn_channels(model, cfg.prune.sparsity)
-        report["parameters_before"], report["parameters_after"] = n_before, sum(p.numel() for p in model.parameters())
-        report["pruned_validation_before_recovery"] = task_metrics(cfg.task, y, inputs.logits(model, "validation"),
-                                                                   inputs.labels)[metric]
-        log.info("pruned (%s): %s %.4f -> %.4f before recovery", cfg.prune.method, metric,
-                 report["parent_validation"], report["pruned_validation_before_recovery"])
-        inputs.model = model
-        from fmloop.models.pooled import MeanPoolClassifier
-        if isinstance(model, MeanPoolClassifier):
-            inputs.pooling = "mean"
-            inputs.resolved.setdefault("model", {})["pooling"] = "mean"
-        return inputs
-
-    class _Masks(Callback):   # masks exist only once prepare() ran, after the hooks were built
-        def on_train_start(self, loop):
-            self.keep = KeepPruned(loop.model, masks) if masks else None
-
-        def on_step_end(self, loop, logs):
-            if self.keep:
-                self.keep.on_step_end(loop, logs)
-
-    hooks = StageHooks(kind="prune", prepare=prepare, callbacks=[_Masks()], parent=str(parent.folder),
-                       manifest={"prune": cfg.prune.model_dump()})
     with running(cfg.train) as runtime:
-        result = _finetune(cfg, runtime, run, hooks)
-    if masks:
-        from fmloop.models.loading import load
-        report["sparsity_saved"] = sparsity_of(load(run.path).model)
-    run.write_manifest(pruning=report)
-    return result
+        inputs, masks = prepare_pruned(cfg, runtime, parent, report)
+        keep = [KeepPruned(inputs.model, masks)] if masks else []
+        run_dir = run_supervised(cfg, runtime, RunDir(out), inputs, kind="prune", callbacks=keep,
+                                 parents=[str(parent.folder)])
+    if masks and run_dir.model_dir.exists():
+        report["sparsity_saved"] = sparsity_of(load(run_dir.path).model)
+    run_dir.write_manifest(pruning=report)
+    return run_dir

@@ -18,36 +18,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from fmloop.compress.artifact import check_new_out, default_data, write_run
 from fmloop.compress.onnx_export import (OnnxModel, example_inputs, load_parent, parity_inputs, torch_to_onnx,
                                          write_onnx_folder)
 from fmloop.compress.parity import check_min_agreement, gate
-from fmloop.core.errors import ConfigError, ModelError
-from fmloop.models.loading import ImageModel, TextModel
+from fmloop.core.errors import ConfigError
+from fmloop.models.formats.int8 import QUANT_KEY, quantize_torch_dynamic
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
-QUANT_KEY = "fmloop_quantization"
 
 
 # PyTorch dynamic int8 -------------------------------------------------------------------------------
 
 def _quantizable(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if type(m) is nn.Linear]
-
-
-def quantize_torch_dynamic(model: nn.Module) -> nn.Module:
-    """nn.Linear -> dynamically quantized int8 Linear, per-output-channel symmetric weight scales."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # torch.ao's quantized tensors are deprecated in favour of torchao
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 def _int8_state(qmodel: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
@@ -72,22 +61,6 @@ def _int8_state(qmodel: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _skeleton(folder: Path, config):
-    """The fp32 architecture of a saved task model, without its weights."""
-    from transformers import AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
-
-    if getattr(config, "fmloop_pooling", None) == "mean":
-        from fmloop.models.pooled import MeanPoolClassifier
-
-        base = (AutoModel.from_config(config, add_pooling_layer=False) if config.model_type == "bert"
-                else AutoModel.from_config(config))
-        return MeanPoolClassifier(base, config)
-    from fmloop.models.vision import is_image_model_folder
-
-    auto = AutoModelForImageClassification if is_image_model_folder(str(folder)) else AutoModelForSequenceClassification
-    return auto.from_config(config)
-
-
 def save_torch_int8(parent, folder: Path) -> None:
     names = _quantizable(parent.model)
     qmodel = quantize_torch_dynamic(parent.model)
@@ -102,40 +75,6 @@ def save_torch_int8(parent, folder: Path) -> None:
         write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
     else:
         parent.tokenizer.save_pretrained(folder)
-
-
-def load_quantized(folder: Path):
-    """A PyTorch int8 model saved by `save_torch_int8`, as a TextModel / ImageModel."""
-    import fmloop.models.vision  # noqa: F401  (registers fmloop's convolutional model type)
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(folder))
-    spec = getattr(config, QUANT_KEY)
-    state = load_file(str(folder / "model.safetensors"))
-    quantized = {name: {part: state.pop(f"{name}.{part}", None)
-                        for part in ("weight_int8", "weight_scale", "weight_zero_point", "bias")}
-                 for name in spec["modules"]}
-    # Float weights first (into the fp32 skeleton), then swap the Linear layers for int8 ones.
-    skeleton = _skeleton(folder, config).eval()
-    missing, unexpected = skeleton.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k.rsplit(".", 1)[0] not in quantized]
-    if missing or unexpected:
-        raise ModelError(f"{folder}/model.safetensors does not match its config: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}.")
-    model = quantize_torch_dynamic(skeleton)
-    modules = dict(model.named_modules())
-    for name, parts in quantized.items():
-        weight = torch._make_per_channel_quantized_tensor(parts["weight_int8"], parts["weight_scale"].double(),
-                                                          parts["weight_zero_point"].long(), 0)
-        modules[name].set_weight_bias(weight, parts["bias"])
-    model.eval()
-    from fmloop.models.vision import is_image_model_folder
-
-    if is_image_model_folder(str(folder)):
-        return ImageModel(model, folder)
-    from fmloop.data.tokenizer import load_tokenizer
-
-    return TextModel(model, load_tokenizer(folder), folder)
 
 
 # ONNX Runtime int8 ----------------------------------------------------------------------------------
@@ -217,7 +156,6 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
     def write(folder: Path) -> dict:
         if backend == "torch":
             save_torch_int8(parent, folder)
-            from fmloop.models.loading import load
             child = load(folder)
         else:
             with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,8 @@ cut. A reader therefore sees either the old complete file or the new complete fi
 A run dir looks like:
 
     RUN/
-      manifest.json     kind, parent, config hash, data fingerprint, fmloop version, metrics
+      manifest.json     kind, parents, config hash, data fingerprint, fmloop version, metrics
+                        (typed: fmloop.core.manifest)
       config.yaml       the resolved config (every default filled in)
       metrics.jsonl     one JSON object per logged step / evaluation
       checkpoints/      resumable training state (see train/checkpoint.py)
@@ -29,7 +30,9 @@ from typing import Any, Iterator
 
 import yaml
 
-from fmloop.core.errors import FmloopError
+from fmloop.core import manifest as manifest_io
+from fmloop.core.errors import ManifestError, OutputExistsError
+from fmloop.core.manifest import Manifest, parent_entry
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
@@ -126,13 +129,27 @@ def save_dir_atomically(target: Path, write) -> None:
 
 
 def require_new_folder(out: str | os.PathLike) -> Path:
-    """`out` as a Path; an error when it exists and is not empty (outputs never overwrite)."""
+    """`out` as a Path; an error saying what the folder holds when it exists and is not empty
+    (outputs never overwrite unless the user passes --overwrite)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        from fmloop.core.errors import ConfigError
-
-        raise ConfigError(f"Output folder {out} already exists and is not empty; choose a new --out.")
+        run = RunDir(out)
+        if run.resumable() and run.manifest_path.exists() and run.read_manifest().status != "finished":
+            hint = f"it is an unfinished run with a checkpoint: pass --resume {out} to continue it"
+        elif run.manifest_path.exists():
+            hint = f"it holds a {run.read_manifest().status} {run.read_manifest().kind} run"
+        else:
+            hint = "it is not an fmloop run"
+        raise OutputExistsError(f"Output folder {out} already exists and is not empty ({hint}). Choose a new "
+                                f"--out, or pass --overwrite to replace it.")
     return out
+
+
+def remove_output(out: str | os.PathLike) -> None:
+    """--overwrite: delete an existing output folder before a stage writes it again."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
 
 
 @contextlib.contextmanager
@@ -183,37 +200,39 @@ class RunDir:
 
     # Writing ---------------------------------------------------------------------------------
     def create(self, *, allow_existing: bool = False) -> "RunDir":
-        """Create the folder. Refuses to write into a finished or half-finished run unless resuming."""
-        if self.path.exists() and any(self.path.iterdir()) and not allow_existing:
-            raise FmloopError(
-                f"Output folder {self.path} already exists and is not empty. "
-                f"Pass --resume {self.path} to continue that run, or choose a new --out."
-            )
+        """Create the folder. Refuses to write into an existing run unless resuming."""
+        if not allow_existing:
+            require_new_folder(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         return self
+
+    def resumable(self) -> bool:
+        """True when the run wrote a checkpoint and did not finish."""
+        return self.checkpoints_dir.is_dir() and any(self.checkpoints_dir.glob("step-*"))
 
     def write_config(self, resolved: dict) -> None:
         atomic_write_text(self.config_path, yaml.safe_dump(resolved, sort_keys=False))
 
-    def write_manifest(self, **fields: Any) -> dict:
-        manifest = self.read_manifest() if self.manifest_path.exists() else {}
-        manifest.update(fields)
-        manifest.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        manifest["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        manifest["fmloop_version"] = fmloop_version()
-        atomic_write_json(self.manifest_path, manifest)
+    def write_manifest(self, *, parents: list | None = None, **fields: Any) -> Manifest:
+        """Update RUN/manifest.json with `fields` (created on first write). `parents`: model folders
+        this run was made from, stored relative to the run dir with their weights' fingerprint."""
+        current = self.read_manifest().model_dump() if self.manifest_path.exists() else {}
+        current.update(fields)
+        if parents is not None:
+            current["parents"] = [parent_entry(self.path, p).model_dump() for p in parents if p]
+        current["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        current["fmloop_version"] = fmloop_version()
+        manifest = manifest_io.parse(json.dumps(current, default=str), self.manifest_path)
+        atomic_write_text(self.manifest_path, manifest_io.dump(manifest))
         return manifest
 
     # Reading ---------------------------------------------------------------------------------
-    def read_manifest(self) -> dict:
+    def read_manifest(self) -> Manifest:
         try:
-            return json.loads(self.manifest_path.read_text())
+            text = self.manifest_path.read_text()
         except FileNotFoundError:
-            raise FmloopError(
-                f"{self.path} is not an fmloop run dir: it has no {MANIFEST}."
-            ) from None
-        except json.JSONDecodeError as err:
-            raise FmloopError(f"{self.manifest_path} is corrupt ({err}).") from None
+            raise ManifestError(f"{self.path} is not an fmloop run dir: it has no {MANIFEST}.") from None
+        return manifest_io.parse(text, self.manifest_path)
 
     def read_config(self) -> dict:
         return yaml.safe_load(self.config_path.read_text()) or {}

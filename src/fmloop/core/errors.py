@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     RESUME = 5         # run dir cannot be resumed (corrupt or incompatible)
     TRAINING = 6       # training diverged (non-finite loss or gradients)
     PARITY = 7         # a compressed or exported model disagrees with its parent beyond the threshold
+    RUN_DIR = 8        # a run dir's manifest is missing, corrupt, or from a newer fmloop
     INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
 
 
@@ -54,3 +55,11 @@ class TrainingError(FmloopError):
 
 class ParityError(FmloopError):
     exit_code = ExitCode.PARITY
+
+
+class OutputExistsError(ConfigError):
+    """The --out folder already holds something; outputs never overwrite."""
+
+
+class ManifestError(FmloopError):
+    exit_code = ExitCode.RUN_DIR

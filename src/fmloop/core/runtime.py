@@ -97,13 +97,14 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str, *, cuda_available: bool, world_size: int = 1, local_rank: int = 0,
-                   current_cuda: int = 0, cuda_count: int = 1) -> torch.device:
-    """The torch.device for the 'train.device' setting. A CUDA device always gets an index:
-    torch.cuda.set_device and DDP's device_ids refuse a bare "cuda"."""
+                   current_cuda: int = 0, cuda_count: int = 1, parameter: str = "train.device") -> torch.device:
+    """The torch.device for a device setting ('train.device', or `fmloop.load`'s 'device'). A CUDA
+    device always gets an index: torch.cuda.set_device and DDP's device_ids refuse a bare "cuda"."""
     if device == "auto":
         device = "cuda" if cuda_available else "cpu"
     if device.startswith("cuda") and not cuda_available:
-        raise ConfigError("The 'train.device' parameter asks for cuda but no CUDA device is visible. Use --train.device=cpu.")
+        raise ConfigError(f"The '{parameter}' parameter asks for {device} but no CUDA device is visible. "
+                          f"Use {parameter}=cpu.")
     if device == "cuda" and world_size > 1:
         if local_rank >= cuda_count:
             raise ConfigError(f"torchrun started process {local_rank} on this machine but only {cuda_count} GPU(s) "
@@ -115,7 +116,7 @@ def resolve_device(device: str, *, cuda_available: bool, world_size: int = 1, lo
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        raise ConfigError(f"The 'train.device' parameter {device!r} is not a device torch knows "
+        raise ConfigError(f"The '{parameter}' parameter {device!r} is not a device torch knows "
                           "(use auto, cpu, cuda or cuda:N).") from exc
 
 

@@ -25,6 +25,8 @@ from fmloop.data.cleaning import (CleanSettings, NearDuplicates, detect_language
 from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
 from fmloop.data.sources import read_splits
+from fmloop.core.console import err_console
+from fmloop.core.html import CSS, figure_to_data_uri, html_table
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,6 @@ def _ordered(splits: dict) -> list[str]:
 
 def _progress():
     from rich.progress import Progress
-
-    from fmloop.cli.common import err_console
 
     return Progress(console=err_console, transient=True)
 
@@ -196,8 +196,6 @@ def _inspect_html(result: dict, lengths: dict[str, np.ndarray]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fmloop.evaluate.report import CSS, _table, figure_to_data_uri
-
     figs = []
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for split, words in lengths.items():
@@ -221,7 +219,7 @@ def _inspect_html(result: dict, lengths: dict[str, np.ndarray]) -> str:
             rows["label variants"] = v["label_variants"]
         examples = "".join(f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
                            for r, ex in v["examples"].items())
-        sections.append(f"<h2>{_html.escape(split)}</h2>{_table(rows)}{examples}")
+        sections.append(f"<h2>{_html.escape(split)}</h2>{html_table(rows)}{examples}")
     images = "".join(f'<img src="{u}">' for u in figs)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
             f"</head><body><h1>{_html.escape(result['source'])}</h1><p>{_html.escape(result['description'])}</p>"
@@ -236,8 +234,6 @@ def _class_balance_figure(splits: dict) -> str | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fmloop.evaluate.report import figure_to_data_uri
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = sorted({k for v in splits.values() for k in v.get("class_balance", {})})
@@ -258,7 +254,6 @@ def _inspect_images_html(result: dict, pairs: list) -> str:
     import html as _html
 
     from fmloop.data.image_cleaning import pairs_figure
-    from fmloop.evaluate.report import CSS, _table
 
     figures = [u for u in (_class_balance_figure(result["splits"]),) if u]
     pair_uri = pairs_figure(pairs)
@@ -268,7 +263,7 @@ def _inspect_images_html(result: dict, pairs: list) -> str:
                 "issues (duplicates, leakage, unreadable)": v["issues"] or "none"}
         examples = "".join(f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
                            for r, ex in v["examples"].items())
-        sections.append(f"<h2>{_html.escape(split)}</h2>{_table(rows)}{examples}")
+        sections.append(f"<h2>{_html.escape(split)}</h2>{html_table(rows)}{examples}")
     images = "".join(f'<img src="{u}">' for u in figures)
     if pair_uri:
         images += (f"<h2>Duplicates and leaks</h2><p>Top row: the flagged image; bottom row: the image it matched.</p>"

@@ -36,6 +36,7 @@ import numpy as np
 
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.data.images import TABLE_EXT, decode_images, raw_splits
+from fmloop.core.html import figure_to_data_uri
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +321,6 @@ def pairs_figure(pairs: list) -> str | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fmloop.evaluate.report import figure_to_data_uri
 
     fig, axes = plt.subplots(2, len(pairs), figsize=(1.6 * len(pairs) + 0.4, 3.6), squeeze=False)
     for k, (why, a, b) in enumerate(pairs):

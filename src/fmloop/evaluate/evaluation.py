@@ -14,9 +14,12 @@ import numpy as np
 
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text, read_jsonl
 from fmloop.core.errors import DataError
-from fmloop.evaluate.metrics import (bootstrap_intervals, paired_bootstrap, softmax,
-                                     task_metrics)
-from fmloop.evaluate.report import CSS, _table, figure_to_data_uri, training_curves
+from fmloop.tasks import get_task
+from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
+from fmloop.tasks.metrics import softmax
+from fmloop.core.html import CSS, figure_to_data_uri, html_table
+from fmloop.evaluate.report import training_curves
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ def score(model_path: str, data_path: str, text_column: str | None = None, label
           batch_size: int = 64):
     """(model, examples, y_true, logits, where) for every labeled row of `data_path` (a folder: its
     test split, else validation)."""
-    from fmloop.models.loading import load
 
     model = load(model_path)
     inputs, examples, y_true, where = labeled_inputs(model, data_path, text_column=text_column,
@@ -74,7 +76,7 @@ def evaluate_model(model_path: str, data_path: str, out: str | Path | None = Non
             raise DataError(f"The baseline {baseline} predicts {base_model.labels or 'scores'}, the model "
                             f"{model_path} predicts {model.labels or 'scores'}: they cannot be compared.")
         comparison = {"baseline": baseline,
-                      "baseline_metrics": _scalars(task_metrics(model.task, base_y, base_logits, model.labels)),
+                      "baseline_metrics": _scalars(get_task(model.task).metrics(base_y, base_logits, model.labels)),
                       "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
                       "test": paired_bootstrap(model.task, y_true, logits, base_logits)}
     run_metrics = model.folder.parent / "metrics.jsonl"
@@ -100,7 +102,7 @@ def write_evaluation(*, out: Path, model: str, data: str, task: str, labels: lis
                      names: list[str] | None = None) -> dict:
     """metrics.json + report.html in `out`. The report's "most confidently wrong" section shows
     `texts`, or a grid of `images` (uint8 N x H x W x C) captioned with `names`."""
-    metrics = task_metrics(task, y_true, logits, labels)
+    metrics = get_task(task).metrics(y_true, logits, labels)
     result = {"model": str(model), "data": data, "task": task, "n": int(len(y_true)), "labels": labels,
               "metrics": metrics, "intervals_95": bootstrap_intervals(task, y_true, logits)}
     if comparison:
@@ -157,7 +159,7 @@ def _reliability_plot(rel: dict) -> str:
 
 
 def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
-    if task != "classification":
+    if not get_task(task).single_class:
         return ""
     probs = softmax(logits)
     pred = probs.argmax(1)
@@ -171,7 +173,7 @@ def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
 
 def _confidently_wrong_images(task, labels, y_true, logits, images, names, k=24) -> str:
     """A grid of the test images the model got wrong with the highest confidence."""
-    if task != "classification":
+    if not get_task(task).single_class:
         return ""
     import matplotlib
 
@@ -208,9 +210,9 @@ def _report(result: dict, curves, wrong: str) -> str:
     intervals = result["intervals_95"]
     headline = {k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
                 for k, v in metrics.items() if isinstance(v, float)}
-    body = ["<h1>fmloop evaluation</h1>", _table({"model": result["model"], "data": result["data"],
+    body = ["<h1>fmloop evaluation</h1>", html_table({"model": result["model"], "data": result["data"],
                                                     "examples": result["n"], "task": task}),
-            "<h2>Metrics (95% bootstrap intervals)</h2>", _table(headline)]
+            "<h2>Metrics (95% bootstrap intervals)</h2>", html_table(headline)]
     if "per_class" in metrics:
         rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
                        f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>" for name, m in metrics["per_class"].items())
@@ -221,11 +223,11 @@ def _report(result: dict, curves, wrong: str) -> str:
         test = comparison["test"]
         name = test["metric"]
         body += ["<h2>Against the baseline</h2>",
-                 _table({"baseline": comparison["baseline"],
+                 html_table({"baseline": comparison["baseline"],
                          f"{name} (model)": metrics.get(name), f"{name} (baseline)": comparison["baseline_metrics"].get(name),
                          "difference (model - baseline)": f"{test['difference']:+.4f}  [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}]",
                          "paired bootstrap p-value": test["p_value"], "better": {"A": "model", "B": "baseline"}.get(test["better"], "neither")})]
-    if task == "classification":
+    if "confusion_matrix" in metrics:
         body += ['<h2>Confusion matrix and calibration</h2>',
                  f'<img alt="confusion matrix" src="{_confusion_plot(metrics["confusion_matrix"], labels)}">',
                  f'<img alt="reliability diagram" src="{_reliability_plot(metrics["reliability"])}">',

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 
 from fmloop.core.artifacts import RunDir, atomic_write_text
-
-
-def figure_to_data_uri(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+from fmloop.core.html import CSS, figure_to_data_uri, html_table
 
 
 def training_curves(rows: list[dict]) -> str | None:
@@ -49,24 +41,6 @@ def training_curves(rows: list[dict]) -> str | None:
     return uri
 
 
-def _table(mapping: dict) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in mapping.items())
-    return f"<table>{rows}</table>"
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
-
-
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ddd;padding:4px 10px;text-align:left}
-th{background:#f5f5f5;font-weight:600}img{max-width:100%}pre{background:#f7f7f7;padding:1em;overflow:auto}"""
-
-
 def write_training_report(run: RunDir) -> str:
     """Write RUN/report.html: summary, curves, resolved config. Returns its path."""
     manifest = run.read_manifest()
@@ -78,7 +52,7 @@ def write_training_report(run: RunDir) -> str:
     metrics = manifest.get("metrics", {})
     config_text = run.config_path.read_text() if run.config_path.exists() else ""
     body = [f"<h1>fmloop {html.escape(str(manifest.get('kind')))} run: {html.escape(run.path.name)}</h1>",
-            "<h2>Summary</h2>", _table(summary), "<h2>Metrics</h2>", _table(metrics)]
+            "<h2>Summary</h2>", html_table(summary), "<h2>Metrics</h2>", html_table(metrics)]
     if curves:
         body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves}">']
     body += ["<h2>Resolved config</h2>", f"<pre>{html.escape(config_text)}</pre>"]

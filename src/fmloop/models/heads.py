@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from fmloop.core.errors import ModelError
+from fmloop.models.anatomy import find_layers
 
 HEADS_KEY = "fmloop_attention_heads"
 
 
 def attention_blocks(model: nn.Module) -> list[nn.Module]:
     """The `attention` module (with .self.query/key/value and .output.dense) of every block."""
-    from fmloop.adapt.strategies import find_layers
-
     _, layers = find_layers(model)
     blocks = []
     for layer in layers:

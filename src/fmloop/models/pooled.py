@@ -9,7 +9,6 @@ plus `head.safetensors`; config.json carries `fmloop_pooling: "mean"` and the la
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,6 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+from fmloop.models.heads import from_pretrained
 
 HEAD_FILE = "head.safetensors"
 
@@ -58,21 +59,18 @@ class MeanPoolClassifier(nn.Module):
 
     @classmethod
     def from_base(cls, folder: str, config) -> "MeanPoolClassifier":
-        from fmloop.models.heads import from_pretrained
-
         extra = {"add_pooling_layer": False} if config.model_type == "bert" else {}
         return cls(from_pretrained(AutoModel, folder, config, **extra), config)
 
     @classmethod
-    def load(cls, folder: Path) -> "MeanPoolClassifier":
-        """A saved classifier (full base or LoRA adapter + head) in eval mode."""
+    def load(cls, folder: Path, base: Path | None = None) -> "MeanPoolClassifier":
+        """A saved classifier in eval mode: a full base in `folder`, or a LoRA adapter in `folder`
+        over the base model folder `base`."""
         config = AutoConfig.from_pretrained(str(folder))
-        adapter = folder / "adapter_config.json"
-        if adapter.exists():
+        if base is not None:
             from peft import PeftModel
 
-            base_path = json.loads(adapter.read_text()).get("base_model_name_or_path")
-            model = cls.from_base(base_path, config)
+            model = cls.from_base(str(base), config)
             model.base = PeftModel.from_pretrained(model.base, str(folder)).merge_and_unload()
         else:
             model = cls.from_base(str(folder), config)

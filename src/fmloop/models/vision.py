@@ -262,27 +262,3 @@ def read_preprocessor(folder: Path) -> dict:
     return {"size": int(size.get("height", size.get("shortest_edge", 0)) if isinstance(size, dict) else size),
             "mean": list(data["image_mean"]), "std": list(data["image_std"]),
             "channels": int(data.get("num_channels", len(data["image_mean"])))}
-
-
-def image_logits(model, pixels, mean, std, runtime=None, batch_size: int = 256, progress=None):
-    """Logits for uint8 images (N, H, W, C), in order, normalised with the model's mean and std."""
-    import contextlib
-
-    import numpy as np
-
-    from fmloop.data.augment import normalize, to_float
-
-    device = runtime.device if runtime else next(model.parameters()).device
-    model.eval()
-    out = None
-    with torch.no_grad():
-        for start in range(0, len(pixels), batch_size):
-            x = normalize(to_float(torch.from_numpy(pixels[start:start + batch_size])), mean, std).to(device)
-            with runtime.autocast() if runtime is not None else contextlib.nullcontext():
-                logits = model(pixel_values=x).logits.float()
-            if out is None:
-                out = np.zeros((len(pixels), logits.shape[-1]), np.float32)
-            out[start:start + len(x)] = logits.cpu().numpy()
-            if progress is not None:
-                progress(len(x))
-    return out

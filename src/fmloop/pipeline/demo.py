@@ -70,7 +70,7 @@ def _fresh(path: Path) -> Path:
 def run_demo(out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int = 20_000,
              finetune_epochs: float = 2.0) -> dict:
     from fmloop.evaluate.evaluation import evaluate_model
-    from fmloop.train.finetune import FinetuneConfig, finetune
+    from fmloop.train.finetune import FinetuneConfig, run as finetune
     from fmloop.train.pretrain import PretrainConfig, pretrain
 
     out = _fresh(Path(out))

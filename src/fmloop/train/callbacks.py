@@ -1,9 +1,5 @@
-"""Behaviour that hangs off the loop. Callbacks observe and signal through `Control`; they never
-touch the optimizer or the weights.
-
-Hooks: on_train_start(loop), on_step_end(loop, logs), on_evaluate(loop, metrics), on_train_end(loop).
-`loop` is the running `train.loop.Loop` (state, runtime, config, control).
-"""
+"""Behaviour that hangs off the loop: progress, metrics logging, best-checkpoint tracking, early
+stopping, time budgets and signals. The protocol (`Callback`, `Control`) is fmloop.core.callbacks."""
 
 from __future__ import annotations
 
@@ -12,41 +8,19 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
+from fmloop.core.callbacks import Callback
 
 if TYPE_CHECKING:
-    from fmloop.train.loop import Loop
+    pass
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Control:
-    """Requests from callbacks to the loop, checked after every step."""
-
-    should_stop: bool = False
-    should_save: bool = False
-    should_evaluate: bool = False
-    stop_reason: str | None = None
-
-    def stop(self, reason: str, save: bool = True) -> None:
-        if not self.should_stop:
-            self.should_stop, self.stop_reason = True, reason
-        self.should_save = self.should_save or save
-
-
-class Callback:
-    def on_train_start(self, loop: "Loop") -> None: ...
-    def on_step_end(self, loop: "Loop", logs: dict[str, Any]) -> None: ...
-    def on_evaluate(self, loop: "Loop", metrics: dict[str, Any]) -> None: ...
-    def on_train_end(self, loop: "Loop") -> None: ...
 
 
 class ProgressBar(Callback):
@@ -235,6 +209,8 @@ class TimeBudget(Callback):
 class GracefulStop(Callback):
     """SIGTERM/SIGINT -> finish the current step, checkpoint, exit 0. A second SIGINT aborts."""
 
+    REASON_PREFIX = "signal "     # stop reasons look like "signal SIGTERM received"
+
     def __init__(self):
         self.requested: str | None = None
         self.previous: dict = {}
@@ -253,7 +229,7 @@ class GracefulStop(Callback):
 
     def on_step_end(self, loop, logs):
         if self.requested:
-            loop.control.stop(f"{self.requested} received")
+            loop.control.stop(f"{self.REASON_PREFIX}{self.requested} received")
 
     def on_train_end(self, loop):
         for sig, handler in self.previous.items():

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from fmloop.adapt import STRATEGY_PATTERN
 from fmloop.core.config import Duration, StageConfig, parse_duration
 
 
@@ -74,3 +75,94 @@ class TrainSection(StageConfig):
     @property
     def max_time_s(self) -> float | None:
         return parse_duration(self.max_time)
+
+
+# Fine-tuning (and the stages built on its runner: distill, prune) ------------------------------------
+
+class FinetuneData(StageConfig):
+    path: str | None = Field(None, description="labeled data: file, folder with train/validation/test files, ...")
+    text_column: str | None = Field(None, description="the text column (images: the image column)")
+    label_column: str | None = None
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class FinetuneModel(StageConfig):
+    name: str | None = Field(None, description="base model folder, fmloop run dir, or a preset (random init)")
+    tokenizer: str | None = Field(None, description="tokenizer folder (required with a preset)")
+    dropout: float | None = Field(None, ge=0, lt=1)
+    pooling: Literal["auto", "native", "mean"] = Field(
+        "auto", description="native: the architecture's head (CLS pooler / last token); mean: masked mean of "
+                            "token states; auto: mean for sentence-embedding checkpoints, else native")
+
+
+class FinetuneTrain(StageConfig):
+    lr: float | None = Field(None, gt=0, le=1)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=8, le=32768)
+    warmup_ratio: float = Field(0.06, ge=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    augment: bool = Field(False, description="random token deletion (10%) on training examples")
+    metric: str | None = Field(None, description="validation metric for best checkpoint / early stopping")
+    early_stopping_patience: int | None = Field(3, ge=1)
+    evals_per_epoch: int = Field(2, ge=1)
+    max_steps: int | None = Field(None, ge=0, description="stop after this many optimizer steps (0: evaluate and "
+                                                          "save the starting model)")
+    max_time: Duration = None
+    checkpoint_every: int | None = Field(None, ge=0, description="steps between resumable checkpoints "
+                                                                 "(default: at every evaluation; 0: never)")
+    limit_per_class: float | None = Field(None, gt=0, description="train on N examples per class (or that "
+                                                                  "fraction of each class): a seeded label budget")
+    augment_policy: Literal["none", "light", "randaugment"] = Field(
+        "light", description="images: batched augmentation of training images")
+    mixup: float = Field(0.0, ge=0, description="images: mixup Beta(a, a) strength (0 = off)")
+    cutmix: float = Field(0.0, ge=0, description="images: cutmix Beta(a, a) strength (0 = off)")
+    freeze_token_embeddings: bool = Field(
+        False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps")
+    llrd_decay: float = Field(0.8, gt=0, le=1)
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA scale: updates are scaled by alpha / r (default 2r)")
+    lora_dora: bool = Field(False, description="DoRA: LoRA plus a trained magnitude per output channel (peft use_dora)")
+    lora_targets: str = Field("all-linear", description="all-linear, attention (the architecture's query/value "
+                                                        "projections), or comma-separated module names")
+    grad_accum: int = Field(1, ge=1)
+    clip_grad_norm: float = Field(1.0, ge=0)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    seed: int = 42
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1)
+    fast_cpu_dropout: bool = FAST_CPU_DROPOUT
+    tensorboard: bool = True
+    log_every: int = Field(10, ge=1)
+
+
+
+class FinetuneConfig(StageConfig):
+    stage: ClassVar[str] = "finetune"
+    task: Literal["classification", "multilabel", "regression"] = "classification"
+    strategy: str = "full"
+    data: FinetuneData = Field(default_factory=FinetuneData)
+    model: FinetuneModel = Field(default_factory=FinetuneModel)
+    train: FinetuneTrain = Field(default_factory=FinetuneTrain)
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value):
+        if not STRATEGY_PATTERN.match(value):
+            raise ValueError("must be one of full, linear-probe, freeze:K, gradual, llrd, lora")
+        return value
+
+
+class PretrainConfig(StageConfig):
+    stage: ClassVar[str] = "pretrain"
+    modality: Literal["text", "image"] | None = Field(None, description="default: image when the data holds images")
+    objective: Literal["mlm", "clm", "mae", "simclr"] | None = Field(
+        None, description="text: mlm (default) or clm; image: simclr (default) or mae")
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    data: DataSection = Field(default_factory=DataSection)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    train: TrainSection = Field(default_factory=TrainSection)

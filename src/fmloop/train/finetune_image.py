@@ -16,10 +16,12 @@ from fmloop.core.runtime import Runtime
 from fmloop.data.augment import ImageAugment, ImageBatches, channel_stats
 from fmloop.data.images import limit_per_class, load_images
 from fmloop.data.sampling import stratified_holdout
+from fmloop.models.inference import image_logits
 from fmloop.models.presets import model_dir_of
+from fmloop.tasks import get_task
+from fmloop.train.supervised import TaskInputs, validation_budget
 from fmloop.models.vision import (
     build_image_classifier,
-    image_logits,
     is_vision_preset,
     read_preprocessor,
     write_preprocessor,
@@ -29,10 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare_images(cfg, runtime: Runtime):
-    from fmloop.train.finetune import TaskInputs, validation_budget
-
     t = cfg.train
-    if cfg.task != "classification":
+    if not get_task(cfg.task).single_class:
         raise ConfigError(f"Image fine-tuning supports --task classification; got {cfg.task!r}.")
     shape = {}
     if cfg.model.name and not is_vision_preset(cfg.model.name):
@@ -78,11 +78,11 @@ def prepare_images(cfg, runtime: Runtime):
         s = data.splits[split]
         return {"images": s.pixels, "names": s.names}
 
-    return TaskInputs(model=model, parent=parent, labels=data.labels,
+    return TaskInputs(model=model, parents=[parent] if parent else [], labels=data.labels,
                       y={name: s.labels for name, s in data.splits.items()},
                       train_lengths=np.ones(len(train), np.int64), bucket=False,
                       make_collate=lambda: ImageBatches(train, augment, t.seed, labeled=True),
-                      logits=lambda m, split: image_logits(m, data.splits[split].pixels, mean, std, runtime),
+                      logits=lambda m, split: image_logits(m, data.splits[split].pixels, mean, std, runtime.device),
                       save_extra=save_extra, summary=summary, description=data.description,
                       fingerprint=data.fingerprint, examples=examples,
                       resolved={"train": {"augment_policy": augment.policy}},

@@ -30,7 +30,7 @@ from fmloop.core.errors import DataError, TrainingError
 from fmloop.core.runtime import Runtime
 from fmloop.data.text import epoch_batches, split_micro
 from fmloop.train import cpu_dropout
-from fmloop.train.callbacks import Callback, Control
+from fmloop.core.callbacks import Callback, Control
 from fmloop.train.checkpoint import TrainState, save_checkpoint
 
 log = logging.getLogger(__name__)

@@ -12,15 +12,13 @@ import logging
 import math
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
-from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError, ResumeError
 from fmloop.core.runtime import Runtime, main_process_first, running
 from fmloop.data.sources import TextCorpus, load_text_corpus
@@ -30,7 +28,7 @@ from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
-from fmloop.train.config import DataSection, ModelSection, TokenizerSection, TrainSection
+from fmloop.train.config import PretrainConfig
 from fmloop.train.loop import BatchPlan, Loop, LoopSettings, evaluate_batches
 from fmloop.train.objectives import OBJECTIVES
 from fmloop.train.optim import build_optimizer, build_scheduler
@@ -38,16 +36,6 @@ from fmloop.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 
-class PretrainConfig(StageConfig):
-    stage: ClassVar[str] = "pretrain"
-    modality: Literal["text", "image"] | None = Field(None, description="default: image when the data holds images")
-    objective: Literal["mlm", "clm", "mae", "simclr"] | None = Field(
-        None, description="text: mlm (default) or clm; image: simclr (default) or mae")
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    data: DataSection = Field(default_factory=DataSection)
-    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
-    model: ModelSection = Field(default_factory=ModelSection)
-    train: TrainSection = Field(default_factory=TrainSection)
 
 
 def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpus: TextCorpus, resuming: bool):

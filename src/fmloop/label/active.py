@@ -30,6 +30,7 @@ import numpy as np
 
 from fmloop.core.artifacts import new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,6 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
     from fmloop.data.labeled import TEXT_CANDIDATES, _choose
     from fmloop.data.sources import read_splits
     from fmloop.evaluate.metrics import softmax
-    from fmloop.models.loading import load
 
     if n < 1:
         raise ConfigError(f"The 'n' parameter of label suggest must be >= 1. Got {n} instead.")

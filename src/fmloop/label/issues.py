@@ -30,6 +30,8 @@ import numpy as np
 
 from fmloop.core.artifacts import new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
+from fmloop.core.console import err_console
+from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,7 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
 
     from fmloop.core.config import build_config, deep_merge
     from fmloop.evaluate.metrics import softmax
-    from fmloop.models.loading import load
-    from fmloop.train.finetune import FinetuneConfig, finetune
+    from fmloop.train.finetune import FinetuneConfig, run as finetune
 
     ds = data.splits[split]
     texts, y, names = list(ds["text"]), np.asarray(ds["label"]), data.labels
@@ -169,7 +170,6 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
 
     from rich.progress import Progress
 
-    from fmloop.cli.common import err_console
     from fmloop.data.labeled import load_labeled
 
     if action not in (None, "drop", "relabel"):

@@ -1,0 +1,42 @@
+"""Uncertainty of a metric on a finite test set: bootstrap intervals, and the paired bootstrap
+test of two models scored on the same examples (Koehn 2004)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fmloop.tasks.catalog import Task, get_task
+
+N_BOOTSTRAP = 1000
+
+
+def bootstrap_intervals(task: str | Task, y_true: np.ndarray, logits: np.ndarray, seed: int = 0,
+                        n: int = N_BOOTSTRAP) -> dict[str, list[float]]:
+    """95% percentile intervals of the task's main metrics over `n` resamples of the examples."""
+    task = get_task(task)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(y_true), len(y_true)) for _ in range(n)]
+    out = {}
+    for name in task.bootstrapped:
+        values = [task.scalar(name, y_true[idx], logits[idx]) for idx in samples]
+        out[name] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+    return out
+
+
+def paired_bootstrap(task: str | Task, y_true: np.ndarray, logits_a: np.ndarray, logits_b: np.ndarray,
+                     seed: int = 0, n: int = N_BOOTSTRAP) -> dict:
+    """Model A vs B on the same examples: difference of the headline metric (A - B), its 95%
+    interval, and a two-sided p-value from resampling examples jointly."""
+    task = get_task(task)
+    name, mode = task.headline
+    rng = np.random.default_rng(seed)
+    observed = task.scalar(name, y_true, logits_a) - task.scalar(name, y_true, logits_b)
+    diffs = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        diffs.append(task.scalar(name, y_true[idx], logits_a[idx]) - task.scalar(name, y_true[idx], logits_b[idx]))
+    diffs = np.asarray(diffs)
+    p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
+    better = "A" if (observed > 0) == (mode == "max") and observed != 0 else ("B" if observed != 0 else "neither")
+    return {"metric": name, "difference": float(observed), "interval": [float(np.percentile(diffs, 2.5)),
+            float(np.percentile(diffs, 97.5))], "p_value": float(min(1.0, p)), "better": better, "resamples": n}

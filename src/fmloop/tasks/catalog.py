@@ -1,0 +1,257 @@
+"""The task catalog: everything that differs between classification, multi-label classification
+and regression, so that no other module has to ask which task it is.
+
+    task = get_task("multilabel")
+    task.probabilities(logits)            # softmax / sigmoid / the scores themselves
+    task.decode(logits, labels)           # what `predict` answers per input
+    task.loss(logits, targets)            # the training loss (torch)
+    task.metrics(y, logits, labels)       # scikit-learn metrics; task.headline = ("micro_f1", "max")
+    task.agreement(logits_a, logits_b)    # per example: do two models give the same answer?
+
+Targets are class indices (classification), 0/1 vectors (multi-label) or floats (regression);
+logits are (N, K), with K = 1 for regression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from fmloop.core.catalog import Catalog
+from fmloop.core.errors import ConfigError
+from fmloop.tasks import metrics as M
+
+
+class Task:
+    name: str
+    problem_type: str                 # transformers' config.problem_type for this task
+    headline: tuple[str, str]         # the metric checkpoints are chosen by, and "max" / "min"
+    bootstrapped: tuple[str, ...]     # the metrics that get bootstrap intervals
+    has_classes = True                # False: a score per input, no label names
+    single_class = False              # one label per input (class balance, stratified splits, voting)
+
+    def n_outputs(self, labels: list[str] | None) -> int:
+        return len(labels)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, logits: np.ndarray, labels: list[str] | None) -> list[dict]:
+        raise NotImplementedError
+
+    def logits_from(self, probs: np.ndarray) -> np.ndarray:
+        """The inverse of `probabilities` (ensembles combine probabilities, then hand back logits)."""
+        raise NotImplementedError
+
+    def vote(self, probs: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """Majority vote of M members' probabilities (M, N, K), ties broken by their `mean` (N, K)."""
+        raise NotImplementedError
+
+    def probability_loss(self, probs: np.ndarray, y: np.ndarray) -> float:
+        """Log loss of probabilities (N, K) against targets (MSE of scores for regression)."""
+        raise NotImplementedError
+
+    def targets_from(self, logits: np.ndarray) -> list:
+        """The hard targets a model's logits stand for (a teacher's labels for extra text)."""
+        raise NotImplementedError
+
+    def loss(self, logits, targets, class_weights=None, label_smoothing: float = 0.0, reduction: str = "sum"):
+        raise NotImplementedError
+
+    def soft_loss(self, student, teacher, temperature: float):
+        """Distillation: how far the student's logits are from the teacher's, summed over the batch."""
+        raise NotImplementedError
+
+    def metrics(self, y: np.ndarray, logits: np.ndarray, labels: list[str] | None) -> dict:
+        raise NotImplementedError
+
+    def agreement(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per example, True where logits `a` and `b` give the same answer."""
+        raise NotImplementedError
+
+    def scalar(self, name: str, y: np.ndarray, logits: np.ndarray) -> float:
+        """One of `bootstrapped`, computed fast (bootstrap resamples call this thousands of times)."""
+        raise NotImplementedError
+
+
+EPS = 1e-7     # probabilities are clipped to [EPS, 1 - EPS] before a log
+
+
+def _rounded(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
+    return {labels[j]: round(float(probs[j]), 6) for j in range(len(probs))}
+
+
+TASKS: Catalog[Task] = Catalog("task", ConfigError)
+
+
+class Classification(Task):
+    name, problem_type = "classification", "single_label_classification"
+    headline, bootstrapped = ("accuracy", "max"), ("accuracy", "macro_f1")
+    single_class = True
+
+    def probabilities(self, logits):
+        return M.softmax(logits)
+
+    def decode(self, logits, labels):
+        return [{"label": labels[int(p.argmax())], "probabilities": _rounded(p, labels)}
+                for p in self.probabilities(logits)]
+
+    def targets_from(self, logits):
+        return logits.argmax(-1).tolist()
+
+    def logits_from(self, probs):
+        return np.log(np.clip(probs, EPS, 1.0)).astype(np.float32)
+
+    def vote(self, probs, mean):
+        votes = np.zeros_like(mean)
+        for member in probs:
+            votes[np.arange(len(member)), member.argmax(-1)] += 1
+        return (votes + 1e-3 * mean) / (votes + 1e-3 * mean).sum(-1, keepdims=True)
+
+    def probability_loss(self, probs, y):
+        return float(-np.log(np.clip(probs[np.arange(len(y)), y], EPS, 1)).mean())
+
+    def loss(self, logits, targets, class_weights=None, label_smoothing=0.0, reduction="sum"):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=label_smoothing,
+                               reduction=reduction)
+
+    def soft_loss(self, student, teacher, temperature):
+        import torch.nn.functional as F
+
+        T = temperature
+        return F.kl_div(F.log_softmax(student / T, -1), F.log_softmax(teacher / T, -1), log_target=True,
+                        reduction="sum") * T * T
+
+    def metrics(self, y, logits, labels):
+        return M.classification_metrics(y, logits, labels)
+
+    def agreement(self, a, b):
+        return a.argmax(-1) == b.argmax(-1)
+
+    def scalar(self, name, y, logits):
+        pred = logits.argmax(axis=1)
+        if name == "accuracy":
+            return float((pred == y).mean())
+        return float(skm.f1_score(y, pred, average="macro", labels=list(range(logits.shape[1])), zero_division=0))
+
+
+class MultiLabel(Task):
+    name, problem_type = "multilabel", "multi_label_classification"
+    headline, bootstrapped = ("micro_f1", "max"), ("micro_f1", "macro_f1")
+
+    def probabilities(self, logits):
+        return M.sigmoid(logits)
+
+    def decode(self, logits, labels):
+        return [{"labels": [labels[j] for j in np.flatnonzero(p >= 0.5)], "probabilities": _rounded(p, labels)}
+                for p in self.probabilities(logits)]
+
+    def targets_from(self, logits):
+        return (logits >= 0).astype(np.float32).tolist()
+
+    def logits_from(self, probs):
+        probs = np.clip(probs, EPS, 1 - EPS)
+        return np.log(probs / (1 - probs)).astype(np.float32)      # sigmoid gives it back
+
+    def vote(self, probs, mean):   # majority per label
+        return np.clip((probs >= 0.5).mean(0) + 1e-3 * (mean - 0.5), EPS, 1 - EPS)
+
+    def probability_loss(self, probs, y):
+        probs = np.clip(probs, EPS, 1 - EPS)
+        return float(-(y * np.log(probs) + (1 - y) * np.log(1 - probs)).mean())
+
+    def loss(self, logits, targets, class_weights=None, label_smoothing=0.0, reduction="sum"):
+        import torch.nn.functional as F
+
+        per_example = F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none").mean(-1)
+        return per_example.sum() if reduction == "sum" else per_example.mean()
+
+    def soft_loss(self, student, teacher, temperature):
+        import torch
+        import torch.nn.functional as F
+
+        T = temperature
+        targets = torch.sigmoid(teacher / T)
+        return F.binary_cross_entropy_with_logits(student / T, targets, reduction="none").mean(-1).sum() * T * T
+
+    def metrics(self, y, logits, labels):
+        return M.multilabel_metrics(y, logits, labels)
+
+    def agreement(self, a, b):
+        return ((a >= 0) == (b >= 0)).all(-1)
+
+    def scalar(self, name, y, logits):
+        pred = (logits >= 0).astype(int)
+        return float(skm.f1_score(y.astype(int), pred, average=name.split("_")[0], zero_division=0))
+
+
+class Regression(Task):
+    name, problem_type = "regression", "regression"
+    headline, bootstrapped = ("mse", "min"), ("mse", "mae", "r2")
+    has_classes = False
+
+    def n_outputs(self, labels):
+        return 1
+
+    def probabilities(self, logits):
+        return logits
+
+    def decode(self, logits, labels):
+        return [{"score": float(v[0])} for v in logits]
+
+    def targets_from(self, logits):
+        return logits[:, 0].tolist()
+
+    def logits_from(self, probs):
+        return probs.astype(np.float32)
+
+    def vote(self, probs, mean):
+        raise ConfigError("Voting needs classes; for regression use --method mean or weighted.")
+
+    def probability_loss(self, probs, y):
+        return float(((probs[:, 0] - y) ** 2).mean())
+
+    def loss(self, logits, targets, class_weights=None, label_smoothing=0.0, reduction="sum"):
+        import torch.nn.functional as F
+
+        return F.mse_loss(logits.squeeze(-1), targets.float(), reduction=reduction)
+
+    def soft_loss(self, student, teacher, temperature):
+        import torch.nn.functional as F
+
+        return F.mse_loss(student, teacher, reduction="sum")
+
+    def metrics(self, y, logits, labels):
+        return M.regression_metrics(y, logits)
+
+    def agreement(self, a, b):
+        # A prediction "agrees" when it moved by less than 1% of the first model's spread.
+        tolerance = 0.01 * max(float(a.std()), 1e-6)
+        return np.abs(a.astype(np.float64) - b.astype(np.float64))[:, 0] <= tolerance
+
+    def scalar(self, name, y, logits):
+        pred = logits.reshape(-1)
+        if name == "mse":
+            return float(((pred - y) ** 2).mean())
+        if name == "mae":
+            return float(np.abs(pred - y).mean())
+        return float(skm.r2_score(y, pred))
+
+
+for _task in (Classification(), MultiLabel(), Regression()):
+    TASKS.register(_task.name, help=type(_task).__name__)(_task)
+
+TASK_NAMES = tuple(TASKS.names())
+_BY_PROBLEM_TYPE = {TASKS.get(n).problem_type: TASKS.get(n) for n in TASK_NAMES}
+
+
+def get_task(name: str | Task) -> Task:
+    """The task object for a name (a Task passes through)."""
+    return name if isinstance(name, Task) else TASKS.get(name)
+
+
+def task_of_config(config) -> Task:
+    """The task a transformers config was saved for (its problem_type; classification if unset)."""
+    return _BY_PROBLEM_TYPE.get(getattr(config, "problem_type", None) or "", TASKS.get("classification"))
