@@ -246,7 +246,7 @@ def noise(args) -> None:
     print(f"\n## Label issues in SST-2 with 10% flipped labels ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
     print(f"- flipped {len(flipped)} of {len(rows)}; probabilities: {features} ({seconds:.0f}s)")
     print(f"- {args.filter_by}: flagged {n}; precision {precision:.3f}, recall {recall:.3f}")
-    from fmloop.data.label_issues import FILTERS
+    from fmloop.label.issues import FILTERS
 
     for other in FILTERS:       # the same probabilities, every cleanlab filter
         if other == args.filter_by:
@@ -273,8 +273,8 @@ def active(args) -> None:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from fmloop.data.active import choose
-    from fmloop.data.label_issues import embed
+    from fmloop.label.active import choose
+    from fmloop.label.issues import embed
 
     rng = random.Random(0)
     with gzip.open(TEXT / "imdb" / "train.jsonl.gz", "rt") as fh:
@@ -379,7 +379,7 @@ def active(args) -> None:
 
 
 def main() -> None:
-    from fmloop.data.active import STRATEGIES
+    from fmloop.label.active import STRATEGIES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)

@@ -159,3 +159,11 @@ def make_unlabeled_folder(root: Path, n: int = 48) -> Path:
     for i, f in enumerate(sorted(labeled.rglob("*.png"))):
         f.rename(root / f"{i:03d}.png")
     return root
+
+
+def parent_paths(run_path) -> list[str]:
+    """The resolved parent paths a run's manifest records (stored relative to the run dir)."""
+    from fmloop.core.artifacts import RunDir
+
+    run = RunDir(run_path)
+    return [str(p.resolve()) for p in run.read_manifest().parent_paths(run.path)]

@@ -11,7 +11,7 @@ from fmloop.models.classifier import build_task_model
 def _model(tiny_base):
     tok = load_tokenizer(tiny_base)
     torch.manual_seed(0)
-    return build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok)[0]
+    return build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok).model
 
 
 def _trainable(model):
@@ -64,7 +64,7 @@ def test_freeze_input_embeddings_fixes_the_token_matrix_under_either_head(tiny_b
     from fmloop.adapt.strategies import freeze_input_embeddings
 
     tok = load_tokenizer(tiny_base)
-    model = build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok, pooling=pooling)[0]
+    model = build_task_model(str(tiny_base), "classification", ["neg", "pos"], tok, pooling=pooling).model
     matrix = model.get_input_embeddings().weight
     freeze_input_embeddings(model)
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}

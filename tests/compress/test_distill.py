@@ -5,11 +5,13 @@ import json
 import pytest
 import torch
 
-from fmloop.compress.distill import DistillConfig, Distillation, distill
+from fmloop.compress.config import DistillConfig
+from fmloop.compress.distill import Distillation
+from fmloop.compress.distill import run as distill
 from fmloop.core.config import load_config
 from fmloop.core.errors import ConfigError, DataError, ModelError
 from tests.compress.conftest import FAST
-from tests.conftest import make_sentiment, write_csv
+from tests.conftest import parent_paths, make_sentiment, write_csv
 
 
 class _Fixed(torch.nn.Module):
@@ -46,7 +48,7 @@ def test_a_preset_student_learns_from_the_teacher(text_run, sentiment_dir, tmp_p
     write_csv(unlabeled, [{"text": r["text"]} for r in make_sentiment(80, seed=9)])
     run = _distill(text_run, sentiment_dir, tmp_path / "student", distill={"unlabeled": str(unlabeled)})
     manifest = run.read_manifest()
-    assert manifest["kind"] == "distill" and manifest["parent"] == str(text_run / "model")
+    assert manifest["kind"] == "distill" and parent_paths(run.path) == [str((text_run / "model").resolve())]
     assert manifest["data_summary"]["rows"]["train"] == 240 + 80            # teacher-labeled rows joined in
     assert manifest["data_summary"]["teacher_train_accuracy"] > 0.9
     assert manifest["metrics"]["test_accuracy"] > 0.85

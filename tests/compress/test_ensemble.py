@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from fmloop.compress.ensemble import build_ensemble, combine, fit_weights
+from fmloop.compress.ensemble import build_ensemble, fit_weights
 from fmloop.core.errors import ConfigError, ModelError
-from fmloop.evaluate.metrics import softmax
+from fmloop.models.formats.ensemble import combine
+from fmloop.tasks.metrics import softmax
 from fmloop.models.loading import load
 from tests.conftest import run_cli, write_csv
 

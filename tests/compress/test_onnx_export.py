@@ -12,7 +12,7 @@ import torch
 from fmloop.compress.onnx_export import export_onnx
 from fmloop.core.errors import ConfigError, ParityError
 from fmloop.models.loading import load
-from tests.conftest import run_cli
+from tests.conftest import parent_paths, run_cli
 
 
 def test_export_matches_pytorch_and_evaluates(text_run, sentiment_dir, tmp_path):
@@ -20,7 +20,7 @@ def test_export_matches_pytorch_and_evaluates(text_run, sentiment_dir, tmp_path)
     result = run_cli("export", str(text_run), "--format", "onnx", "--out", str(out))   # data: from the run's config
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "export" and manifest["parent"] == str(text_run / "model")
+    assert manifest["kind"] == "export" and parent_paths(tmp_path / "onnx") == [str((text_run / "model").resolve())]
     assert manifest["parity"]["agreement"] == 1.0 and manifest["parity"]["max_abs_diff"] < 1e-4
     result = run_cli("evaluate", str(out), str(sentiment_dir), "--out", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr

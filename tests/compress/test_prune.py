@@ -7,7 +7,9 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from fmloop.compress.prune import PruneConfig, magnitude_masks, prune, sparsity_of
+from fmloop.compress.config import PruneConfig
+from fmloop.compress.prune import magnitude_masks, sparsity_of
+from fmloop.compress.prune import run as prune
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
 from fmloop.models.loading import load
@@ -16,8 +18,9 @@ from tests.conftest import run_cli
 
 
 def _prune(parent, out, **prune_settings):
-    cfg = load_config(PruneConfig, overrides={"prune": prune_settings, "train": {"lr": 1e-3, **FAST}})
-    return prune(cfg, str(parent), out)
+    cfg = load_config(PruneConfig, overrides={"prune": prune_settings, "model": {"name": str(parent)},
+                                              "train": {"lr": 1e-3, **FAST}})
+    return prune(cfg, out)
 
 
 def test_magnitude_masks_hit_the_target_and_spare_the_head(text_run):

@@ -28,7 +28,7 @@ def test_torch_int8_reloads_exactly_what_was_quantized(run_name, sentiment_dir, 
         int8 = [k for k in f.keys() if k.endswith(".weight_int8")]
         assert int8 and all(str(f.get_tensor(k).dtype) == "torch.int8" for k in int8)
     reloaded = load(tmp_path / "q")
-    parent = TextModel.load(run)
+    parent = load(run)
     in_memory = TextModel(quantize_torch_dynamic(parent.model), parent.tokenizer, parent.folder)
     assert np.array_equal(reloaded.logits(TEXTS), in_memory.logits(TEXTS))
 

@@ -29,7 +29,7 @@ def test_manifest_fields_and_version(tmp_path):
 def test_existing_run_dir_is_not_overwritten(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("x")
-    with pytest.raises(FmloopError, match="--resume"):
+    with pytest.raises(FmloopError, match="already exists"):
         RunDir(tmp_path / "run").create()
     assert (tmp_path / "run" / "keep.txt").read_text() == "x"
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fmloop.core.errors import ConfigError
-from fmloop.data.active import choose, k_center_greedy
+from fmloop.label.active import choose, k_center_greedy
 from tests.conftest import make_sentiment, run_cli, write_csv
 
 
@@ -65,7 +65,7 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
 
 
 def test_k_center_never_picks_a_row_twice_even_on_identical_features():
-    from fmloop.data.active import k_center_greedy
+    from fmloop.label.active import k_center_greedy
 
     same = np.ones((20, 4))
     assert len(set(k_center_greedy(same, 5))) == 5

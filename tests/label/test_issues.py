@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 
-from fmloop.data.label_issues import label_issues
+from fmloop.label.issues import label_issues
 from tests.conftest import make_sentiment, run_cli, write_csv
 
 

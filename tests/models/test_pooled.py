@@ -7,7 +7,7 @@ from fmloop.models.pooled import MeanPoolClassifier
 
 def test_mean_pooling_ignores_padding(tiny_base):
     tok = load_tokenizer(tiny_base)
-    model, _ = build_task_model(str(tiny_base), "classification", ["a", "b"], tok, pooling="mean")
+    model = build_task_model(str(tiny_base), "classification", ["a", "b"], tok, pooling="mean").model
     assert isinstance(model, MeanPoolClassifier)
     model.eval()
     alone = tok(["the cat sees the river"], return_tensors="pt")
@@ -20,7 +20,7 @@ def test_mean_pooling_ignores_padding(tiny_base):
 
 def test_save_and_load_round_trip(tiny_base, tmp_path):
     tok = load_tokenizer(tiny_base)
-    model, _ = build_task_model(str(tiny_base), "classification", ["a", "b", "c"], tok, pooling="mean")
+    model = build_task_model(str(tiny_base), "classification", ["a", "b", "c"], tok, pooling="mean").model
     model.eval()
     model.save_pretrained(tmp_path / "m")
     again = MeanPoolClassifier.load(tmp_path / "m")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fmloop.evaluate.metrics import (bootstrap_intervals, classification_metrics, expected_calibration_error,
-                                     paired_bootstrap, regression_metrics)
+from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
+from fmloop.tasks.metrics import classification_metrics, expected_calibration_error, regression_metrics
 
 
 def test_classification_metrics_on_a_known_case():

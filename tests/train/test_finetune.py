@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
-from fmloop.models.inference import TextModel
+from fmloop.models.loading import load
 from fmloop.train.finetune import FinetuneConfig, run as finetune
 
 TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]
@@ -32,7 +32,7 @@ def test_full_finetune_learns_and_stores_the_label_mapping(tiny_base, sentiment_
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label2id"]["positive"] == 1
     plain = AutoModelForSequenceClassification.from_pretrained(run.model_dir)  # loads without fmloop
     assert plain.config.problem_type == "single_label_classification"
-    preds = TextModel.load(run.path).predict(TEXTS)
+    preds = load(run.path).predict(TEXTS)
     assert [p["label"] for p in preds] == ["positive", "negative"]
     assert abs(sum(preds[0]["probabilities"].values()) - 1) < 1e-5
     resolved = run.read_config()["train"]
@@ -51,8 +51,8 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     assert {k: run.read_config()["train"][k] for k in ("lora_r", "lora_alpha")} == {"lora_r": 4, "lora_alpha": 8}
     # predictions of the in-memory model right after training were written to metrics.json;
     # a fresh load must reproduce them exactly (the head and pooler are saved with the adapter)
-    reloaded = TextModel.load(run.model_dir)
-    again = TextModel.load(run.model_dir)
+    reloaded = load(run.model_dir)
+    again = load(run.model_dir)
     texts = TEXTS * 3
     np.testing.assert_array_equal(reloaded.logits(texts), again.logits(texts))
     expected = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
@@ -75,7 +75,7 @@ def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path, d
 
     tok = load_tokenizer(tiny_base)
     torch.manual_seed(0)
-    model, _ = build_task_model(str(tiny_base), "classification", ["negative", "positive"], tok)
+    model = build_task_model(str(tiny_base), "classification", ["negative", "positive"], tok).model
     peft_model = apply_strategy(model, "lora", total_steps=1, lora_r=4, lora_alpha=8, dora=dora).model
     with torch.no_grad():  # stand-in for training: move every trainable tensor
         for p in peft_model.parameters():
@@ -87,7 +87,7 @@ def test_lora_in_memory_and_reloaded_agree(tiny_base, sentiment_dir, tmp_path, d
     peft_model.save_pretrained(tmp_path / "adapter")
     peft_model.base_model.model.config.save_pretrained(tmp_path / "adapter")
     tok.save_pretrained(tmp_path / "adapter")
-    after = torch.from_numpy(TextModel.load(tmp_path / "adapter").logits(TEXTS))
+    after = torch.from_numpy(load(tmp_path / "adapter").logits(TEXTS))
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
 
 
@@ -96,8 +96,8 @@ def test_lora_adapter_without_its_base_is_a_clear_error(tiny_base, sentiment_dir
     cfg = json.loads((run.model_dir / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tmp_path / "gone")
     (run.model_dir / "adapter_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelError, match="LoRA adapter whose base model .* is missing"):
-        TextModel.load(run.model_dir)
+    with pytest.raises(ModelError, match="LoRA adapter whose base model is missing"):
+        load(run.model_dir)
 
 
 def test_early_stopping_restores_the_best_weights(tiny_base, sentiment_dir, tmp_path):
@@ -125,7 +125,7 @@ def test_regression_task(tiny_base, tmp_path):
     write_csv(tmp_path / "reg.csv", rows)
     run = _finetune(tiny_base, tmp_path / "reg.csv", tmp_path / "run", task="regression", train={"epochs": 16})
     assert run.read_manifest()["metrics"]["validation_mse"] < 1.0
-    assert "score" in TextModel.load(run.path).predict(TEXTS[:1])[0]
+    assert "score" in load(run.path).predict(TEXTS[:1])[0]
 
 
 def test_failed_run_leaves_no_model(tiny_base, tmp_path):

@@ -70,7 +70,7 @@ def test_continued_pretraining_from_minilm_folder(tmp_path):
     first, last = _held_out(run)
     assert last < first
     manifest = json.loads((run.path / "manifest.json").read_text())
-    assert manifest["parent"].endswith("model") and manifest["tokenizer"] == str(gt.get_model_path())
+    assert manifest["parents"][0]["path"].endswith("model") and manifest["tokenizer"] == str(gt.get_model_path())
     model = AutoModelForMaskedLM.from_pretrained(run.model_dir)
     base = AutoModelForMaskedLM.from_pretrained(gt.get_model_path())
     key = "bert.encoder.layer.0.attention.self.query.weight"

@@ -40,7 +40,7 @@ def test_pretrain_then_finetune(unlabeled, tmp_path, objective):
                      "--train.tensorboard=false", "--train.threads=1", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     ft_manifest = json.loads((ft / "manifest.json").read_text())
-    assert ft_manifest["parent"].endswith("model")
+    assert ft_manifest["parents"][0]["path"].endswith("model")
     # the label budget (8 per class) covers the validation split too: 1 per class held out of it
     assert ft_manifest["data_summary"]["class_balance"] == {"horizontal": 7, "vertical": 7}
     assert ft_manifest["data_summary"]["rows"] == {"train": 14, "validation": 2}

@@ -71,3 +71,25 @@ def split_overrides(args: list[str]) -> list[str]:
     if bad:
         raise ConfigError(f"Unexpected argument(s): {' '.join(bad)}. Config overrides look like --train.lr=3e-4.")
     return joined
+
+
+def check_output(out, overwrite: bool = False) -> None:
+    """Refuse an existing --out before any heavy import or data read (unless --overwrite)."""
+    from fmloop.core.artifacts import require_new_folder
+
+    if out is not None and not overwrite:
+        require_new_folder(out)
+
+
+def check_model_name(name: str | None) -> None:
+    """A --model that is neither an existing folder nor a preset: say so, with the presets."""
+    if name is None or "/" not in name and "\\" not in name and not name.startswith("."):
+        return                       # a preset name (checked against the catalog when the model is built)
+    from pathlib import Path
+
+    from fmloop.core.errors import ModelError
+
+    if not Path(name).expanduser().exists():
+        raise ModelError(f"--model {name}: no such folder. Pass an existing model folder or run dir, or a preset "
+                         f"(text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, "
+                         f"convnext-nano, resnet-mini, cnn-small).")

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from fmloop.cli.common import err_console, setup_logging, split_overrides, user_errors
+from fmloop.cli.common import check_output, err_console, setup_logging, split_overrides, user_errors
 
 DATA_HELP = "Labeled data to check the new model against its parent (validation split). Default: the data of the model's run."
 
@@ -90,21 +90,27 @@ def distill_command(
     unlabeled: Optional[str] = typer.Option(None, "--unlabeled", help="Extra unlabeled text the teacher labels."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Softmax temperature (default 2)."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the teacher's soft targets, 0..1 (default 0.7)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Train a small student on the teacher's soft targets (and the labels) through the
     fine-tuning loop; any fine-tuning setting works, e.g. --train.epochs=6."""
-    from fmloop.compress.distill import DistillConfig, distill
+    from fmloop.compress.config import DistillConfig
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
 
-    setup_logging(verbose)
     values = tree_from_flat({"model.name": student, "data.path": data, "task": task,
                              "distill.unlabeled": unlabeled, "distill.temperature": temperature,
-                             "distill.alpha": alpha})
+                             "distill.alpha": alpha, "train.max_steps": max_steps, "train.max_time": max_time})
     values["teacher"] = list(teacher)
     cfg = load_config(DistillConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
-    run = distill(cfg, out)
+    check_output(out, overwrite)
+    setup_logging(verbose)
+    from fmloop.compress import distill
+
+    run = distill.run(cfg, out, overwrite=overwrite)
     metrics = run.read_manifest()["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float))
     err_console.print(f"[green]distilled[/] in {metrics['train_time_s']:.0f}s: {shown}\nmodel:  {run.model_dir}")
@@ -149,17 +155,24 @@ def prune_command(
     sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of body weights (magnitude), feed-forward channels (structured) or attention heads per layer (heads) to remove, in (0, 1)."),
     method: str = typer.Option("magnitude", "--method", help="magnitude (global, unstructured: smaller to store, not faster), structured (feed-forward channels) or heads (attention heads): both really smaller and faster."),
     data: Optional[str] = typer.Option(None, "--data", help="Labeled data for the recovery fine-tune. Default: the data of the model's run."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
 ):
     """Prune, then recover with a short fine-tune (default one epoch; any fine-tuning setting
     works, e.g. --train.epochs=2)."""
-    from fmloop.compress.prune import PruneConfig, prune
+    from fmloop.compress.config import PruneConfig
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
 
-    setup_logging()
-    values = tree_from_flat({"prune.sparsity": sparsity, "prune.method": method, "data.path": data})
+    values = tree_from_flat({"prune.sparsity": sparsity, "prune.method": method, "data.path": data,
+                             "model.name": model, "train.max_steps": max_steps, "train.max_time": max_time})
     cfg = load_config(PruneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
-    run = prune(cfg, model, out)
+    check_output(out, overwrite)
+    setup_logging()
+    from fmloop.compress import prune
+
+    run = prune.run(cfg, out, overwrite=overwrite)
     manifest = run.read_manifest()
     p, metrics = manifest["pruning"], manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))

@@ -106,7 +106,7 @@ def label_issues_command(
     confident learning."""
     from fmloop.core.config import parse_overrides
     from fmloop.core.errors import ConfigError
-    from fmloop.data.label_issues import label_issues
+    from fmloop.label.issues import label_issues
 
     setup_logging()
     if drop and relabel:
@@ -140,7 +140,7 @@ def suggest_command(
 ):
     """Pick the pool rows worth labeling next (active learning) and export them as Label Studio
     tasks with the model's guess, plus a CSV."""
-    from fmloop.data.active import suggest
+    from fmloop.label.active import suggest
 
     setup_logging()
     summary = suggest(model, pool, out, n=n, strategy=strategy, labeled=labeled, text_column=text_column, seed=seed)
@@ -158,7 +158,7 @@ def import_command(
 ):
     """Merge completed annotations into a labeled dataset; disagreements, unknown labels and
     unknown task ids are reported in conflicts.jsonl, not merged."""
-    from fmloop.data.active import import_annotations
+    from fmloop.label.active import import_annotations
 
     setup_logging()
     s = import_annotations(annotations, out, into=into, tasks=tasks)

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from fmloop.cli.common import err_console, setup_logging, split_overrides, user_errors
+from fmloop.cli.common import check_model_name, check_output, err_console, setup_logging, split_overrides, user_errors
 
 
 @user_errors
@@ -24,6 +24,10 @@ def finetune_command(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this dir from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Fine-tune a base model on labeled text; learning rate, epochs, batch size and max length
@@ -35,15 +39,29 @@ def finetune_command(
     """
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
     from fmloop.core.errors import ConfigError
-    from fmloop.train.finetune import FinetuneConfig, run as finetune
+    from fmloop.train.config import FinetuneConfig
 
-    setup_logging(verbose)
     values = tree_from_flat({"model.name": model, "data.path": data, "task": task, "strategy": strategy,
-                    "data.text_column": text_column, "data.label_column": label_column})
-    cfg = load_config(FinetuneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
-    if out is None:
-        raise ConfigError("Pass --out RUN_DIR for the fine-tuned model.")
-    run = finetune(cfg, out)
+                             "data.text_column": text_column, "data.label_column": label_column,
+                             "train.max_steps": max_steps, "train.max_time": max_time})
+    overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), values)
+    if resume is not None:
+        from fmloop.train.config import resumable_config
+
+        cfg, out = resumable_config(resume, overrides), resume
+    else:
+        cfg = load_config(FinetuneConfig, config, overrides)
+        if out is None:
+            raise ConfigError("Pass --out RUN_DIR for the fine-tuned model (or --resume RUN_DIR to continue one).")
+        check_output(out, overwrite)
+        check_model_name(cfg.model.name)
+    setup_logging(verbose)
+    from fmloop.train import finetune
+
+    run = finetune.run(cfg, out, resume=resume is not None, overwrite=overwrite)
+    if run.read_manifest().status != "finished":
+        err_console.print(f"[yellow]stopped[/]; continue with: fmloop finetune --resume {run.path}")
+        return
     manifest = run.read_manifest()
     metrics = manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float))

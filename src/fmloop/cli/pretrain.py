@@ -34,12 +34,11 @@ def pretrain_command(
     Any config value can be set after the options as --section.key=value, e.g. --train.lr=3e-4
     --train.batch_size=64 --model.dropout=0.1 --tokenizer.vocab_size=16000 (see docs/pretraining.md).
     """
-    from fmloop.cli.common import setup_logging
+    from fmloop.cli.common import check_output, setup_logging
     from fmloop.core.artifacts import RunDir
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
-    from fmloop.train.pretrain import PretrainConfig, pretrain
+    from fmloop.train.config import PretrainConfig
 
-    setup_logging(verbose)
     cli_values = tree_from_flat({"modality": modality, "objective": objective, "data.path": data, "data.column": column, "model.name": model,
                                  "train.max_steps": max_steps, "train.max_time": max_time})
     overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), cli_values)
@@ -57,12 +56,19 @@ def pretrain_command(
             raise ResumeError(f"{resume} cannot be resumed: {err}") from None
         saved = base.read_config()
         cfg = load_config(PretrainConfig, None, deep_merge(saved, overrides))
+        setup_logging(verbose)
+        from fmloop.train.pretrain import pretrain
+
         run = pretrain(cfg, resume=resume)
     else:
         cfg = load_config(PretrainConfig, config, overrides)
         if out is None:
             from fmloop.core.errors import ConfigError
             raise ConfigError("Pass --out RUN_DIR for a new run (or --resume RUN_DIR to continue one).")
+        check_output(out)
+        setup_logging(verbose)
+        from fmloop.train.pretrain import pretrain
+
         run = pretrain(cfg, out=out)
     manifest = run.read_manifest()
     m = manifest.get("metrics", {})

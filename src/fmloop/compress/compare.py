@@ -9,7 +9,6 @@ compare.png (metric against p50 latency, marker area by size on disk).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from fmloop.core.artifacts import atomic_write_json, atomic_write_text
 from fmloop.core.errors import DataError
 from fmloop.tasks import get_task
 from fmloop.tasks.bootstrap import bootstrap_intervals
+from fmloop.core.artifacts import RunDir
 from fmloop.models.presets import model_dir_of
 from fmloop.models.loading import load
 
@@ -47,11 +47,12 @@ def count_parameters(model) -> int | None:
 
 
 def _parent_of(path: str) -> str | None:
-    manifest = model_dir_of(path).parent / "manifest.json"
-    if not manifest.exists():
+    """The one model a run was made from (none for an ensemble of several)."""
+    run = RunDir(model_dir_of(path).parent)
+    if not run.manifest_path.exists():
         return None
-    parent = json.loads(manifest.read_text()).get("parent")
-    return parent if isinstance(parent, str) else None
+    parents = run.read_manifest().parent_paths(run.path)
+    return str(parents[0]) if len(parents) == 1 else None
 
 
 def measure_latency(model, inputs, n_single: int = 100, batch: int = 32, n_batches: int = 5, warmup: int = 5) -> dict:

@@ -94,5 +94,5 @@ def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data
         (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         return {"weights": weights, "weights_fit": fit}
 
-    return write_run(run, write, kind="ensemble", method=method, parent=[str(m.folder) for m in members],
+    return write_run(run, write, kind="ensemble", method=method, parents=[str(m.folder) for m in members],
                      task=members[0].task, labels=members[0].labels)

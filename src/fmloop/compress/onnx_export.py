@@ -142,5 +142,5 @@ def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, op
                     min_agreement=min_agreement, max_abs_diff=max_abs_diff, what="the ONNX export",
                     batch_size=batch_size)
 
-    return write_run(run, write, kind="export", format="onnx", parent=str(parent.folder), task=parent.task,
+    return write_run(run, write, kind="export", format="onnx", parents=[str(parent.folder)], task=parent.task,
                      labels=parent.labels)

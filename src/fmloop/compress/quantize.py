@@ -170,5 +170,5 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
         return gate(child, reference, inputs, y, where, folder, task=parent.task, min_agreement=min_agreement,
                     max_abs_diff=None, what=f"the {backend} {mode} int8 model", batch_size=batch_size)
 
-    return write_run(run, write, kind="quantize", backend=backend, mode=mode, parent=str(parent.folder),
+    return write_run(run, write, kind="quantize", backend=backend, mode=mode, parents=[str(parent.folder)],
                      task=parent.task, labels=parent.labels)

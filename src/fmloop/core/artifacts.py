@@ -216,7 +216,8 @@ class RunDir:
     def write_manifest(self, *, parents: list | None = None, **fields: Any) -> Manifest:
         """Update RUN/manifest.json with `fields` (created on first write). `parents`: model folders
         this run was made from, stored relative to the run dir with their weights' fingerprint."""
-        current = self.read_manifest().model_dump() if self.manifest_path.exists() else {}
+        current = (self.read_manifest().model_dump() if self.manifest_path.exists()
+                   else {"manifest_version": manifest_io.MANIFEST_VERSION})
         current.update(fields)
         if parents is not None:
             current["parents"] = [parent_entry(self.path, p).model_dump() for p in parents if p]

@@ -104,7 +104,7 @@ def resolve_device(device: str, *, cuda_available: bool, world_size: int = 1, lo
         device = "cuda" if cuda_available else "cpu"
     if device.startswith("cuda") and not cuda_available:
         raise ConfigError(f"The '{parameter}' parameter asks for {device} but no CUDA device is visible. "
-                          f"Use {parameter}=cpu.")
+                          f"Use {'--train.device' if parameter == 'train.device' else parameter}=cpu.")
     if device == "cuda" and world_size > 1:
         if local_rank >= cuda_count:
             raise ConfigError(f"torchrun started process {local_rank} on this machine but only {cuda_count} GPU(s) "

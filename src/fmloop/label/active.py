@@ -105,7 +105,7 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
             labeled: str | None = None, text_column: str | None = None, seed: int = 0) -> dict:
     from fmloop.data.labeled import TEXT_CANDIDATES, _choose
     from fmloop.data.sources import read_splits
-    from fmloop.evaluate.metrics import softmax
+    from fmloop.tasks.metrics import softmax
 
     if n < 1:
         raise ConfigError(f"The 'n' parameter of label suggest must be >= 1. Got {n} instead.")

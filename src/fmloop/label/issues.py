@@ -101,7 +101,7 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
     from sklearn.model_selection import StratifiedKFold
 
     from fmloop.core.config import build_config, deep_merge
-    from fmloop.evaluate.metrics import softmax
+    from fmloop.tasks.metrics import softmax
     from fmloop.train.finetune import FinetuneConfig, run as finetune
 
     ds = data.splits[split]

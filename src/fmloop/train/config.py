@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from fmloop.adapt import STRATEGY_PATTERN
-from fmloop.core.config import Duration, StageConfig, parse_duration
+from fmloop.core.artifacts import RunDir
+from fmloop.core.errors import ResumeError
+from fmloop.core.config import deep_merge, load_config, Duration, StageConfig, parse_duration
 
 
 # Shared by every training section (pretraining, fine-tuning): see fmloop.train.cpu_dropout.
@@ -166,3 +169,22 @@ class PretrainConfig(StageConfig):
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainSection = Field(default_factory=TrainSection)
+
+
+def resumable_config(path: str | Path, overrides: dict | None = None, config_class=FinetuneConfig, kind="finetune"):
+    """The config a run dir was started with (command-line `overrides` on top), after checking
+    that the run can be resumed: a run of this kind, unfinished, with a checkpoint."""
+    run = RunDir(path)
+    if not run.path.is_dir():
+        raise ResumeError(f"{path} does not exist: --resume takes the run dir of an interrupted run.")
+    if not run.config_path.exists() or not run.manifest_path.exists():
+        raise ResumeError(f"{path} is not an fmloop run dir (no config.yaml / manifest.json): nothing to resume.")
+    manifest = run.read_manifest()
+    if manifest.kind != kind:
+        raise ResumeError(f"{path} holds a {manifest.kind!r} run, not a {kind} run; resume it with fmloop {manifest.kind}.")
+    if manifest.status == "finished":
+        raise ResumeError(f"{path} already finished; its model is in {run.model_dir}. Start a new run with --out.")
+    if not run.resumable():
+        raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written): "
+                          f"start it again with --out {path} --overwrite.")
+    return load_config(config_class, None, deep_merge(run.read_config(), overrides or {}))

@@ -17,8 +17,7 @@ import logging
 from pathlib import Path
 
 from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
-from fmloop.core.config import load_config
-from fmloop.core.errors import ConfigError, ResumeError
+from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import running
 from fmloop.data.images import is_image_source
 from fmloop.train.config import FinetuneConfig
@@ -35,27 +34,6 @@ def check(cfg: FinetuneConfig, stage: str = "finetune") -> None:
         raise ConfigError(f"The 'data.path' parameter of {stage} is required. Pass --data PATH.")
     if cfg.model.name is None:
         raise ConfigError(f"The 'model.name' parameter of {stage} is required. Pass --model PATH|PRESET.")
-
-
-def resumable_config(path: str | Path, overrides: dict | None = None, config_class=FinetuneConfig, kind="finetune"):
-    """The config a run dir was started with (command-line `overrides` on top), after checking
-    that the run can be resumed: a run of this kind, unfinished, with a checkpoint."""
-    run = RunDir(path)
-    if not run.path.is_dir():
-        raise ResumeError(f"{path} does not exist: --resume takes the run dir of an interrupted run.")
-    if not run.config_path.exists() or not run.manifest_path.exists():
-        raise ResumeError(f"{path} is not an fmloop run dir (no config.yaml / manifest.json): nothing to resume.")
-    manifest = run.read_manifest()
-    if manifest.kind != kind:
-        raise ResumeError(f"{path} holds a {manifest.kind!r} run, not a {kind} run; resume it with fmloop {manifest.kind}.")
-    if manifest.status == "finished":
-        raise ResumeError(f"{path} already finished; its model is in {run.model_dir}. Start a new run with --out.")
-    if not run.resumable():
-        raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written): "
-                          f"start it again with --out {path} --overwrite.")
-    from fmloop.core.config import deep_merge
-
-    return load_config(config_class, None, deep_merge(run.read_config(), overrides or {}))
 
 
 def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunDir:

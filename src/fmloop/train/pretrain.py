@@ -246,7 +246,7 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     resolved["train"]["max_steps"] = total_steps
     if runtime.is_main:
         run.write_config(resolved)
-        run.write_manifest(kind="pretrain", parent=prep.parent, status="running", objective=cfg.objective,
+        run.write_manifest(kind="pretrain", parents=[prep.parent] if prep.parent else [], status="running", objective=cfg.objective,
                            modality=cfg.modality, model=cfg.model.name, parameters=n_params,
                            config_hash=config_hash(resolved), runtime=runtime.describe(), **prep.manifest)
         log.info("model: %s, %.1fM parameters; %d steps of %d (%s); %s",
