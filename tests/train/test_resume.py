@@ -26,7 +26,8 @@ def _weights(run):
     return load_file(str(run / "model" / "model.safetensors"))
 
 
-def _wait_for(predicate, proc, timeout=120):
+def _wait_for(predicate, proc, timeout=900):
+    """Wait for the event; the bound is only a guard against a hung run, not an expected time."""
     start = time.monotonic()
     while not predicate():
         assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -71,7 +72,7 @@ def test_sigterm_checkpoints_exits_0_and_resumes_exactly(reference, tmp_path):
         proc = subprocess.Popen(fmloop_cmd(*_args(corpus, run)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
         _wait_for(lambda: _last_step(run) >= 30, proc)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
+        proc.wait(timeout=900)
     assert proc.returncode == 0, log.read_text()[-2000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "stopped" and "SIGTERM" in manifest["stop_reason"]

@@ -131,6 +131,8 @@ def _continue(folder: Path, fmt: str, task: str, labels: list[str] | None, dropo
     else:
         model, parents = hf_format.load_module(folder), [str(folder)]
     model.train()
+    for param in model.parameters():      # a merged adapter leaves its base frozen; the strategy decides
+        param.requires_grad_(True)
     pooling = "mean" if isinstance(model, MeanPoolClassifier) else "native"
     old = task_of_config(model.config)
     old_labels = ([model.config.id2label[i] for i in range(model.config.num_labels)] if old.has_classes else None)
