@@ -148,7 +148,7 @@ def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: T
             raise ResumeError(f"The data at {cfg.data.path} changed since {run.path} started (fingerprint "
                               f"{inputs.fingerprint} != {manifest.data_fingerprint}); resuming would not continue "
                               f"the same run. Start a new run with --out.")
-        state = load_checkpoint(run.checkpoints_dir, loss, optimizer, scheduler, runtime)
+        state = load_checkpoint(run.checkpoints_dir, task_model, optimizer, scheduler, runtime)
     else:
         run.create()
         run.write_config(resolved)
