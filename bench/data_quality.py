@@ -85,8 +85,17 @@ def neardup(args) -> None:
     with open(work / "train.jsonl", "w") as fh:
         for r in corpus:
             fh.write(json.dumps(r) + "\n")
-    seconds = fmloop("data", "clean", str(work / "train.jsonl"), "--out", str(work / "clean"),
-                     "--near-threshold", str(args.threshold), "--shingle", str(args.shingle))
+    seconds = fmloop(
+        "data",
+        "clean",
+        str(work / "train.jsonl"),
+        "--out",
+        str(work / "clean"),
+        "--near-threshold",
+        str(args.threshold),
+        "--shingle",
+        str(args.shingle),
+    )
     removed = [json.loads(line) for line in (work / "clean" / "removed.jsonl").read_text().splitlines()]
     dup = [r for r in removed if r["reason"] in ("duplicate", "near_duplicate")]
     # An injected pair is found when either member is removed as a duplicate of the other (whichever
@@ -94,13 +103,23 @@ def neardup(args) -> None:
     position = {id(r): k for k, r in enumerate(corpus)}
     pair_of = {}
     for c in copies:
-        a, b = position[id(c)], position[id(next(r for r in corpus if r is not c and r.get("copy_of", -1) == -1
-                                                   and r["text"] == rows[c["copy_of"]]["text"]))]
+        a, b = (
+            position[id(c)],
+            position[
+                id(
+                    next(
+                        r
+                        for r in corpus
+                        if r is not c and r.get("copy_of", -1) == -1 and r["text"] == rows[c["copy_of"]]["text"]
+                    )
+                )
+            ],
+        )
         pair_of[a], pair_of[b] = b, a
 
     def shingles(text: str) -> set:
         w = fold(text).split()
-        return {" ".join(w[i:i + 3]) for i in range(max(1, len(w) - 2))}
+        return {" ".join(w[i : i + 3]) for i in range(max(1, len(w) - 2))}
 
     found, real, false = set(), 0, 0
     for r in dup:
@@ -116,11 +135,15 @@ def neardup(args) -> None:
     recall = len(found) / args.n
     precision = (len(found) + real) / max(1, len(dup))
     print(f"\n## Near-duplicates in IMDb ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
-    print(f"- corpus {len(corpus)} reviews ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: "
-          f"injected pairs found {len(found)}, real duplicates within the corpus {real} (word 3-gram Jaccard >= 0.5 "
-          f"with the row they matched), false {false}")
-    print(f"- recall {recall:.3f}, precision {precision:.3f} (shingles of {args.shingle} words, threshold "
-          f"{args.threshold}); {len(corpus) / seconds:.0f} documents/s end to end ({seconds:.0f}s, reading and writing included)")
+    print(
+        f"- corpus {len(corpus)} reviews ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: "
+        f"injected pairs found {len(found)}, real duplicates within the corpus {real} (word 3-gram Jaccard >= 0.5 "
+        f"with the row they matched), false {false}"
+    )
+    print(
+        f"- recall {recall:.3f}, precision {precision:.3f} (shingles of {args.shingle} words, threshold "
+        f"{args.threshold}); {len(corpus) / seconds:.0f} documents/s end to end ({seconds:.0f}s, reading and writing included)"
+    )
 
 
 def edit_image(png: bytes, rng, shift: float = 0.5) -> bytes:
@@ -162,11 +185,20 @@ def imagedup(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="fmloop-imagedup-"))
     out = pa.table({"image": [r[0] for r in rows], "label": [r[1] for r in rows], "copy_of": [r[2] for r in rows]})
     pq.write_table(out.replace_schema_metadata(table.schema.metadata), work / "train.parquet")
-    seconds = fmloop("data", "clean", str(work / "train.parquet"), "--out", str(work / "clean"),
-                     "--image-distance", str(args.distance), "--image-similarity", str(args.similarity))
+    seconds = fmloop(
+        "data",
+        "clean",
+        str(work / "train.parquet"),
+        "--out",
+        str(work / "clean"),
+        "--image-distance",
+        str(args.distance),
+        "--image-similarity",
+        str(args.similarity),
+    )
     removed = [json.loads(line) for line in (work / "clean" / "removed.jsonl").read_text().splitlines()]
     dup = [r for r in removed if r["reason"] in ("duplicate", "near_duplicate")]
-    position_of_original = {r[2]: k for k, r in enumerate(rows) if r[2] >= 0}   # original index -> its copy
+    position_of_original = {r[2]: k for k, r in enumerate(rows) if r[2] >= 0}  # original index -> its copy
     original_at = {}
     k_orig = 0
     for k, r in enumerate(rows):
@@ -187,17 +219,23 @@ def imagedup(args) -> None:
             found.add(frozenset((row, match)))
         else:
             others.append((row, match, float(np.abs(pixels(row) - pixels(match)).mean())))
-    injected_mad = np.median([np.abs(pixels(a) - pixels(b)).mean() for a, b in (tuple(f) for f in found)]) if found else 0
+    injected_mad = (
+        np.median([np.abs(pixels(a) - pixels(b)).mean() for a, b in (tuple(f) for f in found)]) if found else 0
+    )
     real = [o for o in others if o[2] <= injected_mad]
     recall = len(found) / args.n
     precision = (len(found) + len(real)) / max(1, len(dup))
     print(f"\n## Near-duplicate images in {args.dataset} ({datetime.date.today()}, `{' '.join(sys.argv)}`)\n")
-    print(f"- {len(rows)} images ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: injected pairs "
-          f"found {len(found)}, other pairs {len(others)} of which {len(real)} are at least as close in pixels as the "
-          f"median injected pair (mean absolute difference <= {injected_mad:.1f} of 255)")
-    print(f"- recall {recall:.3f}, precision {precision:.3f} (pHash distance <= {args.distance}, thumbnail "
-          f"correlation >= {args.similarity}, {args.shift:.0%} of copies shifted by a pixel); "
-          f"{len(rows) / seconds:.0f} images/s end to end ({seconds:.0f}s, decoding and writing included)")
+    print(
+        f"- {len(rows)} images ({args.n} injected copies); removed as (near-)duplicates: {len(dup)}: injected pairs "
+        f"found {len(found)}, other pairs {len(others)} of which {len(real)} are at least as close in pixels as the "
+        f"median injected pair (mean absolute difference <= {injected_mad:.1f} of 255)"
+    )
+    print(
+        f"- recall {recall:.3f}, precision {precision:.3f} (pHash distance <= {args.distance}, thumbnail "
+        f"correlation >= {args.similarity}, {args.shift:.0%} of copies shifted by a pixel); "
+        f"{len(rows) / seconds:.0f} images/s end to end ({seconds:.0f}s, decoding and writing included)"
+    )
     if others and args.plot:
         import matplotlib
 
@@ -232,8 +270,11 @@ def noise(args) -> None:
         w.writerows(rows)
     for split in ("validation", "test"):
         (work / "noisy" / f"{split}.csv").write_text((TEXT / "sst2" / f"{split}.csv").read_text())
-    extra = (["--model", args.model] if args.model else []) + ["--filter-by", args.filter_by] + \
-        (["--finetune"] if args.finetune else [])
+    extra = (
+        (["--model", args.model] if args.model else [])
+        + ["--filter-by", args.filter_by]
+        + (["--finetune"] if args.finetune else [])
+    )
     seconds = fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / "issues"), "--drop", *extra)
 
     def score(folder: Path) -> tuple[int, float, float]:
@@ -248,23 +289,42 @@ def noise(args) -> None:
     print(f"- {args.filter_by}: flagged {n}; precision {precision:.3f}, recall {recall:.3f}")
     from fmloop.label.issues import FILTERS
 
-    for other in FILTERS:       # the same probabilities, every cleanlab filter
+    for other in FILTERS:  # the same probabilities, every cleanlab filter
         if other == args.filter_by:
             continue
-        fmloop("data", "label-issues", str(work / "noisy"), "--out", str(work / f"issues-{other}"), "--filter-by",
-               other, "--probabilities", str(work / "issues" / "probabilities.parquet"))
+        fmloop(
+            "data",
+            "label-issues",
+            str(work / "noisy"),
+            "--out",
+            str(work / f"issues-{other}"),
+            "--filter-by",
+            other,
+            "--probabilities",
+            str(work / "issues" / "probabilities.parquet"),
+        )
         n, precision, recall = score(work / f"issues-{other}")
         print(f"- {other}: flagged {n}; precision {precision:.3f}, recall {recall:.3f}", flush=True)
     if args.compare:
         metrics = {}
         for name, data in (("noisy", work / "noisy"), ("cleaned", work / "issues")):
-            fmloop("finetune", "--model", args.compare, "--data", str(data), "--out", str(work / f"ft-{name}"),
-                   *args.compare_args)
+            fmloop(
+                "finetune",
+                "--model",
+                args.compare,
+                "--data",
+                str(data),
+                "--out",
+                str(work / f"ft-{name}"),
+                *args.compare_args,
+            )
             metrics[name] = json.loads((work / f"ft-{name}" / "manifest.json").read_text())["metrics"]
         for split in ("validation", "test"):
-            print(f"- fine-tuned {args.compare} {' '.join(args.compare_args)}: SST-2 {split} accuracy "
-                  f"{metrics['noisy'][f'{split}_accuracy']:.4f} on the noisy labels, "
-                  f"{metrics['cleaned'][f'{split}_accuracy']:.4f} with flagged rows dropped")
+            print(
+                f"- fine-tuned {args.compare} {' '.join(args.compare_args)}: SST-2 {split} accuracy "
+                f"{metrics['noisy'][f'{split}_accuracy']:.4f} on the noisy labels, "
+                f"{metrics['cleaned'][f'{split}_accuracy']:.4f} with flagged rows dropped"
+            )
 
 
 def active(args) -> None:
@@ -296,7 +356,7 @@ def active(args) -> None:
         geometry = normalize(TruncatedSVD(256, random_state=0).fit_transform(X))
     else:
         cache = Path(tempfile.gettempdir()) / f"fmloop-al-{args.pool}-{args.validation}-{Path(args.model).name}.npz"
-        if cache.exists():      # the embeddings depend only on the seeded samples and the model
+        if cache.exists():  # the embeddings depend only on the seeded samples and the model
             X, Xv = np.load(cache)["X"], np.load(cache)["Xv"]
         else:
             X = embed([r["text"] for r in pool], args.model)
@@ -329,17 +389,19 @@ def active(args) -> None:
     for strategy in strategies:
         runs = []
         for seed in range(args.seeds):
-            picked = list(np.random.default_rng(seed).permutation(len(pool))[:budgets[0]])
+            picked = list(np.random.default_rng(seed).permutation(len(pool))[: budgets[0]])
             accs = []
             for b in budgets:
-                while len(picked) < b:       # rounds of `step` labels, the model retrained after each
+                while len(picked) < b:  # rounds of `step` labels, the model retrained after each
                     rest = np.setdiff1d(np.arange(len(pool)), picked)
-                    if strategy == "random":    # its picks ignore the model: skip the fit
+                    if strategy == "random":  # its picks ignore the model: skip the fit
                         probs = np.full((len(rest), 2), 0.5)
                     else:
                         clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                         probs = clf.predict_proba(X[rest])
-                    new = choose(strategy, probs, geometry[rest], min(args.step, b - len(picked)), geometry[picked], seed)
+                    new = choose(
+                        strategy, probs, geometry[rest], min(args.step, b - len(picked)), geometry[picked], seed
+                    )
                     picked += [int(rest[i]) for i in new]
                 clf = LogisticRegression(max_iter=2000, C=args.C).fit(X[picked], y[picked])
                 accs.append(float((clf.predict(Xv) == yv).mean()))
@@ -352,11 +414,17 @@ def active(args) -> None:
     print("| labels | " + " | ".join(strategies) + " |")
     print("|---|" + "---|" * len(strategies))
     for j, b in enumerate(budgets):
-        print(f"| {b} | " + " | ".join(f"{curves[s].mean(0)[j]:.4f} ± {curves[s].std(0)[j]:.4f}" for s in strategies) + " |")
+        print(
+            f"| {b} | "
+            + " | ".join(f"{curves[s].mean(0)[j]:.4f} ± {curves[s].std(0)[j]:.4f}" for s in strategies)
+            + " |"
+        )
     for s in strategies:
         reach = next((b for b, a in zip(budgets, curves[s].mean(0)) if a >= target), None)
-        print(f"- {s}: reaches random's 800-label accuracy ({target:.4f}) with "
-              f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.1%})" if reach else ""))
+        print(
+            f"- {s}: reaches random's 800-label accuracy ({target:.4f}) with "
+            f"{reach if reach else 'more than 800'} labels" + (f" ({reach / 800:.1%})" if reach else "")
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,8 +437,11 @@ def active(args) -> None:
         ax.fill_between(budgets, m - sd, m + sd, alpha=0.15)
     ax.axhline(target, color="grey", ls=":", lw=1)
     probe = "logistic regression on TF-IDF" if args.features == "tfidf" else "linear probe on MiniLM"
-    ax.set(xlabel="labeled examples", ylabel="validation accuracy",
-           title=f"IMDb: {probe}, {args.seeds} seeds, rounds of {args.step}")
+    ax.set(
+        xlabel="labeled examples",
+        ylabel="validation accuracy",
+        title=f"IMDb: {probe}, {args.seeds} seeds, rounds of {args.step}",
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -402,18 +473,28 @@ def main() -> None:
     p.add_argument("--compare-args", nargs="*", default=[])
     p = sub.add_parser("active")
     p.add_argument("--model", help="base model folder for the embeddings (e.g. all-MiniLM-L6-v2)")
-    p.add_argument("--features", choices=["embeddings", "tfidf"], default="embeddings",
-                   help="what the logistic-regression probe reads: base-model embeddings or TF-IDF")
+    p.add_argument(
+        "--features",
+        choices=["embeddings", "tfidf"],
+        default="embeddings",
+        help="what the logistic-regression probe reads: base-model embeddings or TF-IDF",
+    )
     p.add_argument("--pool", type=int, default=4000)
     p.add_argument("--validation", type=int, default=2000)
     p.add_argument("--plot", default=str(ROOT / "docs" / "active_learning_imdb.png"))
     p.add_argument("--step", type=int, default=50, help="labels per round (the model is retrained after each)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--C", type=float, default=2.0, help="inverse L2 strength of the logistic-regression probe")
-    p.add_argument("--scan-C", help="comma-separated C values: only score random labeled subsets with each "
-                                    "(to choose the probe's C on the baseline), no active learning")
-    p.add_argument("--strategies", default=",".join(STRATEGIES),
-                   help="comma-separated subset of the strategies to run (random is always run: it is the yardstick)")
+    p.add_argument(
+        "--scan-C",
+        help="comma-separated C values: only score random labeled subsets with each "
+        "(to choose the probe's C on the baseline), no active learning",
+    )
+    p.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated subset of the strategies to run (random is always run: it is the yardstick)",
+    )
     args = parser.parse_args()
     if args.what == "active":
         chosen = [s.strip() for s in args.strategies.split(",") if s.strip()]

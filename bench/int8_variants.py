@@ -36,10 +36,10 @@ def batches(folder: Path, n: int = 27, size: int = 32) -> list[dict]:
 
     tokenizer = load_tokenizer(folder)
     with open(SST2 / "validation.csv", newline="") as fh:
-        texts = [row["text"] for row in csv.DictReader(fh)][:n * size]
+        texts = [row["text"] for row in csv.DictReader(fh)][: n * size]
     out = []
     for i in range(0, len(texts), size):
-        enc = tokenizer(texts[i:i + size], truncation=True, max_length=128, padding=True, return_tensors="np")
+        enc = tokenizer(texts[i : i + size], truncation=True, max_length=128, padding=True, return_tensors="np")
         out.append({k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
     return out
 
@@ -78,7 +78,7 @@ def per_second(path: Path, feeds: list[dict], level, profile: str | None = None)
     return best, shares
 
 
-GEMM_SHAPES = [(800, 384, 1536), (800, 1536, 384), (800, 384, 384), (4096, 1024, 4096)]   # M, K, N
+GEMM_SHAPES = [(800, 384, 1536), (800, 1536, 384), (800, 384, 384), (4096, 1024, 4096)]  # M, K, N
 
 
 def gemm() -> None:
@@ -93,10 +93,13 @@ def gemm() -> None:
         for m, k, n in GEMM_SHAPES:
             fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
             weight = np.random.default_rng(0).standard_normal((k, n)).astype(np.float32) * 0.05
-            graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "gemm",
-                                      [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", k])],
-                                      [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
-                                      [numpy_helper.from_array(weight, "W")])
+            graph = helper.make_graph(
+                [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+                "gemm",
+                [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["M", k])],
+                [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+                [numpy_helper.from_array(weight, "W")],
+            )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
             model.ir_version = 8
             onnx.save(model, str(fp32))
@@ -104,8 +107,11 @@ def gemm() -> None:
             feed = {"X": np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)}
             t32, t8 = (seconds_per_run(path, feed) for path in (fp32, int8))
             ops = 2 * m * k * n
-            print(f"| {m} x {k} x {n} | {t32 * 1e3:.2f} | {ops / t32 / 1e9:.0f} | {t8 * 1e3:.2f} | "
-                  f"{ops / t8 / 1e9:.0f} | {t32 / t8:.2f}x |", flush=True)
+            print(
+                f"| {m} x {k} x {n} | {t32 * 1e3:.2f} | {ops / t32 / 1e9:.0f} | {t8 * 1e3:.2f} | "
+                f"{ops / t8 / 1e9:.0f} | {t32 / t8:.2f}x |",
+                flush=True,
+            )
 
 
 def seconds_per_run(path: Path, feed: dict, runs: int = 20) -> float:
@@ -136,29 +142,41 @@ def main() -> None:
     if args.onnx is None:
         parser.error("give an exported ONNX folder, or --gemm")
     folder = args.onnx / "model" if (args.onnx / "model" / "model.onnx").exists() else args.onnx
-    fp32 = folder / "model.onnx"   # quantized like `fmloop quantize`: the linear layers and the embedding tables
+    fp32 = folder / "model.onnx"  # quantized like `fmloop quantize`: the linear layers and the embedding tables
     feeds = batches(folder)
-    variants = {"signed weights, per channel (fmloop quantize)": dict(weight_type=QuantType.QInt8, per_channel=True),
-                "unsigned weights, per channel": dict(weight_type=QuantType.QUInt8, per_channel=True),
-                "signed weights, per tensor": dict(weight_type=QuantType.QInt8, per_channel=False),
-                "signed weights, per channel, reduced range": dict(weight_type=QuantType.QInt8, per_channel=True,
-                                                                    reduce_range=True)}
-    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    variants = {
+        "signed weights, per channel (fmloop quantize)": dict(weight_type=QuantType.QInt8, per_channel=True),
+        "unsigned weights, per channel": dict(weight_type=QuantType.QUInt8, per_channel=True),
+        "signed weights, per tensor": dict(weight_type=QuantType.QInt8, per_channel=False),
+        "signed weights, per channel, reduced range": dict(
+            weight_type=QuantType.QInt8, per_channel=True, reduce_range=True
+        ),
+    }
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": fp32}
-        logging.getLogger().setLevel(logging.ERROR)   # the quantizer logs every tensor
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs every tensor
         for i, (name, kwargs) in enumerate(variants.items()):
             paths[name] = Path(tmp) / f"int8_{i}.onnx"
-            quantize_dynamic(str(fp32), str(paths[name]), op_types_to_quantize=["MatMul", "Gemm", "Gather"],
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **kwargs)
+            quantize_dynamic(
+                str(fp32),
+                str(paths[name]),
+                op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                **kwargs,
+            )
         print(f"sentences per second, {len(feeds)} batches of 32 SST-2 validation sentences, 2 threads\n")
         print("| graph | " + " | ".join(levels) + " |")
         print("|---|" + "---|" * len(levels))
         for name, path in paths.items():
-            print(f"| {name} | " + " | ".join(f"{per_second(path, feeds, lvl)[0]:.0f}" for lvl in levels.values()) + " |",
-                  flush=True)
+            print(
+                f"| {name} | " + " | ".join(f"{per_second(path, feeds, lvl)[0]:.0f}" for lvl in levels.values()) + " |",
+                flush=True,
+            )
         if args.profile:
             for name in ("fp32", next(iter(variants))):
                 _, shares = per_second(paths[name], feeds, levels["all"], profile=str(Path(tmp) / "profile"))

@@ -78,9 +78,17 @@ def run_fmloop(model, store, tok, steps, batch, runtime) -> float:
     opt = build_optimizer(model, 1e-3, 0.01, (0.9, 0.98))
     sched = build_scheduler(opt, 0, steps, "constant")
     watch = Stopwatch()
-    loop = Loop(objective=MaskedLM(model), model=model, train=BatchPlan(store.lengths, batch, collate, seed=0),
-                evaluate=None, optimizer=opt, scheduler=sched, runtime=runtime,
-                settings=LoopSettings(total_steps=steps, eval_every=0, checkpoint_every=0), callbacks=[watch])
+    loop = Loop(
+        objective=MaskedLM(model),
+        model=model,
+        train=BatchPlan(store.lengths, batch, collate, seed=0),
+        evaluate=None,
+        optimizer=opt,
+        scheduler=sched,
+        runtime=runtime,
+        settings=LoopSettings(total_steps=steps, eval_every=0, checkpoint_every=0),
+        callbacks=[watch],
+    )
     loop.run()
     return watch.end - watch.start
 
@@ -99,12 +107,30 @@ def run_hf_trainer(model, store, tok, steps, batch, precision) -> float:
 
     watch = Watch()
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps, learning_rate=1e-3,
-                                 weight_decay=0.01, adam_beta2=0.98, lr_scheduler_type="constant", logging_steps=10**6,
-                                 save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0,
-                                 disable_tqdm=True, bf16=precision == "bf16")
-        trainer = Trainer(model=model, args=args, train_dataset=ds,
-                          data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15), callbacks=[watch])
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=batch,
+            max_steps=steps,
+            learning_rate=1e-3,
+            weight_decay=0.01,
+            adam_beta2=0.98,
+            lr_scheduler_type="constant",
+            logging_steps=10**6,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            dataloader_num_workers=0,
+            seed=0,
+            disable_tqdm=True,
+            bf16=precision == "bf16",
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=ds,
+            data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15),
+            callbacks=[watch],
+        )
         trainer.train()
     return watch.end - watch.start
 
@@ -147,7 +173,7 @@ def main() -> None:
     print(f"""
 ### Masked-LM pretraining throughput ({datetime.date.today()})
 
-`{' '.join([Path(sys.executable).name, 'bench/pretrain_throughput.py', *sys.argv[1:]])}`, {args.model}, seq 128,
+`{" ".join([Path(sys.executable).name, "bench/pretrain_throughput.py", *sys.argv[1:]])}`, {args.model}, seq 128,
 batch {args.batch}, {measured} timed steps after {WARMUP} warm-up, {os.cpu_count()} cores ({cpu}), torch {torch.__version__},
 precision {runtime.precision} (native CPU bf16: {cpu_supports_bf16()}).
 

@@ -42,9 +42,12 @@ def layer_features(model_dir: str, texts: list[str], max_length: int = 80) -> np
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), 64):
-            enc = tokenizer(texts[i:i + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            states = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                           output_hidden_states=True).hidden_states
+            enc = tokenizer(
+                texts[i : i + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+            states = model(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=True
+            ).hidden_states
             out.append(torch.stack([mean_pool(h, enc["attention_mask"]) for h in states], 1).numpy())
     return np.concatenate(out)
 
@@ -63,8 +66,12 @@ def best_accuracy(train: np.ndarray, y: np.ndarray, val: np.ndarray, yv: np.ndar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a Hugging Face encoder folder")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "text" / "sst2",
-                        help="a folder with train.csv and validation.csv (text,label)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "datasets" / "text" / "sst2",
+        help="a folder with train.csv and validation.csv (text,label)",
+    )
     args = parser.parse_args()
     start = time.time()
     (texts, y), (vtexts, yv) = read(args.data, "train"), read(args.data, "validation")

@@ -51,24 +51,34 @@ def full(args, work: Path) -> str:
     data = DATA / args.dataset
     run = work / "full"
     extra = [f"--train.{k}" for k in args.set]
-    wall = fmloop("finetune", "--model", args.model, "--data", str(data), "--out", str(run),
-                  f"--train.max_time={args.minutes}m", f"--train.epochs={args.epochs}", "--train.tensorboard=false",
-                  *extra)
+    wall = fmloop(
+        "finetune",
+        "--model",
+        args.model,
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        f"--train.max_time={args.minutes}m",
+        f"--train.epochs={args.epochs}",
+        "--train.tensorboard=false",
+        *extra,
+    )
     m = manifest(run)["metrics"]
     points = curve(run)
     table = "\n".join(f"| {t / 60:.1f} | {a:.4f} |" for t, a in points)
     return f"""
 ### {args.dataset}, all labels, {args.model}, {args.minutes}-minute budget ({datetime.date.today()})
 
-`python bench/vision.py full --dataset {args.dataset} --model {args.model} --minutes {args.minutes} --epochs {args.epochs}{''.join(' --set ' + s for s in args.set)}`
-({os.cpu_count()} cores). {m['steps']} steps in {m['train_time_s']:.0f} s of training ({wall:.0f} s wall, with data
-loading and the final scoring); stopped by: {manifest(run).get('stop_reason') or 'the schedule ended'}.
+`python bench/vision.py full --dataset {args.dataset} --model {args.model} --minutes {args.minutes} --epochs {args.epochs}{"".join(" --set " + s for s in args.set)}`
+({os.cpu_count()} cores). {m["steps"]} steps in {m["train_time_s"]:.0f} s of training ({wall:.0f} s wall, with data
+loading and the final scoring); stopped by: {manifest(run).get("stop_reason") or "the schedule ended"}.
 
 | | value |
 |---|---|
-| test accuracy | **{m.get('test_accuracy', float('nan')):.4f}** |
-| validation accuracy (best checkpoint) | {m['validation_accuracy']:.4f} |
-| training images/s | {m['train_samples_per_s']:.0f} |
+| test accuracy | **{m.get("test_accuracy", float("nan")):.4f}** |
+| validation accuracy (best checkpoint) | {m["validation_accuracy"]:.4f} |
+| training images/s | {m["train_samples_per_s"]:.0f} |
 
 Validation accuracy against training time:
 
@@ -81,29 +91,56 @@ Validation accuracy against training time:
 def few(args, work: Path) -> str:
     data = DATA / args.dataset
     pre = work / "pretrain"
-    fmloop("pretrain", "--modality", "image", "--objective", args.objective, "--model", args.model,
-           "--data", str(data / "train.parquet"), "--out", str(pre), "--max-time", f"{args.pretrain_minutes}m",
-           "--train.tensorboard=false", *[f"--train.{k}" for k in args.pretrain_set])
+    fmloop(
+        "pretrain",
+        "--modality",
+        "image",
+        "--objective",
+        args.objective,
+        "--model",
+        args.model,
+        "--data",
+        str(data / "train.parquet"),
+        "--out",
+        str(pre),
+        "--max-time",
+        f"{args.pretrain_minutes}m",
+        "--train.tensorboard=false",
+        *[f"--train.{k}" for k in args.pretrain_set],
+    )
     results = {}
     runs = [(f"pretrained, --strategy {s}", str(pre / "model"), s) for s in args.pretrained_strategies.split(",")]
     runs.append(("from scratch, --strategy full", args.model, "full"))
     for name, base, strategy in runs:
         run = work / name.split(",")[0].replace(" ", "-") / strategy
-        fmloop("finetune", "--model", base, "--data", str(data), "--out", str(run), "--strategy", strategy,
-               f"--train.limit-per-class={args.labels_per_class}", "--train.tensorboard=false",
-               *[f"--train.{k}" for k in args.set])
+        fmloop(
+            "finetune",
+            "--model",
+            base,
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--strategy",
+            strategy,
+            f"--train.limit-per-class={args.labels_per_class}",
+            "--train.tensorboard=false",
+            *[f"--train.{k}" for k in args.set],
+        )
         results[name] = manifest(run)["metrics"]
     p = manifest(pre)["metrics"]
     best = max((m["validation_accuracy"], name) for name, m in results.items() if name.startswith("pretrained"))[1]
     gain = results[best]["test_accuracy"] - results["from scratch, --strategy full"]["test_accuracy"]
-    rows = "\n".join(f"| {name} | {m['test_accuracy']:.4f} | {m['validation_accuracy']:.4f} | {m['train_time_s']:.0f} s |"
-                     for name, m in results.items())
+    rows = "\n".join(
+        f"| {name} | {m['test_accuracy']:.4f} | {m['validation_accuracy']:.4f} | {m['train_time_s']:.0f} s |"
+        for name, m in results.items()
+    )
     return f"""
 ### {args.dataset}, {args.labels_per_class} labels per class: {args.objective} pretraining vs random init ({datetime.date.today()})
 
-`python bench/vision.py few --dataset {args.dataset} --labels-per-class {args.labels_per_class} --model {args.model} --objective {args.objective} --pretrain-minutes {args.pretrain_minutes} --pretrained-strategies {args.pretrained_strategies}{''.join(' --set ' + s for s in args.set)}{''.join(' --pretrain-set ' + s for s in args.pretrain_set)}`
-({os.cpu_count()} cores). Pretraining: {p['steps']} steps, {p['images_seen']:,} images seen in {p['train_time_s']:.0f} s,
-held-out {args.objective} loss {p['initial_eval_loss']:.3f} -> {p['eval_loss']:.3f}.
+`python bench/vision.py few --dataset {args.dataset} --labels-per-class {args.labels_per_class} --model {args.model} --objective {args.objective} --pretrain-minutes {args.pretrain_minutes} --pretrained-strategies {args.pretrained_strategies}{"".join(" --set " + s for s in args.set)}{"".join(" --pretrain-set " + s for s in args.pretrain_set)}`
+({os.cpu_count()} cores). Pretraining: {p["steps"]} steps, {p["images_seen"]:,} images seen in {p["train_time_s"]:.0f} s,
+held-out {args.objective} loss {p["initial_eval_loss"]:.3f} -> {p["eval_loss"]:.3f}.
 
 | {args.model} fine-tuned on {args.labels_per_class * 10} labels | test accuracy | validation accuracy | fine-tuning time |
 |---|---|---|---|
@@ -122,10 +159,15 @@ def main() -> None:
     parser.add_argument("--labels-per-class", type=int, default=60)
     parser.add_argument("--objective", default="simclr")
     parser.add_argument("--pretrain-minutes", type=float, default=20)
-    parser.add_argument("--pretrained-strategies", default="full,linear-probe",
-                        help="fine-tuning strategies to try on the pretrained backbone (comma-separated)")
+    parser.add_argument(
+        "--pretrained-strategies",
+        default="full,linear-probe",
+        help="fine-tuning strategies to try on the pretrained backbone (comma-separated)",
+    )
     parser.add_argument("--set", action="append", default=[], help="extra finetune option KEY=VALUE (train section)")
-    parser.add_argument("--pretrain-set", action="append", default=[], help="extra pretrain option KEY=VALUE (train section)")
+    parser.add_argument(
+        "--pretrain-set", action="append", default=[], help="extra pretrain option KEY=VALUE (train section)"
+    )
     args = parser.parse_args()
     if not (DATA / args.dataset).exists():
         sys.exit(f"{DATA / args.dataset} is missing (the shared datasets live beside the checkout)")

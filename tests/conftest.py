@@ -24,8 +24,10 @@ def make_corpus(n_docs: int = 400, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     docs = []
     for _ in range(n_docs):
-        sentences = [f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_ENDS)}."
-                     for _ in range(rng.randint(1, 4))]
+        sentences = [
+            f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_ENDS)}."
+            for _ in range(rng.randint(1, 4))
+        ]
         docs.append(" ".join(sentences))
     return docs
 
@@ -40,15 +42,34 @@ def corpus_file(tmp_path: Path) -> Path:
 def tiny_overrides(data: Path | str, objective: str = "mlm", **train) -> dict:
     """Config for a model small enough that a test step takes milliseconds."""
     model = "bert-tiny" if objective == "mlm" else "gpt2-nano"
-    overrides = ({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-                 if objective == "mlm" else {"n_embd": 32, "n_layer": 2, "n_head": 2})
-    settings = {"seq_len": 32, "batch_size": 8, "max_steps": 12, "lr": 3e-3, "eval_every": 4, "eval_batches": 2,
-                "log_every": 1, "checkpoint_every": 4, "precision": "fp32", "tensorboard": False, "seed": 7,
-                "deterministic": True, "threads": 1}
+    overrides = (
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+        if objective == "mlm"
+        else {"n_embd": 32, "n_layer": 2, "n_head": 2}
+    )
+    settings = {
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": 12,
+        "lr": 3e-3,
+        "eval_every": 4,
+        "eval_batches": 2,
+        "log_every": 1,
+        "checkpoint_every": 4,
+        "precision": "fp32",
+        "tensorboard": False,
+        "seed": 7,
+        "deterministic": True,
+        "threads": 1,
+    }
     settings.update(train)
-    return {"objective": objective, "data": {"path": str(data)},
-            "tokenizer": {"vocab_size": 200, "min_frequency": 1},
-            "model": {"name": model, "overrides": overrides}, "train": settings}
+    return {
+        "objective": objective,
+        "data": {"path": str(data)},
+        "tokenizer": {"vocab_size": 200, "min_frequency": 1},
+        "model": {"name": model, "overrides": overrides},
+        "train": settings,
+    }
 
 
 def overrides_to_args(tree: dict, prefix: str = "") -> list[str]:
@@ -118,8 +139,13 @@ def tiny_base(tmp_path_factory) -> Path:
     import torch
 
     torch.manual_seed(0)
-    model = PRESETS.get("bert-tiny").build(len(tok), tok, 64, 0.1, {"hidden_size": 32, "num_hidden_layers": 2,
-                                                                     "num_attention_heads": 2, "intermediate_size": 64})
+    model = PRESETS.get("bert-tiny").build(
+        len(tok),
+        tok,
+        64,
+        0.1,
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    )
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -134,8 +160,9 @@ def sentiment_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def make_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes=("horizontal", "vertical"),
-                      seed: int = 0) -> Path:
+def make_image_folder(
+    root: Path, n_per_class: int = 12, size: int = 16, classes=("horizontal", "vertical"), seed: int = 0
+) -> Path:
     """An ImageFolder tree of learnable synthetic images: stripes whose direction is the class."""
     import numpy as np
     from PIL import Image
@@ -145,7 +172,9 @@ def make_image_folder(root: Path, n_per_class: int = 12, size: int = 16, classes
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
             phase = rng.integers(0, 4)
-            grid = (np.arange(size)[:, None] + phase) % 4 < 2 if c % 2 == 0 else (np.arange(size)[None, :] + phase) % 4 < 2
+            grid = (
+                (np.arange(size)[:, None] + phase) % 4 < 2 if c % 2 == 0 else (np.arange(size)[None, :] + phase) % 4 < 2
+            )
             image = np.broadcast_to(grid, (size, size)).astype(np.float64) * 180 + rng.normal(40, 20, (size, size))
             rgb = np.stack([image, image * (0.5 + c / 2), image[::-1]], -1).clip(0, 255).astype(np.uint8)
             Image.fromarray(rgb).save(root / name / f"{i:03d}.png")

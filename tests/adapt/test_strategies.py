@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from fmloop.adapt.strategies import apply_strategy
-from fmloop.models.anatomy import depth_of
 from fmloop.core.errors import ConfigError
 from fmloop.data.tokenizer import load_tokenizer
+from fmloop.models.anatomy import depth_of
 from fmloop.models.classifier import build_task_model
 
 
@@ -20,7 +20,12 @@ def _trainable(model):
 
 def test_linear_probe_trains_only_the_head(tiny_base):
     model = apply_strategy(_model(tiny_base), "linear-probe", total_steps=10).model
-    assert _trainable(model) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    assert _trainable(model) == {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
 
 
 def test_freeze_k_freezes_embeddings_and_bottom_layers(tiny_base):
@@ -74,8 +79,8 @@ def test_freeze_input_embeddings_fixes_the_token_matrix_under_either_head(tiny_b
 def test_default_lora_rank_is_32_but_stays_low_rank_on_narrow_models():
     from fmloop.adapt.strategies import default_lora_rank
 
-    assert default_lora_rank(384) == 32      # MiniLM: the measured recipe
+    assert default_lora_rank(384) == 32  # MiniLM: the measured recipe
     assert default_lora_rank(768) == 32
-    assert default_lora_rank(128) == 16      # bert-tiny
+    assert default_lora_rank(128) == 16  # bert-tiny
     assert default_lora_rank(4) == 1
-    assert default_lora_rank(None) == 32     # width unknown
+    assert default_lora_rank(None) == 32  # width unknown

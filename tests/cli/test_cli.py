@@ -37,8 +37,17 @@ def test_wrong_column_lists_columns(tmp_path):
 
 
 def test_unknown_preset_lists_valid_ones(corpus_file, tmp_path):
-    result = run_cli("pretrain", "--data", str(corpus_file), "--model", "bert-huge", "--out", str(tmp_path / "run"),
-                     "--max-steps", "1")
+    result = run_cli(
+        "pretrain",
+        "--data",
+        str(corpus_file),
+        "--model",
+        "bert-huge",
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "1",
+    )
     _assert_user_error(result, 4, "Unknown model preset 'bert-huge'", "bert-mini", "gpt2-nano")
 
 

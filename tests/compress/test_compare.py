@@ -7,14 +7,36 @@ from tests.conftest import run_cli
 
 def test_compare_models_writes_table_and_plot(text_run, sentiment_dir, tmp_path):
     student = tmp_path / "student"
-    result = run_cli("distill", "--teacher", str(text_run), "--student", "bert-tiny", "--data", str(sentiment_dir),
-                     "--out", str(student), "--train.epochs=2", "--train.tensorboard=false", "--train.threads=1")
+    result = run_cli(
+        "distill",
+        "--teacher",
+        str(text_run),
+        "--student",
+        "bert-tiny",
+        "--data",
+        str(sentiment_dir),
+        "--out",
+        str(student),
+        "--train.epochs=2",
+        "--train.tensorboard=false",
+        "--train.threads=1",
+    )
     assert result.returncode == 0, result.stderr
     result = run_cli("quantize", str(text_run), "--backend", "torch", "--out", str(tmp_path / "int8"))
     assert result.returncode == 0, result.stderr
     out = tmp_path / "cmp"
-    result = run_cli("compare-models", str(text_run), str(tmp_path / "int8"), str(student), "--data", str(sentiment_dir),
-                     "--out", str(out), "--latency-samples", "10")
+    result = run_cli(
+        "compare-models",
+        str(text_run),
+        str(tmp_path / "int8"),
+        str(student),
+        "--data",
+        str(sentiment_dir),
+        "--out",
+        str(out),
+        "--latency-samples",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "compare.json").read_text())["rows"]
     assert [r["kind"] for r in rows] == ["TextModel", "TextModel", "TextModel"]

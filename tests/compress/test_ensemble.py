@@ -8,8 +8,8 @@ import pytest
 from fmloop.compress.ensemble import build_ensemble, fit_weights
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.models.formats.ensemble import combine
-from fmloop.tasks.metrics import softmax
 from fmloop.models.loading import load
+from fmloop.tasks.metrics import softmax
 from tests.conftest import run_cli, write_csv
 
 
@@ -18,9 +18,11 @@ def test_mean_and_vote_rules():
     b = np.log(np.array([[0.6, 0.4], [0.45, 0.55]]))
     c = np.log(np.array([[0.2, 0.8], [0.1, 0.9]]))
     mean = softmax(combine("classification", "mean", [a, b, c], [1, 1, 1]))
-    assert np.allclose(mean, [[(0.9 + 0.6 + 0.2) / 3, (0.1 + 0.4 + 0.8) / 3], [(0.4 + 0.45 + 0.1) / 3, (0.6 + 0.55 + 0.9) / 3]])
+    assert np.allclose(
+        mean, [[(0.9 + 0.6 + 0.2) / 3, (0.1 + 0.4 + 0.8) / 3], [(0.4 + 0.45 + 0.1) / 3, (0.6 + 0.55 + 0.9) / 3]]
+    )
     vote = combine("classification", "vote", [a, b, c], [1, 1, 1]).argmax(-1)
-    assert vote.tolist() == [0, 1]   # two of three vote class 0 for the first row, though the mean says 1
+    assert vote.tolist() == [0, 1]  # two of three vote class 0 for the first row, though the mean says 1
     assert mean.argmax(-1).tolist() == [0, 1]
     weighted = softmax(combine("classification", "weighted", [a, c], [0.0, 1.0]))
     assert np.allclose(weighted, softmax(c), atol=1e-6)
@@ -37,12 +39,21 @@ def test_weights_favour_the_member_that_is_right():
 
 def test_ensemble_artifact_evaluates_and_predicts(text_run, pooled_run, sentiment_dir, tmp_path):
     out = tmp_path / "ens"
-    result = run_cli("ensemble", str(text_run), str(pooled_run), "--method", "weighted", "--data", str(sentiment_dir),
-                     "--out", str(out))
+    result = run_cli(
+        "ensemble",
+        str(text_run),
+        str(pooled_run),
+        "--method",
+        "weighted",
+        "--data",
+        str(sentiment_dir),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     spec = json.loads((out / "model" / "ensemble.json").read_text())
     assert spec["method"] == "weighted" and len(spec["members"]) == 2 and abs(sum(spec["weights"]) - 1) < 1e-6
-    assert all((out / "model" / m / "config.json").exists() for m in spec["members"])   # self-contained copies
+    assert all((out / "model" / m / "config.json").exists() for m in spec["members"])  # self-contained copies
     result = run_cli("evaluate", str(out), str(sentiment_dir), "--out", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]["accuracy"] > 0.8

@@ -17,7 +17,7 @@ from tests.conftest import parent_paths, run_cli
 
 def test_export_matches_pytorch_and_evaluates(text_run, sentiment_dir, tmp_path):
     out = tmp_path / "onnx"
-    result = run_cli("export", str(text_run), "--format", "onnx", "--out", str(out))   # data: from the run's config
+    result = run_cli("export", str(text_run), "--format", "onnx", "--out", str(out))  # data: from the run's config
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "export" and parent_paths(tmp_path / "onnx") == [str((text_run / "model").resolve())]
@@ -33,7 +33,7 @@ def test_mean_pooled_model_exports_with_dynamic_batch_and_length(pooled_run, sen
     export_onnx(str(pooled_run), tmp_path / "onnx", str(sentiment_dir))
     texts = ["it was great", "the cat likes a long song about the river and it was awful again today and then some"]
     exported, parent = load(tmp_path / "onnx"), load(pooled_run)
-    for batch in (texts[:1], texts, texts * 5):   # shapes other than the traced one
+    for batch in (texts[:1], texts, texts * 5):  # shapes other than the traced one
         assert np.abs(exported.logits(batch) - parent.logits(batch)).max() < 1e-4
 
 
@@ -59,8 +59,12 @@ PLAIN_ORT = textwrap.dedent("""
 def test_onnx_runs_in_plain_onnxruntime_without_torch(text_run, sentiment_dir, tmp_path):
     export_onnx(str(text_run), tmp_path / "onnx", str(sentiment_dir))
     texts = ["my friend sees the river and it was great today", "a dull song and it was awful"]
-    proc = subprocess.run([sys.executable, "-c", PLAIN_ORT, str(tmp_path / "onnx" / "model"), json.dumps(texts)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_ORT, str(tmp_path / "onnx" / "model"), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["labels"] == ["negative", "positive"]
@@ -73,7 +77,7 @@ def test_a_mismatching_export_fails_and_leaves_nothing(text_run, sentiment_dir, 
     real = onnx_export.torch_to_onnx
 
     def tampered(parent, path, sample, opset=17):
-        with torch.no_grad():   # export a model whose head disagrees with the parent's
+        with torch.no_grad():  # export a model whose head disagrees with the parent's
             head = parent.model.classifier
             saved = head.weight.clone()
             head.weight.mul_(-1)
@@ -96,10 +100,12 @@ def test_the_cli_exits_with_the_parity_code(text_run, sentiment_dir, tmp_path, m
     from fmloop.core.errors import ExitCode
 
     real = parity.compare_outputs
-    monkeypatch.setattr("fmloop.compress.parity.compare_outputs",
-                        lambda task, a, b, y=None: real(task, a, b[:, ::-1].copy(), y))   # swapped classes
-    result = CliRunner().invoke(app, ["export", str(text_run), "--out", str(tmp_path / "onnx"),
-                                      "--data", str(sentiment_dir)])
+    monkeypatch.setattr(
+        "fmloop.compress.parity.compare_outputs", lambda task, a, b, y=None: real(task, a, b[:, ::-1].copy(), y)
+    )  # swapped classes
+    result = CliRunner().invoke(
+        app, ["export", str(text_run), "--out", str(tmp_path / "onnx"), "--data", str(sentiment_dir)]
+    )
     assert result.exit_code == ExitCode.PARITY
     assert not (tmp_path / "onnx").exists()
 
@@ -110,8 +116,9 @@ def test_image_model_exports(image_run, image_dir, tmp_path):
     exported = load(tmp_path / "onnx")
     assert exported.modality == "image" and exported.labels == ["horizontal", "vertical"]
     files = sorted(image_dir.rglob("*.png"))[:3]
-    assert [p["label"] for p in exported.predict([str(f) for f in files])] == \
-           [p["label"] for p in load(image_run).predict([str(f) for f in files])]
+    assert [p["label"] for p in exported.predict([str(f) for f in files])] == [
+        p["label"] for p in load(image_run).predict([str(f) for f in files])
+    ]
 
 
 def test_bad_threshold_is_refused_before_work(text_run, tmp_path):

@@ -18,8 +18,9 @@ from tests.conftest import run_cli
 
 
 def _prune(parent, out, **prune_settings):
-    cfg = load_config(PruneConfig, overrides={"prune": prune_settings, "model": {"name": str(parent)},
-                                              "train": {"lr": 1e-3, **FAST}})
+    cfg = load_config(
+        PruneConfig, overrides={"prune": prune_settings, "model": {"name": str(parent)}, "train": {"lr": 1e-3, **FAST}}
+    )
     return prune(cfg, out)
 
 
@@ -34,13 +35,23 @@ def test_magnitude_masks_hit_the_target_and_spare_the_head(text_run):
 def test_magnitude_pruning_survives_recovery(text_run, tmp_path):
     run = _prune(text_run, tmp_path / "pruned", method="magnitude", sparsity=0.5)
     p = run.read_manifest()["pruning"]
-    assert p["sparsity_saved"] >= 0.49          # the recovery fine-tune did not regrow pruned weights
+    assert p["sparsity_saved"] >= 0.49  # the recovery fine-tune did not regrow pruned weights
     assert run.read_manifest()["metrics"]["validation_accuracy"] > 0.8
 
 
 def test_structured_pruning_shrinks_and_reloads(pooled_run, sentiment_dir, tmp_path):
-    result = run_cli("prune", str(pooled_run), "--method", "structured", "--sparsity", "0.5", "--out",
-                     str(tmp_path / "pruned"), "--train.tensorboard=false", "--train.threads=1")
+    result = run_cli(
+        "prune",
+        str(pooled_run),
+        "--method",
+        "structured",
+        "--sparsity",
+        "0.5",
+        "--out",
+        str(tmp_path / "pruned"),
+        "--train.tensorboard=false",
+        "--train.threads=1",
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "pruned" / "manifest.json").read_text())
     parent_size = AutoConfig.from_pretrained(pooled_run / "model").intermediate_size
@@ -69,25 +80,36 @@ def test_head_pruning_shrinks_attention_and_reloads_exactly(fixture, request, tm
     fitted = load(request.getfixturevalue(fixture))
     model = fitted.model
     before = sum(p.numel() for p in model.parameters())
-    assert prune_heads(model, 0.5) == [1, 1]                     # 2 heads per layer -> 1
+    assert prune_heads(model, 0.5) == [1, 1]  # 2 heads per layer -> 1
     assert sum(p.numel() for p in model.parameters()) < before
     model.save_pretrained(tmp_path / "m")
     fitted.tokenizer.save_pretrained(tmp_path / "m")
     assert len(json.loads((tmp_path / "m" / "config.json").read_text())[HEADS_KEY]) == 2
     texts = ["my friend sees the river and it was great today", "the cat likes a song and it was awful"]
-    assert torch.allclose(torch.from_numpy(load(tmp_path / "m").logits(texts)),
-                          torch.from_numpy(fitted.logits(texts)), atol=1e-5)
+    assert torch.allclose(
+        torch.from_numpy(load(tmp_path / "m").logits(texts)), torch.from_numpy(fitted.logits(texts)), atol=1e-5
+    )
 
 
 def test_head_pruned_run_evaluates_and_exports(text_run, sentiment_dir, tmp_path):
-    result = run_cli("prune", str(text_run), "--method", "heads", "--sparsity", "0.5", "--out",
-                     str(tmp_path / "pruned"), "--train.tensorboard=false", "--train.threads=1")
+    result = run_cli(
+        "prune",
+        str(text_run),
+        "--method",
+        "heads",
+        "--sparsity",
+        "0.5",
+        "--out",
+        str(tmp_path / "pruned"),
+        "--train.tensorboard=false",
+        "--train.threads=1",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "pruned" / "manifest.json").read_text())["pruning"]["attention_heads"] == [1, 1]
     result = run_cli("evaluate", str(tmp_path / "pruned"), str(sentiment_dir), "--out", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr
     result = run_cli("export", str(tmp_path / "pruned"), "--format", "onnx", "--out", str(tmp_path / "onnx"))
-    assert result.returncode == 0, result.stderr                  # the parity check passed
+    assert result.returncode == 0, result.stderr  # the parity check passed
 
 
 def test_head_pruning_of_an_unknown_block_is_refused(image_run, tmp_path):

@@ -6,8 +6,26 @@ from transformers import BertTokenizerFast
 
 from fmloop.compress.text_augment import augment_texts, neighbours
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "##s", "a", "the", "film", "movie",
-         "good", "great", "bad", "plot", "story", "was"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    ".",
+    ",",
+    "##s",
+    "a",
+    "the",
+    "film",
+    "movie",
+    "good",
+    "great",
+    "bad",
+    "plot",
+    "story",
+    "was",
+]
 
 
 def _tokenizer(tmp_path):

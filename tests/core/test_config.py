@@ -27,7 +27,9 @@ def test_error_names_field_range_and_value():
 
 
 def test_literal_error_lists_choices():
-    with pytest.raises(ConfigError, match="'objective' parameter of pretrain must be one of 'mlm', 'clm', 'mae' or 'simclr'"):
+    with pytest.raises(
+        ConfigError, match="'objective' parameter of pretrain must be one of 'mlm', 'clm', 'mae' or 'simclr'"
+    ):
         load_config(PretrainConfig, overrides={"objective": "mmm"})
 
 

@@ -15,7 +15,9 @@ def test_cuda_always_gets_an_index():
     # torch.cuda.set_device(torch.device("cuda")) raises; the index must be filled in.
     assert resolve_device("auto", cuda_available=True, current_cuda=0) == torch.device("cuda", 0)
     assert resolve_device("cuda", cuda_available=True, current_cuda=1) == torch.device("cuda", 1)
-    assert resolve_device("cuda", cuda_available=True, world_size=4, local_rank=3, cuda_count=4) == torch.device("cuda", 3)
+    assert resolve_device("cuda", cuda_available=True, world_size=4, local_rank=3, cuda_count=4) == torch.device(
+        "cuda", 3
+    )
     assert resolve_device("cuda:2", cuda_available=True, world_size=4, local_rank=3) == torch.device("cuda", 2)
 
 

@@ -12,23 +12,25 @@ from fmloop.data.curate import clean_dataset
 from fmloop.data.labeled import load_labeled
 from tests.conftest import make_sentiment, run_cli, write_csv
 
-LONG = ("this movie was a long and winding journey through the history of a small town and its people "
-        "with wonderful acting from everyone involved and a score that stays with you")
+LONG = (
+    "this movie was a long and winding journey through the history of a small town and its people "
+    "with wonderful acting from everyone involved and a score that stays with you"
+)
 
 
 def _planted(folder):
     folder.mkdir()
     rows = make_sentiment(40, seed=5)
-    rows[3]["text"] = rows[1]["text"].upper() + " !"                                     # duplicate of row 2
-    rows[5]["text"] = "Great film.<br /><br />Really great &amp; moving"               # HTML remnants
-    rows[6]["text"] = "doesnâ€™t work for me and it was bad"                            # mojibake
+    rows[3]["text"] = rows[1]["text"].upper() + " !"  # duplicate of row 2
+    rows[5]["text"] = "Great film.<br /><br />Really great &amp; moving"  # HTML remnants
+    rows[6]["text"] = "doesnâ€™t work for me and it was bad"  # mojibake
     rows[7]["text"] = LONG
     rows[8]["text"] = LONG.replace(" small ", " ").replace("wonderful", "Wonderful,")  # near-duplicate of row 8
-    rows[9]["text"] = ""                                                                # empty
-    rows[10]["label"] = "Positive "                                                     # a label variant
+    rows[9]["text"] = ""  # empty
+    rows[10]["label"] = "Positive "  # a label variant
     write_csv(folder / "train.csv", rows)
     val = make_sentiment(10, seed=6)
-    val[0]["text"] = rows[0]["text"]                                                    # leaks from train
+    val[0]["text"] = rows[0]["text"]  # leaks from train
     write_csv(folder / "validation.csv", val)
     return folder
 
@@ -44,7 +46,7 @@ def test_clean_removes_with_reasons_and_finetune_reads_the_result(tmp_path):
     assert report["splits"]["train"]["kept"] == 40 - sum(1 for r in removed if r["split"] == "train")
     texts = pq.read_table(tmp_path / "clean" / "train.parquet").column("text").to_pylist()
     assert "Great film. Really great & moving" in texts and "doesn't work for me and it was bad" in texts
-    data = load_labeled(str(tmp_path / "clean"))                                        # what finetune reads
+    data = load_labeled(str(tmp_path / "clean"))  # what finetune reads
     n_val_removed = sum(1 for r in removed if r["split"] == "validation")
     assert data.labels == ["negative", "positive"] and len(data.splits["validation"]) == 10 - n_val_removed
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.iterdir()} == before
@@ -53,11 +55,16 @@ def test_clean_removes_with_reasons_and_finetune_reads_the_result(tmp_path):
 
 
 def test_language_filter_and_length_bounds(tmp_path):
-    rows = [{"text": LONG, "label": "a"}, {"text": "ce film est une longue histoire d'une petite ville et de ses habitants", "label": "b"},
-            {"text": "ok", "label": "a"}, {"text": LONG.replace("movie", "film"), "label": "b"}]
+    rows = [
+        {"text": LONG, "label": "a"},
+        {"text": "ce film est une longue histoire d'une petite ville et de ses habitants", "label": "b"},
+        {"text": "ok", "label": "a"},
+        {"text": LONG.replace("movie", "film"), "label": "b"},
+    ]
     write_csv(tmp_path / "train.csv", rows)
-    clean_dataset(str(tmp_path / "train.csv"), tmp_path / "clean",
-                  CleanSettings(languages=["en"], min_words=2, near_dedup=False))
+    clean_dataset(
+        str(tmp_path / "train.csv"), tmp_path / "clean", CleanSettings(languages=["en"], min_words=2, near_dedup=False)
+    )
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "clean" / "removed.jsonl").read_text().splitlines()]
     assert reasons == ["language", "too_short"]
 
@@ -69,10 +76,13 @@ def test_inspect_reports_problems_and_writes_a_report(tmp_path):
     info = json.loads((tmp_path / "insp" / "inspect.json").read_text())
     train = info["splits"]["train"]
     # (the synthetic sentences share a template, so a few of them are near-duplicates of each other too)
-    assert train["issues"]["duplicate"] == 1 and train["issues"]["near_duplicate"] >= 1 and train["issues"]["empty"] == 1
+    assert (
+        train["issues"]["duplicate"] == 1 and train["issues"]["near_duplicate"] >= 1 and train["issues"]["empty"] == 1
+    )
     assert train["html_remnants"] == 1 and train["garbled"] >= 1 and train["languages"]["en"] > 0.5
-    assert train["label_variants"]["positive"] == ["positive", "Positive "] or \
-        sorted(train["label_variants"]["positive"]) == ["Positive ", "positive"]
+    assert train["label_variants"]["positive"] == ["positive", "Positive "] or sorted(
+        train["label_variants"]["positive"]
+    ) == ["Positive ", "positive"]
     assert info["splits"]["validation"]["issues"]["leak"] >= 1
     assert (tmp_path / "insp" / "report.html").read_text().count("data:image/png") >= 2
 

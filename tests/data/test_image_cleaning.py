@@ -22,8 +22,12 @@ def _scenes(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(n, 3, 12, 12, generator=g)
-    return (F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1) * 255
-            ).byte().permute(0, 2, 3, 1).numpy()
+    return (
+        (F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1) * 255)
+        .byte()
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )
 
 
 def _edited(image: np.ndarray) -> np.ndarray:
@@ -69,11 +73,11 @@ def test_clean_an_image_folder_removes_duplicates_leaks_and_broken_files(tmp_pat
     src = tmp_path / "photos"
     labels = ["cat" if i % 2 else "dog" for i in range(30)]
     _tree(src / "train", images[:24], labels[:24], [f"{i:02d}.png" for i in range(24)])
-    Image.fromarray(images[3]).save(src / "train" / labels[3] / "zz-copy-03.png")             # exact duplicate
-    Image.fromarray(_edited(images[5])).save(src / "train" / labels[5] / "zz-edit-05.jpg")   # near duplicate
-    (src / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")   # unreadable
+    Image.fromarray(images[3]).save(src / "train" / labels[3] / "zz-copy-03.png")  # exact duplicate
+    Image.fromarray(_edited(images[5])).save(src / "train" / labels[5] / "zz-edit-05.jpg")  # near duplicate
+    (src / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # unreadable
     _tree(src / "test", images[24:], labels[24:], [f"{i:02d}.png" for i in range(24, 30)])
-    Image.fromarray(_edited(images[7])).save(src / "test" / labels[7] / "leaked.jpg")      # train image in test
+    Image.fromarray(_edited(images[7])).save(src / "test" / labels[7] / "leaked.jpg")  # train image in test
     before = sorted(p.stat().st_mtime_ns for p in src.rglob("*"))
 
     result = run_cli("data", "clean", str(src), "--out", str(tmp_path / "clean"))
@@ -85,10 +89,14 @@ def test_clean_an_image_folder_removes_duplicates_leaks_and_broken_files(tmp_pat
     assert by_reason["near_duplicate"]["name"].endswith("zz-edit-05.jpg")
     assert by_reason["leak"]["split"] == "test" and "07.png" in by_reason["leak"]["detail"]
     report = json.loads((tmp_path / "clean" / "clean_report.json").read_text())
-    assert report["splits"]["train"] == {"source": str(src / "train"), "rows": 27, "kept": 24,
-                                         "removed": {"duplicate": 1, "near_duplicate": 1, "unreadable": 1}}
-    assert sorted(p.stat().st_mtime_ns for p in src.rglob("*")) == before           # input untouched
-    cleaned = load_images(str(tmp_path / "clean"), hold_out=False)                                 # fine-tuning reads it
+    assert report["splits"]["train"] == {
+        "source": str(src / "train"),
+        "rows": 27,
+        "kept": 24,
+        "removed": {"duplicate": 1, "near_duplicate": 1, "unreadable": 1},
+    }
+    assert sorted(p.stat().st_mtime_ns for p in src.rglob("*")) == before  # input untouched
+    cleaned = load_images(str(tmp_path / "clean"), hold_out=False)  # fine-tuning reads it
     assert len(cleaned.splits["train"]) == 24 and len(cleaned.splits["test"]) == 6
     assert cleaned.labels == ["cat", "dog"]
 
@@ -101,7 +109,7 @@ def test_clean_a_parquet_source_keeps_its_rows_and_columns(tmp_path):
     clean_dataset(str(tmp_path / "train.parquet"), tmp_path / "out", CleanSettings())
     kept = pq.read_table(tmp_path / "out" / "train.parquet")
     assert kept.num_rows == 12 and kept.column_names == ["image", "label", "note"]
-    assert kept.column("image")[0].as_py()["bytes"] == rows[0]["bytes"]              # original bytes
+    assert kept.column("image")[0].as_py()["bytes"] == rows[0]["bytes"]  # original bytes
 
 
 def test_text_only_settings_are_refused_for_images(tmp_path):
@@ -114,7 +122,7 @@ def test_inspect_images_reports_sizes_modes_and_duplicate_pairs(tmp_path):
     images = _scenes(10)
     src = tmp_path / "imgs"
     _tree(src, images, ["a", "b"] * 5, [f"{i}.png" for i in range(10)])
-    Image.fromarray(images[0]).convert("L").save(src / "a" / "grey.png")      # a grey copy: near duplicate
+    Image.fromarray(images[0]).convert("L").save(src / "a" / "grey.png")  # a grey copy: near duplicate
     result = inspect_dataset(str(src), tmp_path / "report")
     train = result["splits"]["train"]
     assert train["rows"] == 11 and train["sizes"] == {"32x32": 11} and train["modes"] == {"RGB": 10, "L": 1}

@@ -104,7 +104,9 @@ def test_hugging_face_parquet(tmp_path):
         Image.fromarray(np.full((8, 8), i * 30, np.uint8)).save(buffer, format="PNG")
         rows.append({"image": {"bytes": buffer.getvalue(), "path": None}, "label": i % 2})
     table = pa.Table.from_pylist(rows)
-    meta = {"info": {"features": {"image": {"_type": "Image"}, "label": {"names": ["even", "odd"], "_type": "ClassLabel"}}}}
+    meta = {
+        "info": {"features": {"image": {"_type": "Image"}, "label": {"names": ["even", "odd"], "_type": "ClassLabel"}}}
+    }
     table = table.replace_schema_metadata({"huggingface": json.dumps(meta)})
     pq.write_table(table, tmp_path / "train.parquet")
     assert is_image_source(str(tmp_path / "train.parquet"))

@@ -11,7 +11,7 @@ def test_string_labels_map_to_sorted_ids_and_split_is_stratified(tmp_path):
     assert data.labels == ["negative", "positive"]
     n_pos = sum(r["label"] == "positive" for r in rows)
     val = data.splits["validation"]["label"]
-    assert abs(sum(val) - round(n_pos * 0.2)) <= 1          # the class ratio is kept in validation
+    assert abs(sum(val) - round(n_pos * 0.2)) <= 1  # the class ratio is kept in validation
     assert len(val) + len(data.splits["train"]) == 200
 
 
@@ -41,8 +41,10 @@ def test_non_numeric_regression_target_is_named(tmp_path):
 
 
 def test_multilabel_from_delimited_strings(tmp_path):
-    path = write_csv(tmp_path / "d.csv", [{"text": f"t{i}", "label": lab} for i, lab in
-                                          enumerate(["a,b", "b", "c|a", "a", "b;c"] * 4)])
+    path = write_csv(
+        tmp_path / "d.csv",
+        [{"text": f"t{i}", "label": lab} for i, lab in enumerate(["a,b", "b", "c|a", "a", "b;c"] * 4)],
+    )
     data = load_labeled(str(path), task="multilabel", hold_out=False)
     assert data.labels == ["a", "b", "c"]
     assert data.splits["train"]["label"][0] == [1.0, 1.0, 0.0]

@@ -61,8 +61,9 @@ def test_folder_with_split_files_uses_them(tmp_path):
 
 
 def test_save_to_disk_folder(tmp_path):
-    datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": DOCS[:40]}),
-                         test=datasets.Dataset.from_dict({"text": DOCS[40:]})).save_to_disk(str(tmp_path / "ds"))
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": DOCS[:40]}), test=datasets.Dataset.from_dict({"text": DOCS[40:]})
+    ).save_to_disk(str(tmp_path / "ds"))
     corpus = load_text_corpus(str(tmp_path / "ds"))
     assert len(corpus.splits["train"]) == 40 and len(corpus.splits["validation"]) == 20
 

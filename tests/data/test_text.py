@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, epoch_batches, split_micro, tokenize_for_clm,
-                              tokenize_for_mlm)
+from fmloop.data.text import (
+    CausalLMCollator,
+    MaskedLMCollator,
+    epoch_batches,
+    split_micro,
+    tokenize_for_clm,
+    tokenize_for_mlm,
+)
 from fmloop.data.tokenizer import train_tokenizer
 from tests.conftest import make_corpus
 
@@ -31,15 +37,15 @@ def test_masking_rates_and_specials(wordpiece):
     chosen = labels != -100
     originals = np.zeros_like(ids)
     for row, idx in enumerate(range(len(store))):
-        originals[row, :store.lengths[idx]] = store.get(idx)
+        originals[row, : store.lengths[idx]] = store.get(idx)
     special = np.isin(originals, wordpiece.all_special_ids)
-    assert not (chosen & special).any()                          # [CLS]/[SEP]/[PAD] never masked
+    assert not (chosen & special).any()  # [CLS]/[SEP]/[PAD] never masked
     rate = chosen.sum() / (real & ~special).sum()
     assert 0.13 < rate < 0.19
     masked = (ids == wordpiece.mask_token_id) & chosen
     kept = (ids == originals) & chosen
     assert 0.75 < masked.sum() / chosen.sum() < 0.85
-    assert 0.06 < kept.sum() / chosen.sum() < 0.16               # 10% kept (+ random draws equal to the original)
+    assert 0.06 < kept.sum() / chosen.sum() < 0.16  # 10% kept (+ random draws equal to the original)
     assert (ids[~real] == wordpiece.pad_token_id).all() and batch["input_ids"].shape[1] % 8 == 0
 
 

@@ -25,7 +25,7 @@ def test_k_center_covers_the_clusters_before_repeating_one():
     feats = np.concatenate([c + rng.normal(0, 0.1, (25, 2)) for c in centres])
     picks = k_center_greedy(feats, 4, seed=1)
     assert sorted(set(int(p) // 25 for p in picks)) == [0, 1, 2, 3]
-    labeled = feats[:25]                                                     # cluster 0 already labeled
+    labeled = feats[:25]  # cluster 0 already labeled
     assert all(int(p) // 25 != 0 for p in k_center_greedy(feats, 3, labeled))
 
 
@@ -35,26 +35,73 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
     run = finetune_tiny(tiny_base, sentiment_dir, tmp_path / "run", epochs=4)
     import csv
 
-    known = {r["text"] for split in ("train", "validation", "test")
-             for r in csv.DictReader(open(sentiment_dir / f"{split}.csv"))}
-    pool = sorted({r["text"] for r in make_sentiment(60, seed=21)} - known)        # distinct, in no split yet
+    known = {
+        r["text"]
+        for split in ("train", "validation", "test")
+        for r in csv.DictReader(open(sentiment_dir / f"{split}.csv"))
+    }
+    pool = sorted({r["text"] for r in make_sentiment(60, seed=21)} - known)  # distinct, in no split yet
     write_csv(tmp_path / "pool.csv", [{"text": t} for t in pool])
-    result = run_cli("label", "suggest", "--model", str(run.path), "--pool", str(tmp_path / "pool.csv"), "--n", "5",
-                     "--strategy", "hybrid", "--labeled", str(sentiment_dir), "--out", str(tmp_path / "tasks"))
+    result = run_cli(
+        "label",
+        "suggest",
+        "--model",
+        str(run.path),
+        "--pool",
+        str(tmp_path / "pool.csv"),
+        "--n",
+        "5",
+        "--strategy",
+        "hybrid",
+        "--labeled",
+        str(sentiment_dir),
+        "--out",
+        str(tmp_path / "tasks"),
+    )
     assert result.returncode == 0, result.stderr
     tasks = json.loads((tmp_path / "tasks" / "tasks.json").read_text())
-    assert len(tasks) == 5 and tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0] in ("negative", "positive")
+    assert len(tasks) == 5 and tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0] in (
+        "negative",
+        "positive",
+    )
     assert '<Choice value="positive"/>' in (tmp_path / "tasks" / "label_config.xml").read_text()
     # What Label Studio exports after annotation (hand-written): two good tasks, one disagreement,
     # one label outside the classes, one task that was never suggested.
     done = []
     for t, choice in zip(tasks[:4], [["positive"], ["negative"], ["positive", "negative"], ["neutral"]]):
-        done.append({**t, "annotations": [{"was_cancelled": False, "result": [
-            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [c]}}]} for c in choice]})
-    done.append({"id": 999, "data": {"text": "an unknown task"}, "annotations": [{"result": [{"value": {"choices": ["positive"]}}]}]})
+        done.append(
+            {
+                **t,
+                "annotations": [
+                    {
+                        "was_cancelled": False,
+                        "result": [
+                            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [c]}}
+                        ],
+                    }
+                    for c in choice
+                ],
+            }
+        )
+    done.append(
+        {
+            "id": 999,
+            "data": {"text": "an unknown task"},
+            "annotations": [{"result": [{"value": {"choices": ["positive"]}}]}],
+        }
+    )
     (tmp_path / "export.json").write_text(json.dumps(done))
-    result = run_cli("label", "import", str(tmp_path / "export.json"), "--into", str(sentiment_dir), "--tasks",
-                     str(tmp_path / "tasks" / "tasks.json"), "--out", str(tmp_path / "merged"))
+    result = run_cli(
+        "label",
+        "import",
+        str(tmp_path / "export.json"),
+        "--into",
+        str(sentiment_dir),
+        "--tasks",
+        str(tmp_path / "tasks" / "tasks.json"),
+        "--out",
+        str(tmp_path / "merged"),
+    )
     assert result.returncode == 0, result.stderr
     train = pq.read_table(tmp_path / "merged" / "train.parquet").to_pydict()
     assert len(train["text"]) == 240 + 2 and train["text"][-2:] == [tasks[0]["data"]["text"], tasks[1]["data"]["text"]]

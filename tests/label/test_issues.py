@@ -27,7 +27,7 @@ def test_flipped_labels_are_found(tmp_path):
     summary = label_issues(str(src), tmp_path / "issues")
     found = set(int(i) for i in summary["ranked_rows"])
     precision, recall = len(found & flipped) / max(1, len(found)), len(found & flipped) / len(flipped)
-    assert recall >= 0.6 and precision >= 0.6, (precision, recall)   # the issue's bar: most of them
+    assert recall >= 0.6 and precision >= 0.6, (precision, recall)  # the issue's bar: most of them
     rows = list(csv.DictReader(open(tmp_path / "issues" / "label_issues.csv")))
     assert int(rows[0]["row"]) - 1 in flipped and rows[0]["given"] != rows[0]["suggested"]
 
@@ -42,19 +42,33 @@ def test_drop_and_relabel_write_fixed_datasets(tmp_path):
     label_issues(str(src), tmp_path / "relabelled", action="relabel")
     labels = pq.read_table(tmp_path / "relabelled" / "train.parquet").column("label").to_pylist()
     truth = [r["label"] for r in make_sentiment(400, seed=11)]
-    assert np.mean([a == b for a, b in zip(labels, truth)]) > 0.93          # 0.90 before relabelling
+    assert np.mean([a == b for a, b in zip(labels, truth)]) > 0.93  # 0.90 before relabelling
 
 
 def test_finetuned_folds_find_flipped_labels(tiny_base, tmp_path):
     """--finetune: each fold's probabilities come from a fine-tuning run of the base model."""
     src, flipped = _noisy(tmp_path / "noisy", n=240)
-    result = run_cli("data", "label-issues", str(src), "--out", str(tmp_path / "issues"), "--model", str(tiny_base),
-                     "--finetune", "--folds", "3", "--train.lr=3e-3", "--train.epochs=8", "--train.threads=1",
-                     "--train.tensorboard=false", "--train.early_stopping_patience=null")
+    result = run_cli(
+        "data",
+        "label-issues",
+        str(src),
+        "--out",
+        str(tmp_path / "issues"),
+        "--model",
+        str(tiny_base),
+        "--finetune",
+        "--folds",
+        "3",
+        "--train.lr=3e-3",
+        "--train.epochs=8",
+        "--train.threads=1",
+        "--train.tensorboard=false",
+        "--train.early_stopping_patience=null",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "issues" / "label_issues.json").read_text())
     assert summary["features"].startswith("3-fold fine-tuning")
-    assert summary["out_of_sample_accuracy"] > 0.8                # against the noisy labels: 0.9 at best
+    assert summary["out_of_sample_accuracy"] > 0.8  # against the noisy labels: 0.9 at best
     found = {int(r["row"]) - 1 for r in csv.DictReader(open(tmp_path / "issues" / "label_issues.csv"))}
     hits = len(found & flipped)
     assert hits >= 0.5 * len(flipped) and hits >= 0.7 * len(found), (hits, len(found))
@@ -75,9 +89,16 @@ def test_saved_probabilities_rerun_another_filter_without_refitting(tmp_path):
     table = pq.read_table(probs)
     assert table.column_names == ["row", "given", "p_negative", "p_positive"] and table.num_rows == 400
     again = label_issues(str(src), tmp_path / "b", probabilities=str(probs))
-    assert list(again["ranked_rows"]) == list(first["ranked_rows"])          # same probabilities, same list
+    assert list(again["ranked_rows"]) == list(first["ranked_rows"])  # same probabilities, same list
     fewer = label_issues(str(src), tmp_path / "c", probabilities=str(probs), filter_by="low_self_confidence")
     assert 0 < len(fewer["ranked_rows"]) <= len(first["ranked_rows"])
-    result = run_cli("data", "label-issues", str(src), "--out", str(tmp_path / "d"), "--probabilities",
-                     str(tmp_path / "noisy" / "train.csv"))
+    result = run_cli(
+        "data",
+        "label-issues",
+        str(src),
+        "--out",
+        str(tmp_path / "d"),
+        "--probabilities",
+        str(tmp_path / "noisy" / "train.csv"),
+    )
     assert result.returncode != 0 and "probabilities.parquet" in result.stderr and not (tmp_path / "d").exists()

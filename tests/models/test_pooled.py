@@ -11,8 +11,11 @@ def test_mean_pooling_ignores_padding(tiny_base):
     assert isinstance(model, MeanPoolClassifier)
     model.eval()
     alone = tok(["the cat sees the river"], return_tensors="pt")
-    padded = tok(["the cat sees the river", "a dog finds a small house and it was great again today"],
-                 padding=True, return_tensors="pt")
+    padded = tok(
+        ["the cat sees the river", "a dog finds a small house and it was great again today"],
+        padding=True,
+        return_tensors="pt",
+    )
     a = model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"]).logits
     b = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits[:1]
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -6,7 +6,13 @@ from fmloop.data.tokenizer import train_tokenizer
 from fmloop.models.presets import PRESETS, load_pretrained, resolve_preset
 from tests.conftest import make_corpus
 
-SIZES = {"bert-tiny": (2, 128), "bert-mini": (4, 256), "bert-small": (4, 512), "gpt2-nano": (4, 128), "gpt2-mini": (6, 256)}
+SIZES = {
+    "bert-tiny": (2, 128),
+    "bert-mini": (4, 256),
+    "bert-small": (4, 512),
+    "gpt2-nano": (4, 128),
+    "gpt2-mini": (6, 256),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))

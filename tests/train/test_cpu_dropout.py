@@ -12,7 +12,7 @@ from fmloop.train.cpu_dropout import ATTENTION_NAME, CpuDropout, attention, drop
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_keep_rate_and_scale_match_dropout(p):
     torch.manual_seed(0)
-    x = torch.ones(1_000_003)                      # not a multiple of 4: the last random word is cut
+    x = torch.ones(1_000_003)  # not a multiple of 4: the last random word is cut
     y = dropout(x, p)
     dropped = (y == 0).float()
     assert abs(dropped.mean().item() - p) < 0.003
@@ -20,7 +20,7 @@ def test_keep_rate_and_scale_match_dropout(p):
     for lane in range(4):
         assert abs(dropped[lane::4].mean().item() - p) < 0.006
     assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)), rtol=1e-4)
-    assert abs(y.mean().item() - 1.0) < 0.01       # unbiased, like nn.Dropout
+    assert abs(y.mean().item() - 1.0) < 0.01  # unbiased, like nn.Dropout
 
 
 def test_gradient_is_the_same_mask():
@@ -61,7 +61,7 @@ def test_attention_matches_sdpa_with_padding_mask():
     torch.manual_seed(2)
     q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
     padding = torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4], dtype=torch.bool)
-    mask = padding[:, None, None, :].expand(3, 1, 7, 7)       # SDPA's boolean form: True = attend
+    mask = padding[:, None, None, :].expand(3, 1, 7, 7)  # SDPA's boolean form: True = attend
     _tiny_p_same_as_sdpa(_Heads(causal=False), q, k, v, mask)
     _tiny_p_same_as_sdpa(_Heads(causal=False), q, k, v, None)
 
@@ -76,7 +76,7 @@ def test_attention_matches_sdpa_causal_and_grouped():
 def test_attention_drops_weights_while_training():
     torch.manual_seed(4)
     q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
-    v = torch.ones_like(v)                         # each output = sum of kept weights / keep rate
+    v = torch.ones_like(v)  # each output = sum of kept weights / keep rate
     out, _ = attention(_Heads(causal=False), q, k, v, None, dropout=0.5)
     ref, _ = sdpa_attention_forward(_Heads(causal=False), q, k, v, None, dropout=0.0)
     assert not torch.allclose(out, ref)
@@ -85,9 +85,18 @@ def test_attention_drops_weights_while_training():
 
 def _bert():
     torch.manual_seed(0)
-    return BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                                attn_implementation="sdpa"))
+    return BertModel(
+        BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            hidden_dropout_prob=0.1,
+            attention_probs_dropout_prob=0.1,
+            attn_implementation="sdpa",
+        )
+    )
 
 
 def test_install_keeps_eval_outputs_and_what_is_saved(tmp_path):
@@ -100,8 +109,11 @@ def test_install_keeps_eval_outputs_and_what_is_saved(tmp_path):
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     model.eval()
-    assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state,
-                          reference(input_ids=ids, attention_mask=mask).last_hidden_state, atol=1e-5)
+    assert torch.allclose(
+        model(input_ids=ids, attention_mask=mask).last_hidden_state,
+        reference(input_ids=ids, attention_mask=mask).last_hidden_state,
+        atol=1e-5,
+    )
     model.train()
     out = model(input_ids=ids, attention_mask=mask).last_hidden_state
     out.sum().backward()
@@ -113,8 +125,9 @@ def test_install_keeps_eval_outputs_and_what_is_saved(tmp_path):
 
 def test_install_on_a_causal_model_trains_and_matches_in_eval():
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=16,
-                                       attn_implementation="sdpa"))
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=16, attn_implementation="sdpa")
+    )
     reference = copy.deepcopy(model).eval()
     assert install(model) > 0
     ids = torch.randint(0, 50, (2, 10))

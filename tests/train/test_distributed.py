@@ -15,9 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def _args(corpus, tokenizer, out):
-    overrides = tiny_overrides(corpus, max_steps=8, batch_size=8, eval_every=4, checkpoint_every=4, lr=1e-3, threads=1,
-                               device="cpu")   # gloo on CPU, also on a machine with one GPU
-    overrides["model"]["dropout"] = 0.0            # dropout streams differ per process by design
+    overrides = tiny_overrides(
+        corpus, max_steps=8, batch_size=8, eval_every=4, checkpoint_every=4, lr=1e-3, threads=1, device="cpu"
+    )  # gloo on CPU, also on a machine with one GPU
+    overrides["model"]["dropout"] = 0.0  # dropout streams differ per process by design
     overrides["tokenizer"] = {"path": str(tokenizer)}
     return ["pretrain", "--out", str(out), *overrides_to_args(overrides)]
 
@@ -30,9 +31,23 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     single = run_cli(*_args(corpus, tmp_path / "tok", tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-3000:]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-                          "-m", "fmloop", *_args(corpus, tmp_path / "tok", tmp_path / "two")],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29531",
+            "-m",
+            "fmloop",
+            *_args(corpus, tmp_path / "tok", tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=REPO,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())

@@ -10,15 +10,26 @@ from transformers import AutoModelForSequenceClassification
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
 from fmloop.models.loading import load
-from fmloop.train.finetune import FinetuneConfig, run as finetune
+from fmloop.train.finetune import FinetuneConfig
+from fmloop.train.finetune import run as finetune
 
 TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again"]
 
 
 def _finetune(base, data, out, **overrides):
-    tree = {"model": {"name": str(base)}, "data": {"path": str(data)},
-            "train": {"lr": 3e-3, "epochs": 8, "tensorboard": False, "seed": 0, "threads": 1, "log_every": 5,
-                      "early_stopping_patience": None}}
+    tree = {
+        "model": {"name": str(base)},
+        "data": {"path": str(data)},
+        "train": {
+            "lr": 3e-3,
+            "epochs": 8,
+            "tensorboard": False,
+            "seed": 0,
+            "threads": 1,
+            "log_every": 5,
+            "early_stopping_patience": None,
+        },
+    }
     for key, value in overrides.items():
         tree[key] = {**tree.get(key, {}), **value} if isinstance(value, dict) else value
     return finetune(load_config(FinetuneConfig, overrides=tree), out)
@@ -38,7 +49,9 @@ def test_full_finetune_learns_and_stores_the_label_mapping(tiny_base, sentiment_
     resolved = run.read_config()["train"]
     assert resolved["batch_size"] == 16 and resolved["max_length"] % 8 == 0  # defaults are recorded
     metrics = json.loads((run.path / "metrics.json").read_text())
-    assert {"accuracy", "macro_f1", "micro_f1", "per_class", "confusion_matrix", "roc_auc", "ece"} <= metrics["metrics"].keys()
+    assert {"accuracy", "macro_f1", "micro_f1", "per_class", "confusion_matrix", "roc_auc", "ece"} <= metrics[
+        "metrics"
+    ].keys()
     assert (run.path / "report.html").read_text().count("data:image/png") >= 3
 
 
@@ -57,6 +70,7 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     np.testing.assert_array_equal(reloaded.logits(texts), again.logits(texts))
     expected = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
     from fmloop.evaluate.evaluation import score
+
     _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     assert (logits.argmax(1) == y).mean() == expected
     # It learned (chance is 0.5). Not tighter: the tiny tokenizer behind tiny_base is retrained per
@@ -102,8 +116,12 @@ def test_lora_adapter_without_its_base_is_a_clear_error(tiny_base, sentiment_dir
 
 def test_early_stopping_restores_the_best_weights(tiny_base, sentiment_dir, tmp_path):
     # A learning rate this large wrecks the model after the first good evaluations.
-    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run",
-                    train={"lr": 0.5, "epochs": 40, "early_stopping_patience": 2, "warmup_ratio": 0.0})
+    run = _finetune(
+        tiny_base,
+        sentiment_dir,
+        tmp_path / "run",
+        train={"lr": 0.5, "epochs": 40, "early_stopping_patience": 2, "warmup_ratio": 0.0},
+    )
     manifest = run.read_manifest()
     assert "early stopping" in manifest["stop_reason"]
     evals = [r for r in run.read_metrics() if "accuracy" in r]
@@ -134,6 +152,7 @@ def test_failed_run_leaves_no_model(tiny_base, tmp_path):
     write_csv(tmp_path / "train.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
     write_csv(tmp_path / "validation.csv", [{"text": "c", "label": "w"}])
     from fmloop.core.errors import DataError
+
     with pytest.raises(DataError):
         _finetune(tiny_base, tmp_path, tmp_path / "run")
     assert not (tmp_path / "run" / "model").exists()
@@ -146,19 +165,29 @@ def tiny_sentence_model(tiny_base, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("st") / "model"
     shutil.copytree(tiny_base, folder)
-    (folder / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]')
+    (folder / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]'
+    )
     return folder
 
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
-def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(tiny_sentence_model, sentiment_dir, tmp_path, strategy):
-    run = _finetune(tiny_sentence_model, sentiment_dir, tmp_path / "run", strategy=strategy,
-                    train={"lr": 1e-2 if strategy == "lora" else 3e-3})
+def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(
+    tiny_sentence_model, sentiment_dir, tmp_path, strategy
+):
+    run = _finetune(
+        tiny_sentence_model,
+        sentiment_dir,
+        tmp_path / "run",
+        strategy=strategy,
+        train={"lr": 1e-2 if strategy == "lora" else 3e-3},
+    )
     assert run.read_config()["model"]["pooling"] == "mean"
     config = json.loads((run.model_dir / "config.json").read_text())
     assert config["fmloop_pooling"] == "mean" and config["id2label"]["1"] == "positive"
     saved_accuracy = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
     from fmloop.evaluate.evaluation import score
+
     _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     # 48 of 60 right on CPU fp32; bf16 on a GPU lands a row or two either side
     assert (logits.argmax(1) == y).mean() == saved_accuracy >= 0.75

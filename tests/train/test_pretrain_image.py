@@ -10,8 +10,16 @@ from transformers import AutoModel
 from fmloop.train.objectives.image import mae_encoder_as_vit, mae_model
 from tests.conftest import make_image_folder, make_unlabeled_folder, run_cli
 
-FAST = ["--max-steps", "6", "--train.batch_size=16", "--train.eval_every=3", "--train.eval_batches=1",
-        "--train.checkpoint_every=3", "--train.tensorboard=false", "--train.threads=1"]
+FAST = [
+    "--max-steps",
+    "6",
+    "--train.batch_size=16",
+    "--train.eval_every=3",
+    "--train.eval_batches=1",
+    "--train.checkpoint_every=3",
+    "--train.tensorboard=false",
+    "--train.threads=1",
+]
 
 
 @pytest.fixture
@@ -23,8 +31,19 @@ def unlabeled(tmp_path):
 def test_pretrain_then_finetune(unlabeled, tmp_path, objective):
     env = {"FMLOOP_CACHE": str(tmp_path / "cache")}
     run = tmp_path / objective
-    result = run_cli("pretrain", "--modality", "image", "--objective", objective, "--data", str(unlabeled),
-                     "--out", str(run), *FAST, env=env)
+    result = run_cli(
+        "pretrain",
+        "--modality",
+        "image",
+        "--objective",
+        objective,
+        "--data",
+        str(unlabeled),
+        "--out",
+        str(run),
+        *FAST,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["modality"] == "image" and manifest["metrics"]["steps"] == 6
@@ -35,9 +54,22 @@ def test_pretrain_then_finetune(unlabeled, tmp_path, objective):
 
     labeled = make_image_folder(tmp_path / "labeled", n_per_class=12)
     ft = tmp_path / f"ft-{objective}"
-    result = run_cli("finetune", "--model", str(run / "model"), "--data", str(labeled), "--out", str(ft),
-                     "--train.limit-per-class", "8", "--train.max_steps=4", "--train.batch_size=8",
-                     "--train.tensorboard=false", "--train.threads=1", env=env)
+    result = run_cli(
+        "finetune",
+        "--model",
+        str(run / "model"),
+        "--data",
+        str(labeled),
+        "--out",
+        str(ft),
+        "--train.limit-per-class",
+        "8",
+        "--train.max_steps=4",
+        "--train.batch_size=8",
+        "--train.tensorboard=false",
+        "--train.threads=1",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ft_manifest = json.loads((ft / "manifest.json").read_text())
     assert ft_manifest["parents"][0]["path"].endswith("model")
@@ -55,8 +87,15 @@ def test_objective_must_match_the_modality(unlabeled, tmp_path):
 def test_mae_encoder_maps_onto_vit_exactly():
     from transformers import ViTConfig
 
-    vit = ViTConfig(image_size=16, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=64)
+    vit = ViTConfig(
+        image_size=16,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     mae = mae_model(vit, mask_ratio=0.0)
     encoder = mae_encoder_as_vit(mae).eval()
     mae.eval()

@@ -24,8 +24,9 @@ def _store(sequences):
 def test_output_bias_holds_the_log_frequencies_of_ordinary_tokens():
     # token 5 four times, 6 twice, 7 once, 8-9 never; 0 and 1 are special (CLS/SEP) and frequent
     store = _store([[0, 5, 5, 6, 7, 1], [0, 5, 5, 6, 1]])
-    model = BertForMaskedLM(BertConfig(vocab_size=10, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                       intermediate_size=32))
+    model = BertForMaskedLM(
+        BertConfig(vocab_size=10, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    )
     assert init_output_bias_to_unigram(model, store, SPECIAL)
     bias = model.cls.predictions.bias.detach()
     probs = torch.softmax(bias, 0).numpy()

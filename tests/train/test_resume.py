@@ -91,8 +91,9 @@ def test_sigterm_checkpoints_exits_0_and_resumes_exactly(reference, tmp_path):
 def test_kill_9_then_resume_matches_uninterrupted_run(reference, tmp_path):
     corpus, expected = reference
     run = tmp_path / "run"
-    proc = subprocess.Popen(fmloop_cmd(*_args(corpus, run)), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        fmloop_cmd(*_args(corpus, run)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _wait_for(lambda: _last_step(run) >= 60, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)

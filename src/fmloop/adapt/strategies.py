@@ -19,21 +19,20 @@ from typing import Callable
 
 from torch import nn
 
-from fmloop.core.errors import ConfigError
 from fmloop.adapt import STRATEGY_PATTERN
 from fmloop.core.callbacks import Callback
+from fmloop.core.errors import ConfigError
 from fmloop.models.anatomy import depth_of, find_layers, head_prefixes
-
 
 
 @dataclass
 class Plan:
     model: nn.Module
     lr_scale: Callable[[str], float] = lambda name: 1.0
-    include_frozen: bool = False        # optimizer must hold params that unfreeze later
+    include_frozen: bool = False  # optimizer must hold params that unfreeze later
     callbacks: list[Callback] = field(default_factory=list)
     description: str = ""
-    settings: dict = field(default_factory=dict)   # defaults the strategy chose, for the run's config
+    settings: dict = field(default_factory=dict)  # defaults the strategy chose, for the run's config
 
 
 def default_lora_rank(width: int | None) -> int:
@@ -41,12 +40,23 @@ def default_lora_rank(width: int | None) -> int:
     return 32 if not width else max(1, min(32, width // 8))
 
 
-def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_decay: float = 0.8,
-                   lora_r: int | None = None, lora_alpha: int | None = None, lora_dropout: float = 0.1,
-                   lora_targets: str = "all-linear", dora: bool = False) -> Plan:
+def apply_strategy(
+    model: nn.Module,
+    strategy: str,
+    *,
+    total_steps: int,
+    llrd_decay: float = 0.8,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    lora_dropout: float = 0.1,
+    lora_targets: str = "all-linear",
+    dora: bool = False,
+) -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
-        raise ConfigError(f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
-                          f"gradual, llrd, lora. Got {strategy!r} instead.")
+        raise ConfigError(
+            f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
+            f"gradual, llrd, lora. Got {strategy!r} instead."
+        )
     if strategy == "lora":
         return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets, dora)
     depth = depth_of(model)
@@ -59,18 +69,27 @@ def apply_strategy(model: nn.Module, strategy: str, *, total_steps: int, llrd_de
     if strategy.startswith("freeze:"):
         k = int(strategy.split(":")[1])
         if k > n_layers:
-            raise ConfigError(f"The 'strategy' parameter of finetune freezes {k} layers but the model has {n_layers}. "
-                              f"Use freeze:0 to freeze:{n_layers}.")
+            raise ConfigError(
+                f"The 'strategy' parameter of finetune freezes {k} layers but the model has {n_layers}. "
+                f"Use freeze:0 to freeze:{n_layers}."
+            )
         _freeze(model, lambda name: depth(name) <= k)
         return Plan(model, description=f"embeddings and bottom {k} of {n_layers} layers frozen")
     if strategy == "llrd":
-        return Plan(model, lr_scale=lambda name: llrd_decay ** (n_layers + 1 - depth(name)),
-                    description=f"layer-wise lr decay {llrd_decay} per layer from the top")
+        return Plan(
+            model,
+            lr_scale=lambda name: llrd_decay ** (n_layers + 1 - depth(name)),
+            description=f"layer-wise lr decay {llrd_decay} per layer from the top",
+        )
     # gradual
     _freeze(model, lambda name: depth(name) <= n_layers)
     interval = max(1, total_steps // (2 * (n_layers + 1)))
-    return Plan(model, include_frozen=True, callbacks=[GradualUnfreezing(model, depth, n_layers, interval)],
-                description=f"head first, then one layer from the top every {interval} steps")
+    return Plan(
+        model,
+        include_frozen=True,
+        callbacks=[GradualUnfreezing(model, depth, n_layers, interval)],
+        description=f"head first, then one layer from the top every {interval} steps",
+    )
 
 
 def freeze_input_embeddings(model: nn.Module) -> None:
@@ -101,8 +120,9 @@ class GradualUnfreezing(Callback):
             self._apply(loop.state.step)
 
 
-def _lora(model: nn.Module, r: int | None, alpha: int | None, dropout: float, target_spec: str,
-          dora: bool = False) -> Plan:
+def _lora(
+    model: nn.Module, r: int | None, alpha: int | None, dropout: float, target_spec: str, dora: bool = False
+) -> Plan:
     try:
         from peft import LoraConfig, TaskType, get_peft_model
         from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
@@ -120,18 +140,33 @@ def _lora(model: nn.Module, r: int | None, alpha: int | None, dropout: float, ta
     else:
         targets = [name.strip() for name in target_spec.split(",") if name.strip()]
     from fmloop.models.pooled import MeanPoolClassifier
+
     if isinstance(model, MeanPoolClassifier):
         # Adapters go on the body only; the head is an ordinary trainable module saved beside them.
-        model.base = get_peft_model(model.base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                           target_modules=targets, use_dora=dora))
-        return Plan(model, description=f"{kind} r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full",
-                    settings=settings)
+        model.base = get_peft_model(
+            model.base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, use_dora=dora)
+        )
+        return Plan(
+            model,
+            description=f"{kind} r={r} alpha={alpha} on {targets}; the mean-pooling head trains in full",
+            settings=settings,
+        )
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
     task_type = None if getattr(model, "main_input_name", "") == "pixel_values" else TaskType.SEQ_CLS
-    config = LoraConfig(task_type=task_type, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=targets, modules_to_save=to_save, use_dora=dora)
+    config = LoraConfig(
+        task_type=task_type,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        modules_to_save=to_save,
+        use_dora=dora,
+    )
     peft_model = get_peft_model(model, config)
-    return Plan(peft_model, description=f"{kind} r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}",
-                settings=settings)
+    return Plan(
+        peft_model,
+        description=f"{kind} r={r} alpha={alpha} on {targets}; trained and saved: {', '.join(to_save)}",
+        settings=settings,
+    )

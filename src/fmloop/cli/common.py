@@ -8,26 +8,32 @@ import os
 from typing import Callable
 
 import typer
-
 from rich.logging import RichHandler
 
+from fmloop.core.console import err_console  # noqa: F401  (the commands print through it)
 from fmloop.core.errors import ExitCode, FmloopError
 
-from fmloop.core.console import err_console  # noqa: F401  (the commands print through it)
 
 def setup_logging(verbose: bool = False) -> None:
     rank = os.environ.get("RANK", "0")
     level = logging.DEBUG if verbose else (logging.INFO if rank == "0" else logging.WARNING)
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)], force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
     # Libraries are chatty at INFO; their warnings still show.
     for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     try:
         import datasets
+
         datasets.disable_progress_bars() if rank != "0" else None
         from transformers.utils import logging as hf_logging
+
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
@@ -62,8 +68,13 @@ def split_overrides(args: list[str]) -> list[str]:
     joined, i = [], 0
     while i < len(args):
         word = args[i]
-        if (word.startswith("--") and "." in word and "=" not in word and i + 1 < len(args)
-                and not args[i + 1].startswith("--")):
+        if (
+            word.startswith("--")
+            and "." in word
+            and "=" not in word
+            and i + 1 < len(args)
+            and not args[i + 1].startswith("--")
+        ):
             word, i = f"{word}={args[i + 1]}", i + 1
         joined.append(word)
         i += 1
@@ -84,12 +95,14 @@ def check_output(out, overwrite: bool = False) -> None:
 def check_model_name(name: str | None) -> None:
     """A --model that is neither an existing folder nor a preset: say so, with the presets."""
     if name is None or "/" not in name and "\\" not in name and not name.startswith("."):
-        return                       # a preset name (checked against the catalog when the model is built)
+        return  # a preset name (checked against the catalog when the model is built)
     from pathlib import Path
 
     from fmloop.core.errors import ModelError
 
     if not Path(name).expanduser().exists():
-        raise ModelError(f"--model {name}: no such folder. Pass an existing model folder or run dir, or a preset "
-                         f"(text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, "
-                         f"convnext-nano, resnet-mini, cnn-small).")
+        raise ModelError(
+            f"--model {name}: no such folder. Pass an existing model folder or run dir, or a preset "
+            f"(text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, "
+            f"convnext-nano, resnet-mini, cnn-small)."
+        )

@@ -9,14 +9,16 @@ import typer
 
 from fmloop.cli.common import check_output, err_console, setup_logging, split_overrides, user_errors
 
-DATA_HELP = "Labeled data to check the new model against its parent (validation split). Default: the data of the model's run."
+DATA_HELP = (
+    "Labeled data to check the new model against its parent (validation split). Default: the data of the model's run."
+)
 
 
 def _parity_line(manifest: dict) -> str:
     p = manifest.get("parity") or {}
     if not p:
         return ""
-    acc = (f"; accuracy {p['accuracy']:.4f} vs parent {p['parent_accuracy']:.4f}" if "accuracy" in p else "")
+    acc = f"; accuracy {p['accuracy']:.4f} vs parent {p['parent_accuracy']:.4f}" if "accuracy" in p else ""
     return f"parity on {p['n']} examples: agreement {p['agreement']:.2%}, max |logit diff| {p['max_abs_diff']:.3g}{acc}"
 
 
@@ -26,8 +28,12 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="New run dir; the ONNX model goes to OUT/model."),
     format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP),
-    min_agreement: float = typer.Option(0.99, "--min-agreement", help="Fail when fewer predictions than this agree with the PyTorch model."),
-    max_abs_diff: Optional[float] = typer.Option(None, "--max-abs-diff", help="Also fail when any logit differs by more than this."),
+    min_agreement: float = typer.Option(
+        0.99, "--min-agreement", help="Fail when fewer predictions than this agree with the PyTorch model."
+    ),
+    max_abs_diff: Optional[float] = typer.Option(
+        None, "--max-abs-diff", help="Also fail when any logit differs by more than this."
+    ),
     opset: int = typer.Option(17, "--opset"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Check on at most this many examples (seeded sample)."),
 ):
@@ -39,8 +45,9 @@ def export_command(
     setup_logging()
     if format != "onnx":
         raise ConfigError(f"Unknown --format {format!r}; fmloop exports onnx.")
-    manifest = export_onnx(model, out, data, opset=opset, min_agreement=min_agreement, max_abs_diff=max_abs_diff,
-                           limit=limit)
+    manifest = export_onnx(
+        model, out, data, opset=opset, min_agreement=min_agreement, max_abs_diff=max_abs_diff, limit=limit
+    )
     err_console.print(f"[green]exported[/] {out}/model  ({_parity_line(manifest)})")
 
 
@@ -49,18 +56,34 @@ def quantize_command(
     model: str = typer.Argument(..., help="A fine-tuned model folder or run dir (fp32)."),
     out: Path = typer.Option(..., "--out", help="New run dir; the int8 model goes to OUT/model."),
     backend: str = typer.Option("onnx", "--backend", help="onnx (ONNX Runtime int8) or torch (torch.ao dynamic int8)."),
-    mode: str = typer.Option("dynamic", "--mode", help="dynamic (weights int8, activations on the fly) or static (activations calibrated; onnx only)."),
+    mode: str = typer.Option(
+        "dynamic",
+        "--mode",
+        help="dynamic (weights int8, activations on the fly) or static (activations calibrated; onnx only).",
+    ),
     data: Optional[str] = typer.Option(None, "--data", help=DATA_HELP + " Static mode calibrates on its train split."),
-    calibration_size: int = typer.Option(256, "--calibration-size", help="Training examples used to calibrate static int8."),
-    min_agreement: float = typer.Option(0.97, "--min-agreement", help="Fail when fewer predictions than this agree with the fp32 model."),
+    calibration_size: int = typer.Option(
+        256, "--calibration-size", help="Training examples used to calibrate static int8."
+    ),
+    min_agreement: float = typer.Option(
+        0.97, "--min-agreement", help="Fail when fewer predictions than this agree with the fp32 model."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Check on at most this many examples (seeded sample)."),
 ):
     """int8-quantize the linear layers, then check the result against the fp32 model."""
     from fmloop.compress.quantize import quantize
 
     setup_logging()
-    manifest = quantize(model, out, data, backend=backend, mode=mode, calibration_size=calibration_size,
-                        min_agreement=min_agreement, limit=limit)
+    manifest = quantize(
+        model,
+        out,
+        data,
+        backend=backend,
+        mode=mode,
+        calibration_size=calibration_size,
+        min_agreement=min_agreement,
+        limit=limit,
+    )
     err_console.print(f"[green]quantized[/] {out}/model  ({_parity_line(manifest)})")
 
 
@@ -68,8 +91,12 @@ def quantize_command(
 def ensemble_command(
     models: List[str] = typer.Argument(..., help="Two or more models with the same task and labels."),
     out: Path = typer.Option(..., "--out", help="New run dir; the ensemble goes to OUT/model."),
-    method: str = typer.Option("mean", "--method", help="vote, mean (of probabilities) or weighted (weights fit on validation)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Labeled data whose validation split fits the weights (weighted)."),
+    method: str = typer.Option(
+        "mean", "--method", help="vote, mean (of probabilities) or weighted (weights fit on validation)."
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Labeled data whose validation split fits the weights (weighted)."
+    ),
 ):
     """Combine models into one artifact that evaluate and predict load like any model."""
     from fmloop.compress.ensemble import build_ensemble
@@ -83,13 +110,19 @@ def ensemble_command(
 def distill_command(
     ctx: typer.Context,
     teacher: List[str] = typer.Option(..., "--teacher", help="Teacher model (repeat for an ensemble of teachers)."),
-    student: str = typer.Option(..., "--student", help="Student: a preset (e.g. bert-tiny, built with the teacher's tokenizer) or a model folder."),
+    student: str = typer.Option(
+        ...,
+        "--student",
+        help="Student: a preset (e.g. bert-tiny, built with the teacher's tokenizer) or a model folder.",
+    ),
     data: str = typer.Option(..., "--data", help="Labeled data, as for finetune."),
     out: Path = typer.Option(..., "--out", help="New run dir."),
     task: Optional[str] = typer.Option(None, "--task"),
     unlabeled: Optional[str] = typer.Option(None, "--unlabeled", help="Extra unlabeled text the teacher labels."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Softmax temperature (default 2)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Weight of the teacher's soft targets, 0..1 (default 0.7)."),
+    alpha: Optional[float] = typer.Option(
+        None, "--alpha", help="Weight of the teacher's soft targets, 0..1 (default 0.7)."
+    ),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
@@ -101,9 +134,18 @@ def distill_command(
     from fmloop.compress.config import DistillConfig
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
 
-    values = tree_from_flat({"model.name": student, "data.path": data, "task": task,
-                             "distill.unlabeled": unlabeled, "distill.temperature": temperature,
-                             "distill.alpha": alpha, "train.max_steps": max_steps, "train.max_time": max_time})
+    values = tree_from_flat(
+        {
+            "model.name": student,
+            "data.path": data,
+            "task": task,
+            "distill.unlabeled": unlabeled,
+            "distill.temperature": temperature,
+            "distill.alpha": alpha,
+            "train.max_steps": max_steps,
+            "train.max_time": max_time,
+        }
+    )
     values["teacher"] = list(teacher)
     cfg = load_config(DistillConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
     check_output(out, overwrite)
@@ -112,7 +154,9 @@ def distill_command(
 
     run = distill.run(cfg, out, overwrite=overwrite)
     metrics = run.read_manifest()["metrics"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float))
+    shown = ", ".join(
+        f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float)
+    )
     err_console.print(f"[green]distilled[/] in {metrics['train_time_s']:.0f}s: {shown}\nmodel:  {run.model_dir}")
 
 
@@ -139,10 +183,16 @@ def compare_command(
         table.add_column(col, justify="left" if col in ("model", "vs parent") else "right", overflow="fold")
     for r in rows:
         vs = r.get("vs_parent")
-        table.add_row(r["model"], f"{r['value']:.4f}", f"{r['parameters'] / 1e6:.2f}M" if r["parameters"] else "?",
-                      f"{r['size_mb']:.1f}", f"{r['latency_p50_ms']:.2f}", f"{r['latency_p95_ms']:.2f}",
-                      f"{r['throughput_b32_per_s']:.0f}",
-                      f"{vs['metric_change']:+.4f}, {vs['speedup_b1']:.2f}x b1, {vs['speedup_b32']:.2f}x b32" if vs else "")
+        table.add_row(
+            r["model"],
+            f"{r['value']:.4f}",
+            f"{r['parameters'] / 1e6:.2f}M" if r["parameters"] else "?",
+            f"{r['size_mb']:.1f}",
+            f"{r['latency_p50_ms']:.2f}",
+            f"{r['latency_p95_ms']:.2f}",
+            f"{r['throughput_b32_per_s']:.0f}",
+            f"{vs['metric_change']:+.4f}, {vs['speedup_b1']:.2f}x b1, {vs['speedup_b32']:.2f}x b32" if vs else "",
+        )
     Console().print(table)
     err_console.print(f"wrote {out}/compare.md, compare.json, compare.png")
 
@@ -152,9 +202,19 @@ def prune_command(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="A fine-tuned model folder or run dir."),
     out: Path = typer.Option(..., "--out", help="New run dir."),
-    sparsity: float = typer.Option(0.5, "--sparsity", help="Fraction of body weights (magnitude), feed-forward channels (structured) or attention heads per layer (heads) to remove, in (0, 1)."),
-    method: str = typer.Option("magnitude", "--method", help="magnitude (global, unstructured: smaller to store, not faster), structured (feed-forward channels) or heads (attention heads): both really smaller and faster."),
-    data: Optional[str] = typer.Option(None, "--data", help="Labeled data for the recovery fine-tune. Default: the data of the model's run."),
+    sparsity: float = typer.Option(
+        0.5,
+        "--sparsity",
+        help="Fraction of body weights (magnitude), feed-forward channels (structured) or attention heads per layer (heads) to remove, in (0, 1).",
+    ),
+    method: str = typer.Option(
+        "magnitude",
+        "--method",
+        help="magnitude (global, unstructured: smaller to store, not faster), structured (feed-forward channels) or heads (attention heads): both really smaller and faster.",
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Labeled data for the recovery fine-tune. Default: the data of the model's run."
+    ),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
@@ -165,8 +225,16 @@ def prune_command(
     from fmloop.compress.config import PruneConfig
     from fmloop.core.config import deep_merge, load_config, parse_overrides, tree_from_flat
 
-    values = tree_from_flat({"prune.sparsity": sparsity, "prune.method": method, "data.path": data,
-                             "model.name": model, "train.max_steps": max_steps, "train.max_time": max_time})
+    values = tree_from_flat(
+        {
+            "prune.sparsity": sparsity,
+            "prune.method": method,
+            "data.path": data,
+            "model.name": model,
+            "train.max_steps": max_steps,
+            "train.max_time": max_time,
+        }
+    )
     cfg = load_config(PruneConfig, config, deep_merge(parse_overrides(split_overrides(ctx.args)), values))
     check_output(out, overwrite)
     setup_logging()
@@ -176,9 +244,14 @@ def prune_command(
     manifest = run.read_manifest()
     p, metrics = manifest["pruning"], manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))
-    detail = (f"sparsity {p['sparsity_saved']:.1%}" if "sparsity_saved" in p
-              else f"attention heads per layer {p['attention_heads']}, {p['parameters_after'] / 1e6:.2f}M parameters"
-              if "attention_heads" in p
-              else f"intermediate size {p['intermediate_size']}, {p['parameters_after'] / 1e6:.2f}M parameters")
-    err_console.print(f"[green]pruned[/] ({p['method']}, {detail}); before recovery {p['pruned_validation_before_recovery']:.4f}, "
-                      f"parent {p['parent_validation']:.4f}; after: {shown}\nmodel:  {run.model_dir}")
+    detail = (
+        f"sparsity {p['sparsity_saved']:.1%}"
+        if "sparsity_saved" in p
+        else f"attention heads per layer {p['attention_heads']}, {p['parameters_after'] / 1e6:.2f}M parameters"
+        if "attention_heads" in p
+        else f"intermediate size {p['intermediate_size']}, {p['parameters_after'] / 1e6:.2f}M parameters"
+    )
+    err_console.print(
+        f"[green]pruned[/] ({p['method']}, {detail}); before recovery {p['pruned_validation_before_recovery']:.4f}, "
+        f"parent {p['parent_validation']:.4f}; after: {shown}\nmodel:  {run.model_dir}"
+    )

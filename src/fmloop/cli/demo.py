@@ -33,4 +33,5 @@ def demo_command(
         f"sentiment {name} on {ev['data']}: pretrained {ev['metrics'][name]:.4f} vs from scratch "
         f"{ev['comparison']['baseline_metrics'][name]:.4f} (difference {test['difference']:+.4f}, "
         f"95% interval [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}], p = {test['p_value']:.3f})\n"
-        f"report: {result['out'] / 'evaluation' / 'report.html'}")
+        f"report: {result['out'] / 'evaluation' / 'report.html'}"
+    )

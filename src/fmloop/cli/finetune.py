@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
 from typing import Optional
 
+import numpy as np
 import typer
 
 from fmloop.cli.common import check_model_name, check_output, err_console, setup_logging, split_overrides, user_errors
@@ -16,17 +15,29 @@ from fmloop.cli.common import check_model_name, check_output, err_console, setup
 @user_errors
 def finetune_command(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", help="Base: a Hugging Face model folder, an fmloop run dir, or a preset (random init, needs --model.tokenizer)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Labeled text: a file, or a folder with train/validation/test files."),
-    task: Optional[str] = typer.Option(None, "--task", help="classification, multilabel or regression. Default: classification."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="full, linear-probe, freeze:K, gradual, llrd or lora. Default: full."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        help="Base: a Hugging Face model folder, an fmloop run dir, or a preset (random init, needs --model.tokenizer).",
+    ),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Labeled text: a file, or a folder with train/validation/test files."
+    ),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="classification, multilabel or regression. Default: classification."
+    ),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="full, linear-probe, freeze:K, gradual, llrd or lora. Default: full."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="Column holding the text."),
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Column holding the label."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     max_time: Optional[str] = typer.Option(None, "--max-time", help="Stop after this long: 90s, 30m, 1h30m."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this dir from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue the interrupted run in this dir from its last checkpoint."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
@@ -41,9 +52,18 @@ def finetune_command(
     from fmloop.core.errors import ConfigError
     from fmloop.train.config import FinetuneConfig
 
-    values = tree_from_flat({"model.name": model, "data.path": data, "task": task, "strategy": strategy,
-                             "data.text_column": text_column, "data.label_column": label_column,
-                             "train.max_steps": max_steps, "train.max_time": max_time})
+    values = tree_from_flat(
+        {
+            "model.name": model,
+            "data.path": data,
+            "task": task,
+            "strategy": strategy,
+            "data.text_column": text_column,
+            "data.label_column": label_column,
+            "train.max_steps": max_steps,
+            "train.max_time": max_time,
+        }
+    )
     overrides = deep_merge(parse_overrides(split_overrides(ctx.args)), values)
     if resume is not None:
         from fmloop.train.config import resumable_config
@@ -64,9 +84,13 @@ def finetune_command(
         return
     manifest = run.read_manifest()
     metrics = manifest["metrics"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float))
-    err_console.print(f"[green]{manifest['status']}[/] after {metrics['steps']} steps "
-                      f"({metrics['train_time_s']:.0f}s, {metrics['train_samples_per_s']:.0f} samples/s): {shown}")
+    shown = ", ".join(
+        f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float)
+    )
+    err_console.print(
+        f"[green]{manifest['status']}[/] after {metrics['steps']} steps "
+        f"({metrics['train_time_s']:.0f}s, {metrics['train_samples_per_s']:.0f} samples/s): {shown}"
+    )
     err_console.print(f"model:  {run.model_dir}\nreport: {run.path / 'report.html'}")
 
 
@@ -74,8 +98,12 @@ def finetune_command(
 def evaluate_command(
     model: str = typer.Argument(..., help="A fine-tuned model folder, run dir or LoRA adapter folder."),
     data: str = typer.Argument(..., help="Labeled data (a folder: its test split, else validation)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where to write metrics.json and report.html. Default: beside the model."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Another model to compare on the same examples (paired bootstrap)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Where to write metrics.json and report.html. Default: beside the model."
+    ),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="Another model to compare on the same examples (paired bootstrap)."
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -109,14 +137,19 @@ def evaluate_command(
     Console().print(table)
     if comparison:
         t = comparison["test"]
-        Console().print(f"paired bootstrap on {t['metric']}: model - baseline = {t['difference']:+.4f} "
-                        f"(95% interval [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], p = {t['p_value']:.4f})")
+        Console().print(
+            f"paired bootstrap on {t['metric']}: model - baseline = {t['difference']:+.4f} "
+            f"(95% interval [{t['interval'][0]:+.4f}, {t['interval'][1]:+.4f}], p = {t['p_value']:.4f})"
+        )
 
 
 @user_errors
 def predict_command(
     model: str = typer.Argument(..., help="A fine-tuned model folder, run dir or LoRA adapter folder."),
-    input: str = typer.Argument(..., help="Texts: .txt (one per line), or a CSV/JSONL/parquet file with a text column. Images: a folder, an image parquet file or a CSV/JSONL of paths."),
+    input: str = typer.Argument(
+        ...,
+        help="Texts: .txt (one per line), or a CSV/JSONL/parquet file with a text column. Images: a folder, an image parquet file or a CSV/JSONL of paths.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output JSONL: one line per input."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -133,13 +166,20 @@ def predict_command(
     if clf.modality == "image":
         from fmloop.data.images import load_images
 
-        data = load_images(input, need_labels=False, image_column=text_column, hold_out=False,
-                           size=(clf.size, clf.size), channels=clf.channels)
+        data = load_images(
+            input,
+            need_labels=False,
+            image_column=text_column,
+            hold_out=False,
+            size=(clf.size, clf.size),
+            channels=clf.channels,
+        )
         inputs = np.concatenate([s.pixels for s in data.splits.values()])
         field, names = "image", [n for s in data.splits.values() for n in s.names]
     else:
-        data = load_labeled(input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False,
-                            hold_out=False)
+        data = load_labeled(
+            input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False, hold_out=False
+        )
         inputs = names = [t for split in data.splits.values() for t in split["text"]]
         field = "text"
     with Progress(console=err_console) as progress:

@@ -23,6 +23,7 @@ def info_command(
     run = RunDir(run_dir)
     if not run.path.is_dir():
         from fmloop.core.errors import FmloopError
+
         raise FmloopError(f"{run_dir} does not exist.")
     manifest = run.read_manifest()
     if as_json:
@@ -30,8 +31,23 @@ def info_command(
         return
     console = Console()
     table = Table(title=f"{run.path}", show_header=False)
-    for key in ("kind", "status", "stop_reason", "model", "parameters", "objective", "parent", "tokenizer", "data",
-                "data_fingerprint", "config_hash", "runtime", "fmloop_version", "created", "updated"):
+    for key in (
+        "kind",
+        "status",
+        "stop_reason",
+        "model",
+        "parameters",
+        "objective",
+        "parent",
+        "tokenizer",
+        "data",
+        "data_fingerprint",
+        "config_hash",
+        "runtime",
+        "fmloop_version",
+        "created",
+        "updated",
+    ):
         if manifest.get(key) is not None:
             table.add_row(key, str(manifest[key]))
     console.print(table)

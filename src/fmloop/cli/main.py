@@ -6,8 +6,14 @@ import typer
 
 from fmloop import __version__
 from fmloop.cli.common import EXTRA
-from fmloop.cli.compress import (compare_command, distill_command, ensemble_command, export_command,
-                                 prune_command, quantize_command)
+from fmloop.cli.compress import (
+    compare_command,
+    distill_command,
+    ensemble_command,
+    export_command,
+    prune_command,
+    quantize_command,
+)
 from fmloop.cli.data import data_app, label_app
 from fmloop.cli.demo import demo_command
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command

@@ -25,8 +25,10 @@ def default_data(model_path: str, data: str | None) -> str:
         path = ((yaml.safe_load(config.read_text()) or {}).get("data") or {}).get("path")
         if path and Path(path).exists():
             return path
-    raise ConfigError(f"Pass --data PATH: labeled examples to check the new model against {model_path} "
-                      f"(it is not a run dir whose config.yaml names existing data).")
+    raise ConfigError(
+        f"Pass --data PATH: labeled examples to check the new model against {model_path} "
+        f"(it is not a run dir whose config.yaml names existing data)."
+    )
 
 
 def check_new_out(out: str | Path) -> RunDir:

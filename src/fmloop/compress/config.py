@@ -16,15 +16,27 @@ class DistillSettings(StageConfig):
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss (1 - alpha: the labels)")
     unlabeled: str | None = Field(None, description="extra text without labels for the teacher to label")
     unlabeled_limit: int | None = Field(None, ge=1, description="use at most this many unlabeled rows (seeded)")
-    init_embeddings: bool = Field(True, description="start a preset student's token embeddings from the "
-                                                    "teacher's, projected onto their top principal directions")
-    hidden_weight: float = Field(0.0, ge=0, description="weight of hidden-state matching (cosine between mean-pooled "
-                                                       "student and teacher layers; 0 = off; text only)")
-    augment: int = Field(0, ge=0, description="word-substitution variants of every labeled training text for "
-                                              "the teacher to label (TinyBERT's augmentation; 0 = off; text only)")
+    init_embeddings: bool = Field(
+        True,
+        description="start a preset student's token embeddings from the "
+        "teacher's, projected onto their top principal directions",
+    )
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of hidden-state matching (cosine between mean-pooled "
+        "student and teacher layers; 0 = off; text only)",
+    )
+    augment: int = Field(
+        0,
+        ge=0,
+        description="word-substitution variants of every labeled training text for "
+        "the teacher to label (TinyBERT's augmentation; 0 = off; text only)",
+    )
     augment_p: float = Field(0.4, gt=0, le=1, description="chance that a word of a variant is swapped")
-    augment_k: int = Field(15, ge=1, description="swap a word for one of its k nearest words in the teacher's "
-                                                 "token embeddings")
+    augment_k: int = Field(
+        15, ge=1, description="swap a word for one of its k nearest words in the teacher's token embeddings"
+    )
 
 
 class DistillConfig(FinetuneConfig):
@@ -35,8 +47,12 @@ class DistillConfig(FinetuneConfig):
 
 class PruneSettings(StageConfig):
     method: Literal["magnitude", "structured", "heads"] = "magnitude"
-    sparsity: float = Field(0.5, gt=0, lt=1, description="fraction of body linear weights (or FFN channels, or "
-                                                         "attention heads per layer) removed")
+    sparsity: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="fraction of body linear weights (or FFN channels, or attention heads per layer) removed",
+    )
 
 
 class PruneConfig(FinetuneConfig):

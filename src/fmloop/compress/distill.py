@@ -31,21 +31,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmloop.compress.config import DistillConfig
-from fmloop.core.artifacts import RunDir
+from fmloop.compress.ensemble import check_members
+from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError, DataError, ModelError
 from fmloop.core.runtime import running
+from fmloop.models.formats.ensemble import EnsembleModel
+from fmloop.models.inference import batched_by_length
+from fmloop.models.loading import load
 from fmloop.models.pooled import mean_pool
 from fmloop.tasks import get_task
-from fmloop.core.artifacts import remove_output, require_new_folder
 from fmloop.train.finetune import check
 from fmloop.train.finetune_image import prepare_images
 from fmloop.train.finetune_text import prepare_text
-from fmloop.train.supervised import TaskInputs, run_supervised
 from fmloop.train.objectives.supervised import model_inputs
-from fmloop.models.inference import batched_by_length
-from fmloop.models.loading import load
-from fmloop.compress.ensemble import check_members
-from fmloop.models.formats.ensemble import EnsembleModel
+from fmloop.train.supervised import TaskInputs, run_supervised
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +60,16 @@ class Distillation(nn.Module):
     (B, L_s, H_t), through learned projections (trained with the student, not saved) when the
     widths differ."""
 
-    def __init__(self, model: nn.Module, task: str, temperature: float, alpha: float,
-                 class_weights: torch.Tensor | None = None, hidden_weight: float = 0.0,
-                 widths: tuple[int, int, int] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        task: str,
+        temperature: float,
+        alpha: float,
+        class_weights: torch.Tensor | None = None,
+        hidden_weight: float = 0.0,
+        widths: tuple[int, int, int] | None = None,
+    ):
         super().__init__()
         self.model, self.task, self.temperature, self.alpha = model, get_task(task), temperature, alpha
         self.register_buffer("class_weights", class_weights, persistent=False)
@@ -72,7 +78,8 @@ class Distillation(nn.Module):
             layers, student_width, teacher_width = widths
             self.projections = nn.ModuleList(
                 nn.Linear(student_width, teacher_width, bias=False) if student_width != teacher_width else nn.Identity()
-                for _ in range(layers))
+                for _ in range(layers)
+            )
 
     def hidden_loss(self, states: tuple[torch.Tensor, ...], mask: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """Summed over the batch, averaged over the matched layers."""
@@ -94,8 +101,9 @@ class Distillation(nn.Module):
         soft = self.soft_loss(logits, batch["teacher_logits"].float())
         loss = self.alpha * soft + (1 - self.alpha) * hard
         if matching:
-            loss = loss + self.hidden_weight * self.hidden_loss(out.hidden_states, batch["attention_mask"],
-                                                                batch["teacher_hidden"])
+            loss = loss + self.hidden_weight * self.hidden_loss(
+                out.hidden_states, batch["attention_mask"], batch["teacher_hidden"]
+            )
         return {"loss_sum": loss, "count": len(logits), "logits": logits.detach()}
 
 
@@ -117,12 +125,12 @@ def init_embeddings_from(student: nn.Module, teacher: nn.Module) -> bool:
     if s_emb is None or t_emb is None or s_emb.weight.shape[0] > t_emb.weight.shape[0]:
         return False
     vocab, width = s_emb.weight.shape
-    table = t_emb.weight[:vocab].detach().float().cpu()   # the teacher may sit on a GPU
+    table = t_emb.weight[:vocab].detach().float().cpu()  # the teacher may sit on a GPU
     centred = table - table.mean(0, keepdim=True)
     if width > centred.shape[1]:
         return False
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)                 # v: (H_t, H_t)
-    projected = centred @ v[:width].T                                         # (V, H_s)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)  # v: (H_t, H_t)
+    projected = centred @ v[:width].T  # (V, H_s)
     projected *= s_emb.weight.std() / projected.std().clamp(min=1e-8)
     s_emb.weight.copy_(projected.to(s_emb.weight.dtype))
     return True
@@ -172,8 +180,10 @@ def _depth_and_width(config) -> tuple[int, int]:
     depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
     if not depth or not width:
-        raise ConfigError(f"Cannot tell the depth and width of a {config.model_type} model for hidden-state matching; "
-                          f"set --distill.hidden_weight=0.")
+        raise ConfigError(
+            f"Cannot tell the depth and width of a {config.model_type} model for hidden-state matching; "
+            f"set --distill.hidden_weight=0."
+        )
     return depth, width
 
 
@@ -184,16 +194,20 @@ def _hidden_plan(cfg: DistillConfig, teacher) -> tuple[list[int], tuple[int, int
         return None
     model = getattr(teacher, "model", None)
     if teacher.modality != "text" or model is None or not hasattr(teacher, "encode"):
-        raise ConfigError("--distill.hidden_weight needs one PyTorch text teacher (not an ensemble, ONNX or int8 "
-                          "artifact, nor images): set it to 0 or pass such a teacher.")
+        raise ConfigError(
+            "--distill.hidden_weight needs one PyTorch text teacher (not an ensemble, ONNX or int8 "
+            "artifact, nor images): set it to 0 or pass such a teacher."
+        )
     if _is_folder(cfg.model.name):
         from transformers import AutoConfig
 
         from fmloop.models.classifier import resolve_model_folder
+
         student = AutoConfig.from_pretrained(str(resolve_model_folder(cfg.model.name)))
     else:
         from fmloop.models.presets import PRESETS
-        student = PRESETS.get(cfg.model.name).build(8, teacher.tokenizer, 64, None, {}).config   # tiny: shape only
+
+        student = PRESETS.get(cfg.model.name).build(8, teacher.tokenizer, 64, None, {}).config  # tiny: shape only
     s_depth, s_width = _depth_and_width(student)
     t_depth, t_width = _depth_and_width(model.config)
     return layer_map(s_depth, t_depth), (s_depth, s_width, t_width)
@@ -224,20 +238,30 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
 
     vocab = json.loads((folder / "config.json").read_text()).get("vocab_size", 0)
     if vocab < len(teacher.tokenizer):
-        raise ModelError(f"The student {cfg.model.name} has {vocab} token embeddings but the teacher's tokenizer "
-                         f"has {len(teacher.tokenizer)} tokens: choose a student preset (built for the teacher's "
-                         f"vocabulary) or a student folder with its own tokenizer.")
+        raise ModelError(
+            f"The student {cfg.model.name} has {vocab} token embeddings but the teacher's tokenizer "
+            f"has {len(teacher.tokenizer)} tokens: choose a student preset (built for the teacher's "
+            f"vocabulary) or a student folder with its own tokenizer."
+        )
 
 
 def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
     """The texts of `--distill.unlabeled` (every split), at most `unlabeled_limit` of them (seeded)."""
     from fmloop.data.labeled import load_labeled
 
-    data = load_labeled(cfg.distill.unlabeled, task=teacher.task, labels=teacher.labels, need_labels=False,
-                        hold_out=False, text_column=cfg.data.text_column)
+    data = load_labeled(
+        cfg.distill.unlabeled,
+        task=teacher.task,
+        labels=teacher.labels,
+        need_labels=False,
+        hold_out=False,
+        text_column=cfg.data.text_column,
+    )
     texts = [t for split in data.splits.values() for t in split["text"]]
     if cfg.distill.unlabeled_limit and len(texts) > cfg.distill.unlabeled_limit:
-        pick = np.sort(np.random.default_rng([cfg.train.seed, 23]).permutation(len(texts))[:cfg.distill.unlabeled_limit])
+        pick = np.sort(
+            np.random.default_rng([cfg.train.seed, 23]).permutation(len(texts))[: cfg.distill.unlabeled_limit]
+        )
         texts = [texts[i] for i in pick]
     log.info("%d unlabeled rows from %s", len(texts), cfg.distill.unlabeled)
     return texts
@@ -246,10 +270,11 @@ def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
 def _augmented_texts(cfg: DistillConfig, teacher, train_texts: list[str]) -> list[str]:
     from fmloop.compress.text_augment import augment_texts
 
-    embeddings = token_embeddings(teacher.model)      # present: checked by distill() before any work
+    embeddings = token_embeddings(teacher.model)  # present: checked by distill() before any work
     d = cfg.distill
-    texts = augment_texts(train_texts, teacher.tokenizer, embeddings.weight, d.augment, d.augment_p, d.augment_k,
-                          cfg.train.seed)
+    texts = augment_texts(
+        train_texts, teacher.tokenizer, embeddings.weight, d.augment, d.augment_p, d.augment_k, cfg.train.seed
+    )
     log.info("%d word-substitution variants of the %d training texts", len(texts), len(train_texts))
     return texts
 
@@ -291,21 +316,30 @@ def prepare_student(cfg: DistillConfig, runtime, teacher, layers: list[int] | No
         try:
             inputs = prepare_text(cfg, runtime, labels=teacher.labels, extra_train=extra)
         except DataError as err:
-            raise DataError(f"{err} The teacher predicts {teacher.labels}: teacher and student share one "
-                            f"label set.") from None
+            raise DataError(
+                f"{err} The teacher predicts {teacher.labels}: teacher and student share one label set."
+            ) from None
     if inputs.labels != teacher.labels:
-        raise ConfigError(f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
-                          f"teacher and student must share one label set, in one order.")
-    if (cfg.distill.init_embeddings and not inputs.parents and teacher.modality == "text"
-            and hasattr(teacher, "model") and init_embeddings_from(inputs.model, teacher.model)):
+        raise ConfigError(
+            f"The data's labels {inputs.labels} differ from the teacher's {teacher.labels}: "
+            f"teacher and student must share one label set, in one order."
+        )
+    if (
+        cfg.distill.init_embeddings
+        and not inputs.parents
+        and teacher.modality == "text"
+        and hasattr(teacher, "model")
+        and init_embeddings_from(inputs.model, teacher.model)
+    ):
         inputs.summary["student_embeddings"] = "projected from the teacher's"
         log.info("student token embeddings initialised from the teacher's (principal directions)")
     examples = inputs.examples("train")
     train_inputs = examples.get("texts", examples.get("images"))
     # The unlabeled rows were appended after the labeled ones and already scored: score the rest.
     n_labeled = len(train_inputs) - (len(extra.logits) if extra.logits is not None else 0)
-    teacher_logits, teacher_hidden = score_teacher(teacher, train_inputs[:n_labeled], layers,
-                                                   "teacher scoring the training set")
+    teacher_logits, teacher_hidden = score_teacher(
+        teacher, train_inputs[:n_labeled], layers, "teacher scoring the training set"
+    )
     if n_labeled < len(train_inputs):
         teacher_logits = np.concatenate([teacher_logits, extra.logits])
         teacher_hidden = None if teacher_hidden is None else np.concatenate([teacher_hidden, extra.hidden])
@@ -314,8 +348,9 @@ def prepare_student(cfg: DistillConfig, runtime, teacher, layers: list[int] | No
     inputs.make_collate = lambda: _WithTeacher(make_collate(), teacher_logits, teacher_hidden)
     if layers:
         inputs.summary["hidden_matching"] = {"teacher_layers": layers, "weight": cfg.distill.hidden_weight}
-    inputs.summary["teacher_train_accuracy"] = (float((teacher_logits.argmax(-1) == inputs.y["train"]).mean())
-                                                if get_task(cfg.task).single_class else None)
+    inputs.summary["teacher_train_accuracy"] = (
+        float((teacher_logits.argmax(-1) == inputs.y["train"]).mean()) if get_task(cfg.task).single_class else None
+    )
     inputs.extra_manifest["teacher"] = [str(Path(t).resolve()) for t in cfg.teacher]
     return inputs
 
@@ -333,20 +368,32 @@ def run(cfg: DistillConfig, out: str | Path, *, overwrite: bool = False) -> RunD
     if teacher.modality == "text" and cfg.model.tokenizer is None and not _is_folder(cfg.model.name):
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"tokenizer": str(teacher.folder)})})
     if teacher.modality == "image" and (cfg.distill.unlabeled or cfg.distill.augment):
-        raise ConfigError("--distill.unlabeled and --distill.augment take text; image distillation uses the labeled "
-                          "images only.")
-    if cfg.distill.augment and (token_embeddings(getattr(teacher, "model", None)) is None
-                                or not hasattr(teacher, "tokenizer")):
-        raise ConfigError("--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
-                          "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher.")
+        raise ConfigError(
+            "--distill.unlabeled and --distill.augment take text; image distillation uses the labeled images only."
+        )
+    if cfg.distill.augment and (
+        token_embeddings(getattr(teacher, "model", None)) is None or not hasattr(teacher, "tokenizer")
+    ):
+        raise ConfigError(
+            "--distill.augment needs one PyTorch text teacher (its token embeddings choose the "
+            "substitutes), not an ensemble, ONNX or int8 artifact: set it to 0 or pass such a teacher."
+        )
     plan = _hidden_plan(cfg, teacher)
     layers, widths = plan if plan else (None, None)
     d = cfg.distill
     with running(cfg.train) as runtime:
         inputs = prepare_student(cfg, runtime, teacher, layers)
-        return run_supervised(cfg, runtime, RunDir(out), inputs, kind="distill", parents=[str(teacher.folder)],
-                              objective=lambda model, weights: Distillation(model, cfg.task, d.temperature, d.alpha,
-                                                                            weights, d.hidden_weight, widths))
+        return run_supervised(
+            cfg,
+            runtime,
+            RunDir(out),
+            inputs,
+            kind="distill",
+            parents=[str(teacher.folder)],
+            objective=lambda model, weights: Distillation(
+                model, cfg.task, d.temperature, d.alpha, weights, d.hidden_weight, widths
+            ),
+        )
 
 
 def _is_folder(name: str) -> bool:

@@ -21,10 +21,10 @@ import numpy as np
 
 from fmloop.compress.artifact import check_new_out, write_run
 from fmloop.core.errors import ConfigError, ModelError
-from fmloop.tasks import get_task
 from fmloop.models.formats.ensemble import ENSEMBLE_FILE
 from fmloop.models.inference import InferenceModel
 from fmloop.models.loading import load
+from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +55,31 @@ def check_members(paths: list[str]) -> list[InferenceModel]:
     first = members[0]
     for path, m in zip(paths[1:], members[1:]):
         if (m.modality, m.task, m.labels) != (first.modality, first.task, first.labels):
-            raise ModelError(f"{path} predicts {m.task} {m.labels or ''} on {m.modality}, but {paths[0]} predicts "
-                             f"{first.task} {first.labels or ''} on {first.modality}: ensemble members must "
-                             f"share task and labels.")
+            raise ModelError(
+                f"{path} predicts {m.task} {m.labels or ''} on {m.modality}, but {paths[0]} predicts "
+                f"{first.task} {first.labels or ''} on {first.modality}: ensemble members must "
+                f"share task and labels."
+            )
     return members
 
 
-def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data: str | None = None,
-                   batch_size: int = 64, text_column: str | None = None, label_column: str | None = None) -> dict:
+def build_ensemble(
+    paths: list[str],
+    out: str | Path,
+    method: str = "mean",
+    data: str | None = None,
+    batch_size: int = 64,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> dict:
     """Save the members and how to combine them as OUT/model; `weighted` fits weights on `data`."""
     from fmloop.compress.artifact import default_data
     from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 
     if method not in METHODS:
-        raise ConfigError(f"The 'method' parameter of ensemble must be one of {', '.join(METHODS)}. Got {method!r} instead.")
+        raise ConfigError(
+            f"The 'method' parameter of ensemble must be one of {', '.join(METHODS)}. Got {method!r} instead."
+        )
     run = check_new_out(out)
     members = check_members(paths)
     if method == "vote" and not get_task(members[0].task).has_classes:
@@ -76,8 +87,9 @@ def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data
     weights = [1.0 / len(members)] * len(members)
     fit = None
     if method == "weighted":
-        inputs, _, y, where = labeled_inputs(members[0], default_data(paths[0], data), ("validation",),
-                                             text_column, label_column)
+        inputs, _, y, where = labeled_inputs(
+            members[0], default_data(paths[0], data), ("validation",), text_column, label_column
+        )
         logits = [model_logits(m, inputs, batch_size, f"scoring member {i}") for i, m in enumerate(members)]
         weights = fit_weights(members[0].task, y, logits)
         fit = {"data": where, "n": int(len(y))}
@@ -89,10 +101,24 @@ def build_ensemble(paths: list[str], out: str | Path, method: str = "mean", data
             name = f"members/{i}-{Path(path).name or 'model'}"
             shutil.copytree(member.folder, folder / name)
             names.append(name)
-        spec = {"method": method, "weights": weights, "task": members[0].task, "labels": members[0].labels,
-                "modality": members[0].modality, "members": names, "sources": [str(Path(p).resolve()) for p in paths]}
+        spec = {
+            "method": method,
+            "weights": weights,
+            "task": members[0].task,
+            "labels": members[0].labels,
+            "modality": members[0].modality,
+            "members": names,
+            "sources": [str(Path(p).resolve()) for p in paths],
+        }
         (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         return {"weights": weights, "weights_fit": fit}
 
-    return write_run(run, write, kind="ensemble", method=method, parents=[str(m.folder) for m in members],
-                     task=members[0].task, labels=members[0].labels)
+    return write_run(
+        run,
+        write,
+        kind="ensemble",
+        method=method,
+        parents=[str(m.folder) for m in members],
+        task=members[0].task,
+        labels=members[0].labels,
+    )

@@ -27,11 +27,11 @@ from fmloop.compress.artifact import check_new_out, default_data, write_run
 from fmloop.compress.parity import check_min_agreement, gate
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, TEXT_INPUTS, OnnxModel
-from fmloop.models.inference import InferenceModel
-from fmloop.models.inference import ImageModel, TextModel
+from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
+
 
 class _Logits(torch.nn.Module):
     """The graph ONNX sees: plain tensors in, logits out (no ModelOutput, no keyword arguments)."""
@@ -63,31 +63,44 @@ def torch_to_onnx(parent: InferenceModel, path: Path, sample: tuple[torch.Tensor
     import warnings
 
     if getattr(parent.model.config, "fmloop_quantization", None):
-        raise ConfigError("This model is int8-quantized for PyTorch; export its fp32 parent instead and use "
-                          "`fmloop quantize --backend onnx` for an int8 ONNX model.")
+        raise ConfigError(
+            "This model is int8-quantized for PyTorch; export its fp32 parent instead and use "
+            "`fmloop quantize --backend onnx` for an int8 ONNX model."
+        )
     names = ["pixel_values"] if parent.modality == "image" else list(TEXT_INPUTS)
     axes = {name: {0: "batch"} if parent.modality == "image" else {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}
     module = _Logits(parent.model, parent.modality).eval()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # tracer warnings about Python-side shape checks
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
         try:
-            torch.onnx.export(module, sample, str(path), input_names=names, output_names=["logits"],
-                              dynamic_axes=axes, opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                module,
+                sample,
+                str(path),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,
+            )
         except Exception as err:
-            raise ModelError(f"ONNX cannot express this model ({type(parent.model).__name__}): "
-                             f"{str(err).strip().splitlines()[0][:300]}") from None
+            raise ModelError(
+                f"ONNX cannot express this model ({type(parent.model).__name__}): "
+                f"{str(err).strip().splitlines()[0][:300]}"
+            ) from None
 
 
-def write_onnx_folder(parent: InferenceModel, folder: Path, sample, opset: int = 17, onnx_file: Path | None = None) -> None:
+def write_onnx_folder(
+    parent: InferenceModel, folder: Path, sample, opset: int = 17, onnx_file: Path | None = None
+) -> None:
     """model.onnx (traced here, or `onnx_file` moved in) + metadata + tokenizer / preprocessor."""
     folder.mkdir(parents=True, exist_ok=True)
     if onnx_file is None:
         torch_to_onnx(parent, folder / ONNX_FILE, sample, opset)
     else:
         shutil.move(str(onnx_file), folder / ONNX_FILE)
-    meta = {"format": "onnx", "modality": parent.modality, "task": parent.task, "labels": parent.labels,
-            "opset": opset}
+    meta = {"format": "onnx", "modality": parent.modality, "task": parent.task, "labels": parent.labels, "opset": opset}
     if parent.modality == "image":
         from fmloop.models.vision import write_preprocessor
 
@@ -103,15 +116,23 @@ def write_onnx_folder(parent: InferenceModel, folder: Path, sample, opset: int =
 
 def load_parent(model_path: str) -> InferenceModel:
 
-    parent = load(model_path, device="cpu")   # exported and quantized from the CPU, where they will run
+    parent = load(model_path, device="cpu")  # exported and quantized from the CPU, where they will run
     if not isinstance(parent, (TextModel, ImageModel)):
-        raise ConfigError(f"{model_path} is a {type(parent).__name__}, not a PyTorch model fmloop can export; "
-                          f"export or quantize the model it was made from.")
+        raise ConfigError(
+            f"{model_path} is a {type(parent).__name__}, not a PyTorch model fmloop can export; "
+            f"export or quantize the model it was made from."
+        )
     return parent
 
 
-def parity_inputs(parent: InferenceModel, model_path: str, data: str | None, limit: int | None = None,
-                  text_column: str | None = None, label_column: str | None = None):
+def parity_inputs(
+    parent: InferenceModel,
+    model_path: str,
+    data: str | None,
+    limit: int | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+):
     """(inputs, y_true, where): the validation split (else test, else train) of the data."""
     from fmloop.evaluate.evaluation import labeled_inputs
 
@@ -124,9 +145,19 @@ def parity_inputs(parent: InferenceModel, model_path: str, data: str | None, lim
     return inputs, y, where
 
 
-def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, opset: int = 17,
-                min_agreement: float = 0.99, max_abs_diff: float | None = None, limit: int | None = None,
-                batch_size: int = 64, text_column: str | None = None, label_column: str | None = None) -> dict:
+def export_onnx(
+    model_path: str,
+    out: str | Path,
+    data: str | None = None,
+    *,
+    opset: int = 17,
+    min_agreement: float = 0.99,
+    max_abs_diff: float | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> dict:
     """Export to OUT/model (ONNX) and check it against the PyTorch model; returns the manifest."""
     from fmloop.evaluate.evaluation import model_logits
 
@@ -138,9 +169,20 @@ def export_onnx(model_path: str, out: str | Path, data: str | None = None, *, op
 
     def write(folder: Path) -> dict:
         write_onnx_folder(parent, folder, example_inputs(parent, inputs), opset)
-        return gate(OnnxModel.load(folder), reference, inputs, y, where, folder, task=parent.task,
-                    min_agreement=min_agreement, max_abs_diff=max_abs_diff, what="the ONNX export",
-                    batch_size=batch_size)
+        return gate(
+            OnnxModel.load(folder),
+            reference,
+            inputs,
+            y,
+            where,
+            folder,
+            task=parent.task,
+            min_agreement=min_agreement,
+            max_abs_diff=max_abs_diff,
+            what="the ONNX export",
+            batch_size=batch_size,
+        )
 
-    return write_run(run, write, kind="export", format="onnx", parents=[str(parent.folder)], task=parent.task,
-                     labels=parent.labels)
+    return write_run(
+        run, write, kind="export", format="onnx", parents=[str(parent.folder)], task=parent.task, labels=parent.labels
+    )

@@ -28,20 +28,20 @@ import torch
 from torch import nn
 
 from fmloop.compress.artifact import default_data
-from fmloop.compress.onnx_export import load_parent
 from fmloop.compress.config import PruneConfig
+from fmloop.compress.onnx_export import load_parent
 from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
+from fmloop.core.callbacks import Callback
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import running
 from fmloop.models.anatomy import find_layers, head_prefixes
 from fmloop.models.heads import attention_blocks, prune_heads
+from fmloop.models.loading import load
 from fmloop.models.pooled import MeanPoolClassifier
 from fmloop.tasks import get_task
-from fmloop.core.callbacks import Callback
 from fmloop.train.finetune_image import prepare_images
 from fmloop.train.finetune_text import prepare_text
 from fmloop.train.supervised import TaskInputs, run_supervised
-from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,11 @@ log = logging.getLogger(__name__)
 def body_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """Linear layers of the body: everything but the task head (classifier, pooler)."""
     heads = tuple(head_prefixes(model))
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and not (heads and name.startswith(heads))}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not (heads and name.startswith(heads))
+    }
 
 
 @torch.no_grad()
@@ -88,11 +91,13 @@ def _ffn_pairs(model: nn.Module) -> list[tuple[nn.Module, str, str]]:
     pairs = []
     for layer in layers:
         names = dict(layer.named_modules())
-        if "intermediate.dense" in names and "output.dense" in names:      # BERT family
+        if "intermediate.dense" in names and "output.dense" in names:  # BERT family
             pairs.append((layer, "intermediate.dense", "output.dense"))
         else:
-            raise ModelError(f"Structured pruning knows BERT-style blocks (intermediate.dense / output.dense); "
-                             f"{type(layer).__name__} is not one. Use --method magnitude.")
+            raise ModelError(
+                f"Structured pruning knows BERT-style blocks (intermediate.dense / output.dense); "
+                f"{type(layer).__name__} is not one. Use --method magnitude."
+            )
     return pairs
 
 
@@ -109,13 +114,15 @@ def prune_ffn_channels(model: nn.Module, sparsity: float) -> int:
     keep = max(1, int(round(size * (1 - sparsity))))
     for layer, up_name, down_name in pairs:
         up, down = layer.get_submodule(up_name), layer.get_submodule(down_name)
-        score = up.weight.norm(dim=1) * down.weight.norm(dim=0)                  # (I,)
+        score = up.weight.norm(dim=1) * down.weight.norm(dim=0)  # (I,)
         kept = torch.sort(torch.topk(score, keep).indices).values
         new_up = nn.Linear(up.in_features, keep, bias=up.bias is not None).to(up.weight.device, up.weight.dtype)
         new_up.weight.copy_(up.weight[kept])
         if up.bias is not None:
             new_up.bias.copy_(up.bias[kept])
-        new_down = nn.Linear(keep, down.out_features, bias=down.bias is not None).to(down.weight.device, down.weight.dtype)
+        new_down = nn.Linear(keep, down.out_features, bias=down.bias is not None).to(
+            down.weight.device, down.weight.dtype
+        )
         new_down.weight.copy_(down.weight[:, kept])
         if down.bias is not None:
             new_down.bias.copy_(down.bias)
@@ -132,8 +139,9 @@ def sparsity_of(model: nn.Module) -> float:
 
 def prepare_pruned(cfg: PruneConfig, runtime, parent, report: dict) -> tuple[TaskInputs, dict]:
     """The parent pruned, as the recovery fine-tune's starting model; (inputs, magnitude masks)."""
-    inputs = prepare_images(cfg, runtime) if parent.modality == "image" else prepare_text(cfg, runtime,
-                                                                                           labels=parent.labels)
+    inputs = (
+        prepare_images(cfg, runtime) if parent.modality == "image" else prepare_text(cfg, runtime, labels=parent.labels)
+    )
     model = parent.model.to(runtime.device).train()
     task = get_task(cfg.task)
     metric = task.headline[0]
@@ -149,10 +157,16 @@ def prepare_pruned(cfg: PruneConfig, runtime, parent, report: dict) -> tuple[Tas
     else:
         report["intermediate_size"] = prune_ffn_channels(model, cfg.prune.sparsity)
     report["parameters_before"], report["parameters_after"] = n_before, sum(p.numel() for p in model.parameters())
-    report["pruned_validation_before_recovery"] = task.metrics(y, inputs.logits(model, "validation"),
-                                                               inputs.labels)[metric]
-    log.info("pruned (%s): %s %.4f -> %.4f before recovery", cfg.prune.method, metric,
-             report["parent_validation"], report["pruned_validation_before_recovery"])
+    report["pruned_validation_before_recovery"] = task.metrics(y, inputs.logits(model, "validation"), inputs.labels)[
+        metric
+    ]
+    log.info(
+        "pruned (%s): %s %.4f -> %.4f before recovery",
+        cfg.prune.method,
+        metric,
+        report["parent_validation"],
+        report["pruned_validation_before_recovery"],
+    )
     inputs.model = model
     if isinstance(model, MeanPoolClassifier):
         inputs.pooling = "mean"
@@ -172,19 +186,25 @@ def run(cfg: PruneConfig, out: str | Path, *, overwrite: bool = False) -> RunDir
     train = cfg.train
     if train.epochs is None and train.max_steps is None:
         train = train.model_copy(update={"epochs": 1})
-    cfg = cfg.model_copy(update={"task": parent.task, "train": train,
-                                 "data": cfg.data.model_copy(update={"path": default_data(cfg.model.name, cfg.data.path)}),
-                                 "model": cfg.model.model_copy(update={"name": str(parent.folder)})})
+    cfg = cfg.model_copy(
+        update={
+            "task": parent.task,
+            "train": train,
+            "data": cfg.data.model_copy(update={"path": default_data(cfg.model.name, cfg.data.path)}),
+            "model": cfg.model.model_copy(update={"name": str(parent.folder)}),
+        }
+    )
     if cfg.prune.method == "structured":
-        _ffn_pairs(parent.model)      # fail before any work on architectures it does not know
+        _ffn_pairs(parent.model)  # fail before any work on architectures it does not know
     elif cfg.prune.method == "heads":
         attention_blocks(parent.model)
     report: dict = {"method": cfg.prune.method, "target_sparsity": cfg.prune.sparsity}
     with running(cfg.train) as runtime:
         inputs, masks = prepare_pruned(cfg, runtime, parent, report)
         keep = [KeepPruned(inputs.model, masks)] if masks else []
-        run_dir = run_supervised(cfg, runtime, RunDir(out), inputs, kind="prune", callbacks=keep,
-                                 parents=[str(parent.folder)])
+        run_dir = run_supervised(
+            cfg, runtime, RunDir(out), inputs, kind="prune", callbacks=keep, parents=[str(parent.folder)]
+        )
     if masks and run_dir.model_dir.exists():
         report["sparsity_saved"] = sparsity_of(load(run_dir.path).model)
     run_dir.write_manifest(pruning=report)

@@ -22,8 +22,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fmloop.compress.artifact import check_new_out, default_data, write_run
-from fmloop.compress.onnx_export import (OnnxModel, example_inputs, load_parent, parity_inputs, torch_to_onnx,
-                                         write_onnx_folder)
+from fmloop.compress.onnx_export import (
+    OnnxModel,
+    example_inputs,
+    load_parent,
+    parity_inputs,
+    torch_to_onnx,
+    write_onnx_folder,
+)
 from fmloop.compress.parity import check_min_agreement, gate
 from fmloop.core.errors import ConfigError
 from fmloop.models.formats.int8 import QUANT_KEY, quantize_torch_dynamic
@@ -32,8 +38,8 @@ from fmloop.models.loading import load
 log = logging.getLogger(__name__)
 
 
-
 # PyTorch dynamic int8 -------------------------------------------------------------------------------
+
 
 def _quantizable(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if type(m) is nn.Linear]
@@ -79,6 +85,7 @@ def save_torch_int8(parent, folder: Path) -> None:
 
 # ONNX Runtime int8 ----------------------------------------------------------------------------------
 
+
 class _Calibration:
     """onnxruntime CalibrationDataReader over batches of real inputs."""
 
@@ -89,15 +96,15 @@ class _Calibration:
         return next(self.feeds, None)
 
 
-
 def calibration_feeds(parent, inputs, n: int, batch_size: int = 16) -> list[dict[str, np.ndarray]]:
     pick = np.random.default_rng(0).permutation(len(inputs))[:n]
     feeds = []
     for start in range(0, len(pick), batch_size):
-        idx = pick[start:start + batch_size]
+        idx = pick[start : start + batch_size]
         if parent.modality == "image":
-            (x,) = example_inputs(parent, parent.to_pixels(inputs[idx]) if isinstance(inputs, np.ndarray)
-                                  else [inputs[i] for i in idx])
+            (x,) = example_inputs(
+                parent, parent.to_pixels(inputs[idx]) if isinstance(inputs, np.ndarray) else [inputs[i] for i in idx]
+            )
             feeds.append({"pixel_values": x.numpy()})
         else:
             feeds.append(parent.encode([inputs[i] for i in idx]))
@@ -114,25 +121,50 @@ def quantize_onnx_file(fp32: Path, out: Path, mode: str, feeds: list[dict] | Non
     # zero scale). Dynamic mode also stores the embedding tables (Gather) in int8: a quarter of the size.
     ops = ["MatMul", "Gemm", "Conv"] + (["Gather"] if mode == "dynamic" else [])
     root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR   # the quantizer logs every tensor to the root logger
+    level, root.level = root.level, logging.ERROR  # the quantizer logs every tensor to the root logger
     try:
         if mode == "dynamic":
-            quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, extra_options=extra,
-                             op_types_to_quantize=ops)
+            quantize_dynamic(
+                str(fp32),
+                str(out),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                extra_options=extra,
+                op_types_to_quantize=ops,
+            )
         else:
-            quantize_static(str(fp32), str(out), _Calibration(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, extra_options=extra,
-                            op_types_to_quantize=ops)
+            quantize_static(
+                str(fp32),
+                str(out),
+                _Calibration(feeds),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                extra_options=extra,
+                op_types_to_quantize=ops,
+            )
     finally:
         root.level = level
 
 
 # The command -----------------------------------------------------------------------------------------
 
-def quantize(model_path: str, out: str | Path, data: str | None = None, *, backend: str = "onnx",
-             mode: str = "dynamic", calibration_size: int = 256, min_agreement: float = 0.97,
-             limit: int | None = None, batch_size: int = 64, text_column: str | None = None,
-             label_column: str | None = None) -> dict:
+
+def quantize(
+    model_path: str,
+    out: str | Path,
+    data: str | None = None,
+    *,
+    backend: str = "onnx",
+    mode: str = "dynamic",
+    calibration_size: int = 256,
+    min_agreement: float = 0.97,
+    limit: int | None = None,
+    batch_size: int = 64,
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> dict:
     """int8-quantize a fine-tuned model into OUT/model and check it against the fp32 parent."""
     from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 
@@ -149,8 +181,9 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
     reference = model_logits(parent, inputs, batch_size, "scoring the fp32 model")
     feeds = None
     if mode == "static":
-        train_inputs, _, _, _ = labeled_inputs(parent, default_data(model_path, data), ("train",), text_column,
-                                               label_column)
+        train_inputs, _, _, _ = labeled_inputs(
+            parent, default_data(model_path, data), ("train",), text_column, label_column
+        )
         feeds = calibration_feeds(parent, train_inputs, calibration_size)
 
     def write(folder: Path) -> dict:
@@ -167,8 +200,27 @@ def quantize(model_path: str, out: str | Path, data: str | None = None, *, backe
             meta["quantization"] = f"{mode}-int8"
             (folder / "fmloop_onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
             child = OnnxModel.load(folder)
-        return gate(child, reference, inputs, y, where, folder, task=parent.task, min_agreement=min_agreement,
-                    max_abs_diff=None, what=f"the {backend} {mode} int8 model", batch_size=batch_size)
+        return gate(
+            child,
+            reference,
+            inputs,
+            y,
+            where,
+            folder,
+            task=parent.task,
+            min_agreement=min_agreement,
+            max_abs_diff=None,
+            what=f"the {backend} {mode} int8 model",
+            batch_size=batch_size,
+        )
 
-    return write_run(run, write, kind="quantize", backend=backend, mode=mode, parents=[str(parent.folder)],
-                     task=parent.task, labels=parent.labels)
+    return write_run(
+        run,
+        write,
+        kind="quantize",
+        backend=backend,
+        mode=mode,
+        parents=[str(parent.folder)],
+        task=parent.task,
+        labels=parent.labels,
+    )

@@ -30,23 +30,25 @@ def _whole_words(vocab: dict[str, int]) -> np.ndarray:
     return np.array(sorted(i for token, i in vocab.items() if len(token) > 1 and token.isalpha()), np.int64)
 
 
-def neighbours(embeddings: torch.Tensor, queries: np.ndarray, candidates: np.ndarray, k: int,
-               block: int = 2048) -> np.ndarray:
+def neighbours(
+    embeddings: torch.Tensor, queries: np.ndarray, candidates: np.ndarray, k: int, block: int = 2048
+) -> np.ndarray:
     """For each query id, the `k` candidate ids with the most similar embedding (itself excluded):
     (len(queries), k)."""
     table = torch.nn.functional.normalize(embeddings.detach().float().cpu(), dim=-1)
     cand = table[torch.from_numpy(candidates)]
     out = np.empty((len(queries), k), np.int64)
     for start in range(0, len(queries), block):
-        q = torch.from_numpy(queries[start:start + block])
+        q = torch.from_numpy(queries[start : start + block])
         sims = table[q] @ cand.T
-        sims[torch.from_numpy(candidates)[None, :] == q[:, None]] = -2.0       # not the word itself
-        out[start:start + len(q)] = candidates[sims.topk(k, dim=1).indices.numpy()]
+        sims[torch.from_numpy(candidates)[None, :] == q[:, None]] = -2.0  # not the word itself
+        out[start : start + len(q)] = candidates[sims.topk(k, dim=1).indices.numpy()]
     return out
 
 
-def augment_texts(texts: list[str], tokenizer, embeddings: torch.Tensor, n: int, p: float = 0.4, k: int = 15,
-                  seed: int = 0) -> list[str]:
+def augment_texts(
+    texts: list[str], tokenizer, embeddings: torch.Tensor, n: int, p: float = 0.4, k: int = 15, seed: int = 0
+) -> list[str]:
     """Up to `n` variants of every text (variants identical to their text or to one another are
     dropped), in text order."""
     if n <= 0 or not texts:

@@ -140,8 +140,10 @@ def require_new_folder(out: str | os.PathLike) -> Path:
             hint = f"it holds a {run.read_manifest().status} {run.read_manifest().kind} run"
         else:
             hint = "it is not an fmloop run"
-        raise OutputExistsError(f"Output folder {out} already exists and is not empty ({hint}). Choose a new "
-                                f"--out, or pass --overwrite to replace it.")
+        raise OutputExistsError(
+            f"Output folder {out} already exists and is not empty ({hint}). Choose a new "
+            f"--out, or pass --overwrite to replace it."
+        )
     return out
 
 
@@ -163,7 +165,7 @@ def new_folder(out: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         if out.exists():
-            out.rmdir()          # empty (checked above)
+            out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
         fsync_dir(out.parent)
     except BaseException:
@@ -216,8 +218,11 @@ class RunDir:
     def write_manifest(self, *, parents: list | None = None, **fields: Any) -> Manifest:
         """Update RUN/manifest.json with `fields` (created on first write). `parents`: model folders
         this run was made from, stored relative to the run dir with their weights' fingerprint."""
-        current = (self.read_manifest().model_dump() if self.manifest_path.exists()
-                   else {"manifest_version": manifest_io.MANIFEST_VERSION})
+        current = (
+            self.read_manifest().model_dump()
+            if self.manifest_path.exists()
+            else {"manifest_version": manifest_io.MANIFEST_VERSION}
+        )
         current.update(fields)
         if parents is not None:
             current["parents"] = [parent_entry(self.path, p).model_dump() for p in parents if p]

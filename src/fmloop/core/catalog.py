@@ -35,9 +35,7 @@ class Catalog(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise self._error(
-                f"Unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(self.names())}."
-            ) from None
+            raise self._error(f"Unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(self.names())}.") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

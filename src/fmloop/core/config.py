@@ -56,6 +56,7 @@ Duration = Annotated[str | None, AfterValidator(_check_duration)]
 
 # Loading -------------------------------------------------------------------------------------
 
+
 def parse_overrides(items: Iterable[str]) -> dict:
     """['--train.lr=3e-4', 'model.name=bert-tiny'] -> {'train': {'lr': '3e-4'}, 'model': {...}}.
 
@@ -66,9 +67,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
     for item in items:
         text = item[2:] if item.startswith("--") else item
         if "=" not in text:
-            raise ConfigError(
-                f"Override {item!r} has no value. Write it as --section.key=value, e.g. --train.lr=3e-4."
-            )
+            raise ConfigError(f"Override {item!r} has no value. Write it as --section.key=value, e.g. --train.lr=3e-4.")
         key, raw = text.split("=", 1)
         key = key.replace("-", "_")
         try:
@@ -110,8 +109,9 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls: type[StageConfig], file: str | Path | None = None,
-                overrides: Iterable[str] | dict | None = None) -> StageConfig:
+def load_config(
+    cls: type[StageConfig], file: str | Path | None = None, overrides: Iterable[str] | dict | None = None
+) -> StageConfig:
     """Build a validated config from an optional YAML file and dotted overrides (later wins)."""
     data = read_yaml(file) if file else {}
     if overrides:

@@ -11,14 +11,14 @@ import enum
 
 class ExitCode(enum.IntEnum):
     OK = 0
-    ERROR = 1          # unexpected failure (a bug): traceback shown
-    USAGE = 2          # bad command line or config value
-    DATA = 3           # input data missing, empty, unreadable or malformed
-    MODEL = 4          # unknown preset, unloadable model folder
-    RESUME = 5         # run dir cannot be resumed (corrupt or incompatible)
-    TRAINING = 6       # training diverged (non-finite loss or gradients)
-    PARITY = 7         # a compressed or exported model disagrees with its parent beyond the threshold
-    RUN_DIR = 8        # a run dir's manifest is missing, corrupt, or from a newer fmloop
+    ERROR = 1  # unexpected failure (a bug): traceback shown
+    USAGE = 2  # bad command line or config value
+    DATA = 3  # input data missing, empty, unreadable or malformed
+    MODEL = 4  # unknown preset, unloadable model folder
+    RESUME = 5  # run dir cannot be resumed (corrupt or incompatible)
+    TRAINING = 6  # training diverged (non-finite loss or gradients)
+    PARITY = 7  # a compressed or exported model disagrees with its parent beyond the threshold
+    RUN_DIR = 8  # a run dir's manifest is missing, corrupt, or from a newer fmloop
     INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
 
 

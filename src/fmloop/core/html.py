@@ -16,7 +16,9 @@ def figure_to_data_uri(fig) -> str:
 
 
 def html_table(mapping: dict) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>" for k, v in mapping.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>" for k, v in mapping.items()
+    )
     return f"<table>{rows}</table>"
 
 

@@ -31,8 +31,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 
 
 class Parent(BaseModel):
-    path: str                          # relative to the run dir when on the same file system tree
-    fingerprint: str | None = None     # content hash of the parent's weights when it was used
+    path: str  # relative to the run dir when on the same file system tree
+    fingerprint: str | None = None  # content hash of the parent's weights when it was used
 
 
 class Manifest(BaseModel):
@@ -90,7 +90,7 @@ def parent_entry(run_path: Path, parent: str | os.PathLike, fingerprint: bool = 
     target = Path(parent).expanduser().resolve()
     try:
         stored = os.path.relpath(target, Path(run_path).resolve())
-    except ValueError:                  # another drive on Windows
+    except ValueError:  # another drive on Windows
         stored = str(target)
     return Parent(path=stored, fingerprint=weights_fingerprint(target) if fingerprint and target.is_dir() else None)
 
@@ -99,8 +99,10 @@ def upgrade(data: dict, where: Path) -> dict:
     """A manifest of any earlier version as version 2 fields."""
     version = data.get("manifest_version", 1)
     if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ManifestError(f"{where} was written by a newer fmloop ({data.get('fmloop_version', '?')}, manifest "
-                            f"version {version}); upgrade fmloop (pip install -U fmloop) to read it.")
+        raise ManifestError(
+            f"{where} was written by a newer fmloop ({data.get('fmloop_version', '?')}, manifest "
+            f"version {version}); upgrade fmloop (pip install -U fmloop) to read it."
+        )
     if version == 1:
         data = dict(data)
         old = data.pop("parent", None)
@@ -122,8 +124,10 @@ def parse(text: str, where: Path) -> Manifest:
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "?"
-        raise ManifestError(f"{where}: field {field!r} {first['msg'].lower()}; the file was edited or written by "
-                            f"another tool. Restore it, or re-run the stage.") from None
+        raise ManifestError(
+            f"{where}: field {field!r} {first['msg'].lower()}; the file was edited or written by "
+            f"another tool. Restore it, or re-run the stage."
+        ) from None
 
 
 def dump(manifest: Manifest) -> str:

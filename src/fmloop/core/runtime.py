@@ -41,7 +41,7 @@ def physical_cores() -> int:
 @dataclass
 class Runtime:
     device: torch.device
-    precision: str                 # "bf16" or "fp32" (resolved, never "auto")
+    precision: str  # "bf16" or "fp32" (resolved, never "auto")
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -96,32 +96,51 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str, *, cuda_available: bool, world_size: int = 1, local_rank: int = 0,
-                   current_cuda: int = 0, cuda_count: int = 1, parameter: str = "train.device") -> torch.device:
+def resolve_device(
+    device: str,
+    *,
+    cuda_available: bool,
+    world_size: int = 1,
+    local_rank: int = 0,
+    current_cuda: int = 0,
+    cuda_count: int = 1,
+    parameter: str = "train.device",
+) -> torch.device:
     """The torch.device for a device setting ('train.device', or `fmloop.load`'s 'device'). A CUDA
     device always gets an index: torch.cuda.set_device and DDP's device_ids refuse a bare "cuda"."""
     if device == "auto":
         device = "cuda" if cuda_available else "cpu"
     if device.startswith("cuda") and not cuda_available:
-        raise ConfigError(f"The '{parameter}' parameter asks for {device} but no CUDA device is visible. "
-                          f"Use {'--train.device' if parameter == 'train.device' else parameter}=cpu.")
+        raise ConfigError(
+            f"The '{parameter}' parameter asks for {device} but no CUDA device is visible. "
+            f"Use {'--train.device' if parameter == 'train.device' else parameter}=cpu."
+        )
     if device == "cuda" and world_size > 1:
         if local_rank >= cuda_count:
-            raise ConfigError(f"torchrun started process {local_rank} on this machine but only {cuda_count} GPU(s) "
-                              "are visible: start one process per GPU (--nproc-per-node), or train on the CPU "
-                              "with --train.device=cpu.")
+            raise ConfigError(
+                f"torchrun started process {local_rank} on this machine but only {cuda_count} GPU(s) "
+                "are visible: start one process per GPU (--nproc-per-node), or train on the CPU "
+                "with --train.device=cpu."
+            )
         device = f"cuda:{local_rank}"
     elif device == "cuda":
         device = f"cuda:{current_cuda}"
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        raise ConfigError(f"The '{parameter}' parameter {device!r} is not a device torch knows "
-                          "(use auto, cpu, cuda or cuda:N).") from exc
+        raise ConfigError(
+            f"The '{parameter}' parameter {device!r} is not a device torch knows (use auto, cpu, cuda or cuda:N)."
+        ) from exc
 
 
-def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int | None = None,
-                  seed: int = 0, deterministic: bool = False) -> Runtime:
+def setup_runtime(
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+    deterministic: bool = False,
+) -> Runtime:
     """Resolve device and precision, start torch.distributed when launched by torchrun, seed."""
     notes: list[str] = []
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -129,17 +148,23 @@ def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
 
     cuda = torch.cuda.is_available()
-    dev = resolve_device(device, cuda_available=cuda, world_size=world_size, local_rank=local_rank,
-                         current_cuda=torch.cuda.current_device() if cuda else 0,
-                         cuda_count=torch.cuda.device_count() if cuda else 0)
+    dev = resolve_device(
+        device,
+        cuda_available=cuda,
+        world_size=world_size,
+        local_rank=local_rank,
+        current_cuda=torch.cuda.current_device() if cuda else 0,
+        cuda_count=torch.cuda.device_count() if cuda else 0,
+    )
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
 
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         # device_id binds NCCL to this rank's GPU up front instead of guessing it from the rank
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30),
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group(
+            backend=backend, timeout=timedelta(minutes=30), device_id=dev if dev.type == "cuda" else None
+        )
 
     if precision == "auto":
         if dev.type == "cuda":
@@ -169,17 +194,30 @@ def setup_runtime(*, device: str = "auto", precision: str = "auto", threads: int
         torch.backends.cudnn.allow_tf32 = True
 
     seed_everything(seed + rank)
-    return Runtime(device=dev, precision=precision, rank=rank, local_rank=local_rank,
-                   world_size=world_size, threads=threads, seed=seed,
-                   deterministic=deterministic, notes=notes)
+    return Runtime(
+        device=dev,
+        precision=precision,
+        rank=rank,
+        local_rank=local_rank,
+        world_size=world_size,
+        threads=threads,
+        seed=seed,
+        deterministic=deterministic,
+        notes=notes,
+    )
 
 
 @contextlib.contextmanager
 def running(settings) -> Iterator[Runtime]:
     """Set up the runtime from a stage's train section (device, precision, threads, seed,
     deterministic) for the duration of a stage, and shut torch.distributed down afterwards."""
-    runtime = setup_runtime(device=settings.device, precision=settings.precision, threads=settings.threads,
-                            seed=settings.seed, deterministic=settings.deterministic)
+    runtime = setup_runtime(
+        device=settings.device,
+        precision=settings.precision,
+        threads=settings.threads,
+        seed=settings.seed,
+        deterministic=settings.deterministic,
+    )
     try:
         yield runtime
     finally:
@@ -201,8 +239,13 @@ def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -213,8 +256,15 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     random.setstate(_tuplify(state["python"]))
     np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32),
-                         np_state["pos"], np_state["has_gauss"], np_state["cached"]))
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -59,7 +59,7 @@ def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Ten
 def _grey(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -67,8 +67,9 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def _crop_flip_theta(b: int, g: torch.Generator, scale: tuple[float, float], flip: bool,
-                     ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+def _crop_flip_theta(
+    b: int, g: torch.Generator, scale: tuple[float, float], flip: bool, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> torch.Tensor:
     """Affine matrices (B, 2, 3) for random-resized-crop + optional flip, in normalised coordinates."""
     area = torch.empty(b).uniform_(*scale, generator=g)
     log_r = torch.empty(b).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=g)
@@ -85,14 +86,16 @@ def _crop_flip_theta(b: int, g: torch.Generator, scale: tuple[float, float], fli
 
 def _jitter(x: torch.Tensor, g: torch.Generator, strength: float, p_grey: float = 0.0) -> torch.Tensor:
     b = x.shape[0]
+
     def factor():
         return (1 + (torch.rand(b, 1, 1, 1, generator=g) * 2 - 1) * strength).to(x)
-    x = x * factor()                                                         # brightness
+
+    x = x * factor()  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * factor() + mean                                         # contrast
+    x = (x - mean) * factor() + mean  # contrast
     if x.shape[1] == 3:
         grey = _grey(x)
-        x = (x - grey) * factor() + grey                                     # saturation
+        x = (x - grey) * factor() + grey  # saturation
         if p_grey:
             pick = (torch.rand(b, 1, 1, 1, generator=g) < p_grey).to(x)
             x = pick * _grey(x).expand_as(x) + (1 - pick) * x
@@ -102,8 +105,8 @@ def _jitter(x: torch.Tensor, g: torch.Generator, strength: float, p_grey: float 
 def _rand_augment(x: torch.Tensor, g: torch.Generator, n_ops: int = 2, magnitude: float = 0.3) -> torch.Tensor:
     """Two of eight operations per image, each at `magnitude` (fraction of its range) with a random sign."""
     b = x.shape[0]
-    ops = torch.stack([torch.randperm(8, generator=g)[:n_ops] for _ in range(b)])          # (B, n_ops)
-    chosen = lambda k: (ops == k).any(1).to(x)                                              # (B,)
+    ops = torch.stack([torch.randperm(8, generator=g)[:n_ops] for _ in range(b)])  # (B, n_ops)
+    chosen = lambda k: (ops == k).any(1).to(x)  # (B,)
     sign = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0).to(x)
     # Geometric operations, folded into one affine warp.
     angle = chosen(0) * sign * magnitude * math.radians(30)
@@ -116,18 +119,18 @@ def _rand_augment(x: torch.Tensor, g: torch.Generator, n_ops: int = 2, magnitude
     if bool((ops < 3).any()):
         x = _affine(x, theta)
     v = lambda k: chosen(k).view(b, 1, 1, 1)
-    x = x * (1 + v(3) * sign.view(b, 1, 1, 1) * magnitude * 0.9)                           # brightness
+    x = x * (1 + v(3) * sign.view(b, 1, 1, 1) * magnitude * 0.9)  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = mean + (x - mean) * (1 + v(4) * sign.view(b, 1, 1, 1) * magnitude * 0.9)           # contrast
+    x = mean + (x - mean) * (1 + v(4) * sign.view(b, 1, 1, 1) * magnitude * 0.9)  # contrast
     x = x.clamp(0, 1)
     threshold = 1 - magnitude * 0.8
-    x = torch.where((v(5) > 0) & (x > threshold), 1 - x, x)                                 # solarize
+    x = torch.where((v(5) > 0) & (x > threshold), 1 - x, x)  # solarize
     bits = 8 - round(magnitude * 4)
-    levels = 2 ** bits
-    x = torch.where(v(6) > 0, torch.floor(x * (levels - 1) + 0.5) / (levels - 1), x)        # posterize
+    levels = 2**bits
+    x = torch.where(v(6) > 0, torch.floor(x * (levels - 1) + 0.5) / (levels - 1), x)  # posterize
     lo = x.amin(dim=(1, 2, 3), keepdim=True)
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
-    x = torch.where(v(7) > 0, (x - lo) / (hi - lo).clamp(min=1e-3), x)                      # autocontrast
+    x = torch.where(v(7) > 0, (x - lo) / (hi - lo).clamp(min=1e-3), x)  # autocontrast
     return x
 
 
@@ -137,8 +140,8 @@ class ImageAugment:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.25,)
     flip: bool = True
-    mixup: float = 0.0          # Beta(alpha, alpha) mixing of image pairs; 0 = off
-    cutmix: float = 0.0         # Beta(alpha, alpha) box pasting; 0 = off (with both set, half the batches each)
+    mixup: float = 0.0  # Beta(alpha, alpha) mixing of image pairs; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) box pasting; 0 = off (with both set, half the batches each)
     num_classes: int = 0
 
     def __post_init__(self):
@@ -199,7 +202,9 @@ class ImageBatches:
         pixels = torch.from_numpy(self.split.pixels[indices])
         batch = {"n_targets": len(indices), "n_tokens": len(indices)}
         if self.labeled:
-            batch["pixel_values"], batch["labels"] = self.augment(pixels, torch.from_numpy(self.split.labels[indices]), g)
+            batch["pixel_values"], batch["labels"] = self.augment(
+                pixels, torch.from_numpy(self.split.labels[indices]), g
+            )
         elif self.two_views:
             batch["view1"], batch["view2"] = self.augment.views(pixels, g), self.augment.views(pixels, g)
         else:

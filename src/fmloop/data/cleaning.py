@@ -39,18 +39,26 @@ class CleanSettings(StageConfig):
     min_words: int = Field(1, ge=0)
     max_words: int | None = Field(None, ge=1)
     languages: list[str] | None = Field(None, description="keep only these ISO 639-1 codes, e.g. [en]")
-    language_min_words: int = Field(8, ge=1, description="shorter rows are not language-filtered (too little "
-                                                         "text to identify reliably)")
+    language_min_words: int = Field(
+        8, ge=1, description="shorter rows are not language-filtered (too little text to identify reliably)"
+    )
     dedup: bool = Field(True, description="drop exact duplicates (after case and punctuation folding)")
     near_dedup: bool = Field(True, description="drop near-duplicates (MinHash LSH over word shingles)")
     near_threshold: float = Field(0.6, gt=0, lt=1, description="Jaccard similarity that counts as a near-duplicate")
-    shingle: int = Field(2, ge=1, le=10, description="words per shingle (2: tolerant of dropped and swapped words, still order-aware)")
+    shingle: int = Field(
+        2, ge=1, le=10, description="words per shingle (2: tolerant of dropped and swapped words, still order-aware)"
+    )
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     leakage: bool = Field(True, description="drop validation/test rows whose text (or image) is (nearly) in train")
-    image_distance: int = Field(8, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may "
-                                                          "differ between near-duplicates")
-    image_similarity: float = Field(0.99, ge=0, le=1, description="images: and the correlation their 32x32 grey "
-                                                                  "thumbnails must reach (0: the hash alone decides)")
+    image_distance: int = Field(
+        8, ge=0, le=32, description="images: perceptual-hash (pHash) bits of 64 that may differ between near-duplicates"
+    )
+    image_similarity: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="images: and the correlation their 32x32 grey thumbnails must reach (0: the hash alone decides)",
+    )
 
 
 def normalize_text(text: str) -> str:
@@ -108,7 +116,7 @@ class NearDuplicates:
 
         words = fold(text).split()
         n = self.shingle
-        grams = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} or {""}
+        grams = {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))} or {""}
         m = MinHash(num_perm=self.num_perm)
         m.update_batch([g.encode() for g in grams])
         return m
@@ -141,9 +149,17 @@ class Verdicts:
         return np.array([r is None for r in self.reasons], dtype=bool)
 
 
-def scan_split(split: str, texts: list, s: CleanSettings, seen: dict[str, str], near: NearDuplicates | None,
-               train_keys: dict[str, str] | None, train_near: NearDuplicates | None, progress=None,
-               offset: int = 0) -> Verdicts:
+def scan_split(
+    split: str,
+    texts: list,
+    s: CleanSettings,
+    seen: dict[str, str],
+    near: NearDuplicates | None,
+    train_keys: dict[str, str] | None,
+    train_near: NearDuplicates | None,
+    progress=None,
+    offset: int = 0,
+) -> Verdicts:
     """Verdicts for one split. `seen`/`near` index this split's kept rows as it goes; `train_keys`
     and `train_near` (for validation/test) hold the train split's, for leakage. Rows are named by
     their 1-based number in the split, `offset` rows before the first of `texts`."""

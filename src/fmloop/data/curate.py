@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text, new_folder, require_new_folder
+from fmloop.core.console import err_console
 from fmloop.core.errors import ConfigError, DataError
-from fmloop.data.cleaning import (CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split)
+from fmloop.core.html import CSS, figure_to_data_uri, html_table
+from fmloop.data.cleaning import CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split
 from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
 from fmloop.data.sources import read_splits
-from fmloop.core.console import err_console
-from fmloop.core.html import CSS, figure_to_data_uri, html_table
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,14 @@ def _progress():
     return Progress(console=err_console, transient=True)
 
 
-def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = None, text_column: str | None = None,
-                  label_column: str | None = None, normalize_labels: bool = False) -> dict:
+def clean_dataset(
+    path: str,
+    out: str | Path,
+    settings: CleanSettings | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    normalize_labels: bool = False,
+) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -80,16 +86,38 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
                 task = progress.add_task(f"cleaning {split}", total=len(ds))
                 writer, reasons, row = None, Counter(), 0
                 for batch in ds.iter(batch_size=BATCH):
-                    verdicts = scan_split(split, batch[tcol], s, seen, near, train_keys if split != "train" else None,
-                                          leak_near, progress=lambda n: progress.advance(task, n), offset=row)
+                    verdicts = scan_split(
+                        split,
+                        batch[tcol],
+                        s,
+                        seen,
+                        near,
+                        train_keys if split != "train" else None,
+                        leak_near,
+                        progress=lambda n: progress.advance(task, n),
+                        offset=row,
+                    )
                     keep = verdicts.kept
                     for i in np.flatnonzero(~keep):
                         reasons[verdicts.reasons[i]] += 1
-                        removed.write(json.dumps({"split": split, "row": row + int(i) + 1, "reason": verdicts.reasons[i],
-                                                  "detail": verdicts.details[i], "text": batch[tcol][i]}) + "\n")
+                        removed.write(
+                            json.dumps(
+                                {
+                                    "split": split,
+                                    "row": row + int(i) + 1,
+                                    "reason": verdicts.reasons[i],
+                                    "detail": verdicts.details[i],
+                                    "text": batch[tcol][i],
+                                }
+                            )
+                            + "\n"
+                        )
                     table = pa.Table.from_pydict(batch).filter(pa.array(keep))
-                    table = table.set_column(table.column_names.index(tcol), tcol,
-                                             pa.array([t for t in verdicts.texts if t is not None], pa.string()))
+                    table = table.set_column(
+                        table.column_names.index(tcol),
+                        tcol,
+                        pa.array([t for t in verdicts.texts if t is not None], pa.string()),
+                    )
                     if normalize_labels and lcol is not None and pa.types.is_string(table.schema.field(lcol).type):
                         labels = [None if v is None else str(v).strip().lower() for v in table.column(lcol).to_pylist()]
                         table = table.set_column(table.column_names.index(lcol), lcol, pa.array(labels, pa.string()))
@@ -103,8 +131,9 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
                 report["splits"][split] = {"source": where, "rows": row, "kept": kept, "removed": dict(reasons)}
                 log.info("%s: kept %d of %d rows; removed %s", split, kept, row, dict(reasons) or "none")
                 if kept == 0:
-                    raise DataError(f"Cleaning removed every row of {where}; loosen the settings "
-                                    f"(removed: {dict(reasons)}).")
+                    raise DataError(
+                        f"Cleaning removed every row of {where}; loosen the settings (removed: {dict(reasons)})."
+                    )
                 if split == "train":
                     train_keys, train_near = seen, near
         atomic_write_json(tmp / "clean_report.json", report)
@@ -113,12 +142,22 @@ def clean_dataset(path: str, out: str | Path, settings: CleanSettings | None = N
 
 # Inspection -----------------------------------------------------------------------------------------
 
-def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, label_column: str | None = None,
-                    language_sample: int = 2000, near_threshold: float = 0.6, image_distance: int | None = None,
-                    image_similarity: float | None = None) -> dict:
+
+def inspect_dataset(
+    path: str,
+    out: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    language_sample: int = 2000,
+    near_threshold: float = 0.6,
+    image_distance: int | None = None,
+    image_similarity: float | None = None,
+) -> dict:
     """inspect.json + report.html in `out`: sizes, lengths, labels, duplicates, leakage, languages
     (images: sizes, modes, labels, exact and perceptual-hash duplicates, leakage, unreadable files)."""
-    image = {k: v for k, v in (("image_distance", image_distance), ("image_similarity", image_similarity)) if v is not None}
+    image = {
+        k: v for k, v in (("image_distance", image_distance), ("image_similarity", image_similarity)) if v is not None
+    }
     s = CleanSettings(near_threshold=near_threshold, **image)
     if is_image_source(path):
         from fmloop.data.image_cleaning import inspect_images
@@ -136,23 +175,40 @@ def inspect_dataset(path: str, out: str | Path, text_column: str | None = None, 
             texts = ds[tcol]
             task = progress.add_task(f"inspecting {split}", total=len(ds))
             near, seen = NearDuplicates(s.near_threshold, s.num_perm, s.shingle), {}
-            verdicts = scan_split(split, texts, s, seen, near, train_keys if split != "train" else None,
-                                  train_near if split != "train" else None, progress=lambda n: progress.advance(task, n))
+            verdicts = scan_split(
+                split,
+                texts,
+                s,
+                seen,
+                near,
+                train_keys if split != "train" else None,
+                train_near if split != "train" else None,
+                progress=lambda n: progress.advance(task, n),
+            )
             words = np.array([len(str(t or "").split()) for t in texts])
             chars = np.array([len(str(t or "")) for t in texts])
             lengths[split] = words
             rng = np.random.default_rng(0)
             sample = rng.permutation(len(texts))[:language_sample]
             langs = Counter(detect_language(str(texts[i])) for i in sample if str(texts[i] or "").strip())
-            info = {"source": where, "rows": len(ds), "columns": ds.column_names, "text_column": tcol,
-                    "words": _percentiles(words), "chars": _percentiles(chars),
-                    "empty": int(sum(1 for t in texts if not str(t or "").strip())),
-                    "garbled": int(sum(garbled(str(t)) for t in texts if t)),
-                    "html_remnants": int(sum(has_html(str(t)) for t in texts if t)),
-                    "issues": dict(Counter(r for r in verdicts.reasons if r)),
-                    "languages": {k: round(v / max(1, sum(langs.values())), 4) for k, v in langs.most_common(10)},
-                    "examples": {r: [str(texts[i])[:200] for i, x in enumerate(verdicts.reasons) if x == r][:3]
-                                 for r in set(verdicts.reasons) if r}}
+            info = {
+                "source": where,
+                "rows": len(ds),
+                "columns": ds.column_names,
+                "text_column": tcol,
+                "words": _percentiles(words),
+                "chars": _percentiles(chars),
+                "empty": int(sum(1 for t in texts if not str(t or "").strip())),
+                "garbled": int(sum(garbled(str(t)) for t in texts if t)),
+                "html_remnants": int(sum(has_html(str(t)) for t in texts if t)),
+                "issues": dict(Counter(r for r in verdicts.reasons if r)),
+                "languages": {k: round(v / max(1, sum(langs.values())), 4) for k, v in langs.most_common(10)},
+                "examples": {
+                    r: [str(texts[i])[:200] for i, x in enumerate(verdicts.reasons) if x == r][:3]
+                    for r in set(verdicts.reasons)
+                    if r
+                },
+            }
             if lcol is not None:
                 info["label_column"] = lcol
                 info.update(_label_report(ds[lcol]))
@@ -184,7 +240,7 @@ def _label_report(values: list) -> dict:
     odd = {k: v for k, v in variants.items() if len(v) > 1 or v[0] != k and v[0].strip() != v[0]}
     report = {"class_balance": dict(counts.most_common())}
     if odd:
-        report["label_variants"] = odd   # e.g. "positive" / "Positive " : fix with clean --normalize-labels
+        report["label_variants"] = odd  # e.g. "positive" / "Positive " : fix with clean --normalize-labels
     return report
 
 
@@ -210,20 +266,31 @@ def _inspect_html(result: dict, lengths: dict[str, np.ndarray]) -> str:
         figs.append(balance)
     sections = []
     for split, v in splits.items():
-        rows = {k: v[k] for k in ("source", "rows", "text_column", "label_column", "empty", "garbled", "html_remnants")
-                if k in v}
-        rows.update({"words p5/p50/p95/max": "/".join(str(x) for x in v["words"].values()),
-                     "issues (duplicates, leakage, ...)": v["issues"] or "none",
-                     "languages (sample)": v["languages"]})
+        rows = {
+            k: v[k]
+            for k in ("source", "rows", "text_column", "label_column", "empty", "garbled", "html_remnants")
+            if k in v
+        }
+        rows.update(
+            {
+                "words p5/p50/p95/max": "/".join(str(x) for x in v["words"].values()),
+                "issues (duplicates, leakage, ...)": v["issues"] or "none",
+                "languages (sample)": v["languages"],
+            }
+        )
         if "label_variants" in v:
             rows["label variants"] = v["label_variants"]
-        examples = "".join(f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
-                           for r, ex in v["examples"].items())
+        examples = "".join(
+            f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
+            for r, ex in v["examples"].items()
+        )
         sections.append(f"<h2>{_html.escape(split)}</h2>{html_table(rows)}{examples}")
     images = "".join(f'<img src="{u}">' for u in figs)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
-            f"</head><body><h1>{_html.escape(result['source'])}</h1><p>{_html.escape(result['description'])}</p>"
-            f"{images}{''.join(sections)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
+        f"</head><body><h1>{_html.escape(result['source'])}</h1><p>{_html.escape(result['description'])}</p>"
+        f"{images}{''.join(sections)}</body></html>"
+    )
 
 
 def _class_balance_figure(splits: dict) -> str | None:
@@ -240,8 +307,12 @@ def _class_balance_figure(splits: dict) -> str | None:
     width = 0.8 / len(splits)
     for j, (split, v) in enumerate(splits.items()):
         total = max(1, sum(v.get("class_balance", {}).values()))
-        ax.bar(np.arange(len(names)) + j * width, [v.get("class_balance", {}).get(n, 0) / total for n in names],
-               width, label=split)
+        ax.bar(
+            np.arange(len(names)) + j * width,
+            [v.get("class_balance", {}).get(n, 0) / total for n in names],
+            width,
+            label=split,
+        )
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=30, ha="right")
     ax.set(ylabel="share of rows", title="class balance")
     ax.legend()
@@ -259,14 +330,25 @@ def _inspect_images_html(result: dict, pairs: list) -> str:
     pair_uri = pairs_figure(pairs)
     sections = []
     for split, v in result["splits"].items():
-        rows = {"source": v["source"], "images": v["rows"], "sizes (most common)": v["sizes"], "modes": v["modes"],
-                "issues (duplicates, leakage, unreadable)": v["issues"] or "none"}
-        examples = "".join(f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
-                           for r, ex in v["examples"].items())
+        rows = {
+            "source": v["source"],
+            "images": v["rows"],
+            "sizes (most common)": v["sizes"],
+            "modes": v["modes"],
+            "issues (duplicates, leakage, unreadable)": v["issues"] or "none",
+        }
+        examples = "".join(
+            f"<h4>{_html.escape(r)}</h4><ul>" + "".join(f"<li>{_html.escape(t)}</li>" for t in ex) + "</ul>"
+            for r, ex in v["examples"].items()
+        )
         sections.append(f"<h2>{_html.escape(split)}</h2>{html_table(rows)}{examples}")
     images = "".join(f'<img src="{u}">' for u in figures)
     if pair_uri:
-        images += (f"<h2>Duplicates and leaks</h2><p>Top row: the flagged image; bottom row: the image it matched.</p>"
-                   f'<img alt="duplicate pairs" src="{pair_uri}">')
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
-            f"</head><body><h1>{_html.escape(result['source'])}</h1>{images}{''.join(sections)}</body></html>")
+        images += (
+            f"<h2>Duplicates and leaks</h2><p>Top row: the flagged image; bottom row: the image it matched.</p>"
+            f'<img alt="duplicate pairs" src="{pair_uri}">'
+        )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop data inspect</title><style>{CSS}</style>"
+        f"</head><body><h1>{_html.escape(result['source'])}</h1>{images}{''.join(sections)}</body></html>"
+    )

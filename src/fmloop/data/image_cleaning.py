@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from fmloop.core.errors import ConfigError, DataError
-from fmloop.data.images import TABLE_EXT, decode_images, raw_splits
 from fmloop.core.html import figure_to_data_uri
+from fmloop.data.images import TABLE_EXT, decode_images, raw_splits
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,17 @@ def fingerprints(pixels: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.
     hashes = np.empty(len(pixels), np.uint64)
     thumbs = np.empty((len(pixels), 1024), np.float16)
     for start in range(0, len(pixels), batch):
-        x = pixels[start:start + batch].astype(np.float32)
+        x = pixels[start : start + batch].astype(np.float32)
         grey = x @ _LUMA if x.shape[-1] == 3 else x[..., 0]
-        small = F.interpolate(torch.from_numpy(grey)[:, None], size=(32, 32), mode="bilinear", antialias=True,
-                              align_corners=False)[:, 0].numpy()
+        small = F.interpolate(
+            torch.from_numpy(grey)[:, None], size=(32, 32), mode="bilinear", antialias=True, align_corners=False
+        )[:, 0].numpy()
         low = scipy.fft.dctn(small, type=2, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(x), 64)
         bits = low > np.median(low, axis=1, keepdims=True)
-        hashes[start:start + len(x)] = np.packbits(bits, axis=1).view(">u8").ravel()
+        hashes[start : start + len(x)] = np.packbits(bits, axis=1).view(">u8").ravel()
         flat = small.reshape(len(x), -1)
         flat = flat - flat.mean(1, keepdims=True)
-        thumbs[start:start + len(x)] = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-6)
+        thumbs[start : start + len(x)] = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-6)
     return hashes, thumbs
 
 
@@ -81,9 +82,14 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a[:, None] ^ b[None, :])
 
 
-def match_earlier(hashes: np.ndarray, max_distance: int, candidates: np.ndarray | None = None,
-                  thumbs: np.ndarray | None = None, min_similarity: float = 0.0,
-                  block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def match_earlier(
+    hashes: np.ndarray,
+    max_distance: int,
+    candidates: np.ndarray | None = None,
+    thumbs: np.ndarray | None = None,
+    min_similarity: float = 0.0,
+    block: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the first earlier *kept* row within `max_distance` bits (and, with `thumbs`,
     thumbnail correlation >= `min_similarity`); -1: none, the row is kept. Also the distance.
     Only rows where `candidates` is True take part (others: -1)."""
@@ -108,15 +114,22 @@ def match_earlier(hashes: np.ndarray, max_distance: int, candidates: np.ndarray 
     return match, dist
 
 
-def match_reference(hashes: np.ndarray, thumbs: np.ndarray, reference: np.ndarray, reference_thumbs: np.ndarray,
-                    max_distance: int, min_similarity: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def match_reference(
+    hashes: np.ndarray,
+    thumbs: np.ndarray,
+    reference: np.ndarray,
+    reference_thumbs: np.ndarray,
+    max_distance: int,
+    min_similarity: float,
+    block: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the most correlated reference row within `max_distance` bits and with a
     thumbnail correlation >= `min_similarity` (-1: none), and its distance."""
     match, dist = np.full(len(hashes), -1, np.int64), np.zeros(len(hashes), np.int64)
     if not len(reference):
         return match, dist
     for a in range(0, len(hashes), block):
-        d = hamming(hashes[a:a + block], reference)
+        d = hamming(hashes[a : a + block], reference)
         rows, cols = np.nonzero(d <= max_distance)
         score = (thumbs[a + rows].astype(np.float32) * reference_thumbs[cols].astype(np.float32)).sum(1)
         keep = score >= min_similarity
@@ -136,11 +149,11 @@ class ImageVerdicts:
     reasons: list[str | None]
     details: list[str]
     partner: np.ndarray
-    pixels: np.ndarray        # decoded images, one per readable item (`readable` gives their items)
-    readable: np.ndarray      # raw item indices of `pixels`
-    hashes: np.ndarray        # pHash per readable item
-    thumbs: np.ndarray        # normalised 32x32 grey thumbnails per readable item
-    keys: list[str]           # exact pixel keys per readable item
+    pixels: np.ndarray  # decoded images, one per readable item (`readable` gives their items)
+    readable: np.ndarray  # raw item indices of `pixels`
+    hashes: np.ndarray  # pHash per readable item
+    thumbs: np.ndarray  # normalised 32x32 grey thumbnails per readable item
+    keys: list[str]  # exact pixel keys per readable item
 
     @property
     def kept(self) -> np.ndarray:
@@ -166,7 +179,7 @@ def scan_images(items: list, settings, size=None, channels=None, train: TrainInd
     details, partner = [""] * n, np.full(n, -1, np.int64)
     pixels, readable, skipped = decode_images(items, size, channels)
     readable = np.asarray(readable, np.int64)
-    unreadable = np.setdiff1d(np.arange(n), readable)      # in item order, as decode_images skipped them
+    unreadable = np.setdiff1d(np.arange(n), readable)  # in item order, as decode_images skipped them
     for i, (_, why) in zip(unreadable.tolist(), skipped):
         reasons[i], details[i] = "unreadable", why
     keys = [hashlib.blake2b(p.tobytes(), digest_size=16).hexdigest() for p in pixels]
@@ -223,18 +236,23 @@ def _kept_table(r, verdicts: ImageVerdicts):
     origin = Path(r.origin)
     if origin.is_file() and origin.suffix.lower() in TABLE_EXT:
         from fmloop.data.images import read_arrow
+
         table = pq.read_table(origin) if origin.suffix.lower() == ".parquet" else read_arrow(origin)
         return table.filter(pa.array(keep))
-    images = [{"bytes": data if isinstance(data, (bytes, bytearray)) else Path(data).read_bytes(), "path": name}
-              for k, (name, data) in enumerate(r.items) if keep[k]]
+    images = [
+        {"bytes": data if isinstance(data, (bytes, bytearray)) else Path(data).read_bytes(), "path": name}
+        for k, (name, data) in enumerate(r.items)
+        if keep[k]
+    ]
     columns = {"image": images}
     if r.labels is not None:
         columns["label"] = [str(v) for k, v in enumerate(r.labels) if keep[k]]
     return pa.Table.from_pydict(columns)
 
 
-def clean_images(path: str, tmp: Path, settings, image_column: str | None = None,
-                 label_column: str | None = None) -> dict:
+def clean_images(
+    path: str, tmp: Path, settings, image_column: str | None = None, label_column: str | None = None
+) -> dict:
     """Write the kept images of every split to TMP/<split>.parquet and every removal to
     TMP/removed.jsonl; the report (as `clean_dataset` returns it). `tmp` is the hidden build
     folder that becomes `out`."""
@@ -247,12 +265,23 @@ def clean_images(path: str, tmp: Path, settings, image_column: str | None = None
             reasons = Counter(x for x in verdicts.reasons if x)
             for i, why in enumerate(verdicts.reasons):
                 if why:
-                    removed.write(json.dumps({"split": split, "row": i + 1, "name": r.items[i][0], "reason": why,
-                                              "detail": verdicts.details[i]}) + "\n")
+                    removed.write(
+                        json.dumps(
+                            {
+                                "split": split,
+                                "row": i + 1,
+                                "name": r.items[i][0],
+                                "reason": why,
+                                "detail": verdicts.details[i],
+                            }
+                        )
+                        + "\n"
+                    )
             kept = len(r.items) - sum(reasons.values())
             if kept == 0:
-                raise DataError(f"Cleaning removed every image of {r.origin}; loosen the settings "
-                                f"(removed: {dict(reasons)}).")
+                raise DataError(
+                    f"Cleaning removed every image of {r.origin}; loosen the settings (removed: {dict(reasons)})."
+                )
             pq.write_table(_kept_table(r, verdicts), tmp / f"{split}.parquet")
             report["splits"][split] = {"source": r.origin, "rows": len(r.items), "kept": kept, "removed": dict(reasons)}
             log.info("%s: kept %d of %d images; removed %s", split, kept, len(r.items), dict(reasons) or "none")
@@ -278,35 +307,42 @@ def scan_splits(path: str, settings, image_column: str | None = None, label_colu
 
 def _size_and_mode(data) -> tuple[str, str]:
     from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data) as im:
             return f"{im.size[0]}x{im.size[1]}", im.mode
-    except Exception:   # unreadable files are counted by the scan
+    except Exception:  # unreadable files are counted by the scan
         return "unreadable", "unreadable"
 
 
-def inspect_images(path: str, settings, image_column: str | None = None, label_column: str | None = None,
-                   max_pairs: int = 8) -> tuple[dict, list]:
+def inspect_images(
+    path: str, settings, image_column: str | None = None, label_column: str | None = None, max_pairs: int = 8
+) -> tuple[dict, list]:
     """inspect.json content for an image dataset, and up to `max_pairs` (reason, flagged pixels,
     matched pixels) examples of duplicates and leaks for the report."""
     result = {"source": str(path), "modality": "image", "splits": {}}
     pairs = []
     for split, r, verdicts, train in scan_splits(path, settings, image_column, label_column):
         shapes = [_size_and_mode(data) for _, data in r.items]
-        info = {"source": r.origin, "rows": len(r.items),
-                "sizes": dict(Counter(s for s, _ in shapes).most_common(10)),
-                "modes": dict(Counter(m for _, m in shapes).most_common()),
-                "issues": dict(Counter(x for x in verdicts.reasons if x)), "examples": {}}
+        info = {
+            "source": r.origin,
+            "rows": len(r.items),
+            "sizes": dict(Counter(s for s, _ in shapes).most_common(10)),
+            "modes": dict(Counter(m for _, m in shapes).most_common()),
+            "issues": dict(Counter(x for x in verdicts.reasons if x)),
+            "examples": {},
+        }
         for i, why in enumerate(verdicts.reasons):
             if why and len(info["examples"].setdefault(why, [])) < 3:
                 info["examples"][why].append(f"{r.items[i][0]}: {verdicts.details[i]}")
         if r.labels is not None:
             names = r.label_names
-            info["class_balance"] = dict(Counter(names[v] if names and isinstance(v, int) else str(v)
-                                                 for v in r.labels).most_common())
+            info["class_balance"] = dict(
+                Counter(names[v] if names and isinstance(v, int) else str(v) for v in r.labels).most_common()
+            )
         result["splits"][split] = info
         own = {int(i): j for j, i in enumerate(verdicts.readable)}
-        for i in np.flatnonzero(verdicts.partner >= 0)[:max(0, max_pairs - len(pairs))]:
+        for i in np.flatnonzero(verdicts.partner >= 0)[: max(0, max_pairs - len(pairs))]:
             why, other = verdicts.reasons[i], int(verdicts.partner[i])
             matched = train.pixels[other] if why == "leak" else verdicts.pixels[own[other]]
             pairs.append((why, verdicts.pixels[own[int(i)]], matched))

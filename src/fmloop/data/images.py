@@ -40,33 +40,40 @@ log = logging.getLogger(__name__)
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TABLE_EXT = {".parquet", ".arrow"}
 LIST_EXT = {".csv", ".tsv", ".jsonl", ".json"}
-SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-               "dev": "validation", "test": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 IMAGE_COLUMNS = ("image", "img", "pixel_values", "path", "file", "filename", "filepath", "image_path")
 LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "fine_label")
 
 
 @dataclass
 class ImageSplit:
-    pixels: np.ndarray                   # uint8 (N, H, W, C)
-    labels: np.ndarray | None            # int64 class ids, or None (unlabeled)
-    names: list[str]                     # where each image came from, for reports and errors
+    pixels: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray | None  # int64 class ids, or None (unlabeled)
+    names: list[str]  # where each image came from, for reports and errors
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def subset(self, index: np.ndarray) -> ImageSplit:
-        return ImageSplit(self.pixels[index], None if self.labels is None else self.labels[index],
-                          [self.names[i] for i in index])
+        return ImageSplit(
+            self.pixels[index], None if self.labels is None else self.labels[index], [self.names[i] for i in index]
+        )
 
 
 @dataclass
 class ImageData:
     splits: dict[str, ImageSplit]
-    labels: list[str] | None             # class names in id order
+    labels: list[str] | None  # class names in id order
     fingerprint: str
     description: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (file or row, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file or row, reason)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -74,6 +81,7 @@ class ImageData:
 
 
 # Detection ---------------------------------------------------------------------------------------
+
 
 def _has_images(folder: Path, depth: int = 2) -> bool:
     for root, dirs, files in os.walk(folder):
@@ -88,15 +96,18 @@ def _table_has_image_column(path: Path) -> bool:
     if path.suffix.lower() != ".parquet":
         return path.suffix.lower() == ".arrow"
     import pyarrow.parquet as pq
+
     schema = pq.read_schema(path)
     return any(_is_image_field(schema.field(name)) for name in schema.names)
 
 
 def _is_image_field(arrow_field) -> bool:
     import pyarrow as pa
+
     t = arrow_field.type
-    return (pa.types.is_struct(t) and {"bytes", "path"} <= {t.field(i).name for i in range(t.num_fields)}) \
-        or (arrow_field.name in ("image", "img") and pa.types.is_binary(t))
+    return (pa.types.is_struct(t) and {"bytes", "path"} <= {t.field(i).name for i in range(t.num_fields)}) or (
+        arrow_field.name in ("image", "img") and pa.types.is_binary(t)
+    )
 
 
 def is_image_source(path: str | None) -> bool:
@@ -122,7 +133,7 @@ def _list_file_image_column(path: Path) -> str | None:
     try:
         rows = _read_list_file(path, limit=5)
     except (DataError, UnicodeDecodeError):
-        return None   # detection only: the text reader names the bad line precisely
+        return None  # detection only: the text reader names the bad line precisely
 
     for column in IMAGE_COLUMNS:
         if rows and column in rows[0] and all(Path(str(r.get(column, ""))).suffix.lower() in IMAGE_EXT for r in rows):
@@ -144,6 +155,7 @@ def _read_list_file(path: Path, limit: int | None = None) -> list[dict]:
                         raise DataError(f"{path}, line {i + 1}: not valid JSON ({err.msg}).") from None
         return rows
     import csv
+
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         rows = []
@@ -158,22 +170,26 @@ def _read_list_file(path: Path, limit: int | None = None) -> list[dict]:
 
 # Raw items: (name, bytes-or-path, label) ------------------------------------------------------------
 
+
 @dataclass
 class _RawSplit:
-    items: list[tuple[str, object]]       # (name, bytes | Path)
+    items: list[tuple[str, object]]  # (name, bytes | Path)
     labels: list | None
-    label_names: list[str] | None         # from a ClassLabel feature or folder names
+    label_names: list[str] | None  # from a ClassLabel feature or folder names
     origin: str
 
 
 def _read_table(path: Path, image_column: str | None, label_column: str | None) -> _RawSplit:
     import pyarrow.parquet as pq
+
     table = pq.read_table(path) if path.suffix.lower() == ".parquet" else read_arrow(path)
     names = table.schema.names
     icol = image_column or next((n for n in names if _is_image_field(table.schema.field(n))), None)
     if icol is None or icol not in names:
-        raise DataError(f"{path}: no image column{f' {image_column!r}' if image_column else ''}. Columns are: "
-                        f"{', '.join(names)}. Pass --data.image_column=NAME.")
+        raise DataError(
+            f"{path}: no image column{f' {image_column!r}' if image_column else ''}. Columns are: "
+            f"{', '.join(names)}. Pass --data.image_column=NAME."
+        )
     lcol = label_column or next((n for n in LABEL_COLUMNS if n in names), None)
     if label_column and label_column not in names:
         raise DataError(f"{path}: no label column {label_column!r}. Columns are: {', '.join(names)}.")
@@ -196,6 +212,7 @@ def _read_table(path: Path, image_column: str | None, label_column: str | None) 
 
 def read_arrow(path: Path):
     import pyarrow as pa
+
     with pa.memory_map(str(path)) as source:
         try:
             return pa.ipc.open_stream(source).read_all()
@@ -209,8 +226,10 @@ def _read_list(path: Path, image_column: str | None, label_column: str | None) -
         raise DataError(f"{path}: no rows.")
     icol = image_column or _list_file_image_column(path)
     if icol is None or icol not in rows[0]:
-        raise DataError(f"{path}: cannot tell which column holds image paths; columns are "
-                        f"{', '.join(rows[0])}. Pass --data.image_column=NAME.")
+        raise DataError(
+            f"{path}: cannot tell which column holds image paths; columns are "
+            f"{', '.join(rows[0])}. Pass --data.image_column=NAME."
+        )
     lcol = label_column or next((n for n in LABEL_COLUMNS if n in rows[0]), None)
     items, missing = [], []
     for i, row in enumerate(rows):
@@ -219,19 +238,28 @@ def _read_list(path: Path, image_column: str | None, label_column: str | None) -
             missing.append(f"row {i + 1}: {row[icol]}")
         items.append((str(row[icol]), file))
     if missing:
-        raise DataError(f"{path}: {len(missing)} image file(s) do not exist ({'; '.join(missing[:3])}"
-                        f"{' ...' if len(missing) > 3 else ''}). Paths are relative to {path.parent}.")
+        raise DataError(
+            f"{path}: {len(missing)} image file(s) do not exist ({'; '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}). Paths are relative to {path.parent}."
+        )
     labels = [row.get(lcol) for row in rows] if lcol else None
     return _RawSplit(items, labels, None, str(path))
 
 
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXT
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXT
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _read_folder(folder: Path) -> _RawSplit:
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _has_images(d, 8))
+    classes = sorted(
+        d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _has_images(d, 8)
+    )
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT]
     if classes and not loose:
         items, labels = [], []
@@ -253,14 +281,26 @@ def raw_splits(path: Path, image_column: str | None, label_column: str | None) -
             return {"train": _read_table(path, image_column, label_column)}
         if suffix in LIST_EXT:
             return {"train": _read_list(path, image_column, label_column)}
-        raise DataError(f"{path}: unsupported image source (use a parquet/arrow file, a CSV/JSONL of image paths "
-                        f"or a folder).")
-    split_files = {SPLIT_NAMES[f.stem.lower()]: f for f in sorted(path.iterdir())
-                   if f.suffix.lower() in TABLE_EXT | LIST_EXT and f.stem.lower() in SPLIT_NAMES}
+        raise DataError(
+            f"{path}: unsupported image source (use a parquet/arrow file, a CSV/JSONL of image paths or a folder)."
+        )
+    split_files = {
+        SPLIT_NAMES[f.stem.lower()]: f
+        for f in sorted(path.iterdir())
+        if f.suffix.lower() in TABLE_EXT | LIST_EXT and f.stem.lower() in SPLIT_NAMES
+    }
     if split_files:
-        return {split: (_read_table(f, image_column, label_column) if f.suffix.lower() in TABLE_EXT
-                        else _read_list(f, image_column, label_column)) for split, f in split_files.items()}
-    split_dirs = {SPLIT_NAMES[d.name.lower()]: d for d in sorted(path.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_NAMES}
+        return {
+            split: (
+                _read_table(f, image_column, label_column)
+                if f.suffix.lower() in TABLE_EXT
+                else _read_list(f, image_column, label_column)
+            )
+            for split, f in split_files.items()
+        }
+    split_dirs = {
+        SPLIT_NAMES[d.name.lower()]: d for d in sorted(path.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_NAMES
+    }
     if "train" in split_dirs or "test" in split_dirs:
         return {split: _read_folder(d) for split, d in split_dirs.items()}
     return {"train": _read_folder(path)}
@@ -268,8 +308,10 @@ def raw_splits(path: Path, image_column: str | None, label_column: str | None) -
 
 # Decoding ---------------------------------------------------------------------------------------
 
+
 def _decode(data):
     from PIL import Image
+
     if isinstance(data, Image.Image):
         image = data
     else:
@@ -285,14 +327,20 @@ def _decode(data):
     return image.convert("RGB")
 
 
-def decode_images(items: list[tuple[str, object]], size: tuple[int, int] | None = None,
-                  channels: int | None = None, progress: bool = True):
+def decode_images(
+    items: list[tuple[str, object]],
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    progress: bool = True,
+):
     """(uint8 array (N, H, W, C), kept item indices, skipped [(name, reason)])."""
     from PIL import Image
+
     decoded, kept, skipped = [], [], []
     iterator: Iterable = enumerate(items)
     if progress and len(items) > 5000:
         from rich.progress import track
+
         iterator = track(iterator, total=len(items), description="decoding images", transient=True)
     for i, (name, data) in iterator:
         if data is None:
@@ -308,7 +356,7 @@ def decode_images(items: list[tuple[str, object]], size: tuple[int, int] | None 
     if channels is None:
         channels = 3 if any(im.mode == "RGB" for im in decoded) else 1
     if size is None:
-        size = Counter(im.size for im in decoded).most_common(1)[0][0]   # (W, H)
+        size = Counter(im.size for im in decoded).most_common(1)[0][0]  # (W, H)
     mode = "RGB" if channels == 3 else "L"
     out = np.empty((len(decoded), size[1], size[0], channels), np.uint8)
     for j, im in enumerate(decoded):
@@ -322,6 +370,7 @@ def decode_images(items: list[tuple[str, object]], size: tuple[int, int] | None 
 
 
 # Labels, splits, cache -------------------------------------------------------------------------------
+
 
 def _label_list(raw: dict[str, _RawSplit], given: list[str] | None) -> list[str] | None:
     if given is not None:
@@ -348,8 +397,10 @@ def _encode_labels(split: _RawSplit, names: list[str], split_name: str) -> np.nd
             where = f"{split.origin}, {split.items[i][0]}"
             if not key:
                 raise DataError(f"{where}: missing label. Fill it in or remove the row.")
-            raise DataError(f"{where}: label {key!r} does not occur in the training data (labels: "
-                            f"{', '.join(names[:20])}). Fix the label or add training examples of it.")
+            raise DataError(
+                f"{where}: label {key!r} does not occur in the training data (labels: "
+                f"{', '.join(names[:20])}). Fix the label or add training examples of it."
+            )
         out[i] = index[key]
     return out
 
@@ -374,8 +425,9 @@ def _cache_save(key: str, pixels: np.ndarray, kept: list[int], skipped: list[tup
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{os.getpid()}.npz"
-        np.savez(tmp, pixels=pixels, kept=np.asarray(kept, np.int64),
-                 skipped=np.asarray(skipped, dtype=str).reshape(-1, 2))
+        np.savez(
+            tmp, pixels=pixels, kept=np.asarray(kept, np.int64), skipped=np.asarray(skipped, dtype=str).reshape(-1, 2)
+        )
         os.replace(tmp, folder / f"{key}.npz")
     except OSError as err:  # a read-only home: run without the cache
         log.debug("image cache not written: %s", err)
@@ -388,11 +440,20 @@ def limit_per_class(split: ImageSplit, limit: float, seed: int) -> ImageSplit:
     return split.subset(per_class_sample(split.labels, limit, seed))
 
 
-def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool = True,
-                image_column: str | None = None, label_column: str | None = None,
-                validation_fraction: float = 0.1, seed: int = 0, hold_out: bool = True,
-                size: tuple[int, int] | None = None, channels: int | None = None,
-                max_bad_fraction: float = 0.05) -> ImageData:
+def load_images(
+    path: str,
+    *,
+    labels: list[str] | None = None,
+    need_labels: bool = True,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    hold_out: bool = True,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    max_bad_fraction: float = 0.05,
+) -> ImageData:
     """Decode an image source into splits. `size` (W, H) and `channels` force a shape (a trained
     model's); otherwise the most common size and RGB-if-any-colour are used."""
     root = Path(path).expanduser()
@@ -403,8 +464,10 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
     names = _label_list(raw, labels)
     if need_labels and names is None:
         first = next(iter(raw.values()))
-        raise DataError(f"{first.origin}: no labels found (no label column, and not a folder with one sub-folder "
-                        f"per class). Label the images or use them for pretraining.")
+        raise DataError(
+            f"{first.origin}: no labels found (no label column, and not a folder with one sub-folder "
+            f"per class). Label the images or use them for pretraining."
+        )
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     base_fp = fingerprint_paths(files)
     splits, skipped_all = {}, []
@@ -419,12 +482,14 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
             skipped_all.extend((f"{r.origin}: {n}", why) for n, why in skipped)
             log.warning("%s: skipped %d unreadable image(s), e.g. %s (%s)", r.origin, len(skipped), *skipped[0])
             if len(skipped) > max_bad_fraction * len(r.items):
-                raise DataError(f"{r.origin}: {len(skipped)} of {len(r.items)} images cannot be decoded (more than "
-                                f"{max_bad_fraction:.0%}); first: {skipped[0][0]} ({skipped[0][1]}). Fix or remove them.")
+                raise DataError(
+                    f"{r.origin}: {len(skipped)} of {len(r.items)} images cannot be decoded (more than "
+                    f"{max_bad_fraction:.0%}); first: {skipped[0][0]} ({skipped[0][1]}). Fix or remove them."
+                )
         if not len(kept):
             raise DataError(f"{r.origin}: none of the {len(r.items)} images could be decoded.")
         if size is None:
-            size = (pixels.shape[2], pixels.shape[1])   # every split gets the train split's shape
+            size = (pixels.shape[2], pixels.shape[1])  # every split gets the train split's shape
         if channels is None:
             channels = pixels.shape[3]
         y = None
@@ -436,10 +501,11 @@ def load_images(path: str, *, labels: list[str] | None = None, need_labels: bool
     if "train" in splits and splits["train"].labels is not None and labels is None:
         present = np.unique(splits["train"].labels)
         if len(present) < 2:
-            raise DataError(f"{raw['train'].origin}: the labels have one class ({names[present[0]]!r}); "
-                            f"classification needs at least two.")
-    desc = f"{root} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())} images, "\
-           f"{size[1]}x{size[0]}x{channels})"
+            raise DataError(
+                f"{raw['train'].origin}: the labels have one class ({names[present[0]]!r}); "
+                f"classification needs at least two."
+            )
+    desc = f"{root} ({', '.join(f'{k}: {len(v)}' for k, v in splits.items())} images, {size[1]}x{size[0]}x{channels})"
     if skipped_all:
         desc += f"; skipped {len(skipped_all)} unreadable"
     if hold_out and "validation" not in splits and "train" in splits:

@@ -34,21 +34,27 @@ _MULTI_SPLIT = re.compile(r"\s*[,;|]\s*")
 class LabeledData:
     splits: DatasetDict
     task: str
-    labels: list[str] | None          # class names in id order (None for regression)
+    labels: list[str] | None  # class names in id order (None for regression)
     fingerprint: str
     description: str
     origin: dict[str, str] = field(default_factory=dict)
 
 
-def _choose(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, where: str, flag: str) -> str:
+def _choose(
+    columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, where: str, flag: str
+) -> str:
     if wanted is not None:
         if wanted not in columns:
-            raise DataError(f"{where}: no {what} column {wanted!r}. Columns are: {', '.join(columns)}. Pass {flag}=NAME.")
+            raise DataError(
+                f"{where}: no {what} column {wanted!r}. Columns are: {', '.join(columns)}. Pass {flag}=NAME."
+            )
         return wanted
     for name in candidates:
         if name in columns:
             return name
-    raise DataError(f"{where}: cannot tell which column holds the {what}; columns are {', '.join(columns)}. Pass {flag}=NAME.")
+    raise DataError(
+        f"{where}: cannot tell which column holds the {what}; columns are {', '.join(columns)}. Pass {flag}=NAME."
+    )
 
 
 def _label_names(values: list, feature) -> list[str]:
@@ -75,9 +81,18 @@ def _split_multi(value) -> list[str]:
     return [part for part in _MULTI_SPLIT.split(text) if part] if text else []
 
 
-def load_labeled(path: str, *, task: str = "classification", text_column: str | None = None,
-                 label_column: str | None = None, validation_fraction: float = 0.1, seed: int = 0,
-                 labels: list[str] | None = None, need_labels: bool = True, hold_out: bool = True) -> LabeledData:
+def load_labeled(
+    path: str,
+    *,
+    task: str = "classification",
+    text_column: str | None = None,
+    label_column: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    labels: list[str] | None = None,
+    need_labels: bool = True,
+    hold_out: bool = True,
+) -> LabeledData:
     """Load and validate labeled text. `labels` fixes the class list (e.g. a trained model's);
     otherwise it is read from the train split. `need_labels=False` allows unlabeled input
     (prediction): the `label` column is then absent. `hold_out=False` never carves a validation
@@ -108,14 +123,16 @@ def load_labeled(path: str, *, task: str = "classification", text_column: str | 
         present = set(out["train"]["label"])
         if len(present) < 2:
             only = names[next(iter(present))] if present else "nothing"
-            raise DataError(f"{raw.origin['train']}: the label column has one class ({only!r}); "
-                            f"classification needs at least two.")
+            raise DataError(
+                f"{raw.origin['train']}: the label column has one class ({only!r}); classification needs at least two."
+            )
     description = raw.description
     if hold_out and "validation" not in out and "train" in out and need_labels:
         out["train"], out["validation"] = stratified_split(out["train"], task, validation_fraction, seed)
         description += f"; held out {len(out['validation'])} rows for validation (seeded, stratified)"
-    return LabeledData(DatasetDict(out), task, names if task != "regression" else None, raw.fingerprint,
-                       description, raw.origin)
+    return LabeledData(
+        DatasetDict(out), task, names if task != "regression" else None, raw.fingerprint, description, raw.origin
+    )
 
 
 def _encode(values: list, task: str, names: list[str] | None, split: str, where: str, column: str):
@@ -125,7 +142,9 @@ def _encode(values: list, task: str, names: list[str] | None, split: str, where:
             try:
                 encoded.append(float(v))
             except (TypeError, ValueError):
-                raise DataError(f"{where}, row {i + 1}: regression target {v!r} in column {column!r} is not a number.") from None
+                raise DataError(
+                    f"{where}, row {i + 1}: regression target {v!r} in column {column!r} is not a number."
+                ) from None
             if not np.isfinite(encoded[-1]):
                 raise DataError(f"{where}, row {i + 1}: regression target {v!r} in column {column!r} is not finite.")
         return encoded, None
@@ -143,8 +162,10 @@ def _encode(values: list, task: str, names: list[str] | None, split: str, where:
         for i, s in enumerate(sets):
             unknown = [n for n in s if n not in index]
             if unknown:
-                raise DataError(f"{where}, row {i + 1}: label {unknown[0]!r} never occurs in the training data "
-                                f"(known: {', '.join(names)}). Fix the label or add training examples for it.")
+                raise DataError(
+                    f"{where}, row {i + 1}: label {unknown[0]!r} never occurs in the training data "
+                    f"(known: {', '.join(names)}). Fix the label or add training examples for it."
+                )
             vec = [0.0] * len(names)
             for n in s:
                 vec[index[n]] = 1.0
@@ -159,8 +180,10 @@ def _encode(values: list, task: str, names: list[str] | None, split: str, where:
     for i, v in enumerate(values):
         key = str(v)
         if key not in index:
-            raise DataError(f"{where}, row {i + 1}: label {key!r} never occurs in the training data "
-                            f"(known: {', '.join(names)}). Fix the label or add training examples for it.")
+            raise DataError(
+                f"{where}, row {i + 1}: label {key!r} never occurs in the training data "
+                f"(known: {', '.join(names)}). Fix the label or add training examples for it."
+            )
         encoded.append(index[key])
     return encoded, names
 
@@ -169,7 +192,7 @@ def stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> t
     n_val = max(1, int(round(len(train) * fraction)))
     if len(train) - n_val < 1:
         raise DataError(f"Only {len(train)} labeled rows: too few to hold out a validation split.")
-    if task == "classification":   # the same fraction of every class, at least one each
+    if task == "classification":  # the same fraction of every class, at least one each
         keep, held = stratified_holdout(np.asarray(train["label"]), len(train), fraction, seed)
         return train.select(keep), train.select(held)
     parts = train.train_test_split(test_size=n_val, seed=seed, shuffle=True)
@@ -178,22 +201,33 @@ def stratified_split(train: Dataset, task: str, fraction: float, seed: int) -> t
 
 # Tokenization and batches --------------------------------------------------------------------
 
+
 @dataclass
 class EncodedSplit:
-    store: TokenStore              # truncated token ids
-    labels: np.ndarray             # (N,) int64 | (N,) float32 | (N, C) float32
-    full_lengths: np.ndarray       # token counts before truncation (for the data summary)
+    store: TokenStore  # truncated token ids
+    labels: np.ndarray  # (N,) int64 | (N,) float32 | (N, C) float32
+    full_lengths: np.ndarray  # token counts before truncation (for the data summary)
 
 
 def encode_split(ds: Dataset, tokenizer, max_length: int) -> EncodedSplit:
     def tok(batch):
         enc = tokenizer(batch["text"], truncation=False, add_special_tokens=True)["input_ids"]
-        return {"input_ids": [ids[:max_length - 1] + ids[-1:] if len(ids) > max_length and _ends_special(tokenizer, ids)
-                              else ids[:max_length] for ids in enc],
-                "full_length": [len(ids) for ids in enc]}
+        return {
+            "input_ids": [
+                ids[: max_length - 1] + ids[-1:]
+                if len(ids) > max_length and _ends_special(tokenizer, ids)
+                else ids[:max_length]
+                for ids in enc
+            ],
+            "full_length": [len(ids) for ids in enc],
+        }
 
     mapped = ds.map(tok, batched=True, remove_columns=["text"], keep_in_memory=True, desc=None)
-    labels = np.asarray(mapped["label"], dtype=np.int64 if _is_int(mapped) else np.float32) if "label" in mapped.column_names else np.zeros(len(mapped))
+    labels = (
+        np.asarray(mapped["label"], dtype=np.int64 if _is_int(mapped) else np.float32)
+        if "label" in mapped.column_names
+        else np.zeros(len(mapped))
+    )
     return EncodedSplit(TokenStore(mapped), labels, np.asarray(mapped["full_length"]))
 
 
@@ -222,6 +256,10 @@ class LabeledCollator:
         for row, (index, n) in enumerate(zip(indices, lengths)):
             ids[row, :n] = store.get(index)
             mask[row, :n] = 1
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
-                "labels": torch.from_numpy(self.split.labels[indices]),
-                "n_targets": len(indices), "n_tokens": int(lengths.sum())}
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.from_numpy(self.split.labels[indices]),
+            "n_targets": len(indices),
+            "n_tokens": int(lengths.sum()),
+        }

@@ -31,15 +31,21 @@ log = logging.getLogger(__name__)
 
 TABULAR = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_EXT = ".txt"
-SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
-               "dev": "validation", "test": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 
 @dataclass
 class TextCorpus:
-    splits: DatasetDict          # "train" and "validation", each with a single "text" column
-    fingerprint: str             # content hash of the inputs (or the hub dataset's fingerprint)
-    description: str             # what was loaded, for logs and the manifest
+    splits: DatasetDict  # "train" and "validation", each with a single "text" column
+    fingerprint: str  # content hash of the inputs (or the hub dataset's fingerprint)
+    description: str  # what was loaded, for logs and the manifest
 
 
 def _suffix(path: Path) -> str:
@@ -50,8 +56,7 @@ def _suffix(path: Path) -> str:
 
 
 def _looks_like_hub_id(text: str) -> bool:
-    return (not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).suffix
-            and " " not in text)
+    return not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).suffix and " " not in text
 
 
 def _find_bad_utf8_line(path: Path) -> int | None:
@@ -106,8 +111,10 @@ def _load_file(path: Path) -> Dataset:
         # pyarrow's JSON reader accepts invalid UTF-8 and fails much later; check up front.
         bad_line = _find_bad_utf8_line(path)
         if bad_line is not None:
-            raise DataError(f"{path}, line {bad_line}: bytes that are not valid UTF-8. "
-                            f"Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).")
+            raise DataError(
+                f"{path}, line {bad_line}: bytes that are not valid UTF-8. "
+                f"Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            )
     try:
         if ext == TEXT_EXT:
             ds = datasets.load_dataset("text", data_files=str(path), split="train")
@@ -126,8 +133,10 @@ def _load_file(path: Path) -> Dataset:
             ragged = _find_ragged_line(path, "\t" if ext == ".tsv" else ",")
             if ragged:
                 line, expected, got = ragged
-                raise DataError(f"{path}, line {line}: {got} fields where the header has {expected}. Quote fields "
-                                f"that contain the delimiter, or fix the row.") from None
+                raise DataError(
+                    f"{path}, line {line}: {got} fields where the header has {expected}. Quote fields "
+                    f"that contain the delimiter, or fix the row."
+                ) from None
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"Could not read {path}: {reason}") from None
     return ds
@@ -155,8 +164,11 @@ def _pick_column(ds: Dataset, column: str | None, where: str) -> Dataset:
 
 
 def _drop_empty(ds: Dataset) -> Dataset:
-    return ds.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True,
-                     desc="dropping empty documents" if len(ds) > 100_000 else None)
+    return ds.filter(
+        lambda batch: [bool(t and t.strip()) for t in batch["text"]],
+        batched=True,
+        desc="dropping empty documents" if len(ds) > 100_000 else None,
+    )
 
 
 def _folder_of_text_files(folder: Path, files: list[Path]) -> Dataset:
@@ -174,8 +186,8 @@ def _folder_of_text_files(folder: Path, files: list[Path]) -> Dataset:
 
 @dataclass
 class RawSplits:
-    splits: dict[str, Dataset]   # split name -> dataset with the source's own columns
-    origin: dict[str, str]       # split name -> file (or source) it came from, for error messages
+    splits: dict[str, Dataset]  # split name -> dataset with the source's own columns
+    origin: dict[str, str]  # split name -> file (or source) it came from, for error messages
     fingerprint: str
     description: str
 
@@ -190,12 +202,17 @@ def read_splits(path: str, prepare=None) -> RawSplits:
     origin: dict[str, str] = {}
     source = Path(path).expanduser()
     if source.is_dir():
-        if (source / "dataset_dict.json").exists() or (source / "dataset_info.json").exists() or (source / "state.json").exists():
+        if (
+            (source / "dataset_dict.json").exists()
+            or (source / "dataset_info.json").exists()
+            or (source / "state.json").exists()
+        ):
             loaded = datasets.load_from_disk(str(source))
             splits = dict(loaded) if isinstance(loaded, DatasetDict) else {"train": loaded}
             origin = {name: f"{source} [{name}]" for name in splits}
-            return RawSplits(splits, origin, "-".join(d._fingerprint for d in splits.values())[:32],
-                             f"save_to_disk folder {source}")
+            return RawSplits(
+                splits, origin, "-".join(d._fingerprint for d in splits.values())[:32], f"save_to_disk folder {source}"
+            )
         files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
         if not files:
             raise DataError(f"{source} is an empty folder: put .txt/.csv/.jsonl/.parquet files in it.")
@@ -207,19 +224,29 @@ def read_splits(path: str, prepare=None) -> RawSplits:
                 if split:
                     splits[split], origin[split] = _load_file(f), str(f)
                     hashed.append(f)
-            return RawSplits(splits, origin, fingerprint_paths(hashed),
-                             f"split files in {source} ({', '.join(sorted(splits))})")
+            return RawSplits(
+                splits, origin, fingerprint_paths(hashed), f"split files in {source} ({', '.join(sorted(splits))})"
+            )
         if all(_suffix(p) == TEXT_EXT for p in files):
-            return RawSplits({"train": _folder_of_text_files(source, files)}, {"train": str(source)},
-                             fingerprint_paths(files), f"{len(files)} text files in {source} (a document per file)")
+            return RawSplits(
+                {"train": _folder_of_text_files(source, files)},
+                {"train": str(source)},
+                fingerprint_paths(files),
+                f"{len(files)} text files in {source} (a document per file)",
+            )
         parts = [_load_file(f) for f in files]
         if prepare is not None:
             parts = [prepare(d, str(f)) for d, f in zip(parts, files)]
-        return RawSplits({"train": datasets.concatenate_datasets(parts)}, {"train": str(source)},
-                         fingerprint_paths(files), f"{len(files)} files in {source}")
+        return RawSplits(
+            {"train": datasets.concatenate_datasets(parts)},
+            {"train": str(source)},
+            fingerprint_paths(files),
+            f"{len(files)} files in {source}",
+        )
     if source.is_file():
-        return RawSplits({"train": _load_file(source)}, {"train": str(source)}, fingerprint_paths([source]),
-                         f"file {source}")
+        return RawSplits(
+            {"train": _load_file(source)}, {"train": str(source)}, fingerprint_paths([source]), f"file {source}"
+        )
     if _looks_like_hub_id(path):
         try:
             loaded = datasets.load_dataset(path)
@@ -230,14 +257,25 @@ def read_splits(path: str, prepare=None) -> RawSplits:
                 f"({reason}). Check the path, or the network if you meant a hub dataset id."
             ) from None
         splits = dict(loaded)
-        return RawSplits(splits, {name: f"{path} [{name}]" for name in splits},
-                         "-".join(d._fingerprint for d in splits.values())[:32], f"hub dataset {path}")
+        return RawSplits(
+            splits,
+            {name: f"{path} [{name}]" for name in splits},
+            "-".join(d._fingerprint for d in splits.values())[:32],
+            f"hub dataset {path}",
+        )
     raise DataError(f"{path} does not exist. Pass a file, a folder, or a Hugging Face hub dataset id.")
 
 
-def load_text_corpus(path: str, *, column: str | None = None, validation_path: str | None = None,
-                     validation_fraction: float = 0.05, max_validation_docs: int = 2000,
-                     max_docs: int | None = None, seed: int = 0) -> TextCorpus:
+def load_text_corpus(
+    path: str,
+    *,
+    column: str | None = None,
+    validation_path: str | None = None,
+    validation_fraction: float = 0.05,
+    max_validation_docs: int = 2000,
+    max_docs: int | None = None,
+    seed: int = 0,
+) -> TextCorpus:
     """Load a text corpus from a file, folder or hub id into train/validation splits."""
     raw = read_splits(path, prepare=lambda ds, where: _pick_column(ds, column, where))
     splits, fingerprint, description = raw.splits, raw.fingerprint, raw.description

@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from fmloop.core.errors import DataError, ModelError
 
+
 def pad_width(longest: int, multiple: int) -> int:
     """Padded batch width. GPUs want multiples of 8 (tensor-core tiles); on a CPU every padding
     token is wasted work (12% of a step for 25-token sentences), so the CPU default is 1."""
@@ -42,7 +43,11 @@ class TokenStore:
     """Ragged int32 token sequences backed by an Arrow list column."""
 
     def __init__(self, dataset: Dataset, column: str = "input_ids"):
-        table = dataset.with_format("arrow")[:][column] if len(dataset) else pa.chunked_array([pa.array([], pa.list_(pa.int32()))])
+        table = (
+            dataset.with_format("arrow")[:][column]
+            if len(dataset)
+            else pa.chunked_array([pa.array([], pa.list_(pa.int32()))])
+        )
         array = table.combine_chunks() if isinstance(table, pa.ChunkedArray) else table
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
@@ -54,7 +59,7 @@ class TokenStore:
         return len(self.lengths)
 
     def get(self, index: int) -> np.ndarray:
-        return self.values[self.offsets[index]:self.offsets[index + 1]]
+        return self.values[self.offsets[index] : self.offsets[index + 1]]
 
     @property
     def n_tokens(self) -> int:
@@ -67,32 +72,41 @@ def _special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[in
     with_specials = tokenizer(probe, add_special_tokens=True)["input_ids"]
     plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
     for pos in range(len(with_specials) - len(plain) + 1):
-        if with_specials[pos:pos + len(plain)] == plain:
-            return with_specials[:pos], with_specials[pos + len(plain):]
+        if with_specials[pos : pos + len(plain)] == plain:
+            return with_specials[:pos], with_specials[pos + len(plain) :]
     return [], []
 
 
 def tokenize_for_mlm(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, seq_len: int) -> TokenStore:
     if tokenizer.mask_token_id is None:
-        raise ModelError("Masked-LM pretraining needs a tokenizer with a mask token; this one has none. "
-                         "Use --objective clm, or a BERT-style tokenizer.")
+        raise ModelError(
+            "Masked-LM pretraining needs a tokenizer with a mask token; this one has none. "
+            "Use --objective clm, or a BERT-style tokenizer."
+        )
     prefix, suffix = _special_ids(tokenizer)
     body = seq_len - len(prefix) - len(suffix)
     if body < 8:
-        raise DataError(f"The 'train.seq_len' parameter of pretrain must be >= {len(prefix) + len(suffix) + 8}. Got {seq_len} instead.")
+        raise DataError(
+            f"The 'train.seq_len' parameter of pretrain must be >= {len(prefix) + len(suffix) + 8}. Got {seq_len} instead."
+        )
 
     def chunk(batch):
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
         out = []
         for doc in ids:
             for start in range(0, len(doc), body):
-                piece = doc[start:start + body]
+                piece = doc[start : start + body]
                 if len(piece) >= 2:  # a lone token teaches nothing
                     out.append(prefix + piece + suffix)
         return {"input_ids": out}
 
-    tokenized = dataset.map(chunk, batched=True, remove_columns=dataset.column_names,
-                            desc="tokenizing (masked LM)", keep_in_memory=len(dataset) < 50_000)
+    tokenized = dataset.map(
+        chunk,
+        batched=True,
+        remove_columns=dataset.column_names,
+        desc="tokenizing (masked LM)",
+        keep_in_memory=len(dataset) < 50_000,
+    )
     return TokenStore(tokenized)
 
 
@@ -105,19 +119,28 @@ def tokenize_for_clm(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, seq_l
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
         stream = [t for doc in ids for t in (*doc, eos)]
         n = len(stream) // seq_len
-        return {"input_ids": [stream[i * seq_len:(i + 1) * seq_len] for i in range(n)]}
+        return {"input_ids": [stream[i * seq_len : (i + 1) * seq_len] for i in range(n)]}
 
     # Large map batches keep the tail dropped at each batch boundary small (< seq_len per 2,000 docs).
-    tokenized = dataset.map(pack, batched=True, batch_size=2000, remove_columns=dataset.column_names,
-                            desc="tokenizing and packing (causal LM)", keep_in_memory=len(dataset) < 50_000)
+    tokenized = dataset.map(
+        pack,
+        batched=True,
+        batch_size=2000,
+        remove_columns=dataset.column_names,
+        desc="tokenizing and packing (causal LM)",
+        keep_in_memory=len(dataset) < 50_000,
+    )
     store = TokenStore(tokenized)
     if len(store) == 0:
-        raise DataError(f"The corpus is shorter than one block of train.seq_len={seq_len} tokens. "
-                        f"Add text or lower --train.seq_len.")
+        raise DataError(
+            f"The corpus is shorter than one block of train.seq_len={seq_len} tokens. "
+            f"Add text or lower --train.seq_len."
+        )
     return store
 
 
 # Batch order -----------------------------------------------------------------------------------
+
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket: bool) -> list[np.ndarray]:
     """The global batches of one epoch, as arrays of example indices (partial last batch dropped).
@@ -136,7 +159,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, b
         window = batch_size * 50
         pieces = []
         for start in range(0, len(order), window):
-            part = order[start:start + window]
+            part = order[start : start + window]
             pieces.append(part[np.argsort(lengths[part], kind="stable")])
         order = np.concatenate(pieces)
         batches = order.reshape(n_batches, batch_size)
@@ -153,6 +176,7 @@ def split_micro(batch: np.ndarray, rank: int, world_size: int, accum: int) -> li
 
 
 # Collation -------------------------------------------------------------------------------------
+
 
 @dataclass
 class MaskedLMCollator:

@@ -14,18 +14,23 @@ import numpy as np
 
 from fmloop.core.artifacts import atomic_write_json, atomic_write_text, read_jsonl
 from fmloop.core.errors import DataError
-from fmloop.tasks import get_task
-from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
-from fmloop.tasks.metrics import softmax
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
 from fmloop.evaluate.report import training_curves
 from fmloop.models.loading import load
+from fmloop.tasks import get_task
+from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
+from fmloop.tasks.metrics import softmax
 
 log = logging.getLogger(__name__)
 
 
-def labeled_inputs(model, data_path: str, splits=("test", "validation"), text_column: str | None = None,
-                   label_column: str | None = None):
+def labeled_inputs(
+    model,
+    data_path: str,
+    splits=("test", "validation"),
+    text_column: str | None = None,
+    label_column: str | None = None,
+):
     """(inputs, examples, y_true, where) for the first of `splits` that `data_path` has (else its
     train split): texts or uint8 images, in the form `model.logits` takes."""
     from fmloop.data.labeled import load_labeled
@@ -33,26 +38,45 @@ def labeled_inputs(model, data_path: str, splits=("test", "validation"), text_co
     if getattr(model, "modality", "text") == "image":
         from fmloop.data.images import load_images
 
-        data = load_images(data_path, labels=model.labels, image_column=text_column, label_column=label_column,
-                           hold_out=False, size=(model.size, model.size), channels=model.channels)
+        data = load_images(
+            data_path,
+            labels=model.labels,
+            image_column=text_column,
+            label_column=label_column,
+            hold_out=False,
+            size=(model.size, model.size),
+            channels=model.channels,
+        )
         split = next((s for s in splits if s in data.splits), "train")
         images = data.splits[split]
         return images.pixels, {"images": images.pixels, "names": images.names}, images.labels, f"{data_path} [{split}]"
-    data = load_labeled(data_path, task=model.task, text_column=text_column, label_column=label_column,
-                        labels=model.labels, hold_out=False)
+    data = load_labeled(
+        data_path,
+        task=model.task,
+        text_column=text_column,
+        label_column=label_column,
+        labels=model.labels,
+        hold_out=False,
+    )
     split = next((s for s in splits if s in data.splits), "train")
     ds = data.splits[split]
     return ds["text"], {"texts": ds["text"]}, np.asarray(ds["label"]), data.origin.get(split, data_path)
 
 
-def score(model_path: str, data_path: str, text_column: str | None = None, label_column: str | None = None,
-          batch_size: int = 64):
+def score(
+    model_path: str,
+    data_path: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 64,
+):
     """(model, examples, y_true, logits, where) for every labeled row of `data_path` (a folder: its
     test split, else validation)."""
 
     model = load(model_path)
-    inputs, examples, y_true, where = labeled_inputs(model, data_path, text_column=text_column,
-                                                     label_column=label_column)
+    inputs, examples, y_true, where = labeled_inputs(
+        model, data_path, text_column=text_column, label_column=label_column
+    )
     return model, examples, y_true, model_logits(model, inputs, batch_size, f"scoring {Path(model_path).name}"), where
 
 
@@ -65,24 +89,45 @@ def model_logits(model, inputs, batch_size: int = 64, what: str = "scoring") -> 
         return model.logits(inputs, batch_size, progress=lambda n: progress.advance(task, n))
 
 
-def evaluate_model(model_path: str, data_path: str, out: str | Path | None = None, baseline: str | None = None,
-                   text_column: str | None = None, label_column: str | None = None, batch_size: int = 64) -> dict:
+def evaluate_model(
+    model_path: str,
+    data_path: str,
+    out: str | Path | None = None,
+    baseline: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 64,
+) -> dict:
     model, examples, y_true, logits, where = score(model_path, data_path, text_column, label_column, batch_size)
     out = Path(out) if out else _default_out(model.folder)
     comparison = None
     if baseline:
         base_model, _, base_y, base_logits, _ = score(baseline, data_path, text_column, label_column, batch_size)
         if base_model.task != model.task or base_model.labels != model.labels:
-            raise DataError(f"The baseline {baseline} predicts {base_model.labels or 'scores'}, the model "
-                            f"{model_path} predicts {model.labels or 'scores'}: they cannot be compared.")
-        comparison = {"baseline": baseline,
-                      "baseline_metrics": _scalars(get_task(model.task).metrics(base_y, base_logits, model.labels)),
-                      "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
-                      "test": paired_bootstrap(model.task, y_true, logits, base_logits)}
+            raise DataError(
+                f"The baseline {baseline} predicts {base_model.labels or 'scores'}, the model "
+                f"{model_path} predicts {model.labels or 'scores'}: they cannot be compared."
+            )
+        comparison = {
+            "baseline": baseline,
+            "baseline_metrics": _scalars(get_task(model.task).metrics(base_y, base_logits, model.labels)),
+            "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
+            "test": paired_bootstrap(model.task, y_true, logits, base_logits),
+        }
     run_metrics = model.folder.parent / "metrics.jsonl"
     log.info("writing metrics.json and report.html to %s", out)
-    return write_evaluation(out=out, model=model_path, data=where, task=model.task, labels=model.labels, y_true=y_true,
-                            logits=logits, curves=read_jsonl(run_metrics), comparison=comparison, **examples)
+    return write_evaluation(
+        out=out,
+        model=model_path,
+        data=where,
+        task=model.task,
+        labels=model.labels,
+        y_true=y_true,
+        logits=logits,
+        curves=read_jsonl(run_metrics),
+        comparison=comparison,
+        **examples,
+    )
 
 
 def _default_out(folder: Path) -> Path:
@@ -96,27 +141,49 @@ def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
 
-def write_evaluation(*, out: Path, model: str, data: str, task: str, labels: list[str] | None, y_true: np.ndarray,
-                     logits: np.ndarray, texts: list[str] | None = None, curves: list[dict] | None = None,
-                     comparison: dict | None = None, images: np.ndarray | None = None,
-                     names: list[str] | None = None) -> dict:
+def write_evaluation(
+    *,
+    out: Path,
+    model: str,
+    data: str,
+    task: str,
+    labels: list[str] | None,
+    y_true: np.ndarray,
+    logits: np.ndarray,
+    texts: list[str] | None = None,
+    curves: list[dict] | None = None,
+    comparison: dict | None = None,
+    images: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> dict:
     """metrics.json + report.html in `out`. The report's "most confidently wrong" section shows
     `texts`, or a grid of `images` (uint8 N x H x W x C) captioned with `names`."""
     metrics = get_task(task).metrics(y_true, logits, labels)
-    result = {"model": str(model), "data": data, "task": task, "n": int(len(y_true)), "labels": labels,
-              "metrics": metrics, "intervals_95": bootstrap_intervals(task, y_true, logits)}
+    result = {
+        "model": str(model),
+        "data": data,
+        "task": task,
+        "n": int(len(y_true)),
+        "labels": labels,
+        "metrics": metrics,
+        "intervals_95": bootstrap_intervals(task, y_true, logits),
+    }
     if comparison:
         result["comparison"] = comparison
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", result)
-    wrong = (_confidently_wrong_images(task, labels, y_true, logits, images, names) if images is not None
-             else _confidently_wrong(task, labels, y_true, logits, texts or []))
+    wrong = (
+        _confidently_wrong_images(task, labels, y_true, logits, images, names)
+        if images is not None
+        else _confidently_wrong(task, labels, y_true, logits, texts or [])
+    )
     atomic_write_text(out / "report.html", _report(result, curves or [], wrong))
     return result
 
 
 # Report -----------------------------------------------------------------------------------------
+
 
 def _confusion_plot(matrix: list[list[int]], labels: list[str]) -> str:
     import matplotlib
@@ -128,8 +195,15 @@ def _confusion_plot(matrix: list[list[int]], labels: list[str]) -> str:
     size = min(12, 2.5 + 0.5 * len(labels))
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     ax.imshow(m, cmap="Blues")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title="confusion matrix")
+    ax.set(
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     for i in range(len(labels)):
         for j in range(len(labels)):
@@ -165,10 +239,19 @@ def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
     wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
-    rows = "".join(f"<tr><td>{html.escape(texts[i][:300])}</td><td>{html.escape(labels[y_true[i]])}</td>"
-                   f"<td>{html.escape(labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td></tr>" for i in wrong)
-    return ("<h2>Most confidently wrong</h2><table><tr><th>text</th><th>true</th><th>predicted</th>"
-            f"<th>confidence</th></tr>{rows}</table>") if rows else ""
+    rows = "".join(
+        f"<tr><td>{html.escape(texts[i][:300])}</td><td>{html.escape(labels[y_true[i]])}</td>"
+        f"<td>{html.escape(labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td></tr>"
+        for i in wrong
+    )
+    return (
+        (
+            "<h2>Most confidently wrong</h2><table><tr><th>text</th><th>true</th><th>predicted</th>"
+            f"<th>confidence</th></tr>{rows}</table>"
+        )
+        if rows
+        else ""
+    )
 
 
 def _confidently_wrong_images(task, labels, y_true, logits, images, names, k=24) -> str:
@@ -198,43 +281,71 @@ def _confidently_wrong_images(task, labels, y_true, logits, images, names, k=24)
     fig.tight_layout()
     uri = figure_to_data_uri(fig)
     plt.close(fig)
-    listed = "".join(f"<li>{html.escape(str(names[i]) if names else str(i))}: predicted {html.escape(labels[pred[i]])} "
-                     f"({probs[i, pred[i]]:.3f}), true {html.escape(labels[y_true[i]])}</li>" for i in wrong)
-    return (f"<h2>Most confidently wrong</h2><p>Title: predicted label and confidence; below it the true label.</p>"
-            f'<img alt="most confidently wrong images" src="{uri}"><details><summary>which images</summary>'
-            f"<ul>{listed}</ul></details>")
+    listed = "".join(
+        f"<li>{html.escape(str(names[i]) if names else str(i))}: predicted {html.escape(labels[pred[i]])} "
+        f"({probs[i, pred[i]]:.3f}), true {html.escape(labels[y_true[i]])}</li>"
+        for i in wrong
+    )
+    return (
+        f"<h2>Most confidently wrong</h2><p>Title: predicted label and confidence; below it the true label.</p>"
+        f'<img alt="most confidently wrong images" src="{uri}"><details><summary>which images</summary>'
+        f"<ul>{listed}</ul></details>"
+    )
 
 
 def _report(result: dict, curves, wrong: str) -> str:
     metrics, task, labels = result["metrics"], result["task"], result["labels"]
     intervals = result["intervals_95"]
-    headline = {k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
-                for k, v in metrics.items() if isinstance(v, float)}
-    body = ["<h1>fmloop evaluation</h1>", html_table({"model": result["model"], "data": result["data"],
-                                                    "examples": result["n"], "task": task}),
-            "<h2>Metrics (95% bootstrap intervals)</h2>", html_table(headline)]
+    headline = {
+        k: (f"{v:.4f}  [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else v)
+        for k, v in metrics.items()
+        if isinstance(v, float)
+    }
+    body = [
+        "<h1>fmloop evaluation</h1>",
+        html_table({"model": result["model"], "data": result["data"], "examples": result["n"], "task": task}),
+        "<h2>Metrics (95% bootstrap intervals)</h2>",
+        html_table(headline),
+    ]
     if "per_class" in metrics:
-        rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
-                       f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>" for name, m in metrics["per_class"].items())
-        body.append("<h2>Per class</h2><table><tr><th></th><th>precision</th><th>recall</th><th>F1</th>"
-                    f"<th>support</th></tr>{rows}</table>")
+        rows = "".join(
+            f"<tr><th>{html.escape(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
+            f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
+            for name, m in metrics["per_class"].items()
+        )
+        body.append(
+            "<h2>Per class</h2><table><tr><th></th><th>precision</th><th>recall</th><th>F1</th>"
+            f"<th>support</th></tr>{rows}</table>"
+        )
     comparison = result.get("comparison")
     if comparison:
         test = comparison["test"]
         name = test["metric"]
-        body += ["<h2>Against the baseline</h2>",
-                 html_table({"baseline": comparison["baseline"],
-                         f"{name} (model)": metrics.get(name), f"{name} (baseline)": comparison["baseline_metrics"].get(name),
-                         "difference (model - baseline)": f"{test['difference']:+.4f}  [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}]",
-                         "paired bootstrap p-value": test["p_value"], "better": {"A": "model", "B": "baseline"}.get(test["better"], "neither")})]
+        body += [
+            "<h2>Against the baseline</h2>",
+            html_table(
+                {
+                    "baseline": comparison["baseline"],
+                    f"{name} (model)": metrics.get(name),
+                    f"{name} (baseline)": comparison["baseline_metrics"].get(name),
+                    "difference (model - baseline)": f"{test['difference']:+.4f}  [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}]",
+                    "paired bootstrap p-value": test["p_value"],
+                    "better": {"A": "model", "B": "baseline"}.get(test["better"], "neither"),
+                }
+            ),
+        ]
     if "confusion_matrix" in metrics:
-        body += ['<h2>Confusion matrix and calibration</h2>',
-                 f'<img alt="confusion matrix" src="{_confusion_plot(metrics["confusion_matrix"], labels)}">',
-                 f'<img alt="reliability diagram" src="{_reliability_plot(metrics["reliability"])}">',
-                 f"<p>Expected calibration error: {metrics['ece']:.4f}</p>"]
+        body += [
+            "<h2>Confusion matrix and calibration</h2>",
+            f'<img alt="confusion matrix" src="{_confusion_plot(metrics["confusion_matrix"], labels)}">',
+            f'<img alt="reliability diagram" src="{_reliability_plot(metrics["reliability"])}">',
+            f"<p>Expected calibration error: {metrics['ece']:.4f}</p>",
+        ]
     uri = training_curves(curves)
     if uri:
         body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{uri}">']
     body.append(wrong)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop evaluation</title><style>{CSS}</style>"
-            f"</head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fmloop evaluation</title><style>{CSS}</style>"
+        f"</head><body>{''.join(body)}</body></html>"
+    )

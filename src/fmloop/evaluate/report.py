@@ -46,13 +46,34 @@ def write_training_report(run: RunDir) -> str:
     manifest = run.read_manifest()
     rows = run.read_metrics()
     curves = training_curves(rows)
-    summary = {k: manifest.get(k) for k in ("kind", "status", "stop_reason", "model", "parameters", "objective",
-                                            "tokenizer", "data", "runtime", "parent", "config_hash",
-                                            "data_fingerprint", "fmloop_version", "updated")}
+    summary = {
+        k: manifest.get(k)
+        for k in (
+            "kind",
+            "status",
+            "stop_reason",
+            "model",
+            "parameters",
+            "objective",
+            "tokenizer",
+            "data",
+            "runtime",
+            "parent",
+            "config_hash",
+            "data_fingerprint",
+            "fmloop_version",
+            "updated",
+        )
+    }
     metrics = manifest.get("metrics", {})
     config_text = run.config_path.read_text() if run.config_path.exists() else ""
-    body = [f"<h1>fmloop {html.escape(str(manifest.get('kind')))} run: {html.escape(run.path.name)}</h1>",
-            "<h2>Summary</h2>", html_table(summary), "<h2>Metrics</h2>", html_table(metrics)]
+    body = [
+        f"<h1>fmloop {html.escape(str(manifest.get('kind')))} run: {html.escape(run.path.name)}</h1>",
+        "<h2>Summary</h2>",
+        html_table(summary),
+        "<h2>Metrics</h2>",
+        html_table(metrics),
+    ]
     if curves:
         body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{curves}">']
     body += ["<h2>Resolved config</h2>", f"<pre>{html.escape(config_text)}</pre>"]

@@ -43,8 +43,10 @@ def penultimate_features(model, texts: list[str], batch_size: int = 64) -> tuple
 
     head = getattr(getattr(model, "model", None), "classifier", None)
     if head is None or not isinstance(head, torch.nn.Linear):
-        raise ConfigError(f"{type(model).__name__} has no linear `classifier` layer to read features from; "
-                          f"use --strategy entropy or margin.")
+        raise ConfigError(
+            f"{type(model).__name__} has no linear `classifier` layer to read features from; "
+            f"use --strategy entropy or margin."
+        )
     captured = []
     handle = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float()))
     try:
@@ -62,9 +64,13 @@ def k_center_greedy(features: np.ndarray, n: int, start: np.ndarray | None = Non
     """Greedy farthest-point selection (Sener & Savarese 2018) from `features` (N, D)."""
     if start is not None and len(start):
         # squared distance to the nearest already-labeled point, |f|^2 + |s|^2 - 2 f.s, in chunks
-        ss = (start ** 2).sum(-1)
-        dist = np.concatenate([np.maximum(0, ((chunk ** 2).sum(-1)[:, None] + ss[None, :] - 2 * chunk @ start.T).min(1))
-                               for chunk in np.array_split(features, max(1, len(features) // 1024))])
+        ss = (start**2).sum(-1)
+        dist = np.concatenate(
+            [
+                np.maximum(0, ((chunk**2).sum(-1)[:, None] + ss[None, :] - 2 * chunk @ start.T).min(1))
+                for chunk in np.array_split(features, max(1, len(features) // 1024))
+            ]
+        )
         picks = []
     else:
         first = int(np.random.default_rng(seed).integers(len(features)))
@@ -76,16 +82,24 @@ def k_center_greedy(features: np.ndarray, n: int, start: np.ndarray | None = Non
         nxt = int(dist.argmax())
         picks.append(nxt)
         dist = np.minimum(dist, np.nan_to_num(((features - features[nxt]) ** 2).sum(-1), nan=0.0))
-        dist[nxt] = -np.inf   # never twice, even when every distance is zero (identical features)
+        dist[nxt] = -np.inf  # never twice, even when every distance is zero (identical features)
     return picks
 
 
-def choose(strategy: str, probs: np.ndarray, feats: np.ndarray | None, n: int, labeled_feats: np.ndarray | None = None,
-           seed: int = 0) -> list[int]:
+def choose(
+    strategy: str,
+    probs: np.ndarray,
+    feats: np.ndarray | None,
+    n: int,
+    labeled_feats: np.ndarray | None = None,
+    seed: int = 0,
+) -> list[int]:
     """Indices (into the pool) of the `n` rows to label next, best first."""
     if strategy not in STRATEGIES:
-        raise ConfigError(f"The 'strategy' parameter of label suggest must be one of {', '.join(STRATEGIES)}. "
-                          f"Got {strategy!r} instead.")
+        raise ConfigError(
+            f"The 'strategy' parameter of label suggest must be one of {', '.join(STRATEGIES)}. "
+            f"Got {strategy!r} instead."
+        )
     n = min(n, len(probs))
     if strategy == "random":
         return np.random.default_rng(seed).permutation(len(probs))[:n].tolist()
@@ -97,12 +111,21 @@ def choose(strategy: str, probs: np.ndarray, feats: np.ndarray | None, n: int, l
         return np.argsort(margin, kind="stable")[:n].tolist()
     if strategy == "kcenter":
         return k_center_greedy(feats, n, labeled_feats, seed)
-    shortlist = np.argsort(margin, kind="stable")[:3 * n]
+    shortlist = np.argsort(margin, kind="stable")[: 3 * n]
     return [int(shortlist[i]) for i in k_center_greedy(feats[shortlist], n, labeled_feats, seed)]
 
 
-def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strategy: str = "margin",
-            labeled: str | None = None, text_column: str | None = None, seed: int = 0) -> dict:
+def suggest(
+    model_path: str,
+    pool: str,
+    out: str | Path,
+    *,
+    n: int = 100,
+    strategy: str = "margin",
+    labeled: str | None = None,
+    text_column: str | None = None,
+    seed: int = 0,
+) -> dict:
     from fmloop.data.labeled import TEXT_CANDIDATES, _choose
     from fmloop.data.sources import read_splits
     from fmloop.tasks.metrics import softmax
@@ -134,10 +157,26 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
         tasks = []
         for rank, i in enumerate(picks):
             guess = model.labels[int(probs[i].argmax())]
-            tasks.append({"id": rank + 1, "data": {"text": texts[i]},
-                          "predictions": [{"model_version": str(model.folder), "score": round(float(probs[i].max()), 4),
-                                           "result": [{"from_name": "label", "to_name": "text", "type": "choices",
-                                                       "value": {"choices": [guess]}}]}]})
+            tasks.append(
+                {
+                    "id": rank + 1,
+                    "data": {"text": texts[i]},
+                    "predictions": [
+                        {
+                            "model_version": str(model.folder),
+                            "score": round(float(probs[i].max()), 4),
+                            "result": [
+                                {
+                                    "from_name": "label",
+                                    "to_name": "text",
+                                    "type": "choices",
+                                    "value": {"choices": [guess]},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
         (tmp / "tasks.json").write_text(json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
         import csv
 
@@ -148,15 +187,24 @@ def suggest(model_path: str, pool: str, out: str | Path, *, n: int = 100, strate
                 p = t["predictions"][0]
                 w.writerow([t["id"], t["data"]["text"], p["result"][0]["value"]["choices"][0], p["score"], ""])
         choices = "".join(f'    <Choice value="{escape(name)}"/>\n' for name in model.labels)
-        (tmp / "label_config.xml").write_text(f'<View>\n  <Text name="text" value="$text"/>\n  <Choices name="label" '
-                                              f'toName="text" choice="single">\n{choices}  </Choices>\n</View>\n')
-        summary = {"model": str(model_path), "pool": str(pool), "pool_size": len(texts), "n": len(tasks),
-                   "strategy": strategy, "labels": model.labels}
+        (tmp / "label_config.xml").write_text(
+            f'<View>\n  <Text name="text" value="$text"/>\n  <Choices name="label" '
+            f'toName="text" choice="single">\n{choices}  </Choices>\n</View>\n'
+        )
+        summary = {
+            "model": str(model_path),
+            "pool": str(pool),
+            "pool_size": len(texts),
+            "n": len(tasks),
+            "strategy": strategy,
+            "labels": model.labels,
+        }
         (tmp / "suggest.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 # Import ---------------------------------------------------------------------------------------------
+
 
 def read_annotations(path: str) -> list[dict]:
     """[{"id", "text", "labels": [...]}] from a Label Studio JSON export or a CSV (id, text, label)."""
@@ -172,14 +220,22 @@ def read_annotations(path: str) -> list[dict]:
                 if "text" not in row or "label" not in row:
                     raise DataError(f"{path}: needs columns text and label (and id); has {', '.join(row)}.")
                 if (row.get("label") or "").strip():
-                    rows.append({"id": row.get("id") or f"line {line}", "text": row["text"],
-                                 "labels": [row["label"].strip()], "where": f"{path}, line {line}"})
+                    rows.append(
+                        {
+                            "id": row.get("id") or f"line {line}",
+                            "text": row["text"],
+                            "labels": [row["label"].strip()],
+                            "where": f"{path}, line {line}",
+                        }
+                    )
         return rows
     try:
         tasks = json.loads(file.read_text())
     except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON (line {err.lineno}): export annotations from Label Studio "
-                        f"as JSON, or pass a CSV with id,text,label columns.") from None
+        raise DataError(
+            f"{path} is not valid JSON (line {err.lineno}): export annotations from Label Studio "
+            f"as JSON, or pass a CSV with id,text,label columns."
+        ) from None
     rows = []
     for k, task in enumerate(tasks if isinstance(tasks, list) else [tasks]):
         text = (task.get("data") or {}).get("text")
@@ -192,7 +248,14 @@ def read_annotations(path: str) -> list[dict]:
             for result in ann.get("result") or []:
                 labels += (result.get("value") or {}).get("choices") or []
         if labels:
-            rows.append({"id": task.get("id", k + 1), "text": text, "labels": labels, "where": f"{path}, task {task.get('id', k + 1)}"})
+            rows.append(
+                {
+                    "id": task.get("id", k + 1),
+                    "text": text,
+                    "labels": labels,
+                    "where": f"{path}, task {task.get('id', k + 1)}",
+                }
+            )
     return rows
 
 
@@ -212,8 +275,10 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
 
         data = load_labeled(into, hold_out=False)
         labels = data.labels
-        splits = {name: {"text": list(ds["text"]), "label": [labels[v] for v in ds["label"]]}
-                  for name, ds in data.splits.items()}
+        splits = {
+            name: {"text": list(ds["text"]), "label": [labels[v] for v in ds["label"]]}
+            for name, ds in data.splits.items()
+        }
     existing = {t: l for t, l in zip(splits.get("train", {}).get("text", []), splits.get("train", {}).get("label", []))}
     conflicts, added = [], []
     for row in rows:
@@ -243,7 +308,13 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
         with open(tmp / "conflicts.jsonl", "w") as fh:
             for c in conflicts:
                 fh.write(json.dumps(c, ensure_ascii=False) + "\n")
-        summary = {"annotations": str(annotations), "into": into, "annotated": len(rows), "added": len(added),
-                   "conflicts": len(conflicts), "train_rows": len(train["text"])}
+        summary = {
+            "annotations": str(annotations),
+            "into": into,
+            "annotated": len(rows),
+            "added": len(added),
+            "conflicts": len(conflicts),
+            "train_rows": len(train["text"]),
+        }
         (tmp / "import.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from fmloop.core.artifacts import new_folder, require_new_folder
-from fmloop.core.errors import ConfigError, DataError
 from fmloop.core.console import err_console
+from fmloop.core.errors import ConfigError, DataError
 from fmloop.models.loading import load
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: i
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), model.config.hidden_size), np.float32)
     for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                        return_tensors="pt")
+        idx = order[start : start + batch_size]
+        enc = tokenizer(
+            [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        )
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
         pooled = mean_pool(hidden, enc["attention_mask"])
         out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
@@ -90,8 +91,9 @@ def out_of_sample_probabilities(X, y: np.ndarray, n_classes: int, folds: int = 5
     return probs
 
 
-def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: int = 5, seed: int = 0,
-                                          overrides: dict | None = None) -> np.ndarray:
+def finetuned_out_of_sample_probabilities(
+    data, split: str, model: str, folds: int = 5, seed: int = 0, overrides: dict | None = None
+) -> np.ndarray:
     """(N, K) class probabilities of `split`, each row predicted by a model fine-tuned (from
     `model`, fmloop's default recipe) on the other folds. The validation split, when the data has
     one besides `split`, drives early stopping in every fold; otherwise each fold holds out 10%
@@ -102,7 +104,8 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
 
     from fmloop.core.config import build_config, deep_merge
     from fmloop.tasks.metrics import softmax
-    from fmloop.train.finetune import FinetuneConfig, run as finetune
+    from fmloop.train.finetune import FinetuneConfig
+    from fmloop.train.finetune import run as finetune
 
     ds = data.splits[split]
     texts, y, names = list(ds["text"]), np.asarray(ds["label"]), data.labels
@@ -111,7 +114,7 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
     with tempfile.TemporaryDirectory(prefix="fmloop-label-issues-") as work:
         work = Path(work)
         validation = None
-        if split != "validation" and "validation" in data.splits:     # the same early-stopping split every fold
+        if split != "validation" and "validation" in data.splits:  # the same early-stopping split every fold
             val = data.splits["validation"]
             validation = _write_split(work / "validation.parquet", list(val["text"]), [names[v] for v in val["label"]])
         folds_iter = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
@@ -122,8 +125,9 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
             _write_split(fold / "train.parquet", [texts[i] for i in train], [names[y[i]] for i in train])
             if validation is not None:
                 shutil.copyfile(validation, fold / "validation.parquet")
-            cfg = build_config(FinetuneConfig, deep_merge(overrides or {}, {"data": {"path": str(fold)},
-                                                                           "model": {"name": model}}))
+            cfg = build_config(
+                FinetuneConfig, deep_merge(overrides or {}, {"data": {"path": str(fold)}, "model": {"name": model}})
+            )
             cfg.train.seed = seed + k
             run = finetune(cfg, work / f"run{k}")
             fitted = load(run.path / "model")
@@ -137,12 +141,20 @@ def finetuned_out_of_sample_probabilities(data, split: str, model: str, folds: i
 def _check_fold_sizes(y: np.ndarray, n_classes: int, folds: int) -> None:
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() < folds:
-        raise DataError(f"Every class needs at least {folds} examples for {folds}-fold probabilities; "
-                        f"the smallest has {counts.min()}. Pass --folds with a smaller number.")
+        raise DataError(
+            f"Every class needs at least {folds} examples for {folds}-fold probabilities; "
+            f"the smallest has {counts.min()}. Pass --folds with a smaller number."
+        )
 
 
-FILTERS = ("confident_learning", "prune_by_noise_rate", "low_self_confidence", "low_normalized_margin", "both",
-           "predicted_neq_given")
+FILTERS = (
+    "confident_learning",
+    "prune_by_noise_rate",
+    "low_self_confidence",
+    "low_normalized_margin",
+    "both",
+    "predicted_neq_given",
+)
 
 
 def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "confident_learning") -> np.ndarray:
@@ -154,16 +166,30 @@ def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "confident_le
     from cleanlab.filter import find_label_issues
 
     if filter_by not in FILTERS:
-        raise ConfigError(f"The 'filter_by' parameter of label-issues must be one of {', '.join(FILTERS)}. "
-                          f"Got {filter_by!r} instead.")
-    return np.asarray(find_label_issues(labels=y, pred_probs=probs, filter_by=filter_by,
-                                        return_indices_ranked_by="self_confidence"))
+        raise ConfigError(
+            f"The 'filter_by' parameter of label-issues must be one of {', '.join(FILTERS)}. Got {filter_by!r} instead."
+        )
+    return np.asarray(
+        find_label_issues(labels=y, pred_probs=probs, filter_by=filter_by, return_indices_ranked_by="self_confidence")
+    )
 
 
-def label_issues(path: str, out: str | Path, *, model: str | None = None, split: str = "train", folds: int = 5,
-                 action: str | None = None, text_column: str | None = None, label_column: str | None = None,
-                 seed: int = 0, filter_by: str = "confident_learning", finetune: bool = False,
-                 overrides: dict | None = None, probabilities: str | None = None) -> dict:
+def label_issues(
+    path: str,
+    out: str | Path,
+    *,
+    model: str | None = None,
+    split: str = "train",
+    folds: int = 5,
+    action: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    seed: int = 0,
+    filter_by: str = "confident_learning",
+    finetune: bool = False,
+    overrides: dict | None = None,
+    probabilities: str | None = None,
+) -> dict:
     """Rank likely label errors of `split`; write OUT/label_issues.csv (and a fixed dataset for
     action 'drop' or 'relabel')."""
     import csv
@@ -175,8 +201,10 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
     if action not in (None, "drop", "relabel"):
         raise ConfigError(f"Unknown action {action!r}: use --drop or --relabel.")
     if finetune and not model:
-        raise ConfigError("--finetune fine-tunes the base model named by --model: pass --model PATH "
-                          "(a Hugging Face model folder or an fmloop run).")
+        raise ConfigError(
+            "--finetune fine-tunes the base model named by --model: pass --model PATH "
+            "(a Hugging Face model folder or an fmloop run)."
+        )
     require_new_folder(out)
     data = load_labeled(path, text_column=text_column, label_column=label_column, hold_out=False)
     if split not in data.splits:
@@ -204,12 +232,28 @@ def label_issues(path: str, out: str | Path, *, model: str | None = None, split:
             w = csv.writer(fh)
             w.writerow(["rank", "row", "given", "suggested", "p_given", "p_suggested", "text"])
             for rank, i in enumerate(ranked, 1):
-                w.writerow([rank, int(i) + 1, names[y[i]], names[suggested[i]], round(float(probs[i, y[i]]), 4),
-                            round(float(probs[i, suggested[i]]), 4), texts[i]])
-        summary = {"source": str(path), "split": split, "rows": len(y), "issues": int(len(ranked)),
-                   "features": features, "folds": folds,
-                   "filter_by": filter_by,
-                   "out_of_sample_accuracy": float((suggested == y).mean()), "action": action}
+                w.writerow(
+                    [
+                        rank,
+                        int(i) + 1,
+                        names[y[i]],
+                        names[suggested[i]],
+                        round(float(probs[i, y[i]]), 4),
+                        round(float(probs[i, suggested[i]]), 4),
+                        texts[i],
+                    ]
+                )
+        summary = {
+            "source": str(path),
+            "split": split,
+            "rows": len(y),
+            "issues": int(len(ranked)),
+            "features": features,
+            "folds": folds,
+            "filter_by": filter_by,
+            "out_of_sample_accuracy": float((suggested == y).mean()),
+            "action": action,
+        }
         if action:
             _write_fixed(tmp, data, split, ranked, suggested, action)
         (tmp / "label_issues.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -238,13 +282,16 @@ def read_probabilities(path: str, names: list[str], rows: int) -> np.ndarray:
     try:
         table = pq.read_table(path)
     except Exception as err:
-        raise DataError(f"{path}: cannot read it as parquet ({err}). Pass the {PROBABILITIES} of an earlier "
-                        f"label-issues run.") from None
+        raise DataError(
+            f"{path}: cannot read it as parquet ({err}). Pass the {PROBABILITIES} of an earlier label-issues run."
+        ) from None
     missing = [f"p_{n}" for n in names if f"p_{n}" not in table.column_names]
     if missing or table.num_rows != rows:
-        raise DataError(f"{path} does not belong to this data: it has {table.num_rows} rows (the split has {rows})"
-                        + (f" and lacks the columns {', '.join(missing)}" if missing else "")
-                        + ". Pass the probabilities.parquet of a label-issues run on the same split.")
+        raise DataError(
+            f"{path} does not belong to this data: it has {table.num_rows} rows (the split has {rows})"
+            + (f" and lacks the columns {', '.join(missing)}" if missing else "")
+            + ". Pass the probabilities.parquet of a label-issues run on the same split."
+        )
     return np.stack([table.column(f"p_{n}").to_numpy() for n in names], 1)
 
 
@@ -255,9 +302,19 @@ def _write_fixed(folder: Path, data, split: str, ranked: np.ndarray, suggested: 
     with open(folder / "changes.jsonl", "w") as fh:
         for i in ranked:
             i = int(i)
-            fh.write(json.dumps({"split": split, "row": i + 1, "action": action, "label": names[data.splits[split]["label"][i]],
-                                 "new_label": names[suggested[i]] if action == "relabel" else None,
-                                 "text": data.splits[split]["text"][i]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "split": split,
+                        "row": i + 1,
+                        "action": action,
+                        "label": names[data.splits[split]["label"][i]],
+                        "new_label": names[suggested[i]] if action == "relabel" else None,
+                        "text": data.splits[split]["text"][i],
+                    }
+                )
+                + "\n"
+            )
     for name, ds in data.splits.items():
         labels = [names[v] for v in ds["label"]]
         texts = list(ds["text"])

@@ -18,7 +18,9 @@ def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
         if isinstance(module, nn.ModuleList) and len(module) > 0 and (best is None or len(module) > len(best[1])):
             best = (name, module)
     if best is None:
-        raise ModelError(f"Cannot find the transformer layers of {type(model).__name__} to apply a layer-wise strategy.")
+        raise ModelError(
+            f"Cannot find the transformer layers of {type(model).__name__} to apply a layer-wise strategy."
+        )
     return best
 
 
@@ -27,8 +29,11 @@ def head_prefixes(model: nn.Module) -> list[str]:
     base = getattr(model, "base_model_prefix", "")
     has_params = lambda module: any(True for _ in module.parameters())
     prefixes = [name for name, child in model.named_children() if name != base and has_params(child)]
-    prefixes += [f"{base}.{name}" for name, child in getattr(model, base, nn.Module()).named_children()
-                 if "pool" in name and has_params(child)]
+    prefixes += [
+        f"{base}.{name}"
+        for name, child in getattr(model, base, nn.Module()).named_children()
+        if "pool" in name and has_params(child)
+    ]
     return prefixes
 
 
@@ -42,7 +47,7 @@ def depth_of(model: nn.Module) -> Callable[[str], int]:
         if any(param_name == h or param_name.startswith(h + ".") for h in heads):
             return n_layers + 1
         if param_name.startswith(layers_name + "."):
-            return int(param_name[len(layers_name) + 1:].split(".")[0]) + 1
+            return int(param_name[len(layers_name) + 1 :].split(".")[0]) + 1
         if any(f".{n}." in f".{param_name}" for n in final_norms):
             return n_layers  # a final norm belongs with the top layer
         return 0

@@ -9,11 +9,10 @@ because that is how they were trained to be read.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,15 +32,27 @@ from fmloop.tasks.catalog import task_of_config
 
 log = logging.getLogger(__name__)
 
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                "dropout", "attention_dropout", "classifier_dropout")
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+)
 
 
 def resolve_model_folder(name: str) -> Path:
     """A model folder, or an fmloop run dir (its `model/` inside)."""
     path = model_dir_of(name)
-    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists() \
-            and not any(path.glob("*.onnx")) and not (path / "ensemble.json").exists():
+    if (
+        not (path / "config.json").exists()
+        and not (path / "adapter_config.json").exists()
+        and not any(path.glob("*.onnx"))
+        and not (path / "ensemble.json").exists()
+    ):
         raise ModelError(f"{name} is not a Hugging Face model folder (no config.json) nor an fmloop run dir.")
     return path
 
@@ -73,13 +84,20 @@ class StartingModel:
     """The model a fine-tuning run starts from, and where it came from."""
 
     model: nn.Module
-    parents: list[str]            # model folders it was built from (none for a preset)
-    pooling: str                  # native | mean
+    parents: list[str]  # model folders it was built from (none for a preset)
+    pooling: str  # native | mean
     continued: str | None = None  # continuing a fine-tuned model: "head kept" or "new head"
 
 
-def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, dropout: float | None = None,
-                     seq_len: int = 512, pooling: str = "auto") -> StartingModel:
+def build_task_model(
+    name: str,
+    task: str,
+    labels: list[str] | None,
+    tokenizer,
+    dropout: float | None = None,
+    seq_len: int = 512,
+    pooling: str = "auto",
+) -> StartingModel:
     """The task model to fine-tune: a pretrained body with a new head (a model folder or run dir),
     a fine-tuned model continued (its head kept when the labels match), or a preset (random init).
 
@@ -90,7 +108,9 @@ def build_task_model(name: str, task: str, labels: list[str] | None, tokenizer, 
     folder = resolve_model_folder(name)
     fmt = detect(folder)
     if not fmt.fp32:
-        raise ModelError(f"{name} is a {fmt.name} artifact, which cannot be fine-tuned further{_ancestor_hint(folder)}.")
+        raise ModelError(
+            f"{name} is a {fmt.name} artifact, which cannot be fine-tuned further{_ancestor_hint(folder)}."
+        )
     if _is_task_model(folder):
         return _continue(folder, fmt.name, task, labels, dropout)
     return _from_base(folder, task, labels, tokenizer, dropout, choose_pooling(name, pooling))
@@ -115,9 +135,14 @@ def _ancestor_hint(folder: Path) -> str:
 def _is_task_model(folder: Path) -> bool:
     """A folder fmloop (or transformers) saved with a trained task head."""
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
-    return (folder / "adapter_config.json").exists() or (folder / HEAD_FILE).exists() or (
-        config.get("problem_type") is not None and config.get("architectures", [""])[0].endswith(
-            ("ForSequenceClassification", "ForImageClassification")))
+    return (
+        (folder / "adapter_config.json").exists()
+        or (folder / HEAD_FILE).exists()
+        or (
+            config.get("problem_type") is not None
+            and config.get("architectures", [""])[0].endswith(("ForSequenceClassification", "ForImageClassification"))
+        )
+    )
 
 
 def _continue(folder: Path, fmt: str, task: str, labels: list[str] | None, dropout: float | None) -> StartingModel:
@@ -131,11 +156,11 @@ def _continue(folder: Path, fmt: str, task: str, labels: list[str] | None, dropo
     else:
         model, parents = hf_format.load_module(folder), [str(folder)]
     model.train()
-    for param in model.parameters():      # a merged adapter leaves its base frozen; the strategy decides
+    for param in model.parameters():  # a merged adapter leaves its base frozen; the strategy decides
         param.requires_grad_(True)
     pooling = "mean" if isinstance(model, MeanPoolClassifier) else "native"
     old = task_of_config(model.config)
-    old_labels = ([model.config.id2label[i] for i in range(model.config.num_labels)] if old.has_classes else None)
+    old_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if old.has_classes else None
     _set_dropout(model.config, dropout)
     if dropout is not None:
         for module in model.modules():
@@ -145,14 +170,21 @@ def _continue(folder: Path, fmt: str, task: str, labels: list[str] | None, dropo
     same = old.name == get_task(task).name and (labels is None or sorted(labels) == sorted(old_labels or []))
     head = _head(model)
     if same and labels is not None and labels != old_labels:
-        order = [old_labels.index(name) for name in labels]          # the data's order, from the model's rows
+        order = [old_labels.index(name) for name in labels]  # the data's order, from the model's rows
         with torch.no_grad():
             head.weight.copy_(head.weight[order].clone())
             if head.bias is not None:
                 head.bias.copy_(head.bias[order].clone())
     elif not same:
-        log.warning("%s predicts %s %s; the data has %s %s: continuing its body with a new %d-output head",
-                    folder, old.name, old_labels or "", task, labels or "", fields["num_labels"])
+        log.warning(
+            "%s predicts %s %s; the data has %s %s: continuing its body with a new %d-output head",
+            folder,
+            old.name,
+            old_labels or "",
+            task,
+            labels or "",
+            fields["num_labels"],
+        )
         new = nn.Linear(head.in_features, fields["num_labels"])
         _replace_head(model, new)
     for key, value in fields.items():
@@ -165,8 +197,9 @@ def _head(model: nn.Module) -> nn.Linear:
     if isinstance(model, MeanPoolClassifier):
         return model.classifier
     prefixes = head_prefixes(model)
-    linears = [m for p in prefixes if "pool" not in p for m in model.get_submodule(p).modules()
-               if isinstance(m, nn.Linear)]
+    linears = [
+        m for p in prefixes if "pool" not in p for m in model.get_submodule(p).modules() if isinstance(m, nn.Linear)
+    ]
     if not linears:
         raise ModelError(f"Cannot find the classifier layer of {type(model).__name__} to continue fine-tuning.")
     return linears[-1]
@@ -197,8 +230,10 @@ def _from_base(folder: Path, task: str, labels, tokenizer, dropout, pooling: str
     try:
         model = from_pretrained(AutoModelForSequenceClassification, folder, config)
     except ValueError as err:
-        raise ModelError(f"{folder} ({config.model_type}) has no sequence-classification head in transformers: "
-                         f"{str(err).splitlines()[0]}") from None
+        raise ModelError(
+            f"{folder} ({config.model_type}) has no sequence-classification head in transformers: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
     return StartingModel(model, [str(folder)], pooling)
 
 

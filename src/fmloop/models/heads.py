@@ -28,10 +28,15 @@ def attention_blocks(model: nn.Module) -> list[nn.Module]:
     blocks = []
     for layer in layers:
         attention = getattr(layer, "attention", None)
-        if attention is None or not all(hasattr(getattr(attention, "self", None), n) for n in ("query", "key", "value")) \
-                or not hasattr(getattr(attention, "output", None), "dense"):
-            raise ModelError(f"Head pruning knows BERT-style attention (attention.self.query/key/value and "
-                             f"attention.output.dense); {type(layer).__name__} is not one.")
+        if (
+            attention is None
+            or not all(hasattr(getattr(attention, "self", None), n) for n in ("query", "key", "value"))
+            or not hasattr(getattr(attention, "output", None), "dense")
+        ):
+            raise ModelError(
+                f"Head pruning knows BERT-style attention (attention.self.query/key/value and "
+                f"attention.output.dense); {type(layer).__name__} is not one."
+            )
         blocks.append(attention)
     return blocks
 
@@ -49,8 +54,9 @@ def head_importance(model: nn.Module) -> list[torch.Tensor]:
         d = _head_size(attention)
         value, out = attention.self.value.weight, attention.output.dense.weight
         heads = value.shape[0] // d
-        scores.append(torch.stack([value[h * d:(h + 1) * d].norm() * out[:, h * d:(h + 1) * d].norm()
-                                   for h in range(heads)]))
+        scores.append(
+            torch.stack([value[h * d : (h + 1) * d].norm() * out[:, h * d : (h + 1) * d].norm() for h in range(heads)])
+        )
     return scores
 
 
@@ -77,7 +83,7 @@ def keep_heads(model: nn.Module, kept: list[list[int]]) -> None:
         attention.self.num_attention_heads = len(heads)
         attention.self.all_head_size = len(heads) * d
     previous = getattr(model.config, HEADS_KEY, None)
-    if previous:   # pruned again: map indices back to the original heads
+    if previous:  # pruned again: map indices back to the original heads
         kept = [[old[h] for h in sorted(heads)] for old, heads in zip(previous, kept)]
     setattr(model.config, HEADS_KEY, [sorted(h) for h in kept])
 
@@ -99,7 +105,9 @@ def _saved_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
     tensors: dict[str, torch.Tensor] = {}
     for name in files:
         tensors.update(load_file(str(folder / name)))
@@ -111,13 +119,15 @@ def from_pretrained(auto_class, folder: str | Path, config, **kwargs) -> nn.Modu
     kept = getattr(config, HEADS_KEY, None)
     if not kept:
         return auto_class.from_pretrained(str(folder), config=config, **kwargs)
-    setattr(config, HEADS_KEY, None)          # the full architecture first (model.config may be `config`)
+    setattr(config, HEADS_KEY, None)  # the full architecture first (model.config may be `config`)
     model = auto_class.from_config(config, **kwargs)
-    keep_heads(model, kept)                   # indices of the full model's heads; records them again
+    keep_heads(model, kept)  # indices of the full model's heads; records them again
     setattr(config, HEADS_KEY, kept)
     missing, unexpected = model.load_state_dict(_saved_tensors(Path(folder)), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
-        raise ModelError(f"{folder}: the saved tensors do not fit the head-pruned architecture "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}).")
+        raise ModelError(
+            f"{folder}: the saved tensors do not fit the head-pruned architecture "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
+        )
     return model

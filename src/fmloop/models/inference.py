@@ -24,14 +24,17 @@ from fmloop.data.images import decode_images
 from fmloop.tasks import get_task
 from fmloop.tasks.catalog import task_of_config
 
-DEFAULT_MAX_LENGTH = 512   # inference truncates at the model's position limit, at most this
+DEFAULT_MAX_LENGTH = 512  # inference truncates at the model's position limit, at most this
 
 
 def inference_device(device: str | torch.device = "auto") -> torch.device:
     """'auto': the first GPU when one is visible, else the CPU; or any device torch names."""
-    return resolve_device(str(device), cuda_available=torch.cuda.is_available(),
-                          current_cuda=torch.cuda.current_device() if torch.cuda.is_available() else 0,
-                          parameter="device")
+    return resolve_device(
+        str(device),
+        cuda_available=torch.cuda.is_available(),
+        current_cuda=torch.cuda.current_device() if torch.cuda.is_available() else 0,
+        parameter="device",
+    )
 
 
 def max_length_of(config, limit: int = DEFAULT_MAX_LENGTH) -> int:
@@ -40,14 +43,15 @@ def max_length_of(config, limit: int = DEFAULT_MAX_LENGTH) -> int:
     return min(limit, positions)
 
 
-def batched(n: int, run: Callable[[np.ndarray], np.ndarray], batch_size: int, progress=None,
-            order: np.ndarray | None = None) -> np.ndarray:
+def batched(
+    n: int, run: Callable[[np.ndarray], np.ndarray], batch_size: int, progress=None, order: np.ndarray | None = None
+) -> np.ndarray:
     """`run(indices) -> (b, K) array` over batches of `order` (default: 0..n-1), returned as one
     (n, K) float32 array in index order."""
     order = np.arange(n) if order is None else order
     out = None
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         values = run(idx)
         if out is None:
             out = np.zeros((n, values.shape[-1]), dtype=np.float32)
@@ -57,8 +61,9 @@ def batched(n: int, run: Callable[[np.ndarray], np.ndarray], batch_size: int, pr
     return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
-def batched_by_length(texts: list[str], run: Callable[[list[str]], np.ndarray], batch_size: int,
-                      progress=None) -> np.ndarray:
+def batched_by_length(
+    texts: list[str], run: Callable[[list[str]], np.ndarray], batch_size: int, progress=None
+) -> np.ndarray:
     """`run(list of texts) -> (b, K) array` over length-sorted batches (less padding), returned in
     input order."""
     order = np.argsort([len(t) for t in texts], kind="stable")
@@ -72,8 +77,15 @@ def encode_texts(tokenizer, texts: list[str], max_length: int) -> dict[str, np.n
 
 
 @torch.no_grad()
-def text_logits(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int, device: torch.device,
-                batch_size: int = 64, progress=None) -> np.ndarray:
+def text_logits(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    device: torch.device,
+    batch_size: int = 64,
+    progress=None,
+) -> np.ndarray:
     """(N, K) float32 logits of a PyTorch text model, in input order, in fp32 (as served)."""
     was_training = model.training
     model.eval()
@@ -89,8 +101,16 @@ def text_logits(model: torch.nn.Module, tokenizer, texts: list[str], max_length:
 
 
 @torch.no_grad()
-def image_logits(model: torch.nn.Module, pixels: np.ndarray, mean, std, device: torch.device | None = None,
-                 batch_size: int = 256, progress=None, autocast=contextlib.nullcontext) -> np.ndarray:
+def image_logits(
+    model: torch.nn.Module,
+    pixels: np.ndarray,
+    mean,
+    std,
+    device: torch.device | None = None,
+    batch_size: int = 256,
+    progress=None,
+    autocast=contextlib.nullcontext,
+) -> np.ndarray:
     """(N, K) logits for uint8 images (N, H, W, C), in order, normalised with the model's mean and std."""
     device = device or next(model.parameters()).device
     was_training = model.training

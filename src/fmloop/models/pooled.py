@@ -29,7 +29,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class MeanPoolClassifier(nn.Module):
-    base_model_prefix = "base"   # what the transfer strategies treat as the body
+    base_model_prefix = "base"  # what the transfer strategies treat as the body
 
     def __init__(self, base: nn.Module, config):
         super().__init__()
@@ -42,20 +42,25 @@ class MeanPoolClassifier(nn.Module):
     def get_input_embeddings(self) -> nn.Module:
         return self.base.get_input_embeddings()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False,
-                **_) -> SequenceClassifierOutput:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, **_
+    ) -> SequenceClassifierOutput:
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        pooled = mean_pool(out.last_hidden_state, attention_mask)                                  # (B, H)
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)),
-                                        hidden_states=out.hidden_states if output_hidden_states else None)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
+        return SequenceClassifierOutput(
+            logits=self.classifier(self.dropout(pooled)),
+            hidden_states=out.hidden_states if output_hidden_states else None,
+        )
 
     def save_pretrained(self, folder, safe_serialization: bool = True) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.base.save_pretrained(folder)          # full base, or a peft adapter
+        self.base.save_pretrained(folder)  # full base, or a peft adapter
         self.config.fmloop_pooling = "mean"
         self.config.save_pretrained(folder)
-        save_file({k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}, str(folder / HEAD_FILE))
+        save_file(
+            {k: v.detach().contiguous() for k, v in self.classifier.state_dict().items()}, str(folder / HEAD_FILE)
+        )
 
     @classmethod
     def from_base(cls, folder: str, config) -> "MeanPoolClassifier":

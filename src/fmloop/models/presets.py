@@ -26,8 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, BertConfig, BertForMaskedLM,
-                          GPT2Config, GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ModelError
@@ -41,8 +50,8 @@ PRETRAIN_DROPOUT = 0.0
 @dataclass(frozen=True)
 class Preset:
     name: str
-    objective: str                         # the objective this architecture is built for
-    tokenizer_kind: str                    # tokenizer to train for it: wordpiece | bpe
+    objective: str  # the objective this architecture is built for
+    tokenizer_kind: str  # tokenizer to train for it: wordpiece | bpe
     build: Callable[..., PreTrainedModel]  # (vocab_size, tokenizer, seq_len, dropout, overrides) -> model
 
 
@@ -50,37 +59,65 @@ PRESETS: Catalog[Preset] = Catalog("model preset")
 
 
 def _bert(layers: int, hidden: int, heads: int):
-    def build(vocab_size: int, tokenizer: PreTrainedTokenizerBase, seq_len: int,
-              dropout: float | None, overrides: dict[str, Any]) -> PreTrainedModel:
-        kwargs = dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                      num_attention_heads=heads, intermediate_size=4 * hidden,
-                      max_position_embeddings=max(512, seq_len), pad_token_id=tokenizer.pad_token_id or 0)
+    def build(
+        vocab_size: int,
+        tokenizer: PreTrainedTokenizerBase,
+        seq_len: int,
+        dropout: float | None,
+        overrides: dict[str, Any],
+    ) -> PreTrainedModel:
+        kwargs = dict(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+            max_position_embeddings=max(512, seq_len),
+            pad_token_id=tokenizer.pad_token_id or 0,
+        )
         dropout = PRETRAIN_DROPOUT if dropout is None else dropout
         kwargs.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
         kwargs.update(overrides)
         return BertForMaskedLM(BertConfig(**kwargs))
+
     return build
 
 
 def _gpt2(layers: int, hidden: int, heads: int):
-    def build(vocab_size: int, tokenizer: PreTrainedTokenizerBase, seq_len: int,
-              dropout: float | None, overrides: dict[str, Any]) -> PreTrainedModel:
+    def build(
+        vocab_size: int,
+        tokenizer: PreTrainedTokenizerBase,
+        seq_len: int,
+        dropout: float | None,
+        overrides: dict[str, Any],
+    ) -> PreTrainedModel:
         eos = tokenizer.eos_token_id
-        kwargs = dict(vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads,
-                      n_positions=max(1024, seq_len), bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+        kwargs = dict(
+            vocab_size=vocab_size,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=max(1024, seq_len),
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        )
         dropout = PRETRAIN_DROPOUT if dropout is None else dropout
         kwargs.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
         kwargs.update(overrides)
         return GPT2LMHeadModel(GPT2Config(**kwargs))
+
     return build
 
 
 for _name, _layers, _hidden, _heads in [("bert-tiny", 2, 128, 2), ("bert-mini", 4, 256, 4), ("bert-small", 4, 512, 8)]:
     PRESETS.register(_name, help=f"BERT encoder, {_layers} layers x {_hidden} hidden, for masked LM")(
-        Preset(_name, "mlm", "wordpiece", _bert(_layers, _hidden, _heads)))
+        Preset(_name, "mlm", "wordpiece", _bert(_layers, _hidden, _heads))
+    )
 for _name, _layers, _hidden, _heads in [("gpt2-nano", 4, 128, 4), ("gpt2-mini", 6, 256, 8)]:
     PRESETS.register(_name, help=f"GPT-2 decoder, {_layers} layers x {_hidden} hidden, for causal LM")(
-        Preset(_name, "clm", "bpe", _gpt2(_layers, _hidden, _heads)))
+        Preset(_name, "clm", "bpe", _gpt2(_layers, _hidden, _heads))
+    )
 
 
 def is_model_folder(name: str) -> bool:
@@ -99,8 +136,10 @@ def resolve_preset(name: str, objective: str) -> Preset:
     preset = PRESETS.get(name)
     if preset.objective != objective:
         fitting = [n for n in PRESETS.names() if PRESETS.get(n).objective == objective]
-        raise ModelError(f"Preset {name!r} is built for --objective {preset.objective}, not {objective}. "
-                         f"Presets for {objective}: {', '.join(fitting)}.")
+        raise ModelError(
+            f"Preset {name!r} is built for --objective {preset.objective}, not {objective}. "
+            f"Presets for {objective}: {', '.join(fitting)}."
+        )
     return preset
 
 
@@ -117,7 +156,14 @@ def load_pretrained(path: str, objective: str, dropout: float | None = None) -> 
     if getattr(config, "auto_map", None):
         raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
     if dropout is not None:
-        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop", "attn_pdrop", "dropout"):
+        for key in (
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "resid_pdrop",
+            "embd_pdrop",
+            "attn_pdrop",
+            "dropout",
+        ):
             if hasattr(config, key):
                 setattr(config, key, dropout)
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
@@ -126,5 +172,6 @@ def load_pretrained(path: str, objective: str, dropout: float | None = None) -> 
     try:
         return auto.from_pretrained(str(folder), config=config)
     except ValueError as err:
-        raise ModelError(f"{folder} ({config.model_type}) cannot be loaded for --objective {objective}: "
-                         f"{str(err).splitlines()[0]}") from None
+        raise ModelError(
+            f"{folder} ({config.model_type}) cannot be loaded for --objective {objective}: {str(err).splitlines()[0]}"
+        ) from None

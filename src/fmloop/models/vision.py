@@ -45,11 +45,19 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 
 # The convolutional family --------------------------------------------------------------------------
 
+
 class ConvNetConfig(PretrainedConfig):
     model_type = "fmloop-convnet"
 
-    def __init__(self, num_channels: int = 3, widths=(64, 128, 256), blocks=(1, 1, 1), image_size: int = 32,
-                 classifier_dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        num_channels: int = 3,
+        widths=(64, 128, 256),
+        blocks=(1, 1, 1),
+        image_size: int = 32,
+        classifier_dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_channels, self.widths, self.blocks = num_channels, list(widths), list(blocks)
         self.image_size, self.classifier_dropout = image_size, classifier_dropout
@@ -103,8 +111,9 @@ class ConvNetModel(ConvNetPreTrainedModel):
         super().__init__(config)
         widths = config.widths
         self.stem = _conv_bn(config.num_channels, widths[0])
-        self.stages = nn.ModuleList(_Stage(c_in, c_out, n) for c_in, c_out, n in
-                                    zip([widths[0], *widths[:-1]], widths, config.blocks))
+        self.stages = nn.ModuleList(
+            _Stage(c_in, c_out, n) for c_in, c_out, n in zip([widths[0], *widths[:-1]], widths, config.blocks)
+        )
         self.post_init()
 
     def forward(self, pixel_values: torch.Tensor, **_) -> BaseModelOutputWithPooling:
@@ -134,26 +143,47 @@ AutoModelForImageClassification.register(ConvNetConfig, ConvNetForImageClassific
 
 # Presets -----------------------------------------------------------------------------------------------
 
+
 def _vit(layers: int, hidden: int, heads: int):
     def build(size: int, channels: int) -> PretrainedConfig:
         patch = 2 if size < 20 else 4
         if size % patch:
-            raise ConfigError(f"ViT presets need an image size divisible by the patch size {patch}; the images are "
-                              f"{size} px. Resize them (or pick resnet-mini / cnn-small).")
-        return ViTConfig(image_size=size, patch_size=patch, num_channels=channels, hidden_size=hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-6)
+            raise ConfigError(
+                f"ViT presets need an image size divisible by the patch size {patch}; the images are "
+                f"{size} px. Resize them (or pick resnet-mini / cnn-small)."
+            )
+        return ViTConfig(
+            image_size=size,
+            patch_size=patch,
+            num_channels=channels,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            layer_norm_eps=1e-6,
+        )
+
     return build
 
 
 def _convnext(size: int, channels: int) -> PretrainedConfig:
-    return ConvNextConfig(num_channels=channels, patch_size=2, num_stages=3, hidden_sizes=[48, 96, 192],
-                          depths=[2, 2, 2], image_size=size, drop_path_rate=0.0)
+    return ConvNextConfig(
+        num_channels=channels,
+        patch_size=2,
+        num_stages=3,
+        hidden_sizes=[48, 96, 192],
+        depths=[2, 2, 2],
+        image_size=size,
+        drop_path_rate=0.0,
+    )
 
 
 def _convnet(widths, blocks):
     def build(size: int, channels: int) -> PretrainedConfig:
         return ConvNetConfig(num_channels=channels, widths=widths, blocks=blocks, image_size=size)
+
     return build
 
 
@@ -174,8 +204,10 @@ def is_vision_preset(name: str | None) -> bool:
 def preset_config(name: str, size: int, channels: int) -> PretrainedConfig:
     build = VISION_PRESETS.get(name)
     if size < MIN_SIZE.get(name, 8):
-        raise ConfigError(f"Images of {size} px are too small for the preset {name!r} (at least "
-                          f"{MIN_SIZE.get(name, 8)} px). Use larger images or cnn-small.")
+        raise ConfigError(
+            f"Images of {size} px are too small for the preset {name!r} (at least "
+            f"{MIN_SIZE.get(name, 8)} px). Use larger images or cnn-small."
+        )
     return build(size, channels)
 
 
@@ -211,31 +243,38 @@ def build_image_classifier(name: str, labels: list[str], size: int, channels: in
         return AutoModelForImageClassification.from_config(config), None
     folder = model_dir_of(name)
     if not (folder / "config.json").exists():
-        raise ModelError(f"{name} is neither an image preset ({', '.join(VISION_PRESETS.names())}) nor a model "
-                         f"folder with a config.json.")
+        raise ModelError(
+            f"{name} is neither an image preset ({', '.join(VISION_PRESETS.names())}) nor a model "
+            f"folder with a config.json."
+        )
     config = AutoConfig.from_pretrained(str(folder))
     check_input_shape(config, size, channels, str(folder))
     config.num_labels, config.id2label, config.label2id = len(labels), id2label, label2id
     if dropout is not None:
         _set_dropout(config, dropout)
     try:
-        model = AutoModelForImageClassification.from_pretrained(str(folder), config=config,
-                                                                ignore_mismatched_sizes=True)
+        model = AutoModelForImageClassification.from_pretrained(
+            str(folder), config=config, ignore_mismatched_sizes=True
+        )
     except ValueError as err:
-        raise ModelError(f"{folder}: transformers has no image-classification head for model type "
-                         f"{config.model_type!r} ({err}).") from None
+        raise ModelError(
+            f"{folder}: transformers has no image-classification head for model type {config.model_type!r} ({err})."
+        ) from None
     return model, str(folder.resolve())
 
 
 def check_input_shape(config, size: int, channels: int, where: str) -> None:
     want_c = getattr(config, "num_channels", channels)
     if want_c != channels:
-        raise ModelError(f"{where} expects {want_c}-channel images but the data has {channels} channel(s). "
-                         f"Use data of the same kind, or a preset.")
+        raise ModelError(
+            f"{where} expects {want_c}-channel images but the data has {channels} channel(s). "
+            f"Use data of the same kind, or a preset."
+        )
     want = _image_size(config)
     if config.model_type in ("vit", "vit_mae", "deit") and want and want != size:
-        raise ModelError(f"{where} was built for {want} px images; the data has {size} px. Resize the data "
-                         f"to {want} px.")
+        raise ModelError(
+            f"{where} was built for {want} px images; the data has {size} px. Resize the data to {want} px."
+        )
 
 
 def _set_dropout(config, p: float) -> None:
@@ -246,19 +285,38 @@ def _set_dropout(config, p: float) -> None:
 
 def write_preprocessor(folder: Path, size: int, channels: int, mean: list[float], std: list[float]) -> None:
     """The image processor config transformers' `AutoImageProcessor` reads, plus fmloop's channel count."""
-    (Path(folder) / PREPROCESSOR_FILE).write_text(json.dumps({
-        "image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": size, "width": size},
-        "resample": 2, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-        "image_mean": mean, "image_std": std, "num_channels": channels}, indent=2) + "\n")
+    (Path(folder) / PREPROCESSOR_FILE).write_text(
+        json.dumps(
+            {
+                "image_processor_type": "ViTImageProcessor",
+                "do_resize": True,
+                "size": {"height": size, "width": size},
+                "resample": 2,
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "image_mean": mean,
+                "image_std": std,
+                "num_channels": channels,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def read_preprocessor(folder: Path) -> dict:
     file = Path(folder) / PREPROCESSOR_FILE
     if not file.exists():
-        raise ModelError(f"{folder} has no {PREPROCESSOR_FILE} (image size and normalisation); it was not saved "
-                         f"by fmloop. Add one with image_mean, image_std and size.")
+        raise ModelError(
+            f"{folder} has no {PREPROCESSOR_FILE} (image size and normalisation); it was not saved "
+            f"by fmloop. Add one with image_mean, image_std and size."
+        )
     data = json.loads(file.read_text())
     size = data.get("size", {})
-    return {"size": int(size.get("height", size.get("shortest_edge", 0)) if isinstance(size, dict) else size),
-            "mean": list(data["image_mean"]), "std": list(data["image_std"]),
-            "channels": int(data.get("num_channels", len(data["image_mean"])))}
+    return {
+        "size": int(size.get("height", size.get("shortest_edge", 0)) if isinstance(size, dict) else size),
+        "mean": list(data["image_mean"]),
+        "std": list(data["image_std"]),
+        "channels": int(data.get("num_channels", len(data["image_mean"]))),
+    }

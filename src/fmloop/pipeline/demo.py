@@ -67,10 +67,12 @@ def _fresh(path: Path) -> Path:
     return path.with_name(f"{path.name}-{n}")
 
 
-def run_demo(out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int = 20_000,
-             finetune_epochs: float = 2.0) -> dict:
+def run_demo(
+    out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int = 20_000, finetune_epochs: float = 2.0
+) -> dict:
     from fmloop.evaluate.evaluation import evaluate_model
-    from fmloop.train.finetune import FinetuneConfig, run as finetune
+    from fmloop.train.finetune import FinetuneConfig
+    from fmloop.train.finetune import run as finetune
     from fmloop.train.pretrain import PretrainConfig, pretrain
 
     out = _fresh(Path(out))
@@ -78,9 +80,15 @@ def run_demo(out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int 
     log.info("demo data: unlabeled text from %s; labels from %s", corpus.origin, labeled.origin)
 
     log.info("[1/4] pretraining bert-mini with masked LM")
-    cfg = load_config(PretrainConfig, overrides={
-        "objective": "mlm", "data": {"path": corpus.path, "max_docs": max_docs}, "model": {"name": "bert-mini"},
-        "train": {"max_steps": max_steps, "eval_every": 50, "checkpoint_every": 100, "lr": 1e-3}})
+    cfg = load_config(
+        PretrainConfig,
+        overrides={
+            "objective": "mlm",
+            "data": {"path": corpus.path, "max_docs": max_docs},
+            "model": {"name": "bert-mini"},
+            "train": {"max_steps": max_steps, "eval_every": 50, "checkpoint_every": 100, "lr": 1e-3},
+        },
+    )
     try:
         base = pretrain(cfg, out=out / "pretrain")
     except DataError as err:
@@ -88,14 +96,29 @@ def run_demo(out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int 
 
     tuned = {}
     for name, model in (("finetune", str(base.path)), ("scratch", "bert-mini")):
-        log.info("[%d/4] fine-tuning %s on sentiment labels", 2 if name == "finetune" else 3,
-                 "the pretrained model" if name == "finetune" else "bert-mini from random weights")
-        cfg = load_config(FinetuneConfig, overrides={
-            "model": {"name": model, "tokenizer": str(base.path / "tokenizer")}, "data": {"path": labeled.path},
-            "train": {"epochs": finetune_epochs, "lr": 5e-4, "seed": 0}})
+        log.info(
+            "[%d/4] fine-tuning %s on sentiment labels",
+            2 if name == "finetune" else 3,
+            "the pretrained model" if name == "finetune" else "bert-mini from random weights",
+        )
+        cfg = load_config(
+            FinetuneConfig,
+            overrides={
+                "model": {"name": model, "tokenizer": str(base.path / "tokenizer")},
+                "data": {"path": labeled.path},
+                "train": {"epochs": finetune_epochs, "lr": 5e-4, "seed": 0},
+            },
+        )
         tuned[name] = finetune(cfg, out / name)
 
     log.info("[4/4] evaluating pretrained+fine-tuned against fine-tuned-from-scratch")
-    result = evaluate_model(str(tuned["finetune"].path), labeled.path, out / "evaluation",
-                            baseline=str(tuned["scratch"].path))
-    return {"out": out, "pretrain": base, "finetune": tuned["finetune"], "scratch": tuned["scratch"], "evaluation": result}
+    result = evaluate_model(
+        str(tuned["finetune"].path), labeled.path, out / "evaluation", baseline=str(tuned["scratch"].path)
+    )
+    return {
+        "out": out,
+        "pretrain": base,
+        "finetune": tuned["finetune"],
+        "scratch": tuned["scratch"],
+        "evaluation": result,
+    }

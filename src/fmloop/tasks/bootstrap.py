@@ -10,8 +10,9 @@ from fmloop.tasks.catalog import Task, get_task
 N_BOOTSTRAP = 1000
 
 
-def bootstrap_intervals(task: str | Task, y_true: np.ndarray, logits: np.ndarray, seed: int = 0,
-                        n: int = N_BOOTSTRAP) -> dict[str, list[float]]:
+def bootstrap_intervals(
+    task: str | Task, y_true: np.ndarray, logits: np.ndarray, seed: int = 0, n: int = N_BOOTSTRAP
+) -> dict[str, list[float]]:
     """95% percentile intervals of the task's main metrics over `n` resamples of the examples."""
     task = get_task(task)
     rng = np.random.default_rng(seed)
@@ -23,8 +24,14 @@ def bootstrap_intervals(task: str | Task, y_true: np.ndarray, logits: np.ndarray
     return out
 
 
-def paired_bootstrap(task: str | Task, y_true: np.ndarray, logits_a: np.ndarray, logits_b: np.ndarray,
-                     seed: int = 0, n: int = N_BOOTSTRAP) -> dict:
+def paired_bootstrap(
+    task: str | Task,
+    y_true: np.ndarray,
+    logits_a: np.ndarray,
+    logits_b: np.ndarray,
+    seed: int = 0,
+    n: int = N_BOOTSTRAP,
+) -> dict:
     """Model A vs B on the same examples: difference of the headline metric (A - B), its 95%
     interval, and a two-sided p-value from resampling examples jointly."""
     task = get_task(task)
@@ -38,5 +45,11 @@ def paired_bootstrap(task: str | Task, y_true: np.ndarray, logits_a: np.ndarray,
     diffs = np.asarray(diffs)
     p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
     better = "A" if (observed > 0) == (mode == "max") and observed != 0 else ("B" if observed != 0 else "neither")
-    return {"metric": name, "difference": float(observed), "interval": [float(np.percentile(diffs, 2.5)),
-            float(np.percentile(diffs, 97.5))], "p_value": float(min(1.0, p)), "better": better, "resamples": n}
+    return {
+        "metric": name,
+        "difference": float(observed),
+        "interval": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))],
+        "p_value": float(min(1.0, p)),
+        "better": better,
+        "resamples": n,
+    }

@@ -24,11 +24,11 @@ from fmloop.tasks import metrics as M
 
 class Task:
     name: str
-    problem_type: str                 # transformers' config.problem_type for this task
-    headline: tuple[str, str]         # the metric checkpoints are chosen by, and "max" / "min"
-    bootstrapped: tuple[str, ...]     # the metrics that get bootstrap intervals
-    has_classes = True                # False: a score per input, no label names
-    single_class = False              # one label per input (class balance, stratified splits, voting)
+    problem_type: str  # transformers' config.problem_type for this task
+    headline: tuple[str, str]  # the metric checkpoints are chosen by, and "max" / "min"
+    bootstrapped: tuple[str, ...]  # the metrics that get bootstrap intervals
+    has_classes = True  # False: a score per input, no label names
+    single_class = False  # one label per input (class balance, stratified splits, voting)
 
     def n_outputs(self, labels: list[str] | None) -> int:
         return len(labels)
@@ -74,7 +74,7 @@ class Task:
         raise NotImplementedError
 
 
-EPS = 1e-7     # probabilities are clipped to [EPS, 1 - EPS] before a log
+EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before a log
 
 
 def _rounded(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
@@ -93,8 +93,9 @@ class Classification(Task):
         return M.softmax(logits)
 
     def decode(self, logits, labels):
-        return [{"label": labels[int(p.argmax())], "probabilities": _rounded(p, labels)}
-                for p in self.probabilities(logits)]
+        return [
+            {"label": labels[int(p.argmax())], "probabilities": _rounded(p, labels)} for p in self.probabilities(logits)
+        ]
 
     def targets_from(self, logits):
         return logits.argmax(-1).tolist()
@@ -114,15 +115,19 @@ class Classification(Task):
     def loss(self, logits, targets, class_weights=None, label_smoothing=0.0, reduction="sum"):
         import torch.nn.functional as F
 
-        return F.cross_entropy(logits, targets, weight=class_weights, label_smoothing=label_smoothing,
-                               reduction=reduction)
+        return F.cross_entropy(
+            logits, targets, weight=class_weights, label_smoothing=label_smoothing, reduction=reduction
+        )
 
     def soft_loss(self, student, teacher, temperature):
         import torch.nn.functional as F
 
         T = temperature
-        return F.kl_div(F.log_softmax(student / T, -1), F.log_softmax(teacher / T, -1), log_target=True,
-                        reduction="sum") * T * T
+        return (
+            F.kl_div(F.log_softmax(student / T, -1), F.log_softmax(teacher / T, -1), log_target=True, reduction="sum")
+            * T
+            * T
+        )
 
     def metrics(self, y, logits, labels):
         return M.classification_metrics(y, logits, labels)
@@ -145,17 +150,19 @@ class MultiLabel(Task):
         return M.sigmoid(logits)
 
     def decode(self, logits, labels):
-        return [{"labels": [labels[j] for j in np.flatnonzero(p >= 0.5)], "probabilities": _rounded(p, labels)}
-                for p in self.probabilities(logits)]
+        return [
+            {"labels": [labels[j] for j in np.flatnonzero(p >= 0.5)], "probabilities": _rounded(p, labels)}
+            for p in self.probabilities(logits)
+        ]
 
     def targets_from(self, logits):
         return (logits >= 0).astype(np.float32).tolist()
 
     def logits_from(self, probs):
         probs = np.clip(probs, EPS, 1 - EPS)
-        return np.log(probs / (1 - probs)).astype(np.float32)      # sigmoid gives it back
+        return np.log(probs / (1 - probs)).astype(np.float32)  # sigmoid gives it back
 
-    def vote(self, probs, mean):   # majority per label
+    def vote(self, probs, mean):  # majority per label
         return np.clip((probs >= 0.5).mean(0) + 1e-3 * (mean - 0.5), EPS, 1 - EPS)
 
     def probability_loss(self, probs, y):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -42,14 +43,19 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray, labels: list[
         "accuracy": float(skm.accuracy_score(y_true, pred)),
         "macro_f1": float(skm.f1_score(y_true, pred, average="macro", labels=ids, zero_division=0)),
         "micro_f1": float(skm.f1_score(y_true, pred, average="micro", labels=ids, zero_division=0)),
-        "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                  "support": int(support[i])} for i in ids},
+        "per_class": {
+            labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+            for i in ids
+        },
         "confusion_matrix": skm.confusion_matrix(y_true, pred, labels=ids).tolist(),
     }
     present = np.unique(y_true)
     if len(present) == len(labels) and len(labels) >= 2:
-        out["roc_auc"] = float(skm.roc_auc_score(y_true, probs[:, 1]) if len(labels) == 2
-                               else skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=ids))
+        out["roc_auc"] = float(
+            skm.roc_auc_score(y_true, probs[:, 1])
+            if len(labels) == 2
+            else skm.roc_auc_score(y_true, probs, multi_class="ovr", labels=ids)
+        )
     out["ece"], out["reliability"] = expected_calibration_error(y_true, probs)
     return out
 
@@ -63,8 +69,10 @@ def multilabel_metrics(y_true: np.ndarray, logits: np.ndarray, labels: list[str]
         "subset_accuracy": float(skm.accuracy_score(truth, pred)),
         "macro_f1": float(skm.f1_score(truth, pred, average="macro", zero_division=0)),
         "micro_f1": float(skm.f1_score(truth, pred, average="micro", zero_division=0)),
-        "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                                  "support": int(support[i])} for i in range(len(labels))},
+        "per_class": {
+            labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+            for i in range(len(labels))
+        },
     }
     if ((truth.sum(0) > 0) & (truth.sum(0) < len(truth))).all():
         out["roc_auc"] = float(skm.roc_auc_score(truth, probs, average="macro"))
@@ -73,5 +81,8 @@ def multilabel_metrics(y_true: np.ndarray, logits: np.ndarray, labels: list[str]
 
 def regression_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict:
     pred = logits.reshape(-1)
-    return {"mse": float(skm.mean_squared_error(y_true, pred)), "mae": float(skm.mean_absolute_error(y_true, pred)),
-            "r2": float(skm.r2_score(y_true, pred)) if len(y_true) > 1 else float("nan")}
+    return {
+        "mse": float(skm.mean_squared_error(y_true, pred)),
+        "mae": float(skm.mean_absolute_error(y_true, pred)),
+        "r2": float(skm.r2_score(y_true, pred)) if len(y_true) > 1 else float("nan"),
+    }

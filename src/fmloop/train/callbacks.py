@@ -49,14 +49,23 @@ class ProgressBar(Callback):
             self.plain, self.last_line = True, self.start
             return
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-            TextColumn("eval {task.fields[eval]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=console, refresh_per_second=2, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("eval {task.fields[eval]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task(self.description, total=loop.total_steps, completed=loop.state.step,
-                                           **self.fields)
+        self.task = self.progress.add_task(
+            self.description, total=loop.total_steps, completed=loop.state.step, **self.fields
+        )
 
     def on_step_end(self, loop, logs):
         if "loss" in logs:
@@ -70,9 +79,17 @@ class ProgressBar(Callback):
             done = loop.state.step - self.start_step
             elapsed = self.last_line - self.start
             eta = elapsed / max(done, 1) * (loop.total_steps - loop.state.step)
-            log.info("%s: step %d/%d, loss %s, %s, held-out loss %s, elapsed %s, eta %s", self.description,
-                     loop.state.step, loop.total_steps, self.fields["loss"], self.fields["speed"], self.fields["eval"],
-                     _hms(elapsed), _hms(eta))
+            log.info(
+                "%s: step %d/%d, loss %s, %s, held-out loss %s, elapsed %s, eta %s",
+                self.description,
+                loop.state.step,
+                loop.total_steps,
+                self.fields["loss"],
+                self.fields["speed"],
+                self.fields["eval"],
+                _hms(elapsed),
+                _hms(eta),
+            )
 
     def on_evaluate(self, loop, metrics):
         self.fields["eval"] = f"{metrics['eval_loss']:.3f}"
@@ -112,6 +129,7 @@ class MetricsLogger(Callback):
         if self.tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=loop.state.step + 1)
             except ImportError:
                 self.writer = None
@@ -167,6 +185,7 @@ class BestTracker(Callback):
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
             if self.path is not None and loop.runtime.is_main:
                 from fmloop.train.checkpoint import save_weights_atomically
+
                 save_weights_atomically(loop.model, self.path)
         else:
             state.evals_without_improvement += 1
@@ -176,6 +195,7 @@ class BestTracker(Callback):
         if self.path is None or not Path(self.path).exists():
             return False
         from safetensors.torch import load_model
+
         load_model(model, str(self.path))
         return True
 
@@ -209,7 +229,7 @@ class TimeBudget(Callback):
 class GracefulStop(Callback):
     """SIGTERM/SIGINT -> finish the current step, checkpoint, exit 0. A second SIGINT aborts."""
 
-    REASON_PREFIX = "signal "     # stop reasons look like "signal SIGTERM received"
+    REASON_PREFIX = "signal "  # stop reasons look like "signal SIGTERM received"
 
     def __init__(self):
         self.requested: str | None = None

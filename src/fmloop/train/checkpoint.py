@@ -43,16 +43,16 @@ LATEST = "latest"
 class TrainState:
     """Everything besides tensors needed to continue a run exactly where it stopped."""
 
-    step: int = 0                      # optimizer steps taken
-    epoch: int = 0                     # current pass over the training data
-    batch_in_epoch: int = 0            # global batches of `epoch` already consumed
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current pass over the training data
+    batch_in_epoch: int = 0  # global batches of `epoch` already consumed
     tokens_seen: int = 0
-    skipped_steps: int = 0             # steps dropped for non-finite loss/gradients (total)
+    skipped_steps: int = 0  # steps dropped for non-finite loss/gradients (total)
     bad_in_a_row: int = 0
-    best_metric: float | None = None   # best value of the monitored held-out metric so far
+    best_metric: float | None = None  # best value of the monitored held-out metric so far
     best_step: int | None = None
     evals_without_improvement: int = 0
-    elapsed_s: float = 0.0             # training time over all sessions of this run
+    elapsed_s: float = 0.0  # training time over all sessions of this run
     stop_reason: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -77,8 +77,15 @@ def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                    state: TrainState, runtime: Runtime, keep: int = 2) -> Path:
+def save_checkpoint(
+    root: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    state: TrainState,
+    runtime: Runtime,
+    keep: int = 2,
+) -> Path:
     """Write a checkpoint of `model` (unwrapped) at `state.step`. Called on every rank."""
     root = Path(root)
     name = step_dir_name(state.step)
@@ -131,8 +138,9 @@ def candidates(root: Path) -> list[Path]:
     return found
 
 
-def load_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                    runtime: Runtime) -> TrainState:
+def load_checkpoint(
+    root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, runtime: Runtime
+) -> TrainState:
     """Restore model, optimizer, scheduler and RNG from the newest loadable checkpoint."""
     tried = []
     for folder in candidates(root):
@@ -146,7 +154,9 @@ def load_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimiz
             if rng_file.exists():
                 set_rng_state(torch.load(rng_file, weights_only=True))
             else:
-                log.warning("%s has no RNG state for rank %d (different process count?); reseeding.", folder, runtime.rank)
+                log.warning(
+                    "%s has no RNG state for rank %d (different process count?); reseeding.", folder, runtime.rank
+                )
             if tried:
                 log.warning("Resumed from %s; newer checkpoint(s) could not be loaded: %s", folder, "; ".join(tried))
             return state

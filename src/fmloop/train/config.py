@@ -9,20 +9,23 @@ from pydantic import Field, field_validator
 
 from fmloop.adapt import STRATEGY_PATTERN
 from fmloop.core.artifacts import RunDir
+from fmloop.core.config import Duration, StageConfig, deep_merge, load_config, parse_duration
 from fmloop.core.errors import ResumeError
-from fmloop.core.config import deep_merge, load_config, Duration, StageConfig, parse_duration
-
 
 # Shared by every training section (pretraining, fine-tuning): see fmloop.train.cpu_dropout.
-FAST_CPU_DROPOUT = Field(True, description="on the CPU, cut dropout masks from 16-bit random numbers (same keep "
-                                           "rate, about 6% faster MiniLM fine-tuning steps); "
-                                           "false: PyTorch's own dropout")
+FAST_CPU_DROPOUT = Field(
+    True,
+    description="on the CPU, cut dropout masks from 16-bit random numbers (same keep "
+    "rate, about 6% faster MiniLM fine-tuning steps); "
+    "false: PyTorch's own dropout",
+)
 
 
 class DataSection(StageConfig):
     path: str | None = Field(None, description="file, folder or hub dataset id")
-    column: str | None = Field(None, description="text column (default: 'text' or the only string column), "
-                                                 "or the image column of image data")
+    column: str | None = Field(
+        None, description="text column (default: 'text' or the only string column), or the image column of image data"
+    )
     validation_path: str | None = Field(None, description="held-out data; carved out of train when absent")
     validation_fraction: float = Field(0.05, gt=0, lt=1)
     max_validation_docs: int = Field(2000, ge=1)
@@ -37,9 +40,13 @@ class TokenizerSection(StageConfig):
 
 
 class ModelSection(StageConfig):
-    name: str | None = Field(None, description="preset name or local Hugging Face model folder "
-                                               "(default: bert-mini for text, vit-mini for images)")
-    dropout: float | None = Field(None, ge=0, lt=1, description="every dropout probability (presets: 0; folders: their own)")
+    name: str | None = Field(
+        None,
+        description="preset name or local Hugging Face model folder (default: bert-mini for text, vit-mini for images)",
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="every dropout probability (presets: 0; folders: their own)"
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
 
 
@@ -74,13 +81,13 @@ class TrainSection(StageConfig):
     fast_cpu_dropout: bool = FAST_CPU_DROPOUT
     tensorboard: bool = True
 
-
     @property
     def max_time_s(self) -> float | None:
         return parse_duration(self.max_time)
 
 
 # Fine-tuning (and the stages built on its runner: distill, prune) ------------------------------------
+
 
 class FinetuneData(StageConfig):
     path: str | None = Field(None, description="labeled data: file, folder with train/validation/test files, ...")
@@ -94,8 +101,10 @@ class FinetuneModel(StageConfig):
     tokenizer: str | None = Field(None, description="tokenizer folder (required with a preset)")
     dropout: float | None = Field(None, ge=0, lt=1)
     pooling: Literal["auto", "native", "mean"] = Field(
-        "auto", description="native: the architecture's head (CLS pooler / last token); mean: masked mean of "
-                            "token states; auto: mean for sentence-embedding checkpoints, else native")
+        "auto",
+        description="native: the architecture's head (CLS pooler / last token); mean: masked mean of "
+        "token states; auto: mean for sentence-embedding checkpoints, else native",
+    )
 
 
 class FinetuneTrain(StageConfig):
@@ -111,25 +120,35 @@ class FinetuneTrain(StageConfig):
     metric: str | None = Field(None, description="validation metric for best checkpoint / early stopping")
     early_stopping_patience: int | None = Field(3, ge=1)
     evals_per_epoch: int = Field(2, ge=1)
-    max_steps: int | None = Field(None, ge=0, description="stop after this many optimizer steps (0: evaluate and "
-                                                          "save the starting model)")
+    max_steps: int | None = Field(
+        None, ge=0, description="stop after this many optimizer steps (0: evaluate and save the starting model)"
+    )
     max_time: Duration = None
-    checkpoint_every: int | None = Field(None, ge=0, description="steps between resumable checkpoints "
-                                                                 "(default: at every evaluation; 0: never)")
-    limit_per_class: float | None = Field(None, gt=0, description="train on N examples per class (or that "
-                                                                  "fraction of each class): a seeded label budget")
+    checkpoint_every: int | None = Field(
+        None, ge=0, description="steps between resumable checkpoints (default: at every evaluation; 0: never)"
+    )
+    limit_per_class: float | None = Field(
+        None, gt=0, description="train on N examples per class (or that fraction of each class): a seeded label budget"
+    )
     augment_policy: Literal["none", "light", "randaugment"] = Field(
-        "light", description="images: batched augmentation of training images")
+        "light", description="images: batched augmentation of training images"
+    )
     mixup: float = Field(0.0, ge=0, description="images: mixup Beta(a, a) strength (0 = off)")
     cutmix: float = Field(0.0, ge=0, description="images: cutmix Beta(a, a) strength (0 = off)")
     freeze_token_embeddings: bool = Field(
-        False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps")
+        False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps"
+    )
     llrd_decay: float = Field(0.8, gt=0, le=1)
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)")
+    lora_r: int | None = Field(
+        None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)"
+    )
     lora_alpha: int | None = Field(None, ge=1, description="LoRA scale: updates are scaled by alpha / r (default 2r)")
     lora_dora: bool = Field(False, description="DoRA: LoRA plus a trained magnitude per output channel (peft use_dora)")
-    lora_targets: str = Field("all-linear", description="all-linear, attention (the architecture's query/value "
-                                                        "projections), or comma-separated module names")
+    lora_targets: str = Field(
+        "all-linear",
+        description="all-linear, attention (the architecture's query/value "
+        "projections), or comma-separated module names",
+    )
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float = Field(1.0, ge=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -140,7 +159,6 @@ class FinetuneTrain(StageConfig):
     fast_cpu_dropout: bool = FAST_CPU_DROPOUT
     tensorboard: bool = True
     log_every: int = Field(10, ge=1)
-
 
 
 class FinetuneConfig(StageConfig):
@@ -163,7 +181,8 @@ class PretrainConfig(StageConfig):
     stage: ClassVar[str] = "pretrain"
     modality: Literal["text", "image"] | None = Field(None, description="default: image when the data holds images")
     objective: Literal["mlm", "clm", "mae", "simclr"] | None = Field(
-        None, description="text: mlm (default) or clm; image: simclr (default) or mae")
+        None, description="text: mlm (default) or clm; image: simclr (default) or mae"
+    )
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     data: DataSection = Field(default_factory=DataSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
@@ -181,10 +200,14 @@ def resumable_config(path: str | Path, overrides: dict | None = None, config_cla
         raise ResumeError(f"{path} is not an fmloop run dir (no config.yaml / manifest.json): nothing to resume.")
     manifest = run.read_manifest()
     if manifest.kind != kind:
-        raise ResumeError(f"{path} holds a {manifest.kind!r} run, not a {kind} run; resume it with fmloop {manifest.kind}.")
+        raise ResumeError(
+            f"{path} holds a {manifest.kind!r} run, not a {kind} run; resume it with fmloop {manifest.kind}."
+        )
     if manifest.status == "finished":
         raise ResumeError(f"{path} already finished; its model is in {run.model_dir}. Start a new run with --out.")
     if not run.resumable():
-        raise ResumeError(f"{path} has no checkpoint to resume from (it stopped before the first one was written): "
-                          f"start it again with --out {path} --overwrite.")
+        raise ResumeError(
+            f"{path} has no checkpoint to resume from (it stopped before the first one was written): "
+            f"start it again with --out {path} --overwrite."
+        )
     return load_config(config_class, None, deep_merge(run.read_config(), overrides or {}))

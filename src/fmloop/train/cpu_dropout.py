@@ -32,7 +32,7 @@ def _keep_mask(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.de
     n = math.prod(shape)
     words = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     drop_levels = int(round(p * _LEVELS))
-    draws = words.view(torch.int16)[:n].view(shape)              # uniform on [-32768, 32767]
+    draws = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
     keep = draws >= drop_levels - _LEVELS // 2
     return keep.to(dtype).mul_(_LEVELS / (_LEVELS - drop_levels))
 
@@ -70,16 +70,25 @@ class CpuDropout(nn.Dropout):
 _PASS_TO_SDPA = ("position_bias", "softcap", "s_aux", "sliding_window", "cache")
 
 
-def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-              attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-              is_causal: bool | None = None, **kwargs):
+def attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+):
     """Hugging Face attention function: SDPA, except that attention weights are dropped with the
     cheap mask. Shapes as in `sdpa_attention_forward`: (B, H, Q, D) in, (B, Q, H, D) out."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if dropout == 0.0 or query.device.type != "cpu" or any(kwargs.get(k) is not None for k in _PASS_TO_SDPA):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
@@ -119,8 +128,11 @@ def install(model: nn.Module) -> int:
         return 0
     from transformers import PreTrainedModel
 
-    configs = {id(m.config): m.config for m in model.modules()
-               if isinstance(m, PreTrainedModel) and getattr(m.config, "_attn_implementation", None) == "sdpa"}
+    configs = {
+        id(m.config): m.config
+        for m in model.modules()
+        if isinstance(m, PreTrainedModel) and getattr(m.config, "_attn_implementation", None) == "sdpa"
+    }
     if configs:
         _register_attention()
         for config in configs.values():

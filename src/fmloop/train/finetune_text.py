@@ -33,7 +33,6 @@ def auto_max_length(lengths: np.ndarray, model_limit: int) -> int:
     return int(min(model_limit, 512, max(16, math.ceil(longest / 8) * 8)))
 
 
-
 def _model_limit(folder_or_preset: str) -> int:
     if is_model_folder(folder_or_preset):
         config = json.loads((resolve_model_folder(folder_or_preset) / "config.json").read_text())
@@ -41,21 +40,21 @@ def _model_limit(folder_or_preset: str) -> int:
     return 512
 
 
-
 def _summary(data, encoded: dict, labels, task: Task, max_length: int) -> dict:
     train_lengths = encoded["train"].full_lengths
-    summary = {"rows": {name: len(ds) for name, ds in data.splits.items()},
-               "max_length": max_length,
-               "token_length_percentiles": {f"p{q}": int(np.percentile(train_lengths, q)) for q in (50, 90, 99)}
-               | {"max": int(train_lengths.max())},
-               "truncated": {name: int((e.full_lengths > max_length).sum()) for name, e in encoded.items()}}
+    summary = {
+        "rows": {name: len(ds) for name, ds in data.splits.items()},
+        "max_length": max_length,
+        "token_length_percentiles": {f"p{q}": int(np.percentile(train_lengths, q)) for q in (50, 90, 99)}
+        | {"max": int(train_lengths.max())},
+        "truncated": {name: int((e.full_lengths > max_length).sum()) for name, e in encoded.items()},
+    }
     if task.single_class:
         counts = np.bincount(encoded["train"].labels, minlength=len(labels))
         summary["class_balance"] = {labels[i]: int(c) for i, c in enumerate(counts)}
     elif task.has_classes:
         summary["label_counts"] = {labels[i]: int(c) for i, c in enumerate(encoded["train"].labels.sum(0))}
     return summary
-
 
 
 class _Augmented:
@@ -74,10 +73,9 @@ class _Augmented:
             kept = ids[row, :n][keep]
             ids[row, :] = self.collate.pad_id
             mask[row, :] = 0
-            ids[row, :len(kept)], mask[row, :len(kept)] = kept, 1
+            ids[row, : len(kept)], mask[row, : len(kept)] = kept, 1
         batch["input_ids"], batch["attention_mask"] = torch.from_numpy(ids), torch.from_numpy(mask)
         return batch
-
 
 
 def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_train=None) -> TaskInputs:
@@ -87,9 +85,16 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
     (teacher-labeled text); it runs after the validation rows were held out, so nothing derived
     from them can reach training."""
     t = cfg.train
-    data = load_labeled(cfg.data.path, task=cfg.task, text_column=cfg.data.text_column,
-                        label_column=cfg.data.label_column, validation_fraction=cfg.data.validation_fraction,
-                        seed=t.seed, hold_out=not t.limit_per_class, labels=labels)
+    data = load_labeled(
+        cfg.data.path,
+        task=cfg.task,
+        text_column=cfg.data.text_column,
+        label_column=cfg.data.label_column,
+        validation_fraction=cfg.data.validation_fraction,
+        seed=t.seed,
+        hold_out=not t.limit_per_class,
+        labels=labels,
+    )
     if t.limit_per_class:
         # The label budget covers validation too (see finetune_image): limit first, then hold out.
         data.splits["train"] = _limit_text(data.splits["train"], cfg.task, t.limit_per_class, t.seed)
@@ -98,7 +103,8 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
             data.splits["validation"] = _limit_text(data.splits["validation"], cfg.task, share, t.seed)
         else:
             data.splits["train"], data.splits["validation"] = stratified_split(
-                data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed)
+                data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed
+            )
     extra = extra_train(data.splits["train"]) if extra_train is not None else None
     if extra is not None and len(extra):
         data.splits["train"] = concatenate_datasets([data.splits["train"], extra.cast(data.splits["train"].features)])
@@ -107,8 +113,10 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
     elif cfg.model.tokenizer:
         tokenizer = load_tokenizer(cfg.model.tokenizer)
     else:
-        raise ConfigError(f"Preset {cfg.model.name!r} starts from random weights and needs a tokenizer: "
-                          f"pass --model.tokenizer=FOLDER (e.g. a pretraining run's RUN/tokenizer).")
+        raise ConfigError(
+            f"Preset {cfg.model.name!r} starts from random weights and needs a tokenizer: "
+            f"pass --model.tokenizer=FOLDER (e.g. a pretraining run's RUN/tokenizer)."
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models: pad with end-of-text
 
@@ -117,12 +125,17 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
     encoded = {name: encode_split(ds, tokenizer, max_length) for name, ds in data.splits.items()}
     summary = _summary(data, encoded, data.labels, get_task(cfg.task), max_length)
     log.info("data: %s", data.description)
-    log.info("rows %s; tokens p50/p90/p99/max %s; max_length %d (%d training rows truncated)%s",
-             summary["rows"], "/".join(str(v) for v in summary["token_length_percentiles"].values()), max_length,
-             summary["truncated"]["train"],
-             f"; classes {summary['class_balance']}" if "class_balance" in summary else "")
-    start = build_task_model(cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length,
-                             cfg.model.pooling)
+    log.info(
+        "rows %s; tokens p50/p90/p99/max %s; max_length %d (%d training rows truncated)%s",
+        summary["rows"],
+        "/".join(str(v) for v in summary["token_length_percentiles"].values()),
+        max_length,
+        summary["truncated"]["train"],
+        f"; classes {summary['class_balance']}" if "class_balance" in summary else "",
+    )
+    start = build_task_model(
+        cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length, cfg.model.pooling
+    )
     pad_id = tokenizer.pad_token_id
     texts = {name: list(ds["text"]) for name, ds in data.splits.items()}
     score_length = max_length_of(start.model.config)
@@ -135,14 +148,24 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
         # The scoring path of fmloop.load / evaluate / predict / serve: the same logits for the same weights.
         return text_logits(model, tokenizer, texts[split], score_length, runtime.device)
 
-    return TaskInputs(model=start.model, parents=start.parents, labels=data.labels,
-                      y={name: e.labels for name, e in encoded.items()},
-                      train_lengths=encoded["train"].store.lengths, bucket=True, make_collate=make_collate,
-                      logits=logits, save_extra=tokenizer.save_pretrained, summary=summary,
-                      description=data.description, fingerprint=data.fingerprint,
-                      examples=lambda split: {"texts": texts[split]},
-                      resolved={"train": {"max_length": max_length}, "model": {"pooling": start.pooling}},
-                      pooling=start.pooling, continued=start.continued)
+    return TaskInputs(
+        model=start.model,
+        parents=start.parents,
+        labels=data.labels,
+        y={name: e.labels for name, e in encoded.items()},
+        train_lengths=encoded["train"].store.lengths,
+        bucket=True,
+        make_collate=make_collate,
+        logits=logits,
+        save_extra=tokenizer.save_pretrained,
+        summary=summary,
+        description=data.description,
+        fingerprint=data.fingerprint,
+        examples=lambda split: {"texts": texts[split]},
+        resolved={"train": {"max_length": max_length}, "model": {"pooling": start.pooling}},
+        pooling=start.pooling,
+        continued=start.continued,
+    )
 
 
 def _limit_text(train, task: str, limit: float, seed: int):

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fmloop.core.callbacks import Callback, Control
 from fmloop.core.errors import DataError, TrainingError
 from fmloop.core.runtime import Runtime
 from fmloop.data.text import epoch_batches, split_micro
 from fmloop.train import cpu_dropout
-from fmloop.core.callbacks import Callback, Control
 from fmloop.train.checkpoint import TrainState, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ class BatchPlan:
     """Which examples form each global batch: lengths (for bucketing) + a collate function."""
 
     lengths: np.ndarray
-    batch_size: int                                       # global batch (all processes, all micro-batches)
-    collate: Callable[[np.ndarray, int], dict]            # (indices, epoch) -> tensors
+    batch_size: int  # global batch (all processes, all micro-batches)
+    collate: Callable[[np.ndarray, int], dict]  # (indices, epoch) -> tensors
     seed: int
     bucket: bool = True
 
@@ -68,11 +68,22 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 class Loop:
-    def __init__(self, *, objective: nn.Module, model: nn.Module, train: BatchPlan, evaluate: Callable[[], dict] | None,
-                 optimizer: torch.optim.Optimizer, scheduler, runtime: Runtime, settings: LoopSettings,
-                 callbacks: Sequence[Callback] = (), checkpoint_dir: Path | None = None,
-                 state: TrainState | None = None):
-        self.model = model                      # unwrapped: what gets checkpointed and saved
+    def __init__(
+        self,
+        *,
+        objective: nn.Module,
+        model: nn.Module,
+        train: BatchPlan,
+        evaluate: Callable[[], dict] | None,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        runtime: Runtime,
+        settings: LoopSettings,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: Path | None = None,
+        state: TrainState | None = None,
+    ):
+        self.model = model  # unwrapped: what gets checkpointed and saved
         self.objective = objective.to(runtime.device)
         if settings.fast_cpu_dropout and runtime.device.type == "cpu":
             swapped = cpu_dropout.install(self.objective)
@@ -102,8 +113,10 @@ class Loop:
                 self._epoch_cache = (self.state.epoch, self.train_plan.epoch(self.state.epoch))
             batches = self._epoch_cache[1]
             if not batches:
-                raise DataError(f"The training data ({len(self.train_plan.lengths)} examples) is smaller than one "
-                                f"batch of {self.train_plan.batch_size}. Lower --train.batch_size or add data.")
+                raise DataError(
+                    f"The training data ({len(self.train_plan.lengths)} examples) is smaller than one "
+                    f"batch of {self.train_plan.batch_size}. Lower --train.batch_size or add data."
+                )
             if self.state.batch_in_epoch < len(batches):
                 batch = batches[self.state.batch_in_epoch]
                 self.state.batch_in_epoch += 1
@@ -118,8 +131,10 @@ class Loop:
         rt, settings = self.runtime, self.settings
         indices = self._next_global_batch()
         epoch = self.state.epoch  # after the call: the batch may be the first of a new epoch
-        micro = [self.train_plan.collate(part, epoch)
-                 for part in split_micro(indices, rt.rank, rt.world_size, settings.grad_accum)]
+        micro = [
+            self.train_plan.collate(part, epoch)
+            for part in split_micro(indices, rt.rank, rt.world_size, settings.grad_accum)
+        ]
         local_targets = sum(b["n_targets"] for b in micro)
         global_targets = rt.all_reduce_sum(local_targets)
         if global_targets == 0:
@@ -148,12 +163,17 @@ class Loop:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped_steps += 1
             self.state.bad_in_a_row += 1
-            log.warning("step %d: non-finite loss or gradients (loss=%s, grad_norm=%s); update skipped",
-                        self.state.step + 1, step_loss, grad_norm)
+            log.warning(
+                "step %d: non-finite loss or gradients (loss=%s, grad_norm=%s); update skipped",
+                self.state.step + 1,
+                step_loss,
+                grad_norm,
+            )
             if self.state.bad_in_a_row >= settings.max_bad_steps:
                 raise TrainingError(
                     f"Training diverged: {self.state.bad_in_a_row} steps in a row had non-finite loss or gradients. "
-                    f"The last checkpoint is untouched; lower --train.lr or raise --train.warmup_steps and resume.")
+                    f"The last checkpoint is untouched; lower --train.lr or raise --train.warmup_steps and resume."
+                )
             return None
         self.state.bad_in_a_row = 0
         self.optimizer.step()
@@ -180,8 +200,15 @@ class Loop:
 
     def save(self) -> None:
         if self.checkpoint_dir is not None:
-            save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler, self.state,
-                            self.runtime, keep=self.settings.keep_checkpoints)
+            save_checkpoint(
+                self.checkpoint_dir,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.state,
+                self.runtime,
+                keep=self.settings.keep_checkpoints,
+            )
 
     def _sync_stop(self) -> None:
         """All processes must stop at the same step, whichever of them got the signal."""
@@ -201,7 +228,7 @@ class Loop:
             session_start = time.perf_counter()
             elapsed_before = state.elapsed_s
             if state.step == 0 and state.batch_in_epoch == 0 and state.epoch == 0:
-                self.evaluate()                   # the starting point of the held-out curve
+                self.evaluate()  # the starting point of the held-out curve
             # Throughput windows exclude evaluation and checkpoint time (they are not training speed).
             window_start, window_tokens, window_pause = time.perf_counter(), 0, 0.0
             while state.step < self.total_steps and not self.control.should_stop:
@@ -215,10 +242,15 @@ class Loop:
                 logs: dict = {}
                 if state.step % s.log_every == 0 or state.step == self.total_steps:
                     now = time.perf_counter()
-                    logs = {"loss": stats["loss"], "lr": self.scheduler.get_last_lr()[0],
-                            "grad_norm": stats["grad_norm"],
-                            "tokens_per_s": window_tokens / max(now - window_start - window_pause, 1e-9),
-                            "epoch": state.epoch, "tokens_seen": state.tokens_seen, "elapsed_s": round(state.elapsed_s, 2)}
+                    logs = {
+                        "loss": stats["loss"],
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": stats["grad_norm"],
+                        "tokens_per_s": window_tokens / max(now - window_start - window_pause, 1e-9),
+                        "epoch": state.epoch,
+                        "tokens_seen": state.tokens_seen,
+                        "elapsed_s": round(state.elapsed_s, 2),
+                    }
                     window_start, window_tokens, window_pause = now, 0, 0.0
                 for cb in self.callbacks:
                     cb.on_step_end(self, logs)
@@ -249,7 +281,7 @@ class Loop:
 def evaluate_batches(objective: nn.Module, batches: list[dict], runtime: Runtime) -> dict:
     """Held-out loss and perplexity over fixed batches; each process takes every world_size-th."""
     loss_sum, count = 0.0, 0
-    for batch in batches[runtime.rank::runtime.world_size]:
+    for batch in batches[runtime.rank :: runtime.world_size]:
         with runtime.autocast():
             out = objective(to_device(batch, runtime.device))
         loss_sum += float(out["loss_sum"])

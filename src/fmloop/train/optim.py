@@ -9,8 +9,13 @@ import torch
 from torch import nn
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
-                 lr_scale: Callable[[str], float] | None = None, include_frozen: bool = False) -> list[dict]:
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    lr: float | None = None,
+    lr_scale: Callable[[str], float] | None = None,
+    include_frozen: bool = False,
+) -> list[dict]:
     """Parameter groups: matrices decay, biases/norm weights/1-D params do not (decaying a
     LayerNorm gain toward 0 only hurts). With `lr_scale`, parameters are further grouped by their
     learning-rate multiplier (layer-wise decay). Frozen parameters are left out unless
@@ -31,9 +36,15 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
     return out
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float = 1e-8, lr_scale: Callable[[str], float] | None = None,
-                    include_frozen: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float = 1e-8,
+    lr_scale: Callable[[str], float] | None = None,
+    include_frozen: bool = False,
+) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, lr, lr_scale, include_frozen)
     # Fused AdamW: one kernel over all parameters; measured 4.8x faster than the foreach kernels
     # on a 2-core CPU for a 22M-parameter model (15 vs 74 ms a step), and the fast path on CUDA.
@@ -52,7 +63,9 @@ def lr_multiplier(step: int, warmup: int, total: int, schedule: str, min_ratio: 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, schedule: str,
-                    min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, schedule: str, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, warmup, total, schedule, min_ratio))
+        optimizer, lambda step: lr_multiplier(step, warmup, total, schedule, min_ratio)
+    )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,8 +22,14 @@ from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
 from fmloop.core.errors import ConfigError, ResumeError
 from fmloop.core.runtime import Runtime, main_process_first, running
 from fmloop.data.sources import TextCorpus, load_text_corpus
-from fmloop.data.text import (CausalLMCollator, MaskedLMCollator, TokenStore, default_pad_multiple, tokenize_for_clm,
-                              tokenize_for_mlm)
+from fmloop.data.text import (
+    CausalLMCollator,
+    MaskedLMCollator,
+    TokenStore,
+    default_pad_multiple,
+    tokenize_for_clm,
+    tokenize_for_mlm,
+)
 from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
@@ -34,8 +40,6 @@ from fmloop.train.objectives import OBJECTIVES
 from fmloop.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
-
-
 
 
 def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpus: TextCorpus, resuming: bool):
@@ -58,8 +62,9 @@ def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpu
                 n = min(len(train), cfg.tokenizer.max_training_docs)
                 sample = train.shuffle(seed=cfg.train.seed).select(range(n)) if n < len(train) else train
                 log.info("training a %s tokenizer (vocab %d) on %d documents", kind, cfg.tokenizer.vocab_size, n)
-                tokenizer = train_tokenizer((row["text"] for row in sample), kind, cfg.tokenizer.vocab_size,
-                                            cfg.tokenizer.min_frequency)
+                tokenizer = train_tokenizer(
+                    (row["text"] for row in sample), kind, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency
+                )
             save_dir_atomically(tok_dir, tokenizer.save_pretrained)
     return load_tokenizer(tok_dir), description
 
@@ -103,11 +108,12 @@ def _eval_batches(store: TokenStore, collate, batch_size: int, n_batches: int, s
     rng = np.random.default_rng([seed, 999])
     picked = rng.permutation(len(store))[: batch_size * n_batches]
     picked = picked[np.argsort(store.lengths[picked], kind="stable")]
-    return [collate(picked[i:i + batch_size], -1) for i in range(0, len(picked), batch_size)]
+    return [collate(picked[i : i + batch_size], -1) for i in range(0, len(picked), batch_size)]
 
 
-def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: str | Path | None = None,
-             extra_callbacks=()) -> RunDir:
+def pretrain(
+    cfg: PretrainConfig, out: str | Path | None = None, resume: str | Path | None = None, extra_callbacks=()
+) -> RunDir:
     """Run the pretraining stage; returns the run dir holding `model/`, metrics and the report."""
     if (out is None) == (resume is None):
         raise ConfigError("Pass exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
@@ -115,13 +121,21 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None, resume: str | P
         raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
     cfg = resolve_modality(cfg)
     with running(cfg.train) as runtime:
-        return _pretrain(cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks)
+        return _pretrain(
+            cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks
+        )
 
 
 TEXT_OBJECTIVES, IMAGE_OBJECTIVES = ("mlm", "clm"), ("simclr", "mae")
 # Image pretraining differs from text in scale: many small examples per step, larger steps.
-IMAGE_TRAIN_DEFAULTS = {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.05, "beta2": 0.95, "eval_every": 100,
-                        "checkpoint_every": 500}
+IMAGE_TRAIN_DEFAULTS = {
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+    "beta2": 0.95,
+    "eval_every": 100,
+    "checkpoint_every": 500,
+}
 
 
 def resolve_modality(cfg: PretrainConfig) -> PretrainConfig:
@@ -133,12 +147,18 @@ def resolve_modality(cfg: PretrainConfig) -> PretrainConfig:
     allowed = IMAGE_OBJECTIVES if modality == "image" else TEXT_OBJECTIVES
     objective = cfg.objective or allowed[0]
     if objective not in allowed:
-        raise ConfigError(f"The 'objective' parameter of pretrain must be one of {', '.join(allowed)} for "
-                          f"{modality} data. Got {objective!r} instead.")
-    model = cfg.model.model_copy(update={"name": cfg.model.name or ("vit-mini" if modality == "image" else "bert-mini")})
+        raise ConfigError(
+            f"The 'objective' parameter of pretrain must be one of {', '.join(allowed)} for "
+            f"{modality} data. Got {objective!r} instead."
+        )
+    model = cfg.model.model_copy(
+        update={"name": cfg.model.name or ("vit-mini" if modality == "image" else "bert-mini")}
+    )
     train = cfg.train
     if modality == "image":
-        train = train.model_copy(update={k: v for k, v in IMAGE_TRAIN_DEFAULTS.items() if k not in train.model_fields_set})
+        train = train.model_copy(
+            update={k: v for k, v in IMAGE_TRAIN_DEFAULTS.items() if k not in train.model_fields_set}
+        )
     return cfg.model_copy(update={"modality": modality, "objective": objective, "model": model, "train": train})
 
 
@@ -146,38 +166,53 @@ def resolve_modality(cfg: PretrainConfig) -> PretrainConfig:
 class Prepared:
     """What a modality hands the shared pretraining runner."""
 
-    model: nn.Module                          # trained and checkpointed (for MAE, the whole autoencoder)
+    model: nn.Module  # trained and checkpointed (for MAE, the whole autoencoder)
     objective: nn.Module
     train: BatchPlan
     eval_batches: list[dict]
     parent: str | None
-    manifest: dict                            # modality-specific manifest fields
-    save_model: Callable[[Path], None]        # writes the final model folder into a temp dir
-    summary: str                              # one line for the log: what one step is made of
+    manifest: dict  # modality-specific manifest fields
+    save_model: Callable[[Path], None]  # writes the final model folder into a temp dir
+    summary: str  # one line for the log: what one step is made of
     unit: str = "tok"
 
 
-def _start_run(run: RunDir, runtime: Runtime, resuming: bool, manifest: dict | None, fingerprint: str,
-               data_path: str) -> None:
+def _start_run(
+    run: RunDir, runtime: Runtime, resuming: bool, manifest: dict | None, fingerprint: str, data_path: str
+) -> None:
     """Create the run dir only once the data is known to be good (a typo leaves no half-made run
     dir), and refuse to resume onto different data."""
     if not resuming and runtime.is_main:
         run.create()
     runtime.barrier()
     if resuming and manifest.get("data_fingerprint") != fingerprint:
-        raise ResumeError(f"The data at {data_path} changed since {run.path} started "
-                          f"(fingerprint {fingerprint} != {manifest.get('data_fingerprint')}); "
-                          f"resuming would not continue the same run. Start a new run with --out.")
+        raise ResumeError(
+            f"The data at {data_path} changed since {run.path} started "
+            f"(fingerprint {fingerprint} != {manifest.get('data_fingerprint')}); "
+            f"resuming would not continue the same run. Start a new run with --out."
+        )
 
 
-def _prepare_text(cfg: PretrainConfig, runtime: Runtime, run: RunDir, resuming: bool, manifest: dict | None) -> Prepared:
+def _prepare_text(
+    cfg: PretrainConfig, runtime: Runtime, run: RunDir, resuming: bool, manifest: dict | None
+) -> Prepared:
     t = cfg.train
-    corpus = load_text_corpus(cfg.data.path, column=cfg.data.column, validation_path=cfg.data.validation_path,
-                              validation_fraction=cfg.data.validation_fraction,
-                              max_validation_docs=cfg.data.max_validation_docs, max_docs=cfg.data.max_docs, seed=t.seed)
+    corpus = load_text_corpus(
+        cfg.data.path,
+        column=cfg.data.column,
+        validation_path=cfg.data.validation_path,
+        validation_fraction=cfg.data.validation_fraction,
+        max_validation_docs=cfg.data.max_validation_docs,
+        max_docs=cfg.data.max_docs,
+        seed=t.seed,
+    )
     _start_run(run, runtime, resuming, manifest, corpus.fingerprint, cfg.data.path)
-    log.info("data: %s (%d train / %d held-out documents)", corpus.description,
-             len(corpus.splits["train"]), len(corpus.splits["validation"]))
+    log.info(
+        "data: %s (%d train / %d held-out documents)",
+        corpus.description,
+        len(corpus.splits["train"]),
+        len(corpus.splits["validation"]),
+    )
 
     tokenizer, tokenizer_source = _prepare_tokenizer(cfg, run, runtime, corpus, resuming)
     tokenize = tokenize_for_mlm if cfg.objective == "mlm" else tokenize_for_clm
@@ -198,12 +233,16 @@ def _prepare_text(cfg: PretrainConfig, runtime: Runtime, run: RunDir, resuming: 
         tokenizer.save_pretrained(tmp)
 
     eval_bs = max(1, t.batch_size // t.grad_accum)
-    return Prepared(model=model, objective=OBJECTIVES.get(cfg.objective)(model),
-                    train=BatchPlan(train_store.lengths, t.batch_size, train_collate, t.seed, bucket=cfg.objective == "mlm"),
-                    eval_batches=_eval_batches(eval_store, eval_collate, eval_bs, t.eval_batches, t.seed),
-                    parent=parent, save_model=save_model,
-                    manifest=dict(tokenizer=tokenizer_source, data=corpus.description, data_fingerprint=corpus.fingerprint),
-                    summary=f"{t.seq_len} tokens each, {len(train_store)} training sequences")
+    return Prepared(
+        model=model,
+        objective=OBJECTIVES.get(cfg.objective)(model),
+        train=BatchPlan(train_store.lengths, t.batch_size, train_collate, t.seed, bucket=cfg.objective == "mlm"),
+        eval_batches=_eval_batches(eval_store, eval_collate, eval_bs, t.eval_batches, t.seed),
+        parent=parent,
+        save_model=save_model,
+        manifest=dict(tokenizer=tokenizer_source, data=corpus.description, data_fingerprint=corpus.fingerprint),
+        summary=f"{t.seq_len} tokens each, {len(train_store)} training sequences",
+    )
 
 
 def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool, extra_callbacks) -> RunDir:
@@ -221,11 +260,14 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     for note in runtime.notes:
         log.info(note)
     if t.batch_size < runtime.world_size * t.grad_accum:
-        raise ConfigError(f"The 'train.batch_size' parameter of pretrain must be >= processes x grad_accum "
-                          f"({runtime.world_size} x {t.grad_accum}). Got {t.batch_size} instead.")
+        raise ConfigError(
+            f"The 'train.batch_size' parameter of pretrain must be >= processes x grad_accum "
+            f"({runtime.world_size} x {t.grad_accum}). Got {t.batch_size} instead."
+        )
 
     if cfg.modality == "image":
         from fmloop.train.pretrain_image import prepare_images
+
         prep = prepare_images(cfg, runtime, run, resuming, manifest, _start_run)
     else:
         prep = _prepare_text(cfg, runtime, run, resuming, manifest)
@@ -246,29 +288,62 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     resolved["train"]["max_steps"] = total_steps
     if runtime.is_main:
         run.write_config(resolved)
-        run.write_manifest(kind="pretrain", parents=[prep.parent] if prep.parent else [], status="running", objective=cfg.objective,
-                           modality=cfg.modality, model=cfg.model.name, parameters=n_params,
-                           config_hash=config_hash(resolved), runtime=runtime.describe(), **prep.manifest)
-        log.info("model: %s, %.1fM parameters; %d steps of %d (%s); %s",
-                 cfg.model.name, n_params / 1e6, total_steps, t.batch_size, prep.summary, runtime.describe())
+        run.write_manifest(
+            kind="pretrain",
+            parents=[prep.parent] if prep.parent else [],
+            status="running",
+            objective=cfg.objective,
+            modality=cfg.modality,
+            model=cfg.model.name,
+            parameters=n_params,
+            config_hash=config_hash(resolved),
+            runtime=runtime.describe(),
+            **prep.manifest,
+        )
+        log.info(
+            "model: %s, %.1fM parameters; %d steps of %d (%s); %s",
+            cfg.model.name,
+            n_params / 1e6,
+            total_steps,
+            t.batch_size,
+            prep.summary,
+            runtime.describe(),
+        )
 
-    callbacks = [ProgressBar(f"pretrain {cfg.objective}", unit=prep.unit),
-                 MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
-                 GracefulStop()]
+    callbacks = [
+        ProgressBar(f"pretrain {cfg.objective}", unit=prep.unit),
+        MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
+        GracefulStop(),
+    ]
     if t.max_time_s:
         callbacks.append(TimeBudget(t.max_time_s))
     callbacks.append(BestTracker("eval_loss", "min"))
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(t.early_stopping_patience))
     callbacks.extend(extra_callbacks)
-    loop = Loop(objective=objective, model=objective, train=prep.train,
-                evaluate=lambda: evaluate_batches(objective, prep.eval_batches, runtime),
-                optimizer=optimizer, scheduler=scheduler, runtime=runtime,
-                settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
-                                      fast_cpu_dropout=t.fast_cpu_dropout,
-                                      log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
-                                      keep_checkpoints=t.keep_checkpoints, max_bad_steps=t.max_bad_steps),
-                callbacks=callbacks, checkpoint_dir=run.checkpoints_dir, state=state)
+    loop = Loop(
+        objective=objective,
+        model=objective,
+        train=prep.train,
+        evaluate=lambda: evaluate_batches(objective, prep.eval_batches, runtime),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        runtime=runtime,
+        settings=LoopSettings(
+            total_steps=total_steps,
+            grad_accum=t.grad_accum,
+            clip_grad_norm=t.clip_grad_norm,
+            fast_cpu_dropout=t.fast_cpu_dropout,
+            log_every=t.log_every,
+            eval_every=t.eval_every,
+            checkpoint_every=t.checkpoint_every,
+            keep_checkpoints=t.keep_checkpoints,
+            max_bad_steps=t.max_bad_steps,
+        ),
+        callbacks=callbacks,
+        checkpoint_dir=run.checkpoints_dir,
+        state=state,
+    )
     state = loop.run()
 
     if runtime.is_main:
@@ -277,8 +352,12 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
         trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
         finished = state.step >= total_steps
         seen = "tokens_seen" if prep.unit == "tok" else "images_seen"
-        metrics = {"steps": state.step, seen: state.tokens_seen, "train_time_s": round(state.elapsed_s, 1),
-                   "skipped_steps": state.skipped_steps}
+        metrics = {
+            "steps": state.step,
+            seen: state.tokens_seen,
+            "train_time_s": round(state.elapsed_s, 1),
+            "skipped_steps": state.skipped_steps,
+        }
         if evals:
             metrics.update(eval_loss=evals[-1]["eval_loss"], initial_eval_loss=evals[0]["eval_loss"])
             if cfg.modality == "text":
@@ -288,6 +367,7 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
             metrics[key] = round(float(np.median([r["tokens_per_s"] for r in trains[1:] or trains])), 1)
         run.write_manifest(status="finished" if finished else "stopped", stop_reason=state.stop_reason, metrics=metrics)
         from fmloop.evaluate.report import write_training_report
+
         write_training_report(run)
     runtime.barrier()
     return run

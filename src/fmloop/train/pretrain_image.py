@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 def _backbone(name: str, size: int, channels: int):
     """(backbone model, parent folder or None)."""
+
     def no_pooler(config) -> dict:
         # ViT's pooler is a dense layer on the CLS token that the classification head never reads.
         return {"add_pooling_layer": False} if config.model_type == "vit" else {}
@@ -51,8 +52,14 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
     from fmloop.train.pretrain import Prepared
 
     t = cfg.train
-    data = load_images(cfg.data.path, need_labels=False, image_column=cfg.data.column,
-                       validation_fraction=cfg.data.validation_fraction, seed=t.seed, hold_out=True)
+    data = load_images(
+        cfg.data.path,
+        need_labels=False,
+        image_column=cfg.data.column,
+        validation_fraction=cfg.data.validation_fraction,
+        seed=t.seed,
+        hold_out=True,
+    )
     start_run(run, runtime, resuming, manifest, data.fingerprint, cfg.data.path)
     train = data.splits["train"]
     held = data.splits.get("validation", data.splits.get("test", train))
@@ -60,8 +67,9 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
         train = train.subset(np.arange(min(len(train), cfg.data.max_docs)))
     h, w, channels = data.image_shape
     if h != w:
-        log.info("images are %dx%d; models are built for square inputs of %d px (resize the data for other shapes)",
-                 h, w, h)
+        log.info(
+            "images are %dx%d; models are built for square inputs of %d px (resize the data for other shapes)", h, w, h
+        )
     mean, std = channel_stats(train.pixels, seed=t.seed)
     log.info("data: %s; channel mean %s std %s", data.description, mean, std)
 
@@ -79,20 +87,39 @@ def prepare_images(cfg, runtime: Runtime, run: RunDir, resuming: bool, manifest:
     eval_rows = held.subset(np.arange(min(len(held), t.eval_batches * t.batch_size)))
     eval_collate = ImageBatches(eval_rows, augment, t.seed, two_views=two_views)
     eval_bs = max(2, t.batch_size // t.grad_accum)
-    eval_batches = [eval_collate(np.arange(i, min(i + eval_bs, len(eval_rows))), -1)
-                    for i in range(0, len(eval_rows), eval_bs) if min(i + eval_bs, len(eval_rows)) - i >= 2]
+    eval_batches = [
+        eval_collate(np.arange(i, min(i + eval_bs, len(eval_rows))), -1)
+        for i in range(0, len(eval_rows), eval_bs)
+        if min(i + eval_bs, len(eval_rows)) - i >= 2
+    ]
 
     def save_model(tmp: Path) -> None:
         export = objective.export_backbone()
         export.save_pretrained(tmp, safe_serialization=True)
         write_preprocessor(tmp, h, channels, mean, std)
 
-    return Prepared(model=model, objective=objective,
-                    train=BatchPlan(np.ones(len(train), np.int64), t.batch_size,
-                                    ImageBatches(train, augment, t.seed, two_views=two_views), t.seed, bucket=False),
-                    eval_batches=eval_batches, parent=parent, save_model=save_model, unit="img",
-                    manifest=dict(data=data.description, data_fingerprint=data.fingerprint,
-                                  skipped_images=len(data.skipped), image_shape=[h, w, channels],
-                                  image_mean=mean, image_std=std),
-                    summary=f"{h}x{w}x{channels} images, {len(train)} for training, "
-                            f"{'two views each' if two_views else f'{mae.config.mask_ratio:.0%} of patches masked'}")
+    return Prepared(
+        model=model,
+        objective=objective,
+        train=BatchPlan(
+            np.ones(len(train), np.int64),
+            t.batch_size,
+            ImageBatches(train, augment, t.seed, two_views=two_views),
+            t.seed,
+            bucket=False,
+        ),
+        eval_batches=eval_batches,
+        parent=parent,
+        save_model=save_model,
+        unit="img",
+        manifest=dict(
+            data=data.description,
+            data_fingerprint=data.fingerprint,
+            skipped_images=len(data.skipped),
+            image_shape=[h, w, channels],
+            image_mean=mean,
+            image_std=std,
+        ),
+        summary=f"{h}x{w}x{channels} images, {len(train)} for training, "
+        f"{'two views each' if two_views else f'{mae.config.mask_ratio:.0%} of patches masked'}",
+    )

@@ -50,25 +50,25 @@ log = logging.getLogger(__name__)
 class TaskInputs:
     """A modality's view of the labeled data, as the shared runner needs it."""
 
-    model: nn.Module                                   # the model to start from, before the strategy
-    parents: list[str]                                 # model folders it was built from (lineage)
+    model: nn.Module  # the model to start from, before the strategy
+    parents: list[str]  # model folders it was built from (lineage)
     labels: list[str] | None
-    y: dict[str, np.ndarray]                           # targets per split
-    train_lengths: np.ndarray                          # per training example (bucketing; images: ones)
+    y: dict[str, np.ndarray]  # targets per split
+    train_lengths: np.ndarray  # per training example (bucketing; images: ones)
     bucket: bool
-    make_collate: Callable[[], Callable]               # -> (indices, epoch) -> batch
-    logits: Callable[[nn.Module, str], np.ndarray]     # (model, split) -> logits, fmloop's scoring path
-    save_extra: Callable[[Path], None]                 # tokenizer / image preprocessor beside the weights
+    make_collate: Callable[[], Callable]  # -> (indices, epoch) -> batch
+    logits: Callable[[nn.Module, str], np.ndarray]  # (model, split) -> logits, fmloop's scoring path
+    save_extra: Callable[[Path], None]  # tokenizer / image preprocessor beside the weights
     summary: dict
     description: str
     fingerprint: str
-    examples: Callable[[str], dict]                    # what the report shows per example of a split
-    resolved: dict                                     # values chosen here, for RUN/config.yaml
+    examples: Callable[[str], dict]  # what the report shows per example of a split
+    resolved: dict  # values chosen here, for RUN/config.yaml
     pooling: str = "native"
-    continued: str | None = None                       # "head kept" / "new head": continuing a fine-tuned model
-    default_batch_size: Callable[[int], int] | None = None   # n_train -> batch size (None: the text rule)
-    default_lr: float | None = None                          # None: by model size (the text rule)
-    extra_manifest: dict = field(default_factory=dict)       # stage-specific manifest fields
+    continued: str | None = None  # "head kept" / "new head": continuing a fine-tuned model
+    default_batch_size: Callable[[int], int] | None = None  # n_train -> batch size (None: the text rule)
+    default_lr: float | None = None  # None: by model size (the text rule)
+    extra_manifest: dict = field(default_factory=dict)  # stage-specific manifest fields
 
 
 def validation_budget(limit: float, fraction: float) -> float:
@@ -77,7 +77,7 @@ def validation_budget(limit: float, fraction: float) -> float:
 
 
 def default_lr(n_params: int, strategy: str) -> float:
-    if strategy == "linear-probe":   # one linear layer on fixed features: a large rate converges in time
+    if strategy == "linear-probe":  # one linear layer on fixed features: a large rate converges in time
         return 1e-2
     lr = 3e-4 if n_params < 15e6 else 1e-4 if n_params < 60e6 else 5e-5 if n_params < 200e6 else 2e-5
     return min(1e-3, lr * 10) if strategy == "lora" else lr
@@ -87,10 +87,18 @@ def default_epochs(n_train: int) -> float:
     return 10 if n_train < 1000 else 5 if n_train < 5000 else 3 if n_train < 20000 else 2
 
 
-def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: TaskInputs, *, kind: str = "finetune",
-                   objective: Callable[[nn.Module, torch.Tensor | None], nn.Module] | None = None,
-                   callbacks: list[Callback] = (), parents: list[str] | None = None,
-                   resuming: bool = False) -> RunDir:
+def run_supervised(
+    cfg: FinetuneConfig,
+    runtime: Runtime,
+    run: RunDir,
+    inputs: TaskInputs,
+    *,
+    kind: str = "finetune",
+    objective: Callable[[nn.Module, torch.Tensor | None], nn.Module] | None = None,
+    callbacks: list[Callback] = (),
+    parents: list[str] | None = None,
+    resuming: bool = False,
+) -> RunDir:
     """Train `inputs.model` on the prepared data and write the run dir. `objective(model, class
     weights)` replaces the task loss (distillation); `callbacks` join the loop's (pruning masks);
     `parents` replaces the lineage (a teacher instead of the base)."""
@@ -98,14 +106,16 @@ def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: T
     model = inputs.model
     n_train = len(inputs.train_lengths)
     n_params = sum(p.numel() for p in model.parameters())
-    batch_size = t.batch_size or (inputs.default_batch_size(n_train) if inputs.default_batch_size
-                                  else 32 if n_train >= 1000 else 16)
+    batch_size = t.batch_size or (
+        inputs.default_batch_size(n_train) if inputs.default_batch_size else 32 if n_train >= 1000 else 16
+    )
     batch_size = min(batch_size, n_train)
     epochs = t.epochs or default_epochs(n_train)
     steps_per_epoch = max(1, n_train // batch_size)
     total_steps = t.max_steps if t.max_steps is not None else max(1, int(round(epochs * steps_per_epoch)))
-    lr = t.lr or (inputs.default_lr if inputs.default_lr and cfg.strategy == "full"
-                  else default_lr(n_params, cfg.strategy))
+    lr = t.lr or (
+        inputs.default_lr if inputs.default_lr and cfg.strategy == "full" else default_lr(n_params, cfg.strategy)
+    )
     warmup = int(t.warmup_ratio * total_steps)
     eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     checkpoint_every = eval_every if t.checkpoint_every is None else t.checkpoint_every
@@ -115,8 +125,16 @@ def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: T
         metric, mode = task.headline
 
     model.to(runtime.device)
-    plan = apply_strategy(model, cfg.strategy, total_steps=max(1, total_steps), llrd_decay=t.llrd_decay,
-                          lora_r=t.lora_r, lora_alpha=t.lora_alpha, lora_targets=t.lora_targets, dora=t.lora_dora)
+    plan = apply_strategy(
+        model,
+        cfg.strategy,
+        total_steps=max(1, total_steps),
+        llrd_decay=t.llrd_decay,
+        lora_r=t.lora_r,
+        lora_alpha=t.lora_alpha,
+        lora_targets=t.lora_targets,
+        dora=t.lora_dora,
+    )
     task_model = plan.model
     if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
         # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
@@ -127,41 +145,75 @@ def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: T
     if t.class_weights == "balanced" and task.single_class:
         counts = np.bincount(inputs.y["train"], minlength=len(inputs.labels)).astype(np.float64)
         class_weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
-    loss = (objective(task_model, class_weights) if objective
-            else Supervised(task_model, cfg.task, class_weights, t.label_smoothing))
-    optimizer = build_optimizer(task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale,
-                                include_frozen=plan.include_frozen)
+    loss = (
+        objective(task_model, class_weights)
+        if objective
+        else Supervised(task_model, cfg.task, class_weights, t.label_smoothing)
+    )
+    optimizer = build_optimizer(
+        task_model, lr, t.weight_decay, (0.9, 0.999), lr_scale=plan.lr_scale, include_frozen=plan.include_frozen
+    )
     own = [p for name, p in loss.named_parameters() if not name.startswith("model.") and p.requires_grad]
-    if own:   # the objective's own weights (distillation's projections) train with the model
+    if own:  # the objective's own weights (distillation's projections) train with the model
         optimizer.add_param_group({"params": own, "lr": lr, "weight_decay": 0.0})
     scheduler = build_scheduler(optimizer, warmup, max(1, total_steps), "linear", 0.0)
 
     resolved = cfg.resolved()
     for section, values in inputs.resolved.items():
         resolved[section].update(values)
-    resolved["train"].update(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=total_steps, metric=metric,
-                             checkpoint_every=checkpoint_every, **plan.settings)
+    resolved["train"].update(
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_steps=total_steps,
+        metric=metric,
+        checkpoint_every=checkpoint_every,
+        **plan.settings,
+    )
     state = None
     if resuming:
         manifest = run.read_manifest()
         if manifest.data_fingerprint != inputs.fingerprint:
-            raise ResumeError(f"The data at {cfg.data.path} changed since {run.path} started (fingerprint "
-                              f"{inputs.fingerprint} != {manifest.data_fingerprint}); resuming would not continue "
-                              f"the same run. Start a new run with --out.")
+            raise ResumeError(
+                f"The data at {cfg.data.path} changed since {run.path} started (fingerprint "
+                f"{inputs.fingerprint} != {manifest.data_fingerprint}); resuming would not continue "
+                f"the same run. Start a new run with --out."
+            )
         state = load_checkpoint(run.checkpoints_dir, task_model, optimizer, scheduler, runtime)
     else:
         run.create()
         run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
-    run.write_manifest(kind=kind, parents=parents if parents is not None else inputs.parents, status="running",
-                       task=cfg.task, strategy=cfg.strategy, strategy_detail=plan.description, model=cfg.model.name,
-                       parameters=n_params, trainable_parameters=trainable, labels=inputs.labels,
-                       config_hash=config_hash(resolved), data=inputs.description,
-                       data_fingerprint=inputs.fingerprint, data_summary=inputs.summary, continued=inputs.continued,
-                       runtime=runtime.describe(), **inputs.extra_manifest)
-    log.info("model: %s (%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
-             cfg.model.name, n_params / 1e6, trainable / 1e6, plan.description, total_steps, batch_size, lr,
-             runtime.describe())
+    run.write_manifest(
+        kind=kind,
+        parents=parents if parents is not None else inputs.parents,
+        status="running",
+        task=cfg.task,
+        strategy=cfg.strategy,
+        strategy_detail=plan.description,
+        model=cfg.model.name,
+        parameters=n_params,
+        trainable_parameters=trainable,
+        labels=inputs.labels,
+        config_hash=config_hash(resolved),
+        data=inputs.description,
+        data_fingerprint=inputs.fingerprint,
+        data_summary=inputs.summary,
+        continued=inputs.continued,
+        runtime=runtime.describe(),
+        **inputs.extra_manifest,
+    )
+    log.info(
+        "model: %s (%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
+        cfg.model.name,
+        n_params / 1e6,
+        trainable / 1e6,
+        plan.description,
+        total_steps,
+        batch_size,
+        lr,
+        runtime.describe(),
+    )
 
     def evaluate() -> dict:
         logits = inputs.logits(task_model, "validation")
@@ -171,34 +223,63 @@ def run_supervised(cfg: FinetuneConfig, runtime: Runtime, run: RunDir, inputs: T
         return scalars
 
     best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
-    loop_callbacks = [ProgressBar(f"{kind} {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
-                      MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
-                      GracefulStop(), best, *plan.callbacks, *callbacks]
+    loop_callbacks = [
+        ProgressBar(f"{kind} {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
+        MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
+        GracefulStop(),
+        best,
+        *plan.callbacks,
+        *callbacks,
+    ]
     if t.early_stopping_patience:
         loop_callbacks.append(EarlyStopping(t.early_stopping_patience))
     if t.max_time:
         loop_callbacks.append(TimeBudget(parse_duration(t.max_time)))
-    loop = Loop(objective=loss, model=task_model,
-                train=BatchPlan(inputs.train_lengths, batch_size, inputs.make_collate(), t.seed, bucket=inputs.bucket),
-                evaluate=evaluate, optimizer=optimizer, scheduler=scheduler, runtime=runtime,
-                settings=LoopSettings(total_steps=total_steps, grad_accum=t.grad_accum, clip_grad_norm=t.clip_grad_norm,
-                                      fast_cpu_dropout=t.fast_cpu_dropout, log_every=t.log_every,
-                                      eval_every=eval_every, checkpoint_every=checkpoint_every),
-                callbacks=loop_callbacks, checkpoint_dir=run.checkpoints_dir if checkpoint_every else None,
-                state=state)
+    loop = Loop(
+        objective=loss,
+        model=task_model,
+        train=BatchPlan(inputs.train_lengths, batch_size, inputs.make_collate(), t.seed, bucket=inputs.bucket),
+        evaluate=evaluate,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        runtime=runtime,
+        settings=LoopSettings(
+            total_steps=total_steps,
+            grad_accum=t.grad_accum,
+            clip_grad_norm=t.clip_grad_norm,
+            fast_cpu_dropout=t.fast_cpu_dropout,
+            log_every=t.log_every,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+        ),
+        callbacks=loop_callbacks,
+        checkpoint_dir=run.checkpoints_dir if checkpoint_every else None,
+        state=state,
+    )
     state = loop.run()
     if state.step < total_steps and loop_stopped_by_signal(state.stop_reason):
         # Ctrl-C or SIGTERM: the checkpoint is written and the run can be resumed; no model yet.
-        run.write_manifest(status="stopped", stop_reason=state.stop_reason,
-                           metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1)})
-        log.warning("stopped at step %d of %d (%s); continue with: fmloop finetune --resume %s", state.step,
-                    total_steps, state.stop_reason, run.path)
+        run.write_manifest(
+            status="stopped",
+            stop_reason=state.stop_reason,
+            metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1)},
+        )
+        log.warning(
+            "stopped at step %d of %d (%s); continue with: fmloop finetune --resume %s",
+            state.step,
+            total_steps,
+            state.stop_reason,
+            run.path,
+        )
         return run
     if best.restore(task_model):
         log.info("restored the best weights: %s %.4f at step %s", metric, state.best_metric, state.best_step)
         if state.best_step == 0 and total_steps > 0:
-            log.warning("the best validation %s was the starting model's (step 0): training did not improve "
-                        "on it, so the saved model is the untrained start. Train longer, or change the lr.", metric)
+            log.warning(
+                "the best validation %s was the starting model's (step 0): training did not improve "
+                "on it, so the saved model is the untrained start. Train longer, or change the lr.",
+                metric,
+            )
     _save_model(run, task_model, inputs, cfg.strategy)
     _finish(cfg, run, inputs, task_model, state, batch_size)
     return run
@@ -230,15 +311,33 @@ def _finish(cfg: FinetuneConfig, run: RunDir, inputs: TaskInputs, task_model: nn
     for split in ("validation", "test"):
         if split in inputs.y:
             final_logits[split] = inputs.logits(task_model, split)
-            final[split] = {k: v for k, v in task.metrics(inputs.y[split], final_logits[split], inputs.labels).items()
-                            if isinstance(v, float)}
+            final[split] = {
+                k: v
+                for k, v in task.metrics(inputs.y[split], final_logits[split], inputs.labels).items()
+                if isinstance(v, float)
+            }
     train_s = max(state.elapsed_s - state.extra.get("eval_s", 0.0), 1e-9)
-    run.write_manifest(status="finished", stop_reason=state.stop_reason, best_step=state.best_step,
-                       metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1),
-                                "eval_time_s": round(state.extra.get("eval_s", 0.0), 1),
-                                "train_samples_per_s": round(state.step * batch_size / train_s, 1),
-                                **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()}})
+    run.write_manifest(
+        status="finished",
+        stop_reason=state.stop_reason,
+        best_step=state.best_step,
+        metrics={
+            "steps": state.step,
+            "train_time_s": round(state.elapsed_s, 1),
+            "eval_time_s": round(state.extra.get("eval_s", 0.0), 1),
+            "train_samples_per_s": round(state.step * batch_size / train_s, 1),
+            **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()},
+        },
+    )
     split = "test" if "test" in inputs.y else "validation"
-    write_evaluation(out=run.path, model=str(run.model_dir), data=f"{cfg.data.path} [{split}]", task=cfg.task,
-                     labels=inputs.labels, y_true=inputs.y[split], logits=final_logits[split],
-                     curves=run.read_metrics(), **inputs.examples(split))
+    write_evaluation(
+        out=run.path,
+        model=str(run.model_dir),
+        data=f"{cfg.data.path} [{split}]",
+        task=cfg.task,
+        labels=inputs.labels,
+        y_true=inputs.y[split],
+        logits=final_logits[split],
+        curves=run.read_metrics(),
+        **inputs.examples(split),
+    )

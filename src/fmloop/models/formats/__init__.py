@@ -32,9 +32,9 @@ from fmloop.core.errors import ModelError
 class Format:
     name: str
     recognise: Callable[[Path], bool]
-    load: Callable[..., object]          # (folder, device) -> InferenceModel
-    priority: int                        # asked in descending order: specific formats before generic ones
-    fp32: bool = True                    # False: a compressed artifact (cannot be fine-tuned further)
+    load: Callable[..., object]  # (folder, device) -> InferenceModel
+    priority: int  # asked in descending order: specific formats before generic ones
+    fp32: bool = True  # False: a compressed artifact (cannot be fine-tuned further)
 
 
 FORMATS: Catalog[Format] = Catalog("model format", ModelError)
@@ -54,11 +54,15 @@ def detect(folder: Path) -> Format:
             return fmt
     pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
     if pickles and (folder / "config.json").exists():
-        raise ModelError(f"{folder / pickles[0]} holds pickled weights, which fmloop never loads (unpickling runs "
-                         f"code). Convert it once where you trust it: AutoModel.from_pretrained(folder)"
-                         f".save_pretrained(folder, safe_serialization=True) writes model.safetensors.")
-    raise ModelError(f"{folder} holds no model fmloop can load: expected one of {', '.join(FORMATS.names())} "
-                     f"(config.json with model.safetensors, adapter_config.json, model.onnx or ensemble.json).")
+        raise ModelError(
+            f"{folder / pickles[0]} holds pickled weights, which fmloop never loads (unpickling runs "
+            f"code). Convert it once where you trust it: AutoModel.from_pretrained(folder)"
+            f".save_pretrained(folder, safe_serialization=True) writes model.safetensors."
+        )
+    raise ModelError(
+        f"{folder} holds no model fmloop can load: expected one of {', '.join(FORMATS.names())} "
+        f"(config.json with model.safetensors, adapter_config.json, model.onnx or ensemble.json)."
+    )
 
 
 # The formats register themselves on import.

@@ -20,7 +20,7 @@ ENSEMBLE_FILE = "ensemble.json"
 def combine(task: str, method: str, logits: list[np.ndarray], weights: list[float]) -> np.ndarray:
     """The ensemble's logits from its members' logits."""
     task = get_task(task)
-    probs = np.stack([task.probabilities(x) for x in logits])        # (M, N, K)
+    probs = np.stack([task.probabilities(x) for x in logits])  # (M, N, K)
     w = np.asarray(weights, dtype=np.float64).reshape(-1, 1, 1)
     mean = (probs * w).sum(0) / w.sum()
     return task.logits_from(task.vote(probs, mean) if method == "vote" else mean)
@@ -36,7 +36,7 @@ class EnsembleModel(InferenceModel):
 
     @classmethod
     def load(cls, folder: Path, device="auto") -> "EnsembleModel":
-        from fmloop.models.formats import detect   # members are folders of any format
+        from fmloop.models.formats import detect  # members are folders of any format
 
         spec = json.loads((folder / ENSEMBLE_FILE).read_text())
         members = [detect(folder / m).load(folder / m, device) for m in spec["members"]]

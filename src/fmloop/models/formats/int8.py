@@ -32,15 +32,18 @@ def quantize_torch_dynamic(model: nn.Module) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # torch.ao's quantized tensors are deprecated in favour of torchao
+        warnings.simplefilter("ignore")  # torch.ao's quantized tensors are deprecated in favour of torchao
         return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
 def _skeleton(folder: Path, config):
     """The fp32 architecture of a saved task model, without its weights."""
     if getattr(config, "fmloop_pooling", None) == "mean":
-        base = (AutoModel.from_config(config, add_pooling_layer=False) if config.model_type == "bert"
-                else AutoModel.from_config(config))
+        base = (
+            AutoModel.from_config(config, add_pooling_layer=False)
+            if config.model_type == "bert"
+            else AutoModel.from_config(config)
+        )
         return MeanPoolClassifier(base, config)
     auto = AutoModelForImageClassification if is_image_model_folder(str(folder)) else AutoModelForSequenceClassification
     return auto.from_config(config)
@@ -54,21 +57,27 @@ def load(folder: Path, device="cpu"):
     config = AutoConfig.from_pretrained(str(folder))
     spec = getattr(config, QUANT_KEY)
     state = load_file(str(folder / "model.safetensors"))
-    quantized = {name: {part: state.pop(f"{name}.{part}", None)
-                        for part in ("weight_int8", "weight_scale", "weight_zero_point", "bias")}
-                 for name in spec["modules"]}
+    quantized = {
+        name: {
+            part: state.pop(f"{name}.{part}", None)
+            for part in ("weight_int8", "weight_scale", "weight_zero_point", "bias")
+        }
+        for name in spec["modules"]
+    }
     # Float weights first (into the fp32 skeleton), then swap the Linear layers for int8 ones.
     skeleton = _skeleton(folder, config).eval()
     missing, unexpected = skeleton.load_state_dict(state, strict=False)
     missing = [k for k in missing if k.rsplit(".", 1)[0] not in quantized]
     if missing or unexpected:
-        raise ModelError(f"{folder}/model.safetensors does not match its config: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}.")
+        raise ModelError(
+            f"{folder}/model.safetensors does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}."
+        )
     model = quantize_torch_dynamic(skeleton)
     modules = dict(model.named_modules())
     for name, parts in quantized.items():
-        weight = torch._make_per_channel_quantized_tensor(parts["weight_int8"], parts["weight_scale"].double(),
-                                                          parts["weight_zero_point"].long(), 0)
+        weight = torch._make_per_channel_quantized_tensor(
+            parts["weight_int8"], parts["weight_scale"].double(), parts["weight_zero_point"].long(), 0
+        )
         modules[name].set_weight_bias(weight, parts["bias"])
     model.eval()
     if is_image_model_folder(str(folder)):

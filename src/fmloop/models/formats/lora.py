@@ -39,9 +39,11 @@ def adapter_base(folder: Path) -> Path:
             tried.append(str(path))
             if (path / "config.json").exists():
                 return path.resolve()
-    raise ModelError(f"{folder} is a LoRA adapter whose base model is missing (looked in: {', '.join(tried) or 'nothing recorded'}). "
-                     f"Put the base model folder back at the first of those paths, or set base_model_name_or_path "
-                     f"in {folder / ADAPTER_FILE} to where it is now.")
+    raise ModelError(
+        f"{folder} is a LoRA adapter whose base model is missing (looked in: {', '.join(tried) or 'nothing recorded'}). "
+        f"Put the base model folder back at the first of those paths, or set base_model_name_or_path "
+        f"in {folder / ADAPTER_FILE} to where it is now."
+    )
 
 
 def load_module(folder: Path):
@@ -49,7 +51,7 @@ def load_module(folder: Path):
     from peft import PeftModel
 
     base = adapter_base(folder)
-    config = AutoConfig.from_pretrained(str(folder))      # the task config saved with the adapter
+    config = AutoConfig.from_pretrained(str(folder))  # the task config saved with the adapter
     if getattr(config, "fmloop_pooling", None) == "mean":
         return MeanPoolClassifier.load(folder, base=base)
     auto = AutoModelForImageClassification if is_image_model_folder(str(base)) else AutoModelForSequenceClassification

@@ -50,7 +50,7 @@ class OnnxModel(InferenceModel):
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if inference_device(device).type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")   # onnxruntime-gpu: the GPU, else the CPU
+            providers.insert(0, "CUDAExecutionProvider")  # onnxruntime-gpu: the GPU, else the CPU
         session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=providers)
         return cls(folder, session, json.loads(meta_file.read_text()))
 
@@ -75,5 +75,6 @@ def recognise(folder: Path) -> bool:
     return (folder / ONNX_FILE).exists()
 
 
-FORMAT = register(Format("onnx", recognise, lambda folder, device="cpu": OnnxModel.load(folder, device),
-                         priority=30, fp32=False))
+FORMAT = register(
+    Format("onnx", recognise, lambda folder, device="cpu": OnnxModel.load(folder, device), priority=30, fp32=False)
+)

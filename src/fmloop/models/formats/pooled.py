@@ -13,8 +13,12 @@ from fmloop.models.pooled import HEAD_FILE, MeanPoolClassifier
 
 
 def recognise(folder: Path) -> bool:
-    return (config_of(folder).get("fmloop_pooling") == "mean" and (folder / HEAD_FILE).exists()
-            and has_safe_weights(folder) and not (folder / "adapter_config.json").exists())
+    return (
+        config_of(folder).get("fmloop_pooling") == "mean"
+        and (folder / HEAD_FILE).exists()
+        and has_safe_weights(folder)
+        and not (folder / "adapter_config.json").exists()
+    )
 
 
 def load(folder: Path, device="auto"):

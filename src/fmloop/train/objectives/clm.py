@@ -15,8 +15,8 @@ class CausalLM(nn.Module):
         self.model = model
 
     def forward(self, batch: dict) -> dict:
-        ids = batch["input_ids"]                                   # (B, T)
-        logits = self.model(input_ids=ids).logits[:, :-1]          # (B, T-1, V)
+        ids = batch["input_ids"]  # (B, T)
+        logits = self.model(input_ids=ids).logits[:, :-1]  # (B, T-1, V)
         targets = ids[:, 1:]
         loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
         return {"loss_sum": loss_sum, "count": targets.numel()}

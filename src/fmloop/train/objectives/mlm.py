@@ -34,8 +34,8 @@ class MaskedLM(nn.Module):
         if self._split is not None:
             encoder, head = self._split
             hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            selected = labels != -100                      # (B, T) bool
-            logits = head(hidden[selected])                # (N_masked, V)
+            selected = labels != -100  # (B, T) bool
+            logits = head(hidden[selected])  # (N_masked, V)
             targets = labels[selected]
         else:
             logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

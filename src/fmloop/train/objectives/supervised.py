@@ -9,7 +9,6 @@ from torch import nn
 from fmloop.tasks import get_task
 from fmloop.train.objectives import OBJECTIVES
 
-
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
 
@@ -20,8 +19,9 @@ def model_inputs(batch: dict) -> dict:
 
 @OBJECTIVES.register("supervised", help="classification / multi-label / regression loss on a task head")
 class Supervised(nn.Module):
-    def __init__(self, model: nn.Module, task: str, class_weights: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self, model: nn.Module, task: str, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0
+    ):
         super().__init__()
         self.model, self.task, self.label_smoothing = model, get_task(task), label_smoothing
         self.register_buffer("class_weights", class_weights, persistent=False)
