@@ -110,6 +110,8 @@ def test_lora_adapter_without_its_base_is_a_clear_error(tiny_base, sentiment_dir
     cfg = json.loads((run.model_dir / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tmp_path / "gone")
     (run.model_dir / "adapter_config.json").write_text(json.dumps(cfg))
+    assert load(run.model_dir).labels == ["negative", "positive"]  # found through the run's lineage
+    (run.path / "manifest.json").unlink()  # no lineage either
     with pytest.raises(ModelError, match="LoRA adapter whose base model is missing"):
         load(run.model_dir)
 
