@@ -12,13 +12,14 @@ __version__ = "0.1.0"
 # adapter, and transformers warns on every read: noise on each LoRA run, evaluate and predict.
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
+# public name -> (module, attribute); the stages' entry points are their modules' `run`
 _API = {
-    "load_config": "fmloop.core.config",
-    "PretrainConfig": "fmloop.train.pretrain",
-    "pretrain": "fmloop.train.pretrain",
-    "FinetuneConfig": "fmloop.train.finetune",
-    "finetune": "fmloop.train.finetune",
-    "load": "fmloop.models.loading",
+    "load_config": ("fmloop.core.config", "load_config"),
+    "PretrainConfig": ("fmloop.train.config", "PretrainConfig"),
+    "pretrain": ("fmloop.train.pretrain", "pretrain"),
+    "FinetuneConfig": ("fmloop.train.config", "FinetuneConfig"),
+    "finetune": ("fmloop.train.finetune", "run"),
+    "load": ("fmloop.models.loading", "load"),
 }
 
 __all__ = ["__version__", *_API]
@@ -28,5 +29,6 @@ def __getattr__(name):
     if name in _API:
         import importlib
 
-        return getattr(importlib.import_module(_API[name]), name)
+        module, attribute = _API[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'fmloop' has no attribute {name!r}")

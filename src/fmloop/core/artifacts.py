@@ -134,12 +134,13 @@ def require_new_folder(out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         run = RunDir(out)
-        if run.resumable() and run.manifest_path.exists() and run.read_manifest().status != "finished":
-            hint = f"it is an unfinished run with a checkpoint: pass --resume {out} to continue it"
-        elif run.manifest_path.exists():
-            hint = f"it holds a {run.read_manifest().status} {run.read_manifest().kind} run"
-        else:
+        manifest = run.read_manifest() if run.manifest_path.exists() else None
+        if manifest is None:
             hint = "it is not an fmloop run"
+        elif run.resumable() and manifest.status != "finished":
+            hint = f"it is an unfinished run with a checkpoint: pass --resume {out} to continue it"
+        else:
+            hint = f"it holds a {manifest.status} {manifest.kind} run"
         raise OutputExistsError(
             f"Output folder {out} already exists and is not empty ({hint}). Choose a new "
             f"--out, or pass --overwrite to replace it."

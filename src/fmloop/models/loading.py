@@ -33,7 +33,7 @@ def resolve(ref: str | Path) -> Path:
         folder = resolver(str(ref))
         if folder is not None:
             return folder
-    if isinstance(ref, str) and "://" in ref or str(ref).startswith("models:/"):
+    if "://" in str(ref) or str(ref).startswith("models:/"):
         raise ModelError(f"{ref} is a model reference fmloop cannot resolve here: pass a model folder or run dir.")
     folder = model_dir_of(ref)
     if not folder.exists():

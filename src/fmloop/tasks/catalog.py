@@ -250,8 +250,7 @@ class Regression(Task):
 for _task in (Classification(), MultiLabel(), Regression()):
     TASKS.register(_task.name, help=type(_task).__name__)(_task)
 
-TASK_NAMES = tuple(TASKS.names())
-_BY_PROBLEM_TYPE = {TASKS.get(n).problem_type: TASKS.get(n) for n in TASK_NAMES}
+_BY_PROBLEM_TYPE = {TASKS.get(n).problem_type: TASKS.get(n) for n in TASKS.names()}
 
 
 def get_task(name: str | Task) -> Task:
