@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fmloop.cli.common import user_errors
+from fmloop.core import manifest as manifest_io
 
 
 @user_errors
@@ -17,7 +17,7 @@ def info_command(
     run_dir: Path = typer.Argument(..., help="A run dir written by an fmloop stage."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ):
-    """Show a run's manifest (kind, parent, config hash, data fingerprint, version) and metrics."""
+    """Show a run's manifest (kind, parents, config hash, data fingerprint, version) and metrics."""
     from fmloop.core.artifacts import RunDir
 
     run = RunDir(run_dir)
@@ -27,7 +27,7 @@ def info_command(
         raise FmloopError(f"{run_dir} does not exist.")
     manifest = run.read_manifest()
     if as_json:
-        typer.echo(json.dumps(manifest, indent=2, sort_keys=True))
+        typer.echo(manifest_io.dump(manifest), nl=False)
         return
     console = Console()
     table = Table(title=f"{run.path}", show_header=False)
@@ -38,7 +38,6 @@ def info_command(
         "model",
         "parameters",
         "objective",
-        "parent",
         "tokenizer",
         "data",
         "data_fingerprint",
@@ -50,6 +49,8 @@ def info_command(
     ):
         if manifest.get(key) is not None:
             table.add_row(key, str(manifest[key]))
+    for path in manifest.parent_paths(run.path):
+        table.add_row("parent", str(path.resolve()))
     console.print(table)
     metrics = manifest.get("metrics") or {}
     if metrics:
