@@ -87,6 +87,6 @@ def test_pretrain_then_info(corpus_file, tmp_path):
     assert info.returncode == 0 and "pretrain" in info.stdout and "held-out evaluations" in info.stdout
     manifest = json.loads(run_cli("info", str(run), "--json").stdout)
     assert manifest["kind"] == "pretrain" and manifest["metrics"]["steps"] == 8
-    assert {"config_hash", "data_fingerprint", "fmloop_version", "parent"} <= manifest.keys()
+    assert {"config_hash", "data_fingerprint", "fmloop_version", "parents"} <= manifest.keys()
     again = run_cli("pretrain", "--out", str(run), "--data", str(corpus_file))
-    _assert_user_error(again, 1, "already exists")
+    _assert_user_error(again, 2, "already exists")  # a usage mistake, not a bug (exit 1)
