@@ -16,7 +16,7 @@ warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is depre
 _API = {
     "load_config": ("fmloop.core.config", "load_config"),
     "PretrainConfig": ("fmloop.train.config", "PretrainConfig"),
-    "pretrain": ("fmloop.train.pretrain", "pretrain"),
+    "pretrain": ("fmloop.train.pretrain", "run"),
     "FinetuneConfig": ("fmloop.train.config", "FinetuneConfig"),
     "finetune": ("fmloop.train.finetune", "run"),
     "load": ("fmloop.models.loading", "load"),

@@ -28,6 +28,10 @@ print("heavy", sorted(m for m in {heavy!r} if m in sys.modules))
         ["distill", "--teacher", "t", "--student", "s", "--data", "d", "--out", "o", "--distill.alpha=2"],
         ["prune", "m", "--out", "o", "--sparsity", "1.5"],
         ["finetune", "--resume", "not-a-run"],
+        ["quantize", "m", "--out", "o", "--backend", "torch", "--mode", "static"],
+        ["export", "m", "--out", "o", "--min-agreement", "1.5"],
+        ["ensemble", "a", "b", "--out", "o", "--method", "median"],
+        ["evaluate", "m", "d", "--batch-size", "0"],
     ],
 )
 def test_argument_errors_come_before_heavy_imports(args, tmp_path):

@@ -5,7 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from fmloop.compress.ensemble import build_ensemble, fit_weights
+from fmloop.compress import ensemble
+from fmloop.compress.config import EnsembleConfig
+from fmloop.compress.ensemble import fit_weights
+from fmloop.core.config import build_config
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.models.formats.ensemble import combine
 from fmloop.models.loading import load
@@ -69,7 +72,7 @@ def test_members_with_different_labels_are_refused(text_run, tiny_base, tmp_path
     write_csv(tmp_path / "colours.csv", rows)
     other = finetune_tiny(tiny_base, tmp_path / "colours.csv", tmp_path / "colours", max_steps=1)
     with pytest.raises(ModelError, match="share task and labels"):
-        build_ensemble([str(text_run), str(other.path)], tmp_path / "ens")
+        ensemble.run(EnsembleConfig(models=[str(text_run), str(other.path)]), tmp_path / "ens")
     with pytest.raises(ConfigError, match="method"):
-        build_ensemble([str(text_run), str(text_run)], tmp_path / "ens", method="median")
+        build_config(EnsembleConfig, {"models": [str(text_run), str(text_run)], "method": "median"})
     assert not (tmp_path / "ens").exists()

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fmloop.compress.onnx_export import export_onnx
+from fmloop.compress import onnx_export
+from fmloop.compress.config import ExportConfig
+from fmloop.core.config import build_config
 from fmloop.core.errors import ConfigError, ParityError
 from fmloop.models.loading import load
 from tests.conftest import parent_paths, run_cli
@@ -30,7 +32,7 @@ def test_export_matches_pytorch_and_evaluates(text_run, sentiment_dir, tmp_path)
 
 
 def test_mean_pooled_model_exports_with_dynamic_batch_and_length(pooled_run, sentiment_dir, tmp_path):
-    export_onnx(str(pooled_run), tmp_path / "onnx", str(sentiment_dir))
+    onnx_export.run(ExportConfig(model=str(pooled_run), data=str(sentiment_dir)), tmp_path / "onnx")
     texts = ["it was great", "the cat likes a long song about the river and it was awful again today and then some"]
     exported, parent = load(tmp_path / "onnx"), load(pooled_run)
     for batch in (texts[:1], texts, texts * 5):  # shapes other than the traced one
@@ -57,7 +59,7 @@ PLAIN_ORT = textwrap.dedent("""
 
 
 def test_onnx_runs_in_plain_onnxruntime_without_torch(text_run, sentiment_dir, tmp_path):
-    export_onnx(str(text_run), tmp_path / "onnx", str(sentiment_dir))
+    onnx_export.run(ExportConfig(model=str(text_run), data=str(sentiment_dir)), tmp_path / "onnx")
     texts = ["my friend sees the river and it was great today", "a dull song and it was awful"]
     proc = subprocess.run(
         [sys.executable, "-c", PLAIN_ORT, str(tmp_path / "onnx" / "model"), json.dumps(texts)],
@@ -72,8 +74,6 @@ def test_onnx_runs_in_plain_onnxruntime_without_torch(text_run, sentiment_dir, t
 
 
 def test_a_mismatching_export_fails_and_leaves_nothing(text_run, sentiment_dir, tmp_path, monkeypatch):
-    import fmloop.compress.onnx_export as onnx_export
-
     real = onnx_export.torch_to_onnx
 
     def tampered(parent, path, sample, opset=17):
@@ -88,7 +88,7 @@ def test_a_mismatching_export_fails_and_leaves_nothing(text_run, sentiment_dir, 
 
     monkeypatch.setattr(onnx_export, "torch_to_onnx", tampered)
     with pytest.raises(ParityError, match="agrees with its parent"):
-        export_onnx(str(text_run), tmp_path / "onnx", str(sentiment_dir))
+        onnx_export.run(ExportConfig(model=str(text_run), data=str(sentiment_dir)), tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists() and not list(tmp_path.glob(".onnx*"))
 
 
@@ -111,7 +111,9 @@ def test_the_cli_exits_with_the_parity_code(text_run, sentiment_dir, tmp_path, m
 
 
 def test_image_model_exports(image_run, image_dir, tmp_path):
-    manifest = export_onnx(str(image_run), tmp_path / "onnx", str(image_dir))
+    manifest = onnx_export.run(
+        ExportConfig(model=str(image_run), data=str(image_dir)), tmp_path / "onnx"
+    ).read_manifest()
     assert manifest["parity"]["agreement"] == 1.0
     exported = load(tmp_path / "onnx")
     assert exported.modality == "image" and exported.labels == ["horizontal", "vertical"]
@@ -123,4 +125,4 @@ def test_image_model_exports(image_run, image_dir, tmp_path):
 
 def test_bad_threshold_is_refused_before_work(text_run, tmp_path):
     with pytest.raises(ConfigError, match="min_agreement"):
-        export_onnx(str(text_run), tmp_path / "onnx", min_agreement=1.5)
+        build_config(ExportConfig, {"model": str(text_run), "min_agreement": 1.5})

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from fmloop.compress.quantize import quantize, quantize_torch_dynamic
+from fmloop.compress import quantize
+from fmloop.compress.config import QuantizeConfig
+from fmloop.core.config import build_config
 from fmloop.core.errors import ConfigError
+from fmloop.models.formats.int8 import quantize_torch_dynamic
 from fmloop.models.inference import TextModel
 from fmloop.models.loading import load
 from tests.conftest import run_cli
@@ -19,7 +22,8 @@ TEXTS = ["my friend sees the river and it was great today", "the cat likes a lon
 @pytest.mark.parametrize("run_name", ["text_run", "pooled_run"])
 def test_torch_int8_reloads_exactly_what_was_quantized(run_name, sentiment_dir, tmp_path, request):
     run = request.getfixturevalue(run_name)
-    manifest = quantize(str(run), tmp_path / "q", str(sentiment_dir), backend="torch")
+    cfg = QuantizeConfig(model=str(run), data=str(sentiment_dir), backend="torch")
+    manifest = quantize.run(cfg, tmp_path / "q").read_manifest()
     assert manifest["parity"]["agreement"] >= 0.97
     folder = tmp_path / "q" / "model"
     config = json.loads((folder / "config.json").read_text())
@@ -52,13 +56,16 @@ def test_onnx_int8_is_checked_and_evaluates(text_run, sentiment_dir, tmp_path, m
 
 
 def test_image_model_quantizes_through_onnx(image_run, image_dir, tmp_path):
-    manifest = quantize(str(image_run), tmp_path / "q", str(image_dir), min_agreement=0.5)
+    cfg = QuantizeConfig(model=str(image_run), data=str(image_dir), min_agreement=0.5)
+    manifest = quantize.run(cfg, tmp_path / "q").read_manifest()
     assert manifest["parity"]["n"] > 0 and load(tmp_path / "q").modality == "image"
 
 
 def test_bad_settings_fail_before_any_work(text_run, tmp_path):
     with pytest.raises(ConfigError, match="Static int8"):
-        quantize(str(text_run), tmp_path / "q", backend="torch", mode="static")
+        build_config(QuantizeConfig, {"model": str(text_run), "backend": "torch", "mode": "static"})
     with pytest.raises(ConfigError, match="backend"):
-        quantize(str(text_run), tmp_path / "q", backend="tensorrt")
+        build_config(QuantizeConfig, {"model": str(text_run), "backend": "tensorrt"})
+    result = run_cli("quantize", str(text_run), "--backend", "torch", "--mode", "static", "--out", str(tmp_path / "q"))
+    assert result.returncode == 2 and "Static int8" in result.stderr
     assert not (tmp_path / "q").exists()

@@ -78,9 +78,10 @@ def test_other_labels_get_a_new_head_and_say_so(tiny_base, sentiment_dir, tmp_pa
 
 
 def test_a_compressed_model_is_refused_naming_its_fp32_ancestor(tiny_base, tmp_path, sentiment_dir):
-    from fmloop.compress.quantize import quantize
+    from fmloop.compress import quantize
+    from fmloop.compress.config import QuantizeConfig
 
     first = _finetune(tiny_base, sentiment_dir, tmp_path / "first", max_steps=2)
-    quantize(str(first.path), tmp_path / "int8", backend="torch", min_agreement=0.01)
+    quantize.run(QuantizeConfig(model=str(first.path), backend="torch", min_agreement=0.01), tmp_path / "int8")
     with pytest.raises(ModelError, match=f"int8 artifact.*fp32 ancestor {first.model_dir.resolve()}"):
         _finetune(tmp_path / "int8", sentiment_dir, tmp_path / "again", max_steps=1)

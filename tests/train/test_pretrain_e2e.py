@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from fmloop.core.config import load_config
-from fmloop.train.pretrain import PretrainConfig, pretrain
+from fmloop.train import pretrain
+from fmloop.train.config import PretrainConfig
 from tests.conftest import needs_shared
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ def _run(tmp_path, **overrides):
     base = {"train": {"eval_every": 10, "eval_batches": 4, "log_every": 5, "tensorboard": False, "seed": 1}}
     for key, value in overrides.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
-    return pretrain(load_config(PretrainConfig, overrides=base), out=tmp_path / "run")
+    return pretrain.run(load_config(PretrainConfig, overrides=base), out=tmp_path / "run")
 
 
 def _held_out_losses(run):

@@ -11,7 +11,9 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadMode
 
 from fmloop.core.config import load_config
 from fmloop.data.text import TokenStore
-from fmloop.train.pretrain import PretrainConfig, init_output_bias_to_unigram, pretrain
+from fmloop.train import pretrain
+from fmloop.train.config import PretrainConfig
+from fmloop.train.pretrain import init_output_bias_to_unigram
 from tests.conftest import tiny_overrides
 
 SPECIAL = [0, 1]
@@ -47,7 +49,7 @@ def test_fresh_masked_lm_starts_at_the_unigram_loss_then_learns_context(corpus_f
     """Before the first step the held-out loss is the unigram cross-entropy, well below log(vocab);
     the structured corpus then rewards using context, which takes the loss below that."""
     overrides = tiny_overrides(corpus_file, max_steps=60, eval_every=10)
-    run = pretrain(load_config(PretrainConfig, overrides=overrides), out=tmp_path / "run")
+    run = pretrain.run(load_config(PretrainConfig, overrides=overrides), out=tmp_path / "run")
     metrics = json.loads((run.path / "manifest.json").read_text())["metrics"]
     vocab = len(json.loads((run.path / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"])
     assert metrics["initial_eval_loss"] < math.log(vocab) - 1.0

@@ -23,6 +23,7 @@ from fmloop.adapt import STRATEGY_PATTERN
 from fmloop.core.callbacks import Callback
 from fmloop.core.errors import ConfigError
 from fmloop.models.anatomy import depth_of, find_layers, head_prefixes
+from fmloop.models.pooled import MeanPoolClassifier
 
 
 @dataclass
@@ -139,7 +140,6 @@ def _lora(
         targets = "all-linear"  # every linear layer of the body (peft leaves the output head out)
     else:
         targets = [name.strip() for name in target_spec.split(",") if name.strip()]
-    from fmloop.models.pooled import MeanPoolClassifier
 
     if isinstance(model, MeanPoolClassifier):
         # Adapters go on the body only; the head is an ordinary trainable module saved beside them.

@@ -84,6 +84,14 @@ def split_overrides(args: list[str]) -> list[str]:
     return joined
 
 
+def build_stage_config(cls, **values):
+    """A stage's config from command-line options (None: the config's default), validated before
+    any heavy import."""
+    from fmloop.core.config import build_config
+
+    return build_config(cls, {k: v for k, v in values.items() if v is not None})
+
+
 def check_output(out, overwrite: bool = False) -> None:
     """Refuse an existing --out before any heavy import or data read (unless --overwrite)."""
     from fmloop.core.artifacts import require_new_folder

@@ -7,7 +7,14 @@ from typing import List, Optional
 
 import typer
 
-from fmloop.cli.common import check_output, err_console, setup_logging, split_overrides, user_errors
+from fmloop.cli.common import (
+    build_stage_config,
+    check_output,
+    err_console,
+    setup_logging,
+    split_overrides,
+    user_errors,
+)
 
 DATA_HELP = (
     "Labeled data to check the new model against its parent (validation split). Default: the data of the model's run."
@@ -36,19 +43,28 @@ def export_command(
     ),
     opset: int = typer.Option(17, "--opset"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Check on at most this many examples (seeded sample)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ):
     """Export to ONNX (dynamic batch and sequence axes, tokenizer and labels beside it), then check
     it against the PyTorch model on real examples; nothing is saved when they disagree."""
-    from fmloop.compress.onnx_export import export_onnx
-    from fmloop.core.errors import ConfigError
+    from fmloop.compress.config import ExportConfig
 
-    setup_logging()
-    if format != "onnx":
-        raise ConfigError(f"Unknown --format {format!r}; fmloop exports onnx.")
-    manifest = export_onnx(
-        model, out, data, opset=opset, min_agreement=min_agreement, max_abs_diff=max_abs_diff, limit=limit
+    cfg = build_stage_config(
+        ExportConfig,
+        model=model,
+        format=format,
+        data=data,
+        min_agreement=min_agreement,
+        max_abs_diff=max_abs_diff,
+        opset=opset,
+        limit=limit,
     )
-    err_console.print(f"[green]exported[/] {out}/model  ({_parity_line(manifest)})")
+    check_output(out, overwrite)
+    setup_logging()
+    from fmloop.compress import onnx_export
+
+    run = onnx_export.run(cfg, out, overwrite=overwrite)
+    err_console.print(f"[green]exported[/] {run.model_dir}  ({_parity_line(run.read_manifest())})")
 
 
 @user_errors
@@ -69,22 +85,27 @@ def quantize_command(
         0.97, "--min-agreement", help="Fail when fewer predictions than this agree with the fp32 model."
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Check on at most this many examples (seeded sample)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ):
     """int8-quantize the linear layers, then check the result against the fp32 model."""
-    from fmloop.compress.quantize import quantize
+    from fmloop.compress.config import QuantizeConfig
 
-    setup_logging()
-    manifest = quantize(
-        model,
-        out,
-        data,
+    cfg = build_stage_config(
+        QuantizeConfig,
+        model=model,
+        data=data,
         backend=backend,
         mode=mode,
         calibration_size=calibration_size,
         min_agreement=min_agreement,
         limit=limit,
     )
-    err_console.print(f"[green]quantized[/] {out}/model  ({_parity_line(manifest)})")
+    check_output(out, overwrite)
+    setup_logging()
+    from fmloop.compress import quantize
+
+    run = quantize.run(cfg, out, overwrite=overwrite)
+    err_console.print(f"[green]quantized[/] {run.model_dir}  ({_parity_line(run.read_manifest())})")
 
 
 @user_errors
@@ -97,13 +118,19 @@ def ensemble_command(
     data: Optional[str] = typer.Option(
         None, "--data", help="Labeled data whose validation split fits the weights (weighted)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
 ):
     """Combine models into one artifact that evaluate and predict load like any model."""
-    from fmloop.compress.ensemble import build_ensemble
+    from fmloop.compress.config import EnsembleConfig
 
+    cfg = build_stage_config(EnsembleConfig, models=list(models), method=method, data=data)
+    check_output(out, overwrite)
     setup_logging()
-    manifest = build_ensemble(models, out, method, data)
-    err_console.print(f"[green]ensemble[/] of {len(models)} ({method}, weights {manifest['weights']}): {out}/model")
+    from fmloop.compress import ensemble
+
+    run = ensemble.run(cfg, out, overwrite=overwrite)
+    weights = run.read_manifest()["weights"]
+    err_console.print(f"[green]ensemble[/] of {len(models)} ({method}, weights {weights}): {run.model_dir}")
 
 
 @user_errors

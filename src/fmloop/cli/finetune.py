@@ -9,7 +9,15 @@ from typing import Optional
 import numpy as np
 import typer
 
-from fmloop.cli.common import check_model_name, check_output, err_console, setup_logging, split_overrides, user_errors
+from fmloop.cli.common import (
+    build_stage_config,
+    check_model_name,
+    check_output,
+    err_console,
+    setup_logging,
+    split_overrides,
+    user_errors,
+)
 
 
 @user_errors
@@ -113,10 +121,22 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from fmloop.evaluate.evaluation import evaluate_model
+    from fmloop.evaluate.config import EvaluateConfig
 
+    cfg = build_stage_config(
+        EvaluateConfig,
+        model=model,
+        data=data,
+        baseline=baseline,
+        text_column=text_column,
+        label_column=label_column,
+        batch_size=batch_size,
+    )
     setup_logging()
-    result = evaluate_model(model, data, out, baseline, text_column, label_column, batch_size)
+    from fmloop.evaluate import evaluation
+
+    run = evaluation.run(cfg, out)
+    result = json.loads((run.path / "metrics.json").read_text())
     intervals = result["intervals_95"]
     table = Table(title=f"{model} on {result['data']} ({result['n']} examples)")
     table.add_column("metric")

@@ -41,6 +41,7 @@ def pretrain_command(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue the run in this dir from its last checkpoint."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ):
     """Pretrain a language model on unlabeled text, or an image backbone on unlabeled images.
@@ -86,20 +87,20 @@ def pretrain_command(
         saved = base.read_config()
         cfg = load_config(PretrainConfig, None, deep_merge(saved, overrides))
         setup_logging(verbose)
-        from fmloop.train.pretrain import pretrain
+        from fmloop.train import pretrain
 
-        run = pretrain(cfg, resume=resume)
+        run = pretrain.run(cfg, resume, resume=True)
     else:
         cfg = load_config(PretrainConfig, config, overrides)
         if out is None:
             from fmloop.core.errors import ConfigError
 
             raise ConfigError("Pass --out RUN_DIR for a new run (or --resume RUN_DIR to continue one).")
-        check_output(out)
+        check_output(out, overwrite)
         setup_logging(verbose)
-        from fmloop.train.pretrain import pretrain
+        from fmloop.train import pretrain
 
-        run = pretrain(cfg, out=out)
+        run = pretrain.run(cfg, out, overwrite=overwrite)
     manifest = run.read_manifest()
     m = manifest.get("metrics", {})
     err_console.print(

@@ -3,14 +3,13 @@ is written so that a failed parity check or a crash never leaves something that 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from fmloop.core.artifacts import RunDir, fsync_dir, require_new_folder
+from fmloop.core.artifacts import RunDir, config_hash, new_folder, remove_output, require_new_folder
+from fmloop.core.config import StageConfig
 from fmloop.core.errors import ConfigError
 from fmloop.models.presets import model_dir_of
 
@@ -31,31 +30,23 @@ def default_data(model_path: str, data: str | None) -> str:
     )
 
 
-def check_new_out(out: str | Path) -> RunDir:
-    """The output run dir, refusing to write into an existing non-empty folder."""
+def new_run(out: str | Path, overwrite: bool = False) -> RunDir:
+    """The output run dir: an existing folder is refused, or removed first with `overwrite`."""
+    if overwrite:
+        remove_output(out)
     return RunDir(require_new_folder(out))
 
 
-def write_run(run: RunDir, write_model: Callable[[Path], dict], **manifest) -> dict:
-    """Build RUN/model in a hidden temp folder via `write_model(tmp) -> extra manifest fields`;
-    only when it returns (parity passed) is the run dir created and the model moved into place.
-    On any error the temp folder is removed and nothing is left at `run.path`."""
-    tmp = run.path.with_name(f".{run.path.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-        extra = write_model(tmp) or {}
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        run.create()
-        os.replace(tmp, run.model_dir)
-        fsync_dir(run.path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return run.write_manifest(status="finished", **manifest, **extra)
+def write_run(run: RunDir, cfg: StageConfig, write_model: Callable[[Path], dict], **manifest) -> RunDir:
+    """Build RUN/model via `write_model(folder) -> extra manifest fields`; only when it returns
+    (parity passed) does the run dir appear, so a failed check or a crash leaves nothing at
+    `run.path`."""
+    with new_folder(run.path) as tmp:
+        (tmp / "model").mkdir()
+        extra = write_model(tmp / "model") or {}
+    run.write_config(cfg.resolved())
+    run.write_manifest(kind=cfg.stage, status="finished", config_hash=config_hash(cfg.resolved()), **manifest, **extra)
+    return run
 
 
 def folder_bytes(folder: Path) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from fmloop.compress.artifact import folder_bytes
 from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text
 from fmloop.core.errors import DataError
+from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 from fmloop.models.loading import load
 from fmloop.models.presets import model_dir_of
 from fmloop.tasks import get_task
@@ -93,8 +94,6 @@ def compare_models(
     threads: int | None = None,
 ) -> dict:
     import torch
-
-    from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 
     if threads:
         torch.set_num_threads(threads)

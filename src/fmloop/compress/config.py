@@ -1,11 +1,11 @@
-"""The configs of the compression stages that train (distill, prune): pydantic models without
-torch, so the command line is checked before any heavy import."""
+"""The configs of the compression stages (distill, prune, export, quantize, ensemble): pydantic
+models without torch, so the command line is checked before any heavy import."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from fmloop.core.config import StageConfig
 from fmloop.train.config import FinetuneConfig
@@ -58,3 +58,52 @@ class PruneSettings(StageConfig):
 class PruneConfig(FinetuneConfig):
     stage: ClassVar[str] = "prune"
     prune: PruneSettings = Field(default_factory=PruneSettings)
+
+
+class ParityCheck(StageConfig):
+    """What every stage that rewrites a model shares: the data it is checked on against its parent."""
+
+    model: str = Field(description="a fine-tuned model folder or run dir")
+    data: str | None = Field(
+        None, description="labeled data to check against the parent (validation split); default: the run's own data"
+    )
+    limit: int | None = Field(None, ge=1, description="check on at most this many examples (seeded sample)")
+    batch_size: int = Field(64, ge=1)
+    text_column: str | None = Field(None, description="the text column (images: the image column)")
+    label_column: str | None = None
+
+
+class ExportConfig(ParityCheck):
+    stage: ClassVar[str] = "export"
+    format: Literal["onnx"] = "onnx"
+    opset: int = Field(17, ge=11, description="ONNX opset")
+    min_agreement: float = Field(0.99, gt=0, le=1, description="fail when fewer predictions agree with the parent")
+    max_abs_diff: float | None = Field(None, gt=0, description="also fail when any logit differs by more than this")
+
+
+class QuantizeConfig(ParityCheck):
+    stage: ClassVar[str] = "quantize"
+    backend: Literal["onnx", "torch"] = Field("onnx", description="onnx (ONNX Runtime int8) or torch (torch.ao)")
+    mode: Literal["dynamic", "static"] = Field(
+        "dynamic", description="dynamic: int8 weights; static: activations too, calibrated (onnx only)"
+    )
+    calibration_size: int = Field(256, ge=1, description="training examples that calibrate static int8")
+    min_agreement: float = Field(0.97, gt=0, le=1, description="fail when fewer predictions agree with the fp32 model")
+
+    @model_validator(mode="after")
+    def _static_needs_onnx(self):
+        if self.backend == "torch" and self.mode == "static":
+            raise ValueError("static int8 is available through ONNX Runtime: use backend onnx (or mode dynamic)")
+        return self
+
+
+class EnsembleConfig(StageConfig):
+    stage: ClassVar[str] = "ensemble"
+    models: list[str] = Field(min_length=2, description="two or more models with the same task and labels")
+    method: Literal["vote", "mean", "weighted"] = Field(
+        "mean", description="vote, mean of probabilities, or weighted (weights fit on the validation split)"
+    )
+    data: str | None = Field(None, description="labeled data whose validation split fits the weights (weighted)")
+    batch_size: int = Field(64, ge=1)
+    text_column: str | None = None
+    label_column: str | None = None

@@ -32,13 +32,18 @@ from torch import nn
 
 from fmloop.compress.config import DistillConfig
 from fmloop.compress.ensemble import check_members
+from fmloop.compress.text_augment import augment_texts
 from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError, DataError, ModelError
 from fmloop.core.runtime import running
+from fmloop.data.labeled import load_labeled
+from fmloop.evaluate.evaluation import model_logits
+from fmloop.models.classifier import resolve_model_folder
 from fmloop.models.formats.ensemble import EnsembleModel
 from fmloop.models.inference import batched_by_length
 from fmloop.models.loading import load
 from fmloop.models.pooled import mean_pool
+from fmloop.models.presets import PRESETS, is_model_folder
 from fmloop.tasks import get_task
 from fmloop.train.finetune import check
 from fmloop.train.finetune_image import prepare_images
@@ -155,7 +160,6 @@ class _WithTeacher:
 
 def score_teacher(teacher, texts, layers: list[int] | None, what: str, batch_size: int = 64):
     """(teacher logits, mean-pooled hidden states at `layers` as float16 (N, len(layers), H) or None)."""
-    from fmloop.evaluate.evaluation import model_logits
 
     if not layers:
         return model_logits(teacher, texts, batch_size, what), None
@@ -201,12 +205,8 @@ def _hidden_plan(cfg: DistillConfig, teacher) -> tuple[list[int], tuple[int, int
     if _is_folder(cfg.model.name):
         from transformers import AutoConfig
 
-        from fmloop.models.classifier import resolve_model_folder
-
         student = AutoConfig.from_pretrained(str(resolve_model_folder(cfg.model.name)))
     else:
-        from fmloop.models.presets import PRESETS
-
         student = PRESETS.get(cfg.model.name).build(8, teacher.tokenizer, 64, None, {}).config  # tiny: shape only
     s_depth, s_width = _depth_and_width(student)
     t_depth, t_width = _depth_and_width(model.config)
@@ -226,8 +226,6 @@ def load_teacher(paths: list[str]):
 def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
     """A student folder without its own tokenizer reads the teacher's token ids: its embedding
     table must hold them."""
-    from fmloop.models.classifier import resolve_model_folder
-    from fmloop.models.presets import is_model_folder
 
     if teacher.modality != "text" or not is_model_folder(cfg.model.name):
         return
@@ -247,7 +245,6 @@ def _check_student_vocab(cfg: DistillConfig, teacher) -> None:
 
 def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
     """The texts of `--distill.unlabeled` (every split), at most `unlabeled_limit` of them (seeded)."""
-    from fmloop.data.labeled import load_labeled
 
     data = load_labeled(
         cfg.distill.unlabeled,
@@ -268,7 +265,6 @@ def _unlabeled_texts(cfg: DistillConfig, teacher) -> list[str]:
 
 
 def _augmented_texts(cfg: DistillConfig, teacher, train_texts: list[str]) -> list[str]:
-    from fmloop.compress.text_augment import augment_texts
 
     embeddings = token_embeddings(teacher.model)  # present: checked by distill() before any work
     d = cfg.distill
@@ -397,6 +393,5 @@ def run(cfg: DistillConfig, out: str | Path, *, overwrite: bool = False) -> RunD
 
 
 def _is_folder(name: str) -> bool:
-    from fmloop.models.presets import is_model_folder
 
     return is_model_folder(name)

@@ -19,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fmloop.compress.artifact import check_new_out, write_run
+from fmloop.compress.artifact import default_data, new_run, write_run
+from fmloop.compress.config import EnsembleConfig
+from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ConfigError, ModelError
+from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 from fmloop.models.formats.ensemble import ENSEMBLE_FILE
 from fmloop.models.inference import InferenceModel
 from fmloop.models.loading import load
 from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
-
-METHODS = ("vote", "mean", "weighted")
 
 
 def fit_weights(task: str, y: np.ndarray, logits: list[np.ndarray]) -> list[float]:
@@ -49,8 +50,6 @@ def fit_weights(task: str, y: np.ndarray, logits: list[np.ndarray]) -> list[floa
 
 
 def check_members(paths: list[str]) -> list[InferenceModel]:
-    if len(paths) < 2:
-        raise ConfigError("An ensemble needs at least two models.")
     members = [load(p) for p in paths]
     first = members[0]
     for path, m in zip(paths[1:], members[1:]):
@@ -63,34 +62,21 @@ def check_members(paths: list[str]) -> list[InferenceModel]:
     return members
 
 
-def build_ensemble(
-    paths: list[str],
-    out: str | Path,
-    method: str = "mean",
-    data: str | None = None,
-    batch_size: int = 64,
-    text_column: str | None = None,
-    label_column: str | None = None,
-) -> dict:
-    """Save the members and how to combine them as OUT/model; `weighted` fits weights on `data`."""
-    from fmloop.compress.artifact import default_data
-    from fmloop.evaluate.evaluation import labeled_inputs, model_logits
+def run(cfg: EnsembleConfig, out: str | Path, *, overwrite: bool = False) -> RunDir:
+    """Save the members and how to combine them as OUT/model; `weighted` fits weights on `cfg.data`."""
 
-    if method not in METHODS:
-        raise ConfigError(
-            f"The 'method' parameter of ensemble must be one of {', '.join(METHODS)}. Got {method!r} instead."
-        )
-    run = check_new_out(out)
+    run = new_run(out, overwrite)
+    paths = cfg.models
     members = check_members(paths)
-    if method == "vote" and not get_task(members[0].task).has_classes:
+    if cfg.method == "vote" and not get_task(members[0].task).has_classes:
         raise ConfigError("Voting needs classes; for regression use --method mean or weighted.")
     weights = [1.0 / len(members)] * len(members)
     fit = None
-    if method == "weighted":
+    if cfg.method == "weighted":
         inputs, _, y, where = labeled_inputs(
-            members[0], default_data(paths[0], data), ("validation",), text_column, label_column
+            members[0], default_data(paths[0], cfg.data), ("validation",), cfg.text_column, cfg.label_column
         )
-        logits = [model_logits(m, inputs, batch_size, f"scoring member {i}") for i, m in enumerate(members)]
+        logits = [model_logits(m, inputs, cfg.batch_size, f"scoring member {i}") for i, m in enumerate(members)]
         weights = fit_weights(members[0].task, y, logits)
         fit = {"data": where, "n": int(len(y))}
         log.info("weights fit on %s: %s", where, weights)
@@ -102,7 +88,7 @@ def build_ensemble(
             shutil.copytree(member.folder, folder / name)
             names.append(name)
         spec = {
-            "method": method,
+            "method": cfg.method,
             "weights": weights,
             "task": members[0].task,
             "labels": members[0].labels,
@@ -115,10 +101,10 @@ def build_ensemble(
 
     return write_run(
         run,
+        cfg,
         write,
-        kind="ensemble",
-        method=method,
-        parents=[str(m.folder) for m in members],
+        parents=[m.folder for m in members],
+        method=cfg.method,
         task=members[0].task,
         labels=members[0].labels,
     )

@@ -23,12 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmloop.compress.artifact import check_new_out, default_data, write_run
-from fmloop.compress.parity import check_min_agreement, gate
+from fmloop.compress.artifact import default_data, new_run, write_run
+from fmloop.compress.config import ExportConfig
+from fmloop.compress.parity import gate
+from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ConfigError, ModelError
+from fmloop.data.augment import normalize, to_float
+from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, TEXT_INPUTS, OnnxModel
 from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.models.loading import load
+from fmloop.models.vision import write_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,6 @@ class _Logits(torch.nn.Module):
 def example_inputs(parent: InferenceModel, inputs) -> tuple[torch.Tensor, ...]:
     """Two real examples of different sizes, padded: the trace then covers the attention mask."""
     if parent.modality == "image":
-        from fmloop.data.augment import normalize, to_float
-
         return (normalize(to_float(torch.from_numpy(parent.to_pixels(inputs[:2]))), parent.mean, parent.std),)
     texts = list(inputs)
     lengths = [len(t) for t in texts]
@@ -102,8 +105,6 @@ def write_onnx_folder(
         shutil.move(str(onnx_file), folder / ONNX_FILE)
     meta = {"format": "onnx", "modality": parent.modality, "task": parent.task, "labels": parent.labels, "opset": opset}
     if parent.modality == "image":
-        from fmloop.models.vision import write_preprocessor
-
         meta.update(size=parent.size, channels=parent.channels, mean=list(parent.mean), std=list(parent.std))
         meta["inputs"] = ["pixel_values"]
         write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
@@ -134,7 +135,6 @@ def parity_inputs(
     label_column: str | None = None,
 ):
     """(inputs, y_true, where): the validation split (else test, else train) of the data."""
-    from fmloop.evaluate.evaluation import labeled_inputs
 
     data = default_data(model_path, data)
     inputs, _, y, where = labeled_inputs(parent, data, ("validation", "test"), text_column, label_column)
@@ -145,30 +145,16 @@ def parity_inputs(
     return inputs, y, where
 
 
-def export_onnx(
-    model_path: str,
-    out: str | Path,
-    data: str | None = None,
-    *,
-    opset: int = 17,
-    min_agreement: float = 0.99,
-    max_abs_diff: float | None = None,
-    limit: int | None = None,
-    batch_size: int = 64,
-    text_column: str | None = None,
-    label_column: str | None = None,
-) -> dict:
-    """Export to OUT/model (ONNX) and check it against the PyTorch model; returns the manifest."""
-    from fmloop.evaluate.evaluation import model_logits
+def run(cfg: ExportConfig, out: str | Path, *, overwrite: bool = False) -> RunDir:
+    """Export `cfg.model` to OUT/model (ONNX) and check it against the PyTorch model."""
 
-    check_min_agreement(min_agreement, "export")
-    run = check_new_out(out)
-    parent = load_parent(model_path)
-    inputs, y, where = parity_inputs(parent, model_path, data, limit, text_column, label_column)
-    reference = model_logits(parent, inputs, batch_size, "scoring the PyTorch model")
+    run = new_run(out, overwrite)
+    parent = load_parent(cfg.model)
+    inputs, y, where = parity_inputs(parent, cfg.model, cfg.data, cfg.limit, cfg.text_column, cfg.label_column)
+    reference = model_logits(parent, inputs, cfg.batch_size, "scoring the PyTorch model")
 
     def write(folder: Path) -> dict:
-        write_onnx_folder(parent, folder, example_inputs(parent, inputs), opset)
+        write_onnx_folder(parent, folder, example_inputs(parent, inputs), cfg.opset)
         return gate(
             OnnxModel.load(folder),
             reference,
@@ -177,12 +163,10 @@ def export_onnx(
             where,
             folder,
             task=parent.task,
-            min_agreement=min_agreement,
-            max_abs_diff=max_abs_diff,
+            min_agreement=cfg.min_agreement,
+            max_abs_diff=cfg.max_abs_diff,
             what="the ONNX export",
-            batch_size=batch_size,
+            batch_size=cfg.batch_size,
         )
 
-    return write_run(
-        run, write, kind="export", format="onnx", parents=[str(parent.folder)], task=parent.task, labels=parent.labels
-    )
+    return write_run(run, cfg, write, parents=[parent.folder], format="onnx", task=parent.task, labels=parent.labels)

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from fmloop.core.errors import ParityError
+from fmloop.evaluate.evaluation import model_logits
 from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,6 @@ def require_parity(parity: dict, min_agreement: float, max_abs_diff: float | Non
         )
 
 
-def check_min_agreement(value: float, stage: str) -> None:
-    """Refuse a threshold outside (0, 1] before any work starts."""
-    from fmloop.core.errors import ConfigError
-
-    if not 0 < value <= 1:
-        raise ConfigError(f"The 'min_agreement' parameter of {stage} must be in (0, 1]. Got {value} instead.")
-
-
 def gate(
     child,
     reference: np.ndarray,
@@ -77,8 +70,6 @@ def gate(
     """Score `child` on the parent's examples, write folder/parity.json, and raise ParityError when
     it disagrees beyond the thresholds; returns the manifest fields."""
     import json
-
-    from fmloop.evaluate.evaluation import model_logits
 
     parity = compare_outputs(task, reference, model_logits(child, inputs, batch_size, f"scoring {what}"), y)
     parity["data"] = where

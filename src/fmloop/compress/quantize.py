@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from fmloop.compress.artifact import check_new_out, default_data, write_run
+from fmloop.compress.artifact import default_data, new_run, write_run
+from fmloop.compress.config import QuantizeConfig
 from fmloop.compress.onnx_export import (
     OnnxModel,
     example_inputs,
@@ -30,10 +31,12 @@ from fmloop.compress.onnx_export import (
     torch_to_onnx,
     write_onnx_folder,
 )
-from fmloop.compress.parity import check_min_agreement, gate
-from fmloop.core.errors import ConfigError
+from fmloop.compress.parity import gate
+from fmloop.core.artifacts import RunDir
+from fmloop.evaluate.evaluation import labeled_inputs, model_logits
 from fmloop.models.formats.int8 import QUANT_KEY, quantize_torch_dynamic
 from fmloop.models.loading import load
+from fmloop.models.vision import write_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ def save_torch_int8(parent, folder: Path) -> None:
     config.save_pretrained(folder)
     delattr(config, QUANT_KEY)
     if parent.modality == "image":
-        from fmloop.models.vision import write_preprocessor
-
         write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
     else:
         parent.tokenizer.save_pretrained(folder)
@@ -151,53 +152,32 @@ def quantize_onnx_file(fp32: Path, out: Path, mode: str, feeds: list[dict] | Non
 # The command -----------------------------------------------------------------------------------------
 
 
-def quantize(
-    model_path: str,
-    out: str | Path,
-    data: str | None = None,
-    *,
-    backend: str = "onnx",
-    mode: str = "dynamic",
-    calibration_size: int = 256,
-    min_agreement: float = 0.97,
-    limit: int | None = None,
-    batch_size: int = 64,
-    text_column: str | None = None,
-    label_column: str | None = None,
-) -> dict:
-    """int8-quantize a fine-tuned model into OUT/model and check it against the fp32 parent."""
-    from fmloop.evaluate.evaluation import labeled_inputs, model_logits
+def run(cfg: QuantizeConfig, out: str | Path, *, overwrite: bool = False) -> RunDir:
+    """int8-quantize `cfg.model` into OUT/model and check it against the fp32 parent."""
 
-    if backend not in ("onnx", "torch"):
-        raise ConfigError(f"The 'backend' parameter of quantize must be onnx or torch. Got {backend!r} instead.")
-    if mode not in ("dynamic", "static"):
-        raise ConfigError(f"The 'mode' parameter of quantize must be dynamic or static. Got {mode!r} instead.")
-    if backend == "torch" and mode == "static":
-        raise ConfigError("Static int8 is available through ONNX Runtime: pass --backend onnx (or --mode dynamic).")
-    check_min_agreement(min_agreement, "quantize")
-    run = check_new_out(out)
-    parent = load_parent(model_path)
-    inputs, y, where = parity_inputs(parent, model_path, data, limit, text_column, label_column)
-    reference = model_logits(parent, inputs, batch_size, "scoring the fp32 model")
+    run = new_run(out, overwrite)
+    parent = load_parent(cfg.model)
+    inputs, y, where = parity_inputs(parent, cfg.model, cfg.data, cfg.limit, cfg.text_column, cfg.label_column)
+    reference = model_logits(parent, inputs, cfg.batch_size, "scoring the fp32 model")
     feeds = None
-    if mode == "static":
+    if cfg.mode == "static":
         train_inputs, _, _, _ = labeled_inputs(
-            parent, default_data(model_path, data), ("train",), text_column, label_column
+            parent, default_data(cfg.model, cfg.data), ("train",), cfg.text_column, cfg.label_column
         )
-        feeds = calibration_feeds(parent, train_inputs, calibration_size)
+        feeds = calibration_feeds(parent, train_inputs, cfg.calibration_size)
 
     def write(folder: Path) -> dict:
-        if backend == "torch":
+        if cfg.backend == "torch":
             save_torch_int8(parent, folder)
             child = load(folder)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
                 torch_to_onnx(parent, fp32, example_inputs(parent, inputs))
-                quantize_onnx_file(fp32, int8, mode, feeds)
+                quantize_onnx_file(fp32, int8, cfg.mode, feeds)
                 write_onnx_folder(parent, folder, None, onnx_file=int8)
             meta = json.loads((folder / "fmloop_onnx.json").read_text())
-            meta["quantization"] = f"{mode}-int8"
+            meta["quantization"] = f"{cfg.mode}-int8"
             (folder / "fmloop_onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
             child = OnnxModel.load(folder)
         return gate(
@@ -208,19 +188,19 @@ def quantize(
             where,
             folder,
             task=parent.task,
-            min_agreement=min_agreement,
+            min_agreement=cfg.min_agreement,
             max_abs_diff=None,
-            what=f"the {backend} {mode} int8 model",
-            batch_size=batch_size,
+            what=f"the {cfg.backend} {cfg.mode} int8 model",
+            batch_size=cfg.batch_size,
         )
 
     return write_run(
         run,
+        cfg,
         write,
-        kind="quantize",
-        backend=backend,
-        mode=mode,
-        parents=[str(parent.folder)],
+        parents=[parent.folder],
+        backend=cfg.backend,
+        mode=cfg.mode,
         task=parent.task,
         labels=parent.labels,
     )

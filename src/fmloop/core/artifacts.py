@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from fmloop import __version__
 from fmloop.core import manifest as manifest_io
 from fmloop.core.errors import ManifestError, OutputExistsError
 from fmloop.core.manifest import Manifest, parent_entry
@@ -103,29 +104,38 @@ def fingerprint_paths(paths: list[Path]) -> str:
 
 
 def fmloop_version() -> str:
-    from fmloop import __version__
 
     return __version__
 
 
-def save_dir_atomically(target: Path, write) -> None:
-    """Write a folder via `write(tmp)`, then swap it into place; the old one survives until then."""
+@contextlib.contextmanager
+def building(target: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """The one way fmloop writes a folder: build it in a hidden sibling, fsync it, then rename it to
+    `target` when the block ends cleanly; remove it when the block raises. An existing `target` is
+    swapped out only when `replace` (it survives until the rename), else it must be empty."""
     target = Path(target)
-    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
-    for p in (tmp, old):
-        if p.exists():
-            shutil.rmtree(p)
-    write(tmp)
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    fsync_dir(tmp)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    tmp, old = target.with_name(f".{target.name}.building"), target.with_name(f".{target.name}.old")
+    for leftover in (tmp, old):  # from a crash mid-build
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        if target.exists():
+            if replace:
+                os.replace(target, old)
+            else:
+                target.rmdir()  # empty: callers checked with require_new_folder
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def require_new_folder(out: str | os.PathLike) -> Path:
@@ -157,21 +167,9 @@ def remove_output(out: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def new_folder(out: str | os.PathLike) -> Iterator[Path]:
-    """Build a new output folder in a hidden sibling; it is moved to `out` when the block ends
-    cleanly and removed when it raises, so `out` is either complete or absent."""
-    out = require_new_folder(out)
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    """Build a new output folder: `out` is either complete or absent, never half-written."""
+    with building(require_new_folder(out)) as tmp:
         yield tmp
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 class RunDir:

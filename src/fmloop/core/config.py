@@ -140,6 +140,7 @@ _PHRASES = {
     "string_type": "must be a string",
     "literal_error": "must be one of {expected}",
     "missing": "is required",
+    "too_short": "needs at least {min_length} items",
 }
 
 
@@ -172,6 +173,9 @@ def format_validation_error(err: ValidationError, cls: type[StageConfig]) -> str
         else:
             phrase = e["msg"][0].lower() + e["msg"][1:]
             phrase = phrase.removeprefix("value error, ")
+        if not name:  # a check across several parameters: its message names them
+            lines.append(f"{cls.stage}: {phrase[0].upper()}{phrase[1:]}.")
+            continue
         lines.append(f"The {name!r} parameter of {cls.stage} {phrase}. Got {got!r} instead.")
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from fmloop.core.console import err_console
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
 from fmloop.data.cleaning import CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split
+from fmloop.data.image_cleaning import clean_images, inspect_images, pairs_figure
 from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
 from fmloop.data.sources import read_splits
@@ -66,8 +67,6 @@ def clean_dataset(
     if Path(path).resolve() == out.resolve():
         raise ConfigError("--out must differ from the input: fmloop never modifies input files in place.")
     if is_image_source(path):
-        from fmloop.data.image_cleaning import clean_images
-
         with new_folder(out) as tmp:
             report = clean_images(path, tmp, s, text_column, label_column)
             atomic_write_json(tmp / "clean_report.json", report)
@@ -160,8 +159,6 @@ def inspect_dataset(
     }
     s = CleanSettings(near_threshold=near_threshold, **image)
     if is_image_source(path):
-        from fmloop.data.image_cleaning import inspect_images
-
         result, pairs = inspect_images(path, s, text_column, label_column)
         _write_inspection(out, result, _inspect_images_html(result, pairs))
         return result
@@ -323,8 +320,6 @@ def _class_balance_figure(splits: dict) -> str | None:
 
 def _inspect_images_html(result: dict, pairs: list) -> str:
     import html as _html
-
-    from fmloop.data.image_cleaning import pairs_figure
 
     figures = [u for u in (_class_balance_figure(result["splits"]),) if u]
     pair_uri = pairs_figure(pairs)

@@ -36,7 +36,7 @@ import numpy as np
 
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.core.html import figure_to_data_uri
-from fmloop.data.images import TABLE_EXT, decode_images, raw_splits
+from fmloop.data.images import TABLE_EXT, decode_images, raw_splits, read_arrow
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +235,6 @@ def _kept_table(r, verdicts: ImageVerdicts):
     keep = verdicts.kept
     origin = Path(r.origin)
     if origin.is_file() and origin.suffix.lower() in TABLE_EXT:
-        from fmloop.data.images import read_arrow
-
         table = pq.read_table(origin) if origin.suffix.lower() == ".parquet" else read_arrow(origin)
         return table.filter(pa.array(keep))
     images = [

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fmloop.core.artifacts import atomic_write_json, atomic_write_text, read_jsonl
+from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, config_hash, read_jsonl
 from fmloop.core.errors import DataError
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
+from fmloop.data.images import load_images
+from fmloop.data.labeled import load_labeled
+from fmloop.evaluate.config import EvaluateConfig
 from fmloop.evaluate.report import training_curves
 from fmloop.models.loading import load
 from fmloop.tasks import get_task
@@ -33,11 +36,8 @@ def labeled_inputs(
 ):
     """(inputs, examples, y_true, where) for the first of `splits` that `data_path` has (else its
     train split): texts or uint8 images, in the form `model.logits` takes."""
-    from fmloop.data.labeled import load_labeled
 
     if getattr(model, "modality", "text") == "image":
-        from fmloop.data.images import load_images
-
         data = load_images(
             data_path,
             labels=model.labels,
@@ -89,45 +89,56 @@ def model_logits(model, inputs, batch_size: int = 64, what: str = "scoring") -> 
         return model.logits(inputs, batch_size, progress=lambda n: progress.advance(task, n))
 
 
-def evaluate_model(
-    model_path: str,
-    data_path: str,
-    out: str | Path | None = None,
-    baseline: str | None = None,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    batch_size: int = 64,
-) -> dict:
-    model, examples, y_true, logits, where = score(model_path, data_path, text_column, label_column, batch_size)
-    out = Path(out) if out else _default_out(model.folder)
-    comparison = None
-    if baseline:
-        base_model, _, base_y, base_logits, _ = score(baseline, data_path, text_column, label_column, batch_size)
+def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
+    """Score `cfg.model` on `cfg.data` into `out` (default: beside the model): metrics.json,
+    report.html and a manifest naming the model (and baseline) scored. Rerunning replaces them."""
+    model, examples, y_true, logits, where = score(
+        cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.batch_size
+    )
+    run = RunDir(out or _default_out(model.folder))
+    comparison, parents = None, [model.folder]
+    if cfg.baseline:
+        base_model, _, base_y, base_logits, _ = score(
+            cfg.baseline, cfg.data, cfg.text_column, cfg.label_column, cfg.batch_size
+        )
         if base_model.task != model.task or base_model.labels != model.labels:
             raise DataError(
-                f"The baseline {baseline} predicts {base_model.labels or 'scores'}, the model "
-                f"{model_path} predicts {model.labels or 'scores'}: they cannot be compared."
+                f"The baseline {cfg.baseline} predicts {base_model.labels or 'scores'}, the model "
+                f"{cfg.model} predicts {model.labels or 'scores'}: they cannot be compared."
             )
         comparison = {
-            "baseline": baseline,
+            "baseline": cfg.baseline,
             "baseline_metrics": _scalars(get_task(model.task).metrics(base_y, base_logits, model.labels)),
             "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
             "test": paired_bootstrap(model.task, y_true, logits, base_logits),
         }
-    run_metrics = model.folder.parent / "metrics.jsonl"
-    log.info("writing metrics.json and report.html to %s", out)
-    return write_evaluation(
-        out=out,
-        model=model_path,
+        parents.append(base_model.folder)
+    log.info("writing metrics.json and report.html to %s", run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(cfg.resolved())
+    result = write_evaluation(
+        out=run.path,
+        model=cfg.model,
         data=where,
         task=model.task,
         labels=model.labels,
         y_true=y_true,
         logits=logits,
-        curves=read_jsonl(run_metrics),
+        curves=read_jsonl(model.folder.parent / "metrics.jsonl"),
         comparison=comparison,
         **examples,
     )
+    run.write_manifest(
+        kind="evaluate",
+        status="finished",
+        config_hash=config_hash(cfg.resolved()),
+        parents=parents,
+        task=model.task,
+        labels=model.labels,
+        data=where,
+        metrics=_scalars(result["metrics"]),
+    )
+    return run
 
 
 def _default_out(folder: Path) -> Path:

@@ -30,7 +30,10 @@ import numpy as np
 
 from fmloop.core.artifacts import new_folder, require_new_folder
 from fmloop.core.errors import ConfigError, DataError
+from fmloop.data.labeled import TEXT_CANDIDATES, _choose, load_labeled
+from fmloop.data.sources import read_splits
 from fmloop.models.loading import load
+from fmloop.tasks.metrics import softmax
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +129,6 @@ def suggest(
     text_column: str | None = None,
     seed: int = 0,
 ) -> dict:
-    from fmloop.data.labeled import TEXT_CANDIDATES, _choose
-    from fmloop.data.sources import read_splits
-    from fmloop.tasks.metrics import softmax
 
     if n < 1:
         raise ConfigError(f"The 'n' parameter of label suggest must be >= 1. Got {n} instead.")
@@ -147,8 +147,6 @@ def suggest(
     logits, feats = penultimate_features(model, texts) if needs_features else (model.logits(texts), None)
     labeled_feats = None
     if needs_features and labeled:
-        from fmloop.data.labeled import load_labeled
-
         known = load_labeled(labeled, labels=model.labels, hold_out=False)
         _, labeled_feats = penultimate_features(model, list(known.splits["train"]["text"]))
     probs = softmax(logits)
@@ -271,8 +269,6 @@ def import_annotations(annotations: str, out: str | Path, *, into: str | None = 
     splits: dict[str, dict[str, list]] = {}
     labels: list[str] | None = None
     if into:
-        from fmloop.data.labeled import load_labeled
-
         data = load_labeled(into, hold_out=False)
         labels = data.labels
         splits = {

@@ -29,9 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from fmloop.core.artifacts import new_folder, require_new_folder
+from fmloop.core.config import build_config, deep_merge
 from fmloop.core.console import err_console
 from fmloop.core.errors import ConfigError, DataError
+from fmloop.data.labeled import load_labeled
+from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.loading import load
+from fmloop.models.pooled import mean_pool
+from fmloop.models.presets import model_dir_of
+from fmloop.tasks.metrics import softmax
+from fmloop.train.finetune import FinetuneConfig
+from fmloop.train.finetune import run as finetune
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +48,6 @@ def embed(texts: list[str], model_path: str, batch_size: int = 64, max_length: i
     """Mean-pooled, L2-normalised last hidden states of a base model: (N, H)."""
     import torch
     from transformers import AutoModel
-
-    from fmloop.data.tokenizer import load_tokenizer
-    from fmloop.models.pooled import mean_pool
-    from fmloop.models.presets import model_dir_of
 
     folder = model_dir_of(model_path)
     tokenizer = load_tokenizer(folder)
@@ -101,11 +105,6 @@ def finetuned_out_of_sample_probabilities(
     import tempfile
 
     from sklearn.model_selection import StratifiedKFold
-
-    from fmloop.core.config import build_config, deep_merge
-    from fmloop.tasks.metrics import softmax
-    from fmloop.train.finetune import FinetuneConfig
-    from fmloop.train.finetune import run as finetune
 
     ds = data.splits[split]
     texts, y, names = list(ds["text"]), np.asarray(ds["label"]), data.labels
@@ -195,8 +194,6 @@ def label_issues(
     import csv
 
     from rich.progress import Progress
-
-    from fmloop.data.labeled import load_labeled
 
     if action not in (None, "drop", "relabel"):
         raise ConfigError(f"Unknown action {action!r}: use --drop or --relabel.")

@@ -10,6 +10,27 @@ from torch import nn
 
 from fmloop.core.errors import ModelError
 
+# Every dropout probability a transformers config may carry, across BERT, GPT-2, ViT and the rest.
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "dropout",
+    "attention_dropout",
+    "classifier_dropout",
+)
+
+
+def set_dropout(config, p: float | None) -> None:
+    """Set every dropout probability of a transformers config to `p` (None: leave them as they are)."""
+    if p is None:
+        return
+    for key in DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, p)
+
 
 def find_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The transformer block list: the longest ModuleList (BERT encoder.layer, GPT-2 h, ...)."""

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ModelError
-from fmloop.models.anatomy import head_prefixes
+from fmloop.models.anatomy import head_prefixes, set_dropout
 from fmloop.models.formats import detect
 from fmloop.models.formats import hf as hf_format
 from fmloop.models.formats import lora as lora_format
@@ -31,17 +31,6 @@ from fmloop.tasks import get_task
 from fmloop.tasks.catalog import task_of_config
 
 log = logging.getLogger(__name__)
-
-DROPOUT_KEYS = (
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "resid_pdrop",
-    "embd_pdrop",
-    "attn_pdrop",
-    "dropout",
-    "attention_dropout",
-    "classifier_dropout",
-)
 
 
 def resolve_model_folder(name: str) -> Path:
@@ -161,7 +150,7 @@ def _continue(folder: Path, fmt: str, task: str, labels: list[str] | None, dropo
     pooling = "mean" if isinstance(model, MeanPoolClassifier) else "native"
     old = task_of_config(model.config)
     old_labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if old.has_classes else None
-    _set_dropout(model.config, dropout)
+    set_dropout(model.config, dropout)
     if dropout is not None:
         for module in model.modules():
             if isinstance(module, nn.Dropout):
@@ -222,7 +211,7 @@ def _from_base(folder: Path, task: str, labels, tokenizer, dropout, pooling: str
         raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
     if getattr(config, "auto_map", None):
         raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
-    _set_dropout(config, dropout)
+    set_dropout(config, dropout)
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     if pooling == "mean":
@@ -247,11 +236,3 @@ def _from_preset(name: str, task: str, labels, tokenizer, dropout, seq_len: int,
     if pooling == "mean":
         return StartingModel(MeanPoolClassifier(AutoModel.from_config(config), config), [], pooling)
     return StartingModel(AutoModelForSequenceClassification.from_config(config), [], pooling)
-
-
-def _set_dropout(config, dropout: float | None) -> None:
-    if dropout is None:
-        return
-    for key in DROPOUT_KEYS:
-        if hasattr(config, key):
-            setattr(config, key, dropout)

@@ -40,6 +40,7 @@ from transformers import (
 
 from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ModelError
+from fmloop.models.anatomy import set_dropout
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +156,7 @@ def load_pretrained(path: str, objective: str, dropout: float | None = None) -> 
         raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
     if getattr(config, "auto_map", None):
         raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
-    if dropout is not None:
-        for key in (
-            "hidden_dropout_prob",
-            "attention_probs_dropout_prob",
-            "resid_pdrop",
-            "embd_pdrop",
-            "attn_pdrop",
-            "dropout",
-        ):
-            if hasattr(config, key):
-                setattr(config, key, dropout)
+    set_dropout(config, dropout)
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
     if objective == "clm" and hasattr(config, "is_decoder") and config.model_type in ("bert", "roberta"):
         raise ModelError(f"{folder} holds a {config.model_type} encoder; use --objective mlm for it.")

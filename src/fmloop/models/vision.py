@@ -37,6 +37,7 @@ from transformers.modeling_outputs import (
 
 from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ConfigError, ModelError
+from fmloop.models.anatomy import set_dropout
 from fmloop.models.presets import model_dir_of
 
 VISION_PRESETS: Catalog = Catalog("image model preset", error=ConfigError)
@@ -238,8 +239,7 @@ def build_image_classifier(name: str, labels: list[str], size: int, channels: in
     if is_vision_preset(name):
         config = preset_config(name, size, channels)
         config.num_labels, config.id2label, config.label2id = len(labels), id2label, label2id
-        if dropout is not None:
-            _set_dropout(config, dropout)
+        set_dropout(config, dropout)
         return AutoModelForImageClassification.from_config(config), None
     folder = model_dir_of(name)
     if not (folder / "config.json").exists():
@@ -250,8 +250,7 @@ def build_image_classifier(name: str, labels: list[str], size: int, channels: in
     config = AutoConfig.from_pretrained(str(folder))
     check_input_shape(config, size, channels, str(folder))
     config.num_labels, config.id2label, config.label2id = len(labels), id2label, label2id
-    if dropout is not None:
-        _set_dropout(config, dropout)
+    set_dropout(config, dropout)
     try:
         model = AutoModelForImageClassification.from_pretrained(
             str(folder), config=config, ignore_mismatched_sizes=True
@@ -275,12 +274,6 @@ def check_input_shape(config, size: int, channels: int, where: str) -> None:
         raise ModelError(
             f"{where} was built for {want} px images; the data has {size} px. Resize the data to {want} px."
         )
-
-
-def _set_dropout(config, p: float) -> None:
-    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
-        if hasattr(config, key):
-            setattr(config, key, p)
 
 
 def write_preprocessor(folder: Path, size: int, channels: int, mean: list[float], std: list[float]) -> None:

@@ -12,6 +12,7 @@ Hugging Face hub; the demo says which it used.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from pathlib import Path
 
 from fmloop.core.config import load_config
 from fmloop.core.errors import DataError
+from fmloop.evaluate import evaluation
+from fmloop.evaluate.config import EvaluateConfig
+from fmloop.train import finetune, pretrain
+from fmloop.train.config import FinetuneConfig, PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,6 @@ def _fresh(path: Path) -> Path:
 def run_demo(
     out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int = 20_000, finetune_epochs: float = 2.0
 ) -> dict:
-    from fmloop.evaluate.evaluation import evaluate_model
-    from fmloop.train.finetune import FinetuneConfig
-    from fmloop.train.finetune import run as finetune
-    from fmloop.train.pretrain import PretrainConfig, pretrain
 
     out = _fresh(Path(out))
     corpus, labeled = find_demo_corpus(), find_data(LABELED, HUB["labeled"])
@@ -90,7 +91,7 @@ def run_demo(
         },
     )
     try:
-        base = pretrain(cfg, out=out / "pretrain")
+        base = pretrain.run(cfg, out / "pretrain")
     except DataError as err:
         raise DataError(f"{err} (demo data from {corpus.origin})") from None
 
@@ -109,12 +110,14 @@ def run_demo(
                 "train": {"epochs": finetune_epochs, "lr": 5e-4, "seed": 0},
             },
         )
-        tuned[name] = finetune(cfg, out / name)
+        tuned[name] = finetune.run(cfg, out / name)
 
     log.info("[4/4] evaluating pretrained+fine-tuned against fine-tuned-from-scratch")
-    result = evaluate_model(
-        str(tuned["finetune"].path), labeled.path, out / "evaluation", baseline=str(tuned["scratch"].path)
+    evaluated = evaluation.run(
+        EvaluateConfig(model=str(tuned["finetune"].path), data=labeled.path, baseline=str(tuned["scratch"].path)),
+        out / "evaluation",
     )
+    result = json.loads((evaluated.path / "metrics.json").read_text())
     return {
         "out": out,
         "pretrain": base,

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
 from fmloop.core.callbacks import Callback
+from fmloop.train.checkpoint import save_weights_atomically
 
 if TYPE_CHECKING:
     pass
@@ -184,8 +185,6 @@ class BestTracker(Callback):
         if self.improved(value, state.best_metric):
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
             if self.path is not None and loop.runtime.is_main:
-                from fmloop.train.checkpoint import save_weights_atomically
-
                 save_weights_atomically(loop.model, self.path)
         else:
             state.evals_without_improvement += 1

@@ -50,12 +50,32 @@ class ModelSection(StageConfig):
     overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
 
 
-class TrainSection(StageConfig):
+class LoopSettings(StageConfig):
+    """How any training loop runs (pretraining and fine-tuning alike): hardware, numerics,
+    reproducibility, limits and logging. Each stage's train section adds its own schedule."""
+
+    max_time: Duration = Field(None, description="stop after this long, e.g. 90s, 30m, 1h30m")
+    weight_decay: float = Field(0.01, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    clip_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    seed: int = 42
+    deterministic: bool = False
+    threads: int | None = Field(None, ge=1)
+    fast_cpu_dropout: bool = FAST_CPU_DROPOUT
+    tensorboard: bool = True
+    log_every: int = Field(10, ge=1)
+
+    @property
+    def max_time_s(self) -> float | None:
+        return parse_duration(self.max_time)
+
+
+class TrainSection(LoopSettings):
     seq_len: int = Field(128, ge=16, le=32768)
     batch_size: int = Field(32, ge=1, description="global batch per optimizer step, over processes and accumulation")
-    grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-4, gt=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.98, ge=0, lt=1)
     warmup_steps: int | None = Field(None, ge=0, description="default: warmup_ratio of the total steps")
@@ -64,26 +84,12 @@ class TrainSection(StageConfig):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(1.0, gt=0)
-    max_time: Duration = Field(None, description="stop after this long, e.g. 90s, 30m, 1h30m")
-    clip_grad_norm: float = Field(1.0, ge=0, description="0 disables clipping")
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    device: str = "auto"
     eval_every: int = Field(100, ge=0, description="steps between held-out evaluations (0: only at the end)")
     eval_batches: int = Field(20, ge=1)
-    log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(200, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
     early_stopping_patience: int | None = Field(None, ge=1)
     max_bad_steps: int = Field(5, ge=1, description="abort after this many non-finite steps in a row")
-    seed: int = 42
-    deterministic: bool = False
-    threads: int | None = Field(None, ge=1)
-    fast_cpu_dropout: bool = FAST_CPU_DROPOUT
-    tensorboard: bool = True
-
-    @property
-    def max_time_s(self) -> float | None:
-        return parse_duration(self.max_time)
 
 
 # Fine-tuning (and the stages built on its runner: distill, prune) ------------------------------------
@@ -107,13 +113,12 @@ class FinetuneModel(StageConfig):
     )
 
 
-class FinetuneTrain(StageConfig):
+class FinetuneTrain(LoopSettings):
     lr: float | None = Field(None, gt=0, le=1)
     epochs: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=8, le=32768)
     warmup_ratio: float = Field(0.06, ge=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "none"
     augment: bool = Field(False, description="random token deletion (10%) on training examples")
@@ -123,7 +128,6 @@ class FinetuneTrain(StageConfig):
     max_steps: int | None = Field(
         None, ge=0, description="stop after this many optimizer steps (0: evaluate and save the starting model)"
     )
-    max_time: Duration = None
     checkpoint_every: int | None = Field(
         None, ge=0, description="steps between resumable checkpoints (default: at every evaluation; 0: never)"
     )
@@ -149,16 +153,6 @@ class FinetuneTrain(StageConfig):
         description="all-linear, attention (the architecture's query/value "
         "projections), or comma-separated module names",
     )
-    grad_accum: int = Field(1, ge=1)
-    clip_grad_norm: float = Field(1.0, ge=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    device: str = "auto"
-    seed: int = 42
-    deterministic: bool = False
-    threads: int | None = Field(None, ge=1)
-    fast_cpu_dropout: bool = FAST_CPU_DROPOUT
-    tensorboard: bool = True
-    log_every: int = Field(10, ge=1)
 
 
 class FinetuneConfig(StageConfig):

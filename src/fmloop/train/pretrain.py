@@ -1,6 +1,6 @@
 """The pretraining stage: unlabeled text -> a base language model in a run dir.
 
-    run = pretrain(load_config(PretrainConfig, overrides={...}), out="runs/base")
+    run = pretrain.run(load_config(PretrainConfig, overrides={...}), out="runs/base")
 
 From scratch (a preset plus a tokenizer trained on the corpus) or continued from a local Hugging
 Face model folder (domain-adaptive pretraining, using the model's own tokenizer).
@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
+from fmloop.core.artifacts import RunDir, building, config_hash, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError, ResumeError
 from fmloop.core.runtime import Runtime, main_process_first, running
+from fmloop.data.images import is_image_source
 from fmloop.data.sources import TextCorpus, load_text_corpus
 from fmloop.data.text import (
     CausalLMCollator,
@@ -31,6 +32,7 @@ from fmloop.data.text import (
     tokenize_for_mlm,
 )
 from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
+from fmloop.evaluate.report import write_training_report
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
@@ -65,7 +67,8 @@ def _prepare_tokenizer(cfg: PretrainConfig, run: RunDir, runtime: Runtime, corpu
                 tokenizer = train_tokenizer(
                     (row["text"] for row in sample), kind, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency
                 )
-            save_dir_atomically(tok_dir, tokenizer.save_pretrained)
+            with building(tok_dir, replace=True) as tmp:
+                tokenizer.save_pretrained(tmp)
     return load_tokenizer(tok_dir), description
 
 
@@ -111,19 +114,20 @@ def _eval_batches(store: TokenStore, collate, batch_size: int, n_batches: int, s
     return [collate(picked[i : i + batch_size], -1) for i in range(0, len(picked), batch_size)]
 
 
-def pretrain(
-    cfg: PretrainConfig, out: str | Path | None = None, resume: str | Path | None = None, extra_callbacks=()
+def run(
+    cfg: PretrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, extra_callbacks=()
 ) -> RunDir:
-    """Run the pretraining stage; returns the run dir holding `model/`, metrics and the report."""
-    if (out is None) == (resume is None):
-        raise ConfigError("Pass exactly one of --out RUN_DIR (a new run) or --resume RUN_DIR.")
+    """Pretrain into the run dir `out` (or continue it from its last checkpoint); returns the run
+    dir holding `model/`, metrics and the report."""
     if cfg.data.path is None:
         raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
+    if not resume:
+        if overwrite:
+            remove_output(out)
+        require_new_folder(out)
     cfg = resolve_modality(cfg)
     with running(cfg.train) as runtime:
-        return _pretrain(
-            cfg, runtime, Path(resume or out), resuming=resume is not None, extra_callbacks=extra_callbacks
-        )
+        return _pretrain(cfg, runtime, Path(out), resuming=resume, extra_callbacks=extra_callbacks)
 
 
 TEXT_OBJECTIVES, IMAGE_OBJECTIVES = ("mlm", "clm"), ("simclr", "mae")
@@ -141,7 +145,6 @@ IMAGE_TRAIN_DEFAULTS = {
 def resolve_modality(cfg: PretrainConfig) -> PretrainConfig:
     """Fill in the modality (from the data), the objective and model (from the modality), and the
     image training defaults for whatever the user did not set; reject mixed-up combinations."""
-    from fmloop.data.images import is_image_source
 
     modality = cfg.modality or ("image" if is_image_source(cfg.data.path) else "text")
     allowed = IMAGE_OBJECTIVES if modality == "image" else TEXT_OBJECTIVES
@@ -347,7 +350,8 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
     state = loop.run()
 
     if runtime.is_main:
-        save_dir_atomically(run.model_dir, prep.save_model)
+        with building(run.model_dir, replace=True) as tmp:
+            prep.save_model(tmp)
         evals = [r for r in run.read_metrics() if "eval_loss" in r]
         trains = [r for r in run.read_metrics() if "tokens_per_s" in r]
         finished = state.step >= total_steps
@@ -366,7 +370,6 @@ def _pretrain(cfg: PretrainConfig, runtime: Runtime, path: Path, resuming: bool,
             key = "tokens_per_s" if prep.unit == "tok" else "images_per_s"
             metrics[key] = round(float(np.median([r["tokens_per_s"] for r in trains[1:] or trains])), 1)
         run.write_manifest(status="finished" if finished else "stopped", stop_reason=state.stop_reason, metrics=metrics)
-        from fmloop.evaluate.report import write_training_report
 
         write_training_report(run)
     runtime.barrier()

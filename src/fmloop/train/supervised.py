@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fmloop.adapt.strategies import apply_strategy, freeze_input_embeddings
-from fmloop.core.artifacts import RunDir, config_hash, save_dir_atomically
+from fmloop.core.artifacts import RunDir, building, config_hash
 from fmloop.core.callbacks import Callback
 from fmloop.core.config import parse_duration
 from fmloop.core.errors import ResumeError
@@ -301,7 +301,8 @@ def _save_model(run: RunDir, task_model: nn.Module, inputs: TaskInputs, strategy
                 task_model.base_model.model.config.save_pretrained(tmp)  # labels and head size for reloading
         inputs.save_extra(tmp)
 
-    save_dir_atomically(run.model_dir, write_model)
+    with building(run.model_dir, replace=True) as tmp:
+        write_model(tmp)
     shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # best weights now live in model/
 
 

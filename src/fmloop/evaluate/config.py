@@ -1,0 +1,20 @@
+"""The evaluate stage's config: a pydantic model without torch, so the command line is checked
+before any heavy import."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from fmloop.core.config import StageConfig
+
+
+class EvaluateConfig(StageConfig):
+    stage: ClassVar[str] = "evaluate"
+    model: str = Field(description="a fine-tuned model folder, run dir, LoRA adapter, ONNX export or ensemble")
+    data: str = Field(description="labeled data (a folder: its test split, else validation)")
+    baseline: str | None = Field(None, description="another model scored on the same examples (paired bootstrap)")
+    text_column: str | None = Field(None, description="the text column (images: the image column)")
+    label_column: str | None = None
+    batch_size: int = Field(64, ge=1)
