@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from typing import Callable
 
 import typer
@@ -28,15 +29,17 @@ def setup_logging(verbose: bool = False) -> None:
     for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    try:
-        import datasets
-
-        datasets.disable_progress_bars() if rank != "0" else None
+    # fmloop draws its own progress; the libraries' bars ("Map: ...") and load reports stay off.
+    # The variables cover a library not imported yet; the calls one that already is.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
 
 
 def user_errors(func: Callable) -> Callable:

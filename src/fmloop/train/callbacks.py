@@ -36,7 +36,7 @@ class ProgressBar(Callback):
         self.progress: Progress | None = None
         self.task = None
         self.plain = False
-        self.fields = {"loss": "-", "speed": "-", "eval": "-"}
+        self.fields: dict[str, str] = {}  # what is known so far: loss, speed, held-out loss
         self.last_line = 0.0
         self.start = 0.0
         self.start_step = 0
@@ -53,9 +53,7 @@ class ProgressBar(Callback):
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]}"),
-            TextColumn("eval {task.fields[eval]}"),
+            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -65,8 +63,13 @@ class ProgressBar(Callback):
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            self.description, total=loop.total_steps, completed=loop.state.step, **self.fields
+            self.description, total=loop.total_steps, completed=loop.state.step, status=self.status()
         )
+
+    def status(self) -> str:
+        """The known fields only: nothing is shown as a placeholder before its first value."""
+        names = {"loss": "loss {}", "speed": "{}", "eval": "held-out loss {}"}
+        return ", ".join(names[k].format(v) for k, v in self.fields.items())
 
     def on_step_end(self, loop, logs):
         if "loss" in logs:
@@ -74,20 +77,19 @@ class ProgressBar(Callback):
         if "tokens_per_s" in logs:
             self.fields["speed"] = f"{logs['tokens_per_s']:,.0f} {self.unit}/s"
         if self.progress is not None:
-            self.progress.update(self.task, completed=loop.state.step, **self.fields)
+            self.progress.update(self.task, completed=loop.state.step, status=self.status())
         elif self.plain and (time.monotonic() - self.last_line >= self.every_s or loop.state.step >= loop.total_steps):
             self.last_line = time.monotonic()
             done = loop.state.step - self.start_step
             elapsed = self.last_line - self.start
             eta = elapsed / max(done, 1) * (loop.total_steps - loop.state.step)
+            known = f", {self.status()}" if self.fields else ""
             log.info(
-                "%s: step %d/%d, loss %s, %s, held-out loss %s, elapsed %s, eta %s",
+                "%s: step %d/%d%s, elapsed %s, eta %s",
                 self.description,
                 loop.state.step,
                 loop.total_steps,
-                self.fields["loss"],
-                self.fields["speed"],
-                self.fields["eval"],
+                known,
                 _hms(elapsed),
                 _hms(eta),
             )
@@ -95,7 +97,7 @@ class ProgressBar(Callback):
     def on_evaluate(self, loop, metrics):
         self.fields["eval"] = f"{metrics['eval_loss']:.3f}"
         if self.progress is not None:
-            self.progress.update(self.task, eval=self.fields["eval"])
+            self.progress.update(self.task, status=self.status())
 
     def on_train_end(self, loop):
         if self.progress is not None:
