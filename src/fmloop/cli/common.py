@@ -29,17 +29,18 @@ def setup_logging(verbose: bool = False) -> None:
     for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    # fmloop draws its own progress; the libraries' bars ("Map: ...") and load reports stay off.
-    # The variables cover a library not imported yet; the calls one that already is.
+    # fmloop draws its own progress; the libraries' bars ("Map: ...", "Writing model shards") and
+    # load reports stay off, while downloads from the hub keep theirs. The datasets variable covers
+    # the library before it is imported (its import is slow), the call after.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
+    import huggingface_hub.utils
+    from transformers.utils import logging as hf_logging  # light: transformers loads lazily, no torch
 
-        hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    huggingface_hub.utils.enable_progress_bars()
 
 
 def user_errors(func: Callable) -> Callable:

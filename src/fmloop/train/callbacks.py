@@ -69,7 +69,7 @@ class ProgressBar(Callback):
     def status(self) -> str:
         """The known fields only: nothing is shown as a placeholder before its first value."""
         names = {"loss": "loss {}", "speed": "{}", "eval": "held-out loss {}"}
-        return ", ".join(names[k].format(v) for k, v in self.fields.items())
+        return ", ".join(form.format(self.fields[k]) for k, form in names.items() if k in self.fields)
 
     def on_step_end(self, loop, logs):
         if "loss" in logs:

@@ -204,8 +204,9 @@ def run_supervised(
         **inputs.extra_manifest,
     )
     log.info(
-        "model: %s (%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
+        "model: %s (%s%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
         cfg.model.name,
+        f"a fine-tuned model continued, {inputs.pooling} pooling, {inputs.continued}; " if inputs.continued else "",
         n_params / 1e6,
         trainable / 1e6,
         plan.description,
