@@ -132,10 +132,30 @@ def test_early_stopping_restores_the_best_weights(tiny_base, sentiment_dir, tmp_
     assert manifest["metrics"]["validation_accuracy"] == pytest.approx(best["accuracy"])
 
 
-@pytest.mark.parametrize("strategy", ["linear-probe", "freeze:1", "gradual", "llrd"])
-def test_other_strategies_run(tiny_base, sentiment_dir, tmp_path, strategy):
-    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy=strategy, train={"max_steps": 6})
-    assert run.read_manifest()["strategy"] == strategy and (run.model_dir / "config.json").exists()
+# (strategy, steps, parameter prefixes that must leave training exactly as they entered it)
+FROZEN = [
+    ("linear-probe", 6, ("bert.embeddings.", "bert.encoder.")),
+    ("freeze:1", 6, ("bert.embeddings.", "bert.encoder.layer.0.")),
+    ("gradual", 1, ("bert.embeddings.", "bert.encoder.")),  # the first step trains the head only
+    ("llrd", 6, ()),
+]
+
+
+@pytest.mark.parametrize("strategy,steps,frozen", FROZEN)
+def test_strategies_leave_their_frozen_layers_untouched(tiny_base, sentiment_dir, tmp_path, strategy, steps, frozen):
+    from safetensors.torch import load_file
+
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", strategy=strategy, train={"max_steps": steps})
+    assert run.read_manifest()["strategy"] == strategy
+    base, tuned = load_file(tiny_base / "model.safetensors"), load_file(run.model_dir / "model.safetensors")
+    checked = [k for k in tuned if k.startswith(frozen)] if frozen else []
+    assert len(checked) >= (8 if frozen else 0)
+    for key in checked:
+        assert torch.equal(tuned[key], base[key]), f"{strategy} changed {key}, which it freezes"
+    total = sum(v.numel() for v in tuned.values())
+    frozen_count = sum(tuned[k].numel() for k in checked)
+    if strategy != "gradual":  # gradual starts with the head only and unfreezes as it goes
+        assert run.read_manifest()["trainable_parameters"] == total - frozen_count
 
 
 def test_regression_task(tiny_base, tmp_path):
