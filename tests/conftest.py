@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests never touch the user's fmloop home; tracking is switched on by the tests that check it.
+os.environ["FMLOOP_HOME"] = tempfile.mkdtemp(prefix="fmloop-test-home-")
+atexit.register(shutil.rmtree, os.environ["FMLOOP_HOME"], ignore_errors=True)
+os.environ["FMLOOP_TRACKING"] = "off"
 SHARED = REPO.parent / "shared" / "datasets"
 
 _SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "our teacher", "the film", "this story", "a child"]
@@ -196,3 +204,26 @@ def parent_paths(run_path) -> list[str]:
 
     run = RunDir(run_path)
     return [str(p.resolve()) for p in run.read_manifest().parent_paths(run.path)]
+
+
+# Fine-tuned tiny models (for compression, registry and serving tests) -----------------------------
+
+FAST = {"tensorboard": False, "seed": 0, "threads": 1, "log_every": 5, "early_stopping_patience": None}
+
+
+def finetune_tiny(base, data, out, **train):
+    tree = {
+        "model": {"name": str(base)},
+        "data": {"path": str(data)},
+        "train": {"lr": 3e-3, "epochs": 8, **FAST, **train},
+    }
+    from fmloop.core.config import load_config
+    from fmloop.train.config import FinetuneConfig
+    from fmloop.train.finetune import run as finetune
+
+    return finetune(load_config(FinetuneConfig, overrides=tree), out)
+
+
+@pytest.fixture(scope="session")
+def text_run(tiny_base, sentiment_dir, tmp_path_factory) -> Path:
+    return finetune_tiny(tiny_base, sentiment_dir, tmp_path_factory.mktemp("text") / "run").path

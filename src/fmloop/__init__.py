@@ -6,7 +6,7 @@ libraries load only when a stage is used).
 
 import warnings
 
-__version__ = "0.1.0"
+from fmloop.core.version import __version__
 
 # peft reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps or loads an
 # adapter, and transformers warns on every read: noise on each LoRA run, evaluate and predict.
@@ -23,6 +23,10 @@ _API = {
 }
 
 __all__ = ["__version__", *_API]
+
+# Registry references (models:/NAME@ALIAS) work wherever a model folder does; this registers the
+# resolver only (MLflow loads when a reference is first used).
+import fmloop.registry  # noqa: E402,F401
 
 
 def __getattr__(name):

@@ -6,26 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fmloop.core.config import load_config
-from fmloop.train.finetune import FinetuneConfig
-from fmloop.train.finetune import run as finetune
-from tests.conftest import make_image_folder
-
-FAST = {"tensorboard": False, "seed": 0, "threads": 1, "log_every": 5, "early_stopping_patience": None}
-
-
-def finetune_tiny(base, data, out, **train):
-    tree = {
-        "model": {"name": str(base)},
-        "data": {"path": str(data)},
-        "train": {"lr": 3e-3, "epochs": 8, **FAST, **train},
-    }
-    return finetune(load_config(FinetuneConfig, overrides=tree), out)
-
-
-@pytest.fixture(scope="session")
-def text_run(tiny_base, sentiment_dir, tmp_path_factory) -> Path:
-    return finetune_tiny(tiny_base, sentiment_dir, tmp_path_factory.mktemp("text") / "run").path
+from tests.conftest import finetune_tiny, make_image_folder
 
 
 @pytest.fixture(scope="session")

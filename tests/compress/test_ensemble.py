@@ -66,7 +66,7 @@ def test_ensemble_artifact_evaluates_and_predicts(text_run, pooled_run, sentimen
 
 
 def test_members_with_different_labels_are_refused(text_run, tiny_base, tmp_path):
-    from tests.compress.conftest import finetune_tiny
+    from tests.conftest import finetune_tiny
 
     rows = [{"text": f"sample {i} words", "label": ["red", "green", "blue"][i % 3]} for i in range(60)]
     write_csv(tmp_path / "colours.csv", rows)

@@ -30,7 +30,7 @@ def test_k_center_covers_the_clusters_before_repeating_one():
 
 
 def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
-    from tests.compress.conftest import finetune_tiny
+    from tests.conftest import finetune_tiny
 
     run = finetune_tiny(tiny_base, sentiment_dir, tmp_path / "run", epochs=4)
     import csv

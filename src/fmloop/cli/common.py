@@ -26,13 +26,14 @@ def setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     # Libraries are chatty at INFO; their warnings still show.
-    for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3"):
+    for name in ("datasets", "transformers", "httpx", "huggingface_hub", "filelock", "urllib3", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     # fmloop draws its own progress; the libraries' bars ("Map: ...", "Writing model shards") and
     # load reports stay off, while downloads from the hub keep theirs. The datasets variable covers
     # the library before it is imported (its import is slow), the call after.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
     import huggingface_hub.utils
@@ -96,6 +97,14 @@ def build_stage_config(cls, **values):
     return build_config(cls, {k: v for k, v in values.items() if v is not None})
 
 
+def track(run) -> None:
+    """Log a finished stage's run dir to the tracking store; a store that cannot be reached is
+    reported once and never fails the command (FMLOOP_TRACKING=off skips it)."""
+    from fmloop.registry.tracking import track_quietly
+
+    track_quietly(run.path)
+
+
 def check_output(out, overwrite: bool = False) -> None:
     """Refuse an existing --out before any heavy import or data read (unless --overwrite)."""
     from fmloop.core.artifacts import require_new_folder
@@ -108,6 +117,11 @@ def check_model_name(name: str | None) -> None:
     """A --model that is neither an existing folder nor a preset: say so, with the presets."""
     if name is None or "/" not in name and "\\" not in name and not name.startswith("."):
         return  # a preset name (checked against the catalog when the model is built)
+    if name.startswith("models:/"):
+        from fmloop.registry.names import parse_reference
+
+        parse_reference(name)  # its form now; whether it exists when the registry is read
+        return
     from pathlib import Path
 
     from fmloop.core.errors import ModelError

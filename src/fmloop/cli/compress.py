@@ -13,6 +13,7 @@ from fmloop.cli.common import (
     err_console,
     setup_logging,
     split_overrides,
+    track,
     user_errors,
 )
 
@@ -64,6 +65,7 @@ def export_command(
     from fmloop.compress import onnx_export
 
     run = onnx_export.run(cfg, out, overwrite=overwrite)
+    track(run)
     err_console.print(f"[green]exported[/] {run.model_dir}  ({_parity_line(run.read_manifest())})")
 
 
@@ -105,6 +107,7 @@ def quantize_command(
     from fmloop.compress import quantize
 
     run = quantize.run(cfg, out, overwrite=overwrite)
+    track(run)
     err_console.print(f"[green]quantized[/] {run.model_dir}  ({_parity_line(run.read_manifest())})")
 
 
@@ -129,6 +132,7 @@ def ensemble_command(
     from fmloop.compress import ensemble
 
     run = ensemble.run(cfg, out, overwrite=overwrite)
+    track(run)
     weights = run.read_manifest()["weights"]
     err_console.print(f"[green]ensemble[/] of {len(models)} ({method}, weights {weights}): {run.model_dir}")
 
@@ -180,6 +184,7 @@ def distill_command(
     from fmloop.compress import distill
 
     run = distill.run(cfg, out, overwrite=overwrite)
+    track(run)
     metrics = run.read_manifest()["metrics"]
     shown = ", ".join(
         f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float)
@@ -268,6 +273,7 @@ def prune_command(
     from fmloop.compress import prune
 
     run = prune.run(cfg, out, overwrite=overwrite)
+    track(run)
     manifest = run.read_manifest()
     p, metrics = manifest["pruning"], manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))

@@ -16,6 +16,7 @@ from fmloop.cli.common import (
     err_console,
     setup_logging,
     split_overrides,
+    track,
     user_errors,
 )
 
@@ -87,6 +88,7 @@ def finetune_command(
     from fmloop.train import finetune
 
     run = finetune.run(cfg, out, resume=resume is not None, overwrite=overwrite)
+    track(run)
     if run.read_manifest().status != "finished":
         err_console.print(f"[yellow]stopped[/]; continue with: fmloop finetune --resume {run.path}")
         return
@@ -136,6 +138,7 @@ def evaluate_command(
     from fmloop.evaluate import evaluation
 
     run = evaluation.run(cfg, out)
+    track(run)
     result = json.loads((run.path / "metrics.json").read_text())
     intervals = result["intervals_95"]
     table = Table(title=f"{model} on {result['data']} ({result['n']} examples)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,11 +16,23 @@ from fmloop.core import manifest as manifest_io
 
 @user_errors
 def info_command(
-    run_dir: Path = typer.Argument(..., help="A run dir written by an fmloop stage."),
+    run_dir: Optional[Path] = typer.Argument(None, help="A run dir written by an fmloop stage."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    tracking: bool = typer.Option(
+        False, "--tracking", help="Where runs are tracked and how to browse them (mlflow ui)."
+    ),
 ):
-    """Show a run's manifest (kind, parents, config hash, data fingerprint, version) and metrics."""
+    """Show a run's manifest (kind, parents, config hash, data fingerprint, version) and metrics;
+    with --tracking, where fmloop keeps its tracking store, registry and feedback database."""
     from fmloop.core.artifacts import RunDir
+
+    if tracking:
+        _tracking_info()
+        return
+    if run_dir is None:
+        from fmloop.core.errors import ConfigError
+
+        raise ConfigError("Pass a run dir (fmloop info RUN_DIR), or --tracking.")
 
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -72,3 +86,20 @@ def info_command(
     for name in ("model", "report.html"):
         if (run.path / name).exists():
             console.print(f"{name}: {run.path / name}")
+
+
+def _tracking_info() -> None:
+    from fmloop.core.home import artifact_root, database_url, home, tracking_uri
+
+    uri = tracking_uri()
+    embedded = "MLFLOW_TRACKING_URI" not in os.environ
+    table = Table(title="fmloop home", show_header=False)
+    table.add_row("FMLOOP_HOME", str(home()))
+    table.add_row("tracking and registry", uri + ("  (embedded; MLFLOW_TRACKING_URI overrides)" if embedded else ""))
+    table.add_row("feedback store", database_url() + ("" if "FMLOOP_DB" in os.environ else "  (FMLOOP_DB overrides)"))
+    table.add_row("tracking", "off (FMLOOP_TRACKING=off)" if os.environ.get("FMLOOP_TRACKING") == "off" else "on")
+    Console().print(table)
+    browse = f"mlflow ui --backend-store-uri {uri}"
+    if embedded:
+        browse += f" --default-artifact-root {artifact_root()}"
+    typer.echo(f"browse the runs:  {browse}" if embedded else f"browse the runs at {uri}")

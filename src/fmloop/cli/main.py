@@ -19,6 +19,7 @@ from fmloop.cli.demo import demo_command
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
+from fmloop.cli.registry import alias_command, models_app, register_command
 
 app = typer.Typer(
     name="fmloop",
@@ -43,6 +44,9 @@ app.command("ensemble")(ensemble_command)
 app.command("compare-models")(compare_command)
 app.add_typer(data_app, name="data")
 app.add_typer(label_app, name="label")
+app.command("register")(register_command)
+app.command("alias")(alias_command)
+app.add_typer(models_app, name="models")
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmloop.cli.common import err_console, split_overrides, user_errors
+from fmloop.cli.common import err_console, split_overrides, track, user_errors
 
 
 @user_errors
@@ -90,6 +90,7 @@ def pretrain_command(
         from fmloop.train import pretrain
 
         run = pretrain.run(cfg, resume, resume=True)
+        track(run)
     else:
         cfg = load_config(PretrainConfig, config, overrides)
         if out is None:
@@ -101,6 +102,7 @@ def pretrain_command(
         from fmloop.train import pretrain
 
         run = pretrain.run(cfg, out, overwrite=overwrite)
+        track(run)
     manifest = run.read_manifest()
     m = manifest.get("metrics", {})
     err_console.print(

@@ -30,10 +30,10 @@ from typing import Any, Iterator
 
 import yaml
 
-from fmloop import __version__
 from fmloop.core import manifest as manifest_io
 from fmloop.core.errors import ManifestError, OutputExistsError
 from fmloop.core.manifest import Manifest, parent_entry
+from fmloop.core.version import __version__
 
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"

@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     TRAINING = 6  # training diverged (non-finite loss or gradients)
     PARITY = 7  # a compressed or exported model disagrees with its parent beyond the threshold
     RUN_DIR = 8  # a run dir's manifest is missing, corrupt, or from a newer fmloop
+    REGISTRY = 9  # the model registry or feedback store cannot be reached, or lacks what was asked
     INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
 
 
@@ -63,3 +64,9 @@ class OutputExistsError(ConfigError):
 
 class ManifestError(FmloopError):
     exit_code = ExitCode.RUN_DIR
+
+
+class RegistryError(FmloopError):
+    """A registry reference that names nothing, or a store that cannot be reached."""
+
+    exit_code = ExitCode.REGISTRY

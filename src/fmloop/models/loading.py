@@ -9,32 +9,19 @@ a registry reference such as models:/NAME@ALIAS is added by the registry through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from fmloop.core.errors import ModelError
+from fmloop.core.references import add_resolver
 from fmloop.models.formats import FORMATS, Format, detect
 from fmloop.models.inference import InferenceModel
 from fmloop.models.presets import model_dir_of
 
+
 # Each resolver takes a reference and returns a folder, or None when the reference is not its kind.
-_RESOLVERS: list[Callable[[str], Path | None]] = []
-
-
-def add_resolver(resolver: Callable[[str], Path | None]) -> None:
-    """Teach `resolve` a new kind of model reference (asked before plain paths)."""
-    _RESOLVERS.insert(0, resolver)
-
-
 def resolve(ref: str | Path) -> Path:
-    """The model folder a reference names."""
-    for resolver in _RESOLVERS:
-        folder = resolver(str(ref))
-        if folder is not None:
-            return folder
-    if "://" in str(ref) or str(ref).startswith("models:/"):
-        raise ModelError(f"{ref} is a model reference fmloop cannot resolve here: pass a model folder or run dir.")
+    """The model folder a reference names: a folder, a run dir, or a registry reference."""
     folder = model_dir_of(ref)
     if not folder.exists():
         raise ModelError(f"{ref} does not exist: pass a model folder, an fmloop run dir or a registry reference.")

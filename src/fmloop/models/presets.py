@@ -40,6 +40,7 @@ from transformers import (
 
 from fmloop.core.catalog import Catalog
 from fmloop.core.errors import ModelError
+from fmloop.core.references import is_reference, resolve_reference
 from fmloop.models.anatomy import set_dropout
 
 log = logging.getLogger(__name__)
@@ -122,11 +123,14 @@ for _name, _layers, _hidden, _heads in [("gpt2-nano", 4, 128, 4), ("gpt2-mini", 
 
 
 def is_model_folder(name: str) -> bool:
-    return Path(name).expanduser().is_dir()
+    return is_reference(name) or Path(name).expanduser().is_dir()
 
 
 def model_dir_of(name: str | Path) -> Path:
-    """The model folder a name points at: an fmloop run dir means its `model/` inside."""
+    """The model folder a name points at: an fmloop run dir means its `model/` inside, a registry
+    reference the local copy of the version it names."""
+    if is_reference(name):
+        return resolve_reference(str(name))
     path = Path(name).expanduser()
     if (path / "manifest.json").exists() and (path / "model").is_dir():
         return path / "model"
