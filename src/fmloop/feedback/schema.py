@@ -1,0 +1,53 @@
+"""The feedback store's tables. Changing them means a new Alembic migration in `migrations/versions`
+(the store refuses to open a database whose schema is not the one this code expects)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prediction(Base):
+    """One answer the server gave: which model version, for what input, with what confidence."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, handed to the client
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    model_version: Mapped[int] = mapped_column(Integer)
+    input_kind: Mapped[str] = mapped_column(String(10))  # text | image
+    input: Mapped[str] = mapped_column(Text)  # the text, or sha256:<digest> of an image's bytes
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression
+    latency_ms: Mapped[float] = mapped_column(Float)
+    audit: Mapped[bool] = mapped_column(Boolean, default=False)  # sampled for unbiased labelling
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+
+
+class Feedback(Base):
+    """A user's correct label for a prediction (or for an input that was never predicted)."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # the high-water mark
+    prediction_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("predictions.id"), nullable=True, index=True
+    )
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    input: Mapped[str | None] = mapped_column(Text, nullable=True)  # only without a prediction
+    label: Mapped[str] = mapped_column(String(200))
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)

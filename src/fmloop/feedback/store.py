@@ -1,0 +1,264 @@
+"""The feedback store: every served prediction and every correction, in SQLite (WAL, fsync on
+commit) by default or PostgreSQL by URL (FMLOOP_DB), through SQLAlchemy.
+
+Feedback is idempotent: each correction carries a client-chosen key and the hash of its body. The
+same key with the same body returns the first answer and stores nothing; the same key with another
+body is a conflict. A correction is acknowledged only once its transaction has committed.
+
+    store = Store.open()              # FMLOOP_DB, else sqlite in the fmloop home; migrated
+    ids = store.add_predictions([...])
+    row, created = store.add_feedback(key="...", body_hash="...", prediction_id=ids[0], label="pos")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fmloop.core.errors import FmloopError, RegistryError
+from fmloop.core.home import database_url
+from fmloop.feedback.schema import Feedback, Prediction, now
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreUnavailable(RegistryError):
+    """The database cannot be reached (the server answers 503 and keeps serving predictions)."""
+
+
+class IdempotencyConflict(FmloopError):
+    """The idempotency key was used before for a different body."""
+
+
+class UnknownPrediction(FmloopError):
+    """Feedback names a prediction id the store does not hold."""
+
+
+@dataclass
+class NewPrediction:
+    model_name: str
+    model_version: int
+    input_kind: str
+    input: str
+    label: str | None
+    probabilities: dict | None
+    score: float | None
+    latency_ms: float
+    audit: bool = False
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets readers and one writer work at once; synchronous=FULL fsyncs on every commit, so an
+    # acknowledged correction survives a power cut; busy_timeout makes concurrent writers wait.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    def __init__(self, engine: Engine, url: str):
+        self.engine, self.url = engine, url
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None, migrate: bool = True) -> "Store":
+        """The store at `url` (default: FMLOOP_DB, else SQLite in the fmloop home), with its schema
+        brought up to date."""
+        url = url or database_url()
+        try:
+            store = cls(create(url), url)
+        except (SQLAlchemyError, ImportError, ValueError) as err:
+            raise StoreUnavailable(f"The feedback store URL {_safe(url)} is not usable: {err}") from None
+        if migrate:
+            store.migrate()
+        return store
+
+    # Schema ------------------------------------------------------------------------------------
+    def _alembic(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return config
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; several processes starting at once take turns."""
+        config = self._alembic()
+        try:
+            with self._migration_lock(), self.engine.begin() as connection:
+                if self.engine.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(4242424242)"))
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as err:
+            raise self._unavailable(err) from None
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """SQLite has no advisory locks: a lock file beside the database orders the migrators."""
+        database = make_url(self.url).database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def schema_version(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_version(self) -> str:
+        return ScriptDirectory.from_config(self._alembic()).get_current_head()
+
+    # Writing -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back when it raises."""
+        try:
+            with self.sessions.begin() as session:
+                yield session
+        except OperationalError as err:
+            raise self._unavailable(err) from None
+
+    def add_predictions(self, rows: list[NewPrediction]) -> list[str]:
+        """Store a batch of predictions in one transaction; returns their ids, in order."""
+        ids = [uuid.uuid4().hex for _ in rows]
+        created = now()
+        with self.session() as session:
+            session.add_all(Prediction(id=i, created_at=created, **vars(r)) for i, r in zip(ids, rows))
+        return ids
+
+    def add_feedback(
+        self,
+        *,
+        key: str,
+        body_hash: str,
+        model_name: str,
+        label: str,
+        prediction_id: str | None = None,
+        input: str | None = None,
+        user: str | None = None,
+    ) -> tuple[Feedback, bool]:
+        """(row, created). A replay of `key` with the same body returns the first row and False."""
+        first = self.feedback_by_key(key)
+        if first is not None:
+            return self._replay(first, body_hash, key), False
+        try:
+            with self.session() as session:
+                if prediction_id is not None and session.get(Prediction, prediction_id) is None:
+                    raise UnknownPrediction(f"No prediction has the id {prediction_id!r}.")
+                row = Feedback(
+                    prediction_id=prediction_id,
+                    model_name=model_name,
+                    input=input,
+                    label=label,
+                    user=user,
+                    idempotency_key=key,
+                    body_hash=body_hash,
+                    created_at=now(),
+                )
+                session.add(row)
+            return row, True
+        except IntegrityError:  # the same key committed by a concurrent request meanwhile
+            first = self.feedback_by_key(key)
+            if first is None:
+                raise
+            return self._replay(first, body_hash, key), False
+
+    @staticmethod
+    def _replay(first: Feedback, body_hash: str, key: str) -> Feedback:
+        if first.body_hash != body_hash:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was already used for a different feedback body; "
+                f"use a new key for a new correction."
+            )
+        return first
+
+    # Reading -----------------------------------------------------------------------------------
+    def feedback_by_key(self, key: str) -> Feedback | None:
+        with self.session() as session:
+            return session.scalars(select(Feedback).where(Feedback.idempotency_key == key)).first()
+
+    def prediction(self, prediction_id: str) -> Prediction | None:
+        with self.session() as session:
+            return session.get(Prediction, prediction_id)
+
+    def recent_predictions(self, limit: int = 50, model_name: str | None = None) -> list[tuple[Prediction, str | None]]:
+        """The newest predictions with their latest correction (None when uncorrected)."""
+        with self.session() as session:
+            query = select(Prediction).order_by(Prediction.created_at.desc(), Prediction.id).limit(limit)
+            if model_name:
+                query = query.where(Prediction.model_name == model_name)
+            predictions = list(session.scalars(query))
+            ids = [p.id for p in predictions]
+            corrected: dict[str, str] = {}
+            if ids:
+                rows = session.execute(
+                    select(Feedback.prediction_id, Feedback.label)
+                    .where(Feedback.prediction_id.in_(ids))
+                    .order_by(Feedback.id)
+                )
+                corrected = {pid: label for pid, label in rows}
+            return [(p, corrected.get(p.id)) for p in predictions]
+
+    def recent_feedback(self, limit: int = 50, model_name: str | None = None) -> list[Feedback]:
+        with self.session() as session:
+            query = select(Feedback).order_by(Feedback.id.desc()).limit(limit)
+            if model_name:
+                query = query.where(Feedback.model_name == model_name)
+            return list(session.scalars(query))
+
+    def high_water(self) -> int:
+        """The newest feedback id (0 when there is none): a snapshot's upper bound."""
+        with self.session() as session:
+            return session.scalar(select(Feedback.id).order_by(Feedback.id.desc()).limit(1)) or 0
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        with self.session() as session:
+            session.execute(text("SELECT 1"))
+
+    def _unavailable(self, err: Exception) -> StoreUnavailable:
+        first = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        return StoreUnavailable(f"The feedback store at {_safe(self.url)} cannot be reached: {first}")
+
+    def close(self) -> None:
+        self.engine.dispose()

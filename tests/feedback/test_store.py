@@ -1,0 +1,105 @@
+"""The feedback store: migrations, idempotent corrections, durability, and clear failures."""
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import inspect
+
+from fmloop.feedback.store import IdempotencyConflict, NewPrediction, Store, StoreUnavailable, UnknownPrediction
+
+
+def _prediction(text="a fine film", label="positive"):
+    return NewPrediction("sst2", 1, "text", text, label, {"negative": 0.2, "positive": 0.8}, None, 3.5)
+
+
+def _hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def test_migrations_create_the_schema_once(store, store_url):
+    assert store.schema_version() == store.head_version() == "0001"
+    assert {"predictions", "feedback", "alembic_version"} <= set(inspect(store.engine).get_table_names())
+    again = Store.open(store_url)  # a second open migrates nothing and keeps the data
+    assert again.schema_version() == "0001"
+    again.close()
+
+
+def test_predictions_and_their_corrections_come_back(store):
+    ids = store.add_predictions([_prediction("good"), _prediction("bad", "positive")])
+    assert len(set(ids)) == 2 and store.prediction(ids[0]).probabilities == {"negative": 0.2, "positive": 0.8}
+    row, created = store.add_feedback(
+        key="k1", body_hash=_hash("a"), model_name="sst2", label="negative", prediction_id=ids[1], user="ann"
+    )
+    assert created and row.id == store.high_water() == 1
+    recent = {p.id: correction for p, correction in store.recent_predictions()}
+    assert recent == {ids[0]: None, ids[1]: "negative"}
+
+
+def test_a_replay_stores_nothing_and_a_reused_key_conflicts(store):
+    (pid,) = store.add_predictions([_prediction()])
+    first, created = store.add_feedback(
+        key="k", body_hash=_hash("a"), model_name="sst2", label="neg", prediction_id=pid
+    )
+    again, created_again = store.add_feedback(
+        key="k", body_hash=_hash("a"), model_name="sst2", label="neg", prediction_id=pid
+    )
+    assert created and not created_again and again.id == first.id
+    assert len(store.recent_feedback()) == 1
+    with pytest.raises(IdempotencyConflict, match="different feedback body"):
+        store.add_feedback(key="k", body_hash=_hash("b"), model_name="sst2", label="pos", prediction_id=pid)
+    assert len(store.recent_feedback()) == 1
+
+
+def test_concurrent_replays_of_one_key_store_one_row(store):
+    (pid,) = store.add_predictions([_prediction()])
+
+    def send(_):
+        return store.add_feedback(key="same", body_hash=_hash("x"), model_name="sst2", label="neg", prediction_id=pid)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(16)))
+    assert sum(created for _, created in results) == 1
+    assert len({row.id for row, _ in results}) == 1 and len(store.recent_feedback()) == 1
+
+
+def test_feedback_for_an_unknown_prediction_is_refused(store):
+    with pytest.raises(UnknownPrediction, match="nope"):
+        store.add_feedback(key="k", body_hash=_hash("a"), model_name="sst2", label="neg", prediction_id="nope")
+    row, created = store.add_feedback(key="k2", body_hash=_hash("b"), model_name="sst2", label="neg", input="raw text")
+    assert created and row.prediction_id is None and row.input == "raw text"
+
+
+def test_an_unreachable_database_is_a_clear_error():
+    with pytest.raises(StoreUnavailable, match="cannot be reached"):
+        Store.open("postgresql://nobody@127.0.0.1:9/none")
+
+
+KILL_WRITER = textwrap.dedent("""
+    import hashlib, sys
+    from fmloop.feedback.store import NewPrediction, Store
+    store = Store.open(sys.argv[1])
+    (pid,) = store.add_predictions([NewPrediction("m", 1, "text", "t", "a", None, None, 1.0)])
+    for i in range(100000):
+        store.add_feedback(key=f"k{i}", body_hash="h", model_name="m", label="a", prediction_id=pid)
+        print(i, flush=True)  # acknowledged: committed before this line
+""")
+
+
+def test_kill_9_loses_no_acknowledged_row(store_url):
+    Store.open(store_url).close()
+    proc = subprocess.Popen([sys.executable, "-c", KILL_WRITER, store_url], stdout=subprocess.PIPE, text=True)
+    acknowledged = -1
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 50:
+            break
+    proc.kill()
+    proc.wait()
+    store = Store.open(store_url)
+    assert store.high_water() >= acknowledged + 1
+    assert all(store.feedback_by_key(f"k{i}") is not None for i in range(acknowledged + 1))
+    store.close()
