@@ -158,9 +158,9 @@ class Store:
         except OperationalError as err:
             raise self._unavailable(err) from None
 
-    def add_predictions(self, rows: list[NewPrediction]) -> list[str]:
+    def add_predictions(self, rows: list[NewPrediction], ids: list[str] | None = None) -> list[str]:
         """Store a batch of predictions in one transaction; returns their ids, in order."""
-        ids = [uuid.uuid4().hex for _ in rows]
+        ids = ids or [uuid.uuid4().hex for _ in rows]
         created = now()
         with self.session() as session:
             session.add_all(Prediction(id=i, created_at=created, **vars(r)) for i, r in zip(ids, rows))

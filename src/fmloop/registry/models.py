@@ -230,5 +230,5 @@ def local_folder(ref: str) -> Path | None:
                 f"{ref}: the downloaded files of {version.reference} do not match its registered "
                 f"fingerprint {expected}; the store was changed after registration."
             )
-    log.info("%s is %s, cached in %s", ref, version.reference, folder)
+    log.info("%s: downloaded %s into %s", ref, version.reference, folder)
     return folder

@@ -1,0 +1,69 @@
+"""`fmloop serve`: a model behind HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import typer
+
+from fmloop.cli.common import build_stage_config, err_console, setup_logging, user_errors
+
+SETTINGS_ENV = "FMLOOP_SERVE_CONFIG"
+
+
+@user_errors
+def serve_command(
+    model: str = typer.Argument(..., help="A model folder, run dir, or registry reference (models:/NAME@ALIAS)."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnx (a PyTorch model is exported once)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; beyond loopback needs FMLOOP_API_TOKEN."),
+    port: int = typer.Option(8000, "--port"),
+    workers: int = typer.Option(1, "--workers", help="Server processes sharing the feedback store."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads per worker."),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="Inputs scored in one forward pass."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a queued input waits for company."),
+    max_queue: int = typer.Option(512, "--max-queue", help="Waiting inputs beyond this get 503 + Retry-After."),
+    follow: float = typer.Option(5.0, "--follow-s", help="Seconds between checks of a followed alias (0: off)."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+):
+    """Serve a model: POST /v1/predict, POST /v1/feedback, a web page at /, /metrics, /docs.
+    Given models:/NAME@ALIAS, the server switches to the alias's new version by itself."""
+    from fmloop.cli.common import check_model_name
+    from fmloop.core.errors import ConfigError
+    from fmloop.serve.config import ServeConfig, is_loopback
+
+    cfg = build_stage_config(
+        ServeConfig,
+        model=model,
+        backend=backend,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        follow_s=follow,
+        database=database,
+    )
+    check_model_name(model)
+    if not is_loopback(cfg.host) and not os.environ.get("FMLOOP_API_TOKEN"):
+        raise ConfigError(
+            f"--host {cfg.host} opens the server beyond this machine: set FMLOOP_API_TOKEN first "
+            f"(clients then send Authorization: Bearer <token> for feedback), or bind 127.0.0.1."
+        )
+    setup_logging()
+    import uvicorn
+
+    os.environ[SETTINGS_ENV] = json.dumps(cfg.resolved())
+    err_console.print(f"serving {model} on http://{cfg.host}:{cfg.port} (web page /, API docs /docs)")
+    uvicorn.run(
+        "fmloop.serve.main:app_from_environment",
+        factory=True,
+        host=cfg.host,
+        port=cfg.port,
+        workers=cfg.workers,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,38 @@
+"""The server's settings: a pydantic model without torch, so `fmloop serve` checks its command line
+at once. The API token is read from FMLOOP_API_TOKEN only, never from a file or argument."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from fmloop.core.config import StageConfig
+
+
+class ServeConfig(StageConfig):
+    stage: ClassVar[str] = "serve"
+    model: str = Field(description="a model folder, run dir, or registry reference (models:/NAME@ALIAS)")
+    backend: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx (exported at start-up if needed)")
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback needs FMLOOP_API_TOKEN")
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="server processes (each loads the model)")
+    threads: int | None = Field(None, ge=1, description="torch / ONNX Runtime threads per worker (default: all cores)")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="inputs scored in one forward pass")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first queued input waits for company")
+    max_queue: int = Field(512, ge=1, description="inputs waiting beyond this are refused with 503 + Retry-After")
+    max_inputs: int = Field(64, ge=1, le=4096, description="inputs per request")
+    max_text_chars: int = Field(20_000, ge=1, description="characters per text input")
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="request body size")
+    follow_s: float = Field(5.0, ge=0, description="seconds between checks of a followed alias (0: never)")
+    database: str | None = Field(None, description="feedback store URL (default: FMLOOP_DB, else SQLite in the home)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
