@@ -227,3 +227,14 @@ def finetune_tiny(base, data, out, **train):
 @pytest.fixture(scope="session")
 def text_run(tiny_base, sentiment_dir, tmp_path_factory) -> Path:
     return finetune_tiny(tiny_base, sentiment_dir, tmp_path_factory.mktemp("text") / "run").path
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh fmloop home (tracking store, registry files, cache) for one test."""
+    monkeypatch.setenv("FMLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    import fmloop.registry
+
+    fmloop.registry._resolved.clear()
+    return tmp_path / "home"

@@ -32,6 +32,9 @@ print("heavy", sorted(m for m in {heavy!r} if m in sys.modules))
         ["export", "m", "--out", "o", "--min-agreement", "1.5"],
         ["ensemble", "a", "b", "--out", "o", "--method", "median"],
         ["evaluate", "m", "d", "--batch-size", "0"],
+        ["serve", "m", "--host", "0.0.0.0"],  # beyond loopback without FMLOOP_API_TOKEN
+        ["serve", "models:/bad name@champion"],
+        ["register", "run", "--name", "bad name!"],
     ],
 )
 def test_argument_errors_come_before_heavy_imports(args, tmp_path):
