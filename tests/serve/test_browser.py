@@ -1,0 +1,81 @@
+"""The web page in headless Chromium (Debian's, driven by Playwright): type a text, see the
+prediction, correct its label with one click, and find the correction in the store and the
+Recent tab."""
+
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from fmloop.feedback.store import Store
+from fmloop.serve.app import create_app
+from fmloop.serve.config import ServeConfig
+from tests.serve.test_server_process import _free_port
+
+CHROMIUM = os.environ.get("FMLOOP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (.ci/run installs Debian's chromium)"),
+]
+# Without these the browser keeps trying to reach Google's services on a closed network.
+QUIET = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def live_server(text_run, tmp_path):
+    db = f"sqlite:///{tmp_path / 'feedback.db'}"
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(ServeConfig(model=str(text_run), database=db)), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120  # hang guard
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}", db
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_predict_correct_and_find_the_feedback(live_server, tmp_path):
+    url, db = live_server
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=QUIET)
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("text=version 0")
+        page.fill("#text", "my friend sees the river and it was great today")
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])")
+        predicted = page.inner_text("#predicted")
+        assert predicted in ("negative", "positive")
+        assert page.locator("#bars .bar").count() == 2
+        other = "negative" if predicted == "positive" else "positive"
+        page.click(f"#labels button[data-label='{other}']")
+        page.wait_for_selector("#feedback-status.ok")
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.click("#tab-recent")
+        page.wait_for_selector(f"#recent-rows tr[data-corrected='{other}']")
+        browser.close()
+    store = Store.open(db)
+    (row,) = store.recent_feedback()
+    assert row.label == other and store.prediction(row.prediction_id).label == predicted
+    store.close()
