@@ -81,3 +81,21 @@ def test_stop_finishes_what_is_queued():
     assert [f.result(1) for f in futures] == [2, 4, 6]
     with pytest.raises(QueueFull):
         batcher.submit([4])
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    batcher, seen = _batcher(max_batch_size=8, max_wait_ms=60_000)
+    assert batcher.submit([1])[0].result(30) == 2  # would take 60 s if it waited for company
+    batcher.stop()
+
+
+def test_a_forming_batch_waits_for_an_announced_request():
+    batcher, seen = _batcher(max_batch_size=8, max_wait_ms=60_000)
+    batcher.announce()
+    batcher.announce()
+    first = batcher.submit([1], announced=True)
+    time.sleep(0.1)  # the batch holds: one more request is on its way
+    second = batcher.submit([2], announced=True)
+    assert [f.result(30) for f in first + second] == [2, 4]
+    batcher.stop()
+    assert seen == [[1, 2]]

@@ -34,6 +34,7 @@ def setup_logging(verbose: bool = False) -> None:
     # the library before it is imported (its import is slow), the call after.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its store set-up chatter
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
     import huggingface_hub.utils

