@@ -131,14 +131,66 @@ async def load(url: str, texts: list[str], concurrency: int) -> dict:
     }
 
 
-def measure(name: str, command: list[str], port: int, levels: dict[int, int], env: dict | None = None) -> list[dict]:
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/v1/predict", nil, bodies[(i %% #bodies) + 1])
+end
+"""
+
+
+def load_wrk(url: str, texts: list[str], concurrency: int, seconds: float) -> dict:
+    """The same requests from wrk (C, one thread): far less client CPU than Python on a 2-core box."""
+    import re
+
+    bodies = ", ".join("[==[" + json.dumps({"inputs": [t]}) + "]==]" for t in texts)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(WRK_SCRIPT % bodies)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", "--timeout", "30s", "-s", fh.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float | None:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not match:
+            return None
+        return float(match[1]) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[match[2]]
+
+    total = int(re.search(r"(\d+) requests in", out)[1])
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    shed = int(bad[1]) if bad else 0
+    return {
+        "concurrency": concurrency,
+        "requests": total,
+        "answered": total - shed,
+        "shed_503": shed,
+        "requests_per_s": (total - shed) / seconds,
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "load": "wrk",
+    }
+
+
+def measure(
+    name: str, command: list[str], port: int, levels: dict[int, int], env: dict | None = None, wrk_s: float = 0
+) -> list[dict]:
     proc = start(command, port, env)
     try:
         url = f"http://127.0.0.1:{port}"
         asyncio.run(load(url, sentences(64), 8))  # warm-up
         rows = []
         for concurrency, n in levels.items():
-            row = {"server": name, **asyncio.run(load(url, sentences(n), concurrency))}
+            if wrk_s:
+                row = {"server": name, **load_wrk(url, sentences(200), concurrency, wrk_s)}
+            else:
+                row = {"server": name, **asyncio.run(load(url, sentences(n), concurrency))}
             print(json.dumps(row), flush=True)
             rows.append(row)
         return rows
@@ -171,6 +223,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=400, help="requests per level at concurrency 8 and 32")
     parser.add_argument("--out", default="bench/results/serving.json")
+    parser.add_argument("--wrk", type=int, default=0, help="seconds per level with wrk as the load (0: Python httpx)")
+    parser.add_argument("--only", help="comma-separated substrings of the server names to run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fmloop-serving-"))
     run = Path(args.model) if args.model else finetune_model(work)
@@ -190,22 +244,25 @@ def main() -> None:
         "fmloop serve int8 (ONNX Runtime)": [PY, "-m", "fmloop", "serve", str(int8), "--threads", str(args.threads)],
     }  # fmt: skip
     for name, command in servers.items():
+        if args.only and not any(k in name for k in args.only.split(",")):
+            continue
         port = free_port()
         command = [c.replace("{port}", str(port)) for c in command]
         if "fmloop" in command:
             command += ["--port", str(port), "--db", f"sqlite:///{work / (str(port) + '.db')}"]
-        rows += measure(name, command, port, levels, env)
+        rows += measure(name, command, port, levels, env, args.wrk)
     # Overload: twice the saturating concurrency against a small queue; the excess is shed.
     port = free_port()
-    overload = [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads), "--max-queue", "32", "--max-connections", "48",
+    overload = [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads), "--max-queue", "32", "--max-in-flight", "48",
                 "--port", str(port), "--db", f"sqlite:///{work / 'overload.db'}"]  # fmt: skip
-    rows += measure("fmloop torch, max-queue 32, overloaded", overload, port, {128: args.requests * 2}, env)
+    rows += measure("fmloop torch, max-queue 32, overloaded", overload, port, {128: args.requests * 2}, env, args.wrk)
     result = {
         "command": " ".join(["bench/serving.py", *sys.argv[1:]]),
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_model(),
         "threads": args.threads,
         "model": str(run),
+        "load": f"wrk, {args.wrk:g} s per level" if args.wrk else "Python httpx (asyncio) in the bench process",
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

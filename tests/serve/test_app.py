@@ -148,3 +148,11 @@ def test_corrected_labels_take_the_task_s_form(task, labels, given, stored):
         assert err.value.status == 422
     else:
         assert _check_label(given, served) == stored
+
+
+def test_too_many_requests_in_progress_are_shed_with_retry_after(client):
+    client.app.state.server["in_flight"] = 256  # as if 256 predictions were in progress
+    response = client.post("/v1/predict", json={"inputs": ["a text"]})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    client.app.state.server["in_flight"] = 0
+    assert client.post("/v1/predict", json={"inputs": ["a text"]}).status_code == 200

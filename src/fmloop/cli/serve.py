@@ -24,8 +24,8 @@ def serve_command(
     max_batch_size: int = typer.Option(32, "--max-batch-size", help="Inputs scored in one forward pass."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a queued input waits for company."),
     max_queue: int = typer.Option(512, "--max-queue", help="Waiting inputs beyond this get 503 + Retry-After."),
-    max_connections: int = typer.Option(
-        256, "--max-connections", help="Requests in progress per worker; beyond it: 503 before reading them."
+    max_in_flight: int = typer.Option(
+        256, "--max-in-flight", help="Prediction requests in progress per worker; beyond it: 503 at once."
     ),
     follow: float = typer.Option(5.0, "--follow-s", help="Seconds between checks of a followed alias (0: off)."),
     database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
@@ -47,7 +47,7 @@ def serve_command(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
-        max_connections=max_connections,
+        max_in_flight=max_in_flight,
         follow_s=follow,
         database=database,
     )
@@ -70,5 +70,4 @@ def serve_command(
         workers=cfg.workers,
         log_level="warning",
         timeout_graceful_shutdown=30,
-        limit_concurrency=cfg.max_connections,
     )

@@ -151,7 +151,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     metrics = ServerMetrics()
     holder = holder or ModelHolder(config.model, config.backend, config.threads)
     holder.on_swap = lambda served: metrics.model_version.labels(served.name).set(served.version)
-    state: dict[str, Any] = {"ready": False, "store": store}
+    state: dict[str, Any] = {"ready": False, "store": store, "in_flight": 0}
     token = os.environ.get("FMLOOP_API_TOKEN") or None
 
     def run_batch(values: list) -> list[dict]:
@@ -218,11 +218,20 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     async def observe(request: Request, call_next):
         if request.url.path != "/v1/predict":
             return await _observed(request, call_next)
+        if state["in_flight"] >= config.max_in_flight:  # shed before reading the body
+            metrics.requests.labels("/v1/predict", "503").inc()
+            return JSONResponse(
+                {"error": f"the server is busy ({state['in_flight']} requests in progress); retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        state["in_flight"] += 1
         batcher.announce()  # from now until the handler submits, a forming batch may wait for it
         request.state.submitted = False
         try:
             return await _observed(request, call_next)
         finally:
+            state["in_flight"] -= 1
             if not request.state.submitted:
                 batcher.withdraw()
 

@@ -22,8 +22,8 @@ class ServeConfig(StageConfig):
     max_batch_size: int = Field(32, ge=1, le=1024, description="inputs scored in one forward pass")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long the first queued input waits for company")
     max_queue: int = Field(512, ge=1, description="inputs waiting beyond this are refused with 503 + Retry-After")
-    max_connections: int = Field(
-        256, ge=1, description="requests in progress per worker; beyond it uvicorn answers 503 before reading them"
+    max_in_flight: int = Field(
+        256, ge=1, description="prediction requests in progress per worker; beyond it: 503 before reading the body"
     )
     max_inputs: int = Field(64, ge=1, le=4096, description="inputs per request")
     max_text_chars: int = Field(20_000, ge=1, description="characters per text input")
