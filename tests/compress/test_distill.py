@@ -10,8 +10,7 @@ from fmloop.compress.distill import Distillation
 from fmloop.compress.distill import run as distill
 from fmloop.core.config import load_config
 from fmloop.core.errors import ConfigError, DataError, ModelError
-from tests.compress.conftest import FAST
-from tests.conftest import make_sentiment, parent_paths, write_csv
+from tests.conftest import FAST, make_sentiment, parent_paths, write_csv
 
 
 class _Fixed(torch.nn.Module):

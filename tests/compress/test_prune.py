@@ -13,8 +13,7 @@ from fmloop.compress.prune import run as prune
 from fmloop.core.config import load_config
 from fmloop.core.errors import ModelError
 from fmloop.models.loading import load
-from tests.compress.conftest import FAST
-from tests.conftest import run_cli
+from tests.conftest import FAST, run_cli
 
 
 def _prune(parent, out, **prune_settings):
