@@ -238,3 +238,13 @@ def home(tmp_path, monkeypatch):
 
     fmloop.registry._resolved.clear()
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("images") / "tree", n_per_class=16)
+
+
+@pytest.fixture(scope="session")
+def image_run(image_dir, tmp_path_factory) -> Path:
+    return finetune_tiny("cnn-small", image_dir, tmp_path_factory.mktemp("image") / "run", epochs=2, batch_size=8).path

@@ -1,12 +1,12 @@
-"""Fine-tuned tiny models to compress: a text classifier with transformers' own head, one with
-the mean-pooling head, and a small CNN image classifier."""
+"""A fine-tuned tiny model with the mean-pooling head, to compress (the text and image runs are in
+tests/conftest.py, shared with the serving tests)."""
 
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import finetune_tiny, make_image_folder
+from tests.conftest import finetune_tiny
 
 
 @pytest.fixture(scope="session")
@@ -17,13 +17,3 @@ def pooled_run(tiny_base, sentiment_dir, tmp_path_factory) -> Path:
         '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]'
     )
     return finetune_tiny(folder, sentiment_dir, tmp_path_factory.mktemp("pooled") / "run").path
-
-
-@pytest.fixture(scope="session")
-def image_dir(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("images") / "tree", n_per_class=16)
-
-
-@pytest.fixture(scope="session")
-def image_run(image_dir, tmp_path_factory) -> Path:
-    return finetune_tiny("cnn-small", image_dir, tmp_path_factory.mktemp("image") / "run", epochs=2, batch_size=8).path
