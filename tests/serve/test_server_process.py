@@ -154,3 +154,33 @@ def test_two_workers_share_one_postgresql_store(home, text_run):
     store = Store.open(db)
     assert store.high_water() == 20 and len(store.recent_feedback(100)) == 20
     store.close()
+
+
+def test_sigterm_answers_the_requests_in_flight_and_exits_cleanly(home, text_run, tmp_path):
+    # one input per forward pass: eight requests of 64 long texts keep the server busy for a while
+    server = Server(str(text_run), "--db", f"sqlite:///{tmp_path / 'fb.db'}", "--max-batch-size", "1")
+    statuses, started = [], threading.Event()
+
+    def client(i):
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            started.set()
+            try:
+                statuses.append(http.post("/v1/predict", json={"inputs": [f"text {i} " * 40] * 64}).status_code)
+            except httpx.HTTPError:
+                statuses.append("refused")  # sent after the server stopped accepting
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    started.wait(120)
+    deadline, holding = time.monotonic() + 120, False  # hang guard: wait until the server holds all eight
+    while time.monotonic() < deadline and not holding:
+        holding = "fmloop_predict_requests_in_progress 8.0" in httpx.get(f"{server.url}/metrics", timeout=10).text
+        time.sleep(0.02)
+    server.proc.terminate()
+    assert holding, "the eight requests were never in progress together"
+    for t in threads:
+        t.join(120)
+    # uvicorn finishes the requests in flight, then re-raises the SIGTERM it caught: exit by signal 15
+    assert server.proc.wait(120) in (0, -15)
+    assert statuses == [200] * 8

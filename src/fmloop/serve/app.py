@@ -226,12 +226,14 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
                 headers={"Retry-After": "1"},
             )
         state["in_flight"] += 1
+        metrics.in_flight.set(state["in_flight"])
         batcher.announce()  # from now until the handler submits, a forming batch may wait for it
         request.state.submitted = False
         try:
             return await _observed(request, call_next)
         finally:
             state["in_flight"] -= 1
+            metrics.in_flight.set(state["in_flight"])
             if not request.state.submitted:
                 batcher.withdraw()
 

@@ -26,6 +26,9 @@ class ServerMetrics:
             "fmloop_batch_size", "inputs per forward pass", buckets=BATCH_BUCKETS, registry=self.registry
         )
         self.queue_depth = Gauge("fmloop_queue_depth", "inputs waiting for a forward pass", registry=self.registry)
+        self.in_flight = Gauge(
+            "fmloop_predict_requests_in_progress", "prediction requests being answered", registry=self.registry
+        )
         self.model_version = Gauge(
             "fmloop_model_version",
             "model version served (0: a folder, not a registry version)",
