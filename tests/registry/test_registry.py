@@ -91,3 +91,19 @@ def test_cli_register_alias_list_and_predict_by_reference(home, text_run, tmp_pa
     result = run_cli("alias", "sst2", "champion", "5")
     assert result.returncode == 9 and "has no version 5" in result.stderr
     assert client().get_registered_model("sst2").aliases == {"champion": 1}  # unchanged
+
+
+def test_promote_keeps_the_old_champion_as_previous_and_rollback_restores_it(
+    home, text_run, tiny_base, sentiment_dir, tmp_path
+):
+    models.register(text_run, "sst2")
+    other = finetune_tiny(tiny_base, sentiment_dir, tmp_path / "other", max_steps=2, seed=1)
+    models.register(other.path, "sst2")
+    models.promote("sst2", 1)
+    with pytest.raises(RegistryError, match="no 'previous'"):
+        models.rollback("sst2")
+    models.promote("sst2", 2)
+    assert client().get_registered_model("sst2").aliases == {"champion": 2, "previous": 1}
+    result = run_cli("rollback", "sst2")
+    assert result.returncode == 0, result.stderr
+    assert client().get_registered_model("sst2").aliases == {"champion": 1, "previous": 2}

@@ -19,7 +19,7 @@ from fmloop.cli.demo import demo_command
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
-from fmloop.cli.registry import alias_command, models_app, register_command
+from fmloop.cli.registry import alias_command, models_app, register_command, rollback_command
 from fmloop.cli.serve import serve_command
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(label_app, name="label")
 app.command("register")(register_command)
 app.command("alias")(alias_command)
+app.command("rollback")(rollback_command)
 app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("info")(info_command)

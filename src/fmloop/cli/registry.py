@@ -118,3 +118,19 @@ def models_show_command(
             v.tags.get("fmloop.run_dir", ""),
         )
     Console().print(table)
+
+
+@user_errors
+def rollback_command(name: str = typer.Argument(..., help="Registered model name.")):
+    """Put the previous champion back (models:/NAME@previous becomes @champion); servers that
+    follow @champion switch back by themselves."""
+    from fmloop.registry.names import check_name
+
+    check_name(name)
+    setup_logging()
+    from fmloop.registry import models
+
+    restored, demoted = models.rollback(name)
+    err_console.print(
+        f"[green]models:/{name}@champion[/] -> version {restored.version} (version {demoted.version} is @previous)"
+    )

@@ -232,3 +232,32 @@ def local_folder(ref: str) -> Path | None:
             )
     log.info("%s: downloaded %s into %s", ref, version.reference, folder)
     return folder
+
+
+# Promotion -------------------------------------------------------------------------------------
+
+CHAMPION, PREVIOUS = "champion", "previous"
+
+
+def promote(name: str, version: int) -> Version:
+    """`champion` -> `version`, the old champion kept as `previous`. `previous` moves first, so a
+    crash between the two updates leaves both aliases on complete, loadable versions."""
+    try:
+        old = get(f"models:/{name}@{CHAMPION}")
+    except RegistryError:
+        old = None
+    if old is not None and old.version != version:
+        set_alias(name, PREVIOUS, old.version)
+    return set_alias(name, CHAMPION, version)
+
+
+def rollback(name: str) -> tuple[Version, Version]:
+    """Put `previous` back as `champion` (the demoted version becomes `previous`): (new, demoted)."""
+    demoted = get(f"models:/{name}@{CHAMPION}")
+    try:
+        restored = get(f"models:/{name}@{PREVIOUS}")
+    except RegistryError:
+        raise RegistryError(f"models:/{name} has no 'previous' version to roll back to.") from None
+    set_alias(name, CHAMPION, restored.version)
+    set_alias(name, PREVIOUS, demoted.version)
+    return get(restored.reference), demoted
