@@ -20,7 +20,7 @@ from fmloop.cli.finetune import evaluate_command, finetune_command, predict_comm
 from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
 from fmloop.cli.registry import alias_command, models_app, register_command, rollback_command
-from fmloop.cli.retrain import retrain_command
+from fmloop.cli.retrain import drift_command, retrain_command
 from fmloop.cli.serve import serve_command
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.command("rollback")(rollback_command)
 app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("retrain", context_settings=EXTRA)(retrain_command)
+app.command("drift")(drift_command)
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

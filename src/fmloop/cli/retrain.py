@@ -63,3 +63,32 @@ def retrain_command(
     err_console.print(
         f"[{colour}]{manifest['challenger']}[/]: {manifest['reason']}\nreport: {run.path / 'report.html'}"
     )
+
+
+@user_errors
+def drift_command(
+    name: str = typer.Argument(..., help="Registered model whose @champion is checked."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+    n: int = typer.Option(300, "--n", help="Newest served inputs compared with as many training texts."),
+    alpha: float = typer.Option(0.01, "--alpha", help="A test with a p-value below this flags drift."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: FMLOOP_HOME/drift/NAME-TIME)."),
+):
+    """Recent served inputs against the training data: embeddings (MMD), predicted labels
+    (chi-squared, PSI), confidence (KS). Exits 10 when any test flags drift, for alerting."""
+    from fmloop.core.errors import ExitCode
+    from fmloop.registry.names import check_name
+
+    check_name(name)
+    setup_logging()
+    from fmloop.core.home import home
+    from fmloop.feedback import monitor
+
+    out = out or home() / "drift" / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    result = monitor.check(name, database, n, alpha)
+    monitor.write(result, out, name)
+    for test in result["tests"]:
+        mark = "[red]DRIFT[/]" if test["drifted"] else "[green]ok[/]"
+        err_console.print(f"{mark}  {test['name']}: statistic {test['statistic']:.4g}, p = {test['p_value']:.3g}")
+    err_console.print(f"report: {out / 'report.html'}")
+    if result["drifted"]:
+        raise typer.Exit(int(ExitCode.DRIFT))

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     PARITY = 7  # a compressed or exported model disagrees with its parent beyond the threshold
     RUN_DIR = 8  # a run dir's manifest is missing, corrupt, or from a newer fmloop
     REGISTRY = 9  # the model registry or feedback store cannot be reached, or lacks what was asked
+    DRIFT = 10  # fmloop drift: the served inputs drifted away from the training data (for alerting)
     INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
 
 

@@ -11,11 +11,19 @@ Three views, each with a p-value from an existing, well-understood test:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import chi2_contingency, ks_2samp
 
+from fmloop.core.home import home
+
 EPS = 1e-6
+
+
+def latest_path(name: str) -> Path:
+    """The newest `fmloop drift` result of a model, which servers expose on /metrics."""
+    return home() / "drift" / f"{name}.json"
 
 
 @dataclass

@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from fmloop.feedback.drift import latest_path
 from fmloop.feedback.store import IdempotencyConflict, NewPrediction, Store, StoreUnavailable, UnknownPrediction
 from fmloop.serve.batching import Batcher, QueueFull
 from fmloop.serve.config import ServeConfig
@@ -416,6 +417,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     @app.get("/metrics")
     async def prometheus() -> Response:
         metrics.queue_depth.set(batcher.depth)
+        if holder.current is not None:
+            _drift_gauges(metrics, holder.current.name)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -467,6 +470,17 @@ def _decode_images(inputs: list, served: Served) -> tuple[list, list[int], list[
         values.append(pixels if pixels.ndim == 3 else pixels[..., None])
         kept.append("sha256:" + hashlib.sha256(raw).hexdigest())
     return values, [0] * len(values), kept
+
+
+def _drift_gauges(metrics: ServerMetrics, name: str) -> None:
+    """The newest `fmloop drift` result of the served model, if one was written."""
+    try:
+        result = json.loads(latest_path(name).read_text())
+    except (OSError, ValueError):
+        return
+    metrics.drift_detected.set(1 if result.get("drifted") else 0)
+    for test in result.get("tests", []):
+        metrics.drift_p_value.labels(test["name"]).set(test["p_value"])
 
 
 def _utc(moment: dt.datetime) -> str:

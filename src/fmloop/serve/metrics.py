@@ -35,6 +35,15 @@ class ServerMetrics:
             ["name"],
             registry=self.registry,
         )
+        self.drift_p_value = Gauge(
+            "fmloop_drift_p_value",
+            "p-value of the newest fmloop drift check, by test",
+            ["test"],
+            registry=self.registry,
+        )
+        self.drift_detected = Gauge(
+            "fmloop_drift_detected", "1 when the newest fmloop drift check flagged drift", registry=self.registry
+        )
         self.predictions_not_stored = Counter(
             "fmloop_predictions_not_stored_total",
             "predictions the feedback store could not take",
