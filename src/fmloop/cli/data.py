@@ -21,6 +21,20 @@ IMAGE_DEFAULTS = _image_defaults()  # one source for the CLI defaults: CleanSett
 data_app = typer.Typer(help="Inspect, clean and fix labeled or unlabeled datasets.", no_args_is_help=True)
 
 
+# Near-duplicate settings shared by `data inspect` and `data clean`.
+NEAR_THRESHOLD = typer.Option(0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate.")
+IMAGE_DISTANCE = typer.Option(
+    IMAGE_DEFAULTS["image_distance"],
+    "--image-distance",
+    help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates.",
+)
+IMAGE_SIMILARITY = typer.Option(
+    IMAGE_DEFAULTS["image_similarity"],
+    "--image-similarity",
+    help="Images: correlation their 32x32 grey thumbnails must reach as well (0: the hash alone).",
+)
+
+
 @data_app.command("inspect")
 @user_errors
 def inspect_command(
@@ -30,19 +44,9 @@ def inspect_command(
     ),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
-    near_threshold: float = typer.Option(
-        0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."
-    ),
-    image_distance: int = typer.Option(
-        IMAGE_DEFAULTS["image_distance"],
-        "--image-distance",
-        help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates.",
-    ),
-    image_similarity: float = typer.Option(
-        IMAGE_DEFAULTS["image_similarity"],
-        "--image-similarity",
-        help="Images: correlation their 32x32 grey thumbnails must reach as well (0: the hash alone).",
-    ),
+    near_threshold: float = NEAR_THRESHOLD,
+    image_distance: int = IMAGE_DISTANCE,
+    image_similarity: float = IMAGE_SIMILARITY,
 ):
     """Rows, lengths, class balance and label variants, exact and near duplicates, cross-split
     leakage, language mix, empty / garbled / HTML rows; an HTML report with plots. Image data:
@@ -87,19 +91,9 @@ def clean_command(
     language: Optional[List[str]] = typer.Option(
         None, "--language", help="Keep only this language (ISO 639-1; repeat for several)."
     ),
-    near_threshold: float = typer.Option(
-        0.6, "--near-threshold", help="Jaccard similarity counted as a near-duplicate."
-    ),
-    image_distance: int = typer.Option(
-        IMAGE_DEFAULTS["image_distance"],
-        "--image-distance",
-        help="Images: perceptual-hash bits (of 64) that may differ between near-duplicates.",
-    ),
-    image_similarity: float = typer.Option(
-        IMAGE_DEFAULTS["image_similarity"],
-        "--image-similarity",
-        help="Images: correlation their 32x32 grey thumbnails must reach as well (0: the hash alone).",
-    ),
+    near_threshold: float = NEAR_THRESHOLD,
+    image_distance: int = IMAGE_DISTANCE,
+    image_similarity: float = IMAGE_SIMILARITY,
     shingle: int = typer.Option(
         2, "--shingle", help="Words per shingle for near-duplicates (smaller: more tolerant of edits)."
     ),

@@ -45,22 +45,7 @@ def info_command(
         return
     console = Console()
     table = Table(title=f"{run.path}", show_header=False)
-    for key in (
-        "kind",
-        "status",
-        "stop_reason",
-        "model",
-        "parameters",
-        "objective",
-        "tokenizer",
-        "data",
-        "data_fingerprint",
-        "config_hash",
-        "runtime",
-        "fmloop_version",
-        "created",
-        "updated",
-    ):
+    for key in manifest_io.SUMMARY_FIELDS:
         if manifest.get(key) is not None:
             table.add_row(key, str(manifest[key]))
     for path in manifest.parent_paths(run.path):

@@ -27,6 +27,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fmloop.core.errors import ManifestError
 
 MANIFEST_VERSION = 2
+# What a run's summary shows (fmloop info, the training report), in this order.
+SUMMARY_FIELDS = (
+    "kind",
+    "status",
+    "stop_reason",
+    "model",
+    "parameters",
+    "objective",
+    "tokenizer",
+    "data",
+    "data_fingerprint",
+    "config_hash",
+    "runtime",
+    "fmloop_version",
+    "created",
+    "updated",
+)
 WEIGHT_SUFFIXES = (".safetensors", ".onnx")
 
 

@@ -6,6 +6,7 @@ import html
 
 from fmloop.core.artifacts import RunDir, atomic_write_text
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
+from fmloop.core.manifest import SUMMARY_FIELDS
 
 
 def training_curves(rows: list[dict]) -> str | None:
@@ -46,25 +47,9 @@ def write_training_report(run: RunDir) -> str:
     manifest = run.read_manifest()
     rows = run.read_metrics()
     curves = training_curves(rows)
-    summary = {
-        k: manifest.get(k)
-        for k in (
-            "kind",
-            "status",
-            "stop_reason",
-            "model",
-            "parameters",
-            "objective",
-            "tokenizer",
-            "data",
-            "runtime",
-            "parent",
-            "config_hash",
-            "data_fingerprint",
-            "fmloop_version",
-            "updated",
-        )
-    }
+    summary = {k: manifest.get(k) for k in SUMMARY_FIELDS}
+    # parents as paths (the manifest stores them relative to the run dir, with a fingerprint)
+    summary["parents"] = ", ".join(str(p.resolve()) for p in manifest.parent_paths(run.path)) or None
     metrics = manifest.get("metrics", {})
     config_text = run.config_path.read_text() if run.config_path.exists() else ""
     body = [

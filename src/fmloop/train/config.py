@@ -50,7 +50,7 @@ class ModelSection(StageConfig):
     overrides: dict[str, Any] = Field(default_factory=dict, description="extra config.json fields for a preset")
 
 
-class LoopSettings(StageConfig):
+class CommonTrainSection(StageConfig):
     """How any training loop runs (pretraining and fine-tuning alike): hardware, numerics,
     reproducibility, limits and logging. Each stage's train section adds its own schedule."""
 
@@ -72,7 +72,7 @@ class LoopSettings(StageConfig):
         return parse_duration(self.max_time)
 
 
-class TrainSection(LoopSettings):
+class TrainSection(CommonTrainSection):
     seq_len: int = Field(128, ge=16, le=32768)
     batch_size: int = Field(32, ge=1, description="global batch per optimizer step, over processes and accumulation")
     lr: float = Field(5e-4, gt=0, le=1)
@@ -113,7 +113,7 @@ class FinetuneModel(StageConfig):
     )
 
 
-class FinetuneTrain(LoopSettings):
+class FinetuneTrain(CommonTrainSection):
     lr: float | None = Field(None, gt=0, le=1)
     epochs: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)

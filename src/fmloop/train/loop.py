@@ -48,6 +48,19 @@ class LoopSettings:
     max_bad_steps: int = 5
     fast_cpu_dropout: bool = True
 
+    @classmethod
+    def of(cls, section, total_steps: int, **stage_specific) -> "LoopSettings":
+        """The settings every train section shares (fmloop.train.config.CommonTrainSection), plus
+        what the stage decides itself (evaluation and checkpoint cadence, ...)."""
+        return cls(
+            total_steps=total_steps,
+            grad_accum=section.grad_accum,
+            clip_grad_norm=section.clip_grad_norm,
+            fast_cpu_dropout=section.fast_cpu_dropout,
+            log_every=section.log_every,
+            **stage_specific,
+        )
+
 
 @dataclass
 class BatchPlan:
