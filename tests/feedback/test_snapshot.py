@@ -2,6 +2,7 @@
 
 import threading
 
+from fmloop.feedback.schema import Prediction
 from fmloop.feedback.snapshot import read_snapshot
 from fmloop.feedback.store import NewPrediction
 
@@ -51,3 +52,17 @@ def test_conflicting_corrections_take_the_majority_and_ties_are_left_out(store):
     }
     assert snap.ties == [{"input": "b", "votes": {"neg": 1, "pos": 1}}]
     assert snap.corrections == 7 and snap.labels == {"neg": 2, "pos": 1}
+
+
+def test_audit_labels_and_corrections_are_read_apart_and_trust_weighs_votes(store):
+    a, b = _predict(store, ["a", "b"])
+    with store.session() as session:
+        session.get(Prediction, b).audit = True
+    store.add_feedback(key="1", body_hash="h", model_name="m", label="neg", prediction_id=a, user="spammer")
+    store.add_feedback(key="2", body_hash="h", model_name="m", label="neg", prediction_id=a, user="spammer2")
+    store.add_feedback(key="3", body_hash="h", model_name="m", label="pos", prediction_id=a, user="expert")
+    store.add_feedback(key="4", body_hash="h", model_name="m", label="pos", prediction_id=b, kind="audit")
+    assert [(e.text, e.label) for e in read_snapshot(store, "m").examples] == [("a", "neg")]
+    trusted = read_snapshot(store, "m", trust={"expert": 3.0, "spammer2": 0})
+    assert [(e.text, e.label, e.votes) for e in trusted.examples] == [("a", "pos", 3.0)]
+    assert [(e.text, e.label) for e in read_snapshot(store, "m", kind="audit").examples] == [("b", "pos")]

@@ -7,9 +7,18 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect
 
-from fmloop.feedback.store import IdempotencyConflict, NewPrediction, Store, StoreUnavailable, UnknownPrediction
+from fmloop.feedback.schema import Prediction
+from fmloop.feedback.store import (
+    IdempotencyConflict,
+    NewPrediction,
+    NotAudited,
+    Store,
+    StoreUnavailable,
+    UnknownPrediction,
+)
 
 
 def _prediction(text="a fine film", label="positive"):
@@ -21,11 +30,48 @@ def _hash(body: str) -> str:
 
 
 def test_migrations_create_the_schema_once(store, store_url):
-    assert store.schema_version() == store.head_version() == "0001"
+    assert store.schema_version() == store.head_version() == "0002"
     assert {"predictions", "feedback", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     again = Store.open(store_url)  # a second open migrates nothing and keeps the data
-    assert again.schema_version() == "0001"
+    assert again.schema_version() == "0002"
     again.close()
+
+
+def test_an_old_store_is_upgraded_with_its_rows(store_url):
+    old = Store.open(store_url, migrate=False)
+    config = old._alembic()
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    old.close()
+    old = Store.open(store_url, migrate=False)
+    with old.engine.begin() as connection:  # a row written by the 0001 schema
+        connection.exec_driver_sql(
+            "INSERT INTO feedback (model_name, input, label, idempotency_key, body_hash, created_at) "
+            "VALUES ('sst2', 'kept', 'neg', 'old', 'h', CURRENT_TIMESTAMP)"
+        )
+    old.close()
+    upgraded = Store.open(store_url)
+    assert upgraded.schema_version() == "0002"
+    (row,) = upgraded.recent_feedback()
+    assert (row.input, row.kind) == ("kept", "correction")
+    upgraded.close()
+
+
+def test_audit_labels_only_for_sampled_predictions_and_the_queue_empties(store):
+    sampled, plain = store.add_predictions([_prediction("audit me"), _prediction("not sampled")])
+    with store.session() as session:  # what the server does for audit_fraction of its answers
+        session.get(Prediction, sampled).audit = True
+    assert [p.id for p in store.audit_queue("sst2")] == [sampled]
+    with pytest.raises(NotAudited, match="not sampled for the audit"):
+        store.add_feedback(key="a", body_hash="h", model_name="sst2", label="neg", prediction_id=plain, kind="audit")
+    row, _ = store.add_feedback(
+        key="b", body_hash="h", model_name="sst2", label="neg", prediction_id=sampled, kind="audit"
+    )
+    assert row.kind == "audit" and store.audit_queue("sst2") == []
+    # a user's correction of a sampled prediction does not take it off the audit queue's books
+    correction, _ = store.add_feedback(key="c", body_hash="h", model_name="sst2", label="pos", prediction_id=plain)
+    assert correction.kind == "correction"
 
 
 def test_predictions_and_their_corrections_come_back(store):

@@ -31,12 +31,17 @@ class Prediction(Base):
     probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression
     latency_ms: Mapped[float] = mapped_column(Float)
-    audit: Mapped[bool] = mapped_column(Boolean, default=False)  # sampled for unbiased labelling
+    audit: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # sampled for unbiased labelling
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
 
 
+CORRECTION, AUDIT = "correction", "audit"
+
+
 class Feedback(Base):
-    """A user's correct label for a prediction (or for an input that was never predicted)."""
+    """A correct label for a prediction (or for an input that was never predicted): a user's
+    correction, or an audit label of a prediction the server sampled at random. Users correct mostly
+    what they see is wrong, so only audit labels measure a model without bias."""
 
     __tablename__ = "feedback"
 
@@ -47,6 +52,7 @@ class Feedback(Base):
     model_name: Mapped[str] = mapped_column(String(100), index=True)
     input: Mapped[str | None] = mapped_column(Text, nullable=True)  # only without a prediction
     label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10), default=CORRECTION, index=True)  # correction | audit
     user: Mapped[str | None] = mapped_column(String(200), nullable=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     body_hash: Mapped[str] = mapped_column(String(64))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from fmloop.feedback.schema import Feedback, Prediction
+from fmloop.feedback.schema import CORRECTION, Feedback, Prediction
 from fmloop.feedback.store import Store
 
 
@@ -20,7 +20,7 @@ from fmloop.feedback.store import Store
 class Example:
     text: str
     label: str
-    votes: int  # corrections that agreed on the label
+    votes: float  # the weight of the labels that agreed (one per label unless users carry trust weights)
 
 
 @dataclass
@@ -36,24 +36,40 @@ class Snapshot:
         return Counter(e.label for e in self.examples)
 
 
-def read_snapshot(store: Store, model_name: str, high_water: int | None = None, since: int = 0) -> Snapshot:
-    """Corrections of `model_name` with `since` < id <= `high_water` (default: the newest id now),
-    one example per input: the majority label, ties reported and left out."""
+def read_snapshot(
+    store: Store,
+    model_name: str,
+    high_water: int | None = None,
+    since: int = 0,
+    kind: str = CORRECTION,
+    trust: dict[str, float] | None = None,
+) -> Snapshot:
+    """Feedback of `kind` for `model_name` with `since` < id <= `high_water` (default: the newest
+    id now), one example per input: the label with the most votes, ties reported and left out.
+    A vote weighs `trust[user]` (1 for users not listed; 0 ignores a user)."""
+    trust = trust or {}
     with store.session() as session:
         if high_water is None:
             high_water = session.scalar(select(Feedback.id).order_by(Feedback.id.desc()).limit(1)) or 0
         rows = session.execute(
-            select(Feedback.id, Feedback.label, Feedback.input, Prediction.input)
+            select(Feedback.id, Feedback.label, Feedback.user, Feedback.input, Prediction.input)
             .outerjoin(Prediction, Feedback.prediction_id == Prediction.id)
-            .where(Feedback.model_name == model_name, Feedback.id > since, Feedback.id <= high_water)
+            .where(
+                Feedback.model_name == model_name,
+                Feedback.kind == kind,
+                Feedback.id > since,
+                Feedback.id <= high_water,
+            )
             .order_by(Feedback.id)
         ).all()
     votes: dict[str, Counter] = {}
-    for _, label, own_input, predicted_input in rows:
+    for _, label, user, own_input, predicted_input in rows:
         text = own_input if own_input is not None else predicted_input
         if text is None or text.startswith("sha256:"):
             continue  # an image's digest: its pixels are not stored
-        votes.setdefault(text, Counter())[label] += 1
+        weight = trust.get(user, 1.0) if user is not None else 1.0
+        if weight > 0:
+            votes.setdefault(text, Counter())[label] += weight
     examples, ties = [], []
     for text, counter in votes.items():
         ranked = counter.most_common()

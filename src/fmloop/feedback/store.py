@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fmloop.core.errors import FmloopError, RegistryError
 from fmloop.core.home import database_url
-from fmloop.feedback.schema import Feedback, Prediction, now
+from fmloop.feedback.schema import AUDIT, CORRECTION, Feedback, Prediction, now
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class IdempotencyConflict(FmloopError):
 
 class UnknownPrediction(FmloopError):
     """Feedback names a prediction id the store does not hold."""
+
+
+class NotAudited(FmloopError):
+    """An audit label names a prediction the server did not sample for the audit."""
 
 
 @dataclass
@@ -176,20 +180,29 @@ class Store:
         prediction_id: str | None = None,
         input: str | None = None,
         user: str | None = None,
+        kind: str = CORRECTION,
     ) -> tuple[Feedback, bool]:
-        """(row, created). A replay of `key` with the same body returns the first row and False."""
+        """(row, created). A replay of `key` with the same body returns the first row and False.
+        An audit label must name a prediction the server sampled for the audit."""
         first = self.feedback_by_key(key)
         if first is not None:
             return self._replay(first, body_hash, key), False
         try:
             with self.session() as session:
-                if prediction_id is not None and session.get(Prediction, prediction_id) is None:
+                predicted = session.get(Prediction, prediction_id) if prediction_id is not None else None
+                if prediction_id is not None and predicted is None:
                     raise UnknownPrediction(f"No prediction has the id {prediction_id!r}.")
+                if kind == AUDIT and (predicted is None or not predicted.audit):
+                    raise NotAudited(
+                        f"Prediction {prediction_id!r} was not sampled for the audit: send an audit label only for "
+                        f"a prediction GET /v1/audit lists; a user's correction has kind 'correction'."
+                    )
                 row = Feedback(
                     prediction_id=prediction_id,
                     model_name=model_name,
                     input=input,
                     label=label,
+                    kind=kind,
                     user=user,
                     idempotency_key=key,
                     body_hash=body_hash,
@@ -238,6 +251,20 @@ class Store:
                 )
                 corrected = {pid: label for pid, label in rows}
             return [(p, corrected.get(p.id)) for p in predictions]
+
+    def audit_queue(self, model_name: str | None = None, limit: int = 50) -> list[Prediction]:
+        """Predictions sampled for the audit that have no audit label yet, oldest first."""
+        labelled = select(Feedback.prediction_id).where(Feedback.kind == AUDIT, Feedback.prediction_id.is_not(None))
+        query = (
+            select(Prediction)
+            .where(Prediction.audit.is_(True), Prediction.id.not_in(labelled))
+            .order_by(Prediction.created_at, Prediction.id)
+            .limit(limit)
+        )
+        if model_name:
+            query = query.where(Prediction.model_name == model_name)
+        with self.session() as session:
+            return list(session.scalars(query))
 
     def recent_feedback(self, limit: int = 50, model_name: str | None = None) -> list[Feedback]:
         with self.session() as session:

@@ -3,7 +3,13 @@ Prometheus metrics, OpenAPI docs at /docs, and the web page at /.
 
     POST /v1/predict   {"inputs": ["text", ...]}  (images: {"inputs": [{"image_base64": "..."}]})
     POST /v1/feedback  {"prediction_id": "...", "label": "..."}  + Idempotency-Key header
+                       ("kind": "audit" labels a prediction sampled for the audit)
+    GET  /v1/audit     predictions sampled for the audit that await a label
     GET  /v1/model, /v1/recent, /livez, /readyz, /metrics, /docs, /
+
+A fraction of the predictions (audit_fraction) is sampled at random for the audit: labelled on the
+page's Audit tab or in Label Studio (`fmloop feedback audit-export`), they are the unbiased set the
+promotion gate judges on, since users correct mostly what they see is wrong.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import json
 import logging
 import os
 import queue
+import random
 import secrets
 import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, Header, Request
@@ -33,11 +40,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from fmloop.feedback.drift import latest_path
-from fmloop.feedback.store import IdempotencyConflict, NewPrediction, Store, StoreUnavailable, UnknownPrediction
+from fmloop.feedback.schema import CORRECTION
+from fmloop.feedback.store import (
+    IdempotencyConflict,
+    NewPrediction,
+    NotAudited,
+    Store,
+    StoreUnavailable,
+    UnknownPrediction,
+)
 from fmloop.serve.batching import Batcher, QueueFull
 from fmloop.serve.config import ServeConfig
 from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import ModelHolder, Served
+from fmloop.serve.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +101,10 @@ class FeedbackRequest(BaseModel):
     prediction_id: str | None = Field(None, max_length=32, description="the id a prediction answered with")
     input: str | None = Field(None, description="a text that was never predicted (instead of prediction_id)")
     label: str | float | list[str] = Field(description="the correct label (a score for regression)")
-    user: str | None = Field(None, max_length=200)
+    kind: Literal["correction", "audit"] = Field(
+        CORRECTION, description="a user's correction, or an audit label of a prediction GET /v1/audit lists"
+    )
+    user: str | None = Field(None, max_length=200, description="who sends it (rate limits and trust weights)")
 
 
 class FeedbackResponse(BaseModel):
@@ -154,6 +173,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     holder.on_swap = lambda served: metrics.model_version.labels(served.name).set(served.version)
     state: dict[str, Any] = {"ready": False, "store": store, "in_flight": 0}
     token = os.environ.get("FMLOOP_API_TOKEN") or None
+    limiter = RateLimiter(config.feedback_per_minute)
+    sampler = random.Random(secrets.randbits(64))  # which predictions join the audit sample
 
     def run_batch(values: list) -> list[dict]:
         served = holder.current
@@ -297,6 +318,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
                     probabilities=p.get("probabilities"),
                     score=p.get("score"),
                     latency_ms=latency_ms,
+                    audit=sampler.random() < config.audit_fraction,
                 )
                 for text, p in zip(stored_inputs, preds)
             ],
@@ -309,6 +331,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=[Depends(require_token)])
     async def feedback(
         body: FeedbackRequest,
+        request: Request,
         idempotency_key: Annotated[
             str | None, Header(description="a client-chosen key; a retry with the same key stores nothing")
         ] = None,
@@ -321,6 +344,14 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         if body.input is not None and len(body.input) > config.max_text_chars:
             raise ApiError(422, f"input: longer than {config.max_text_chars} characters")
         label = _check_label(body.label, served)
+        who = body.user or (request.client.host if request.client else "unknown")
+        wait = limiter.wait_s(who)
+        if wait:
+            raise ApiError(
+                429,
+                f"too many corrections from {who!r} (limit {config.feedback_per_minute} per minute); retry later",
+                {"Retry-After": str(int(wait) + 1)},
+            )
         store = state["store"]
         if store is None:
             raise ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
@@ -337,6 +368,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
                 prediction_id=body.prediction_id,
                 input=body.input,
                 user=body.user,
+                kind=body.kind,
             )
             try:
                 return store.add_feedback(**kwargs)
@@ -350,6 +382,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             raise ApiError(404, f"{err} Send the prediction_id a /v1/predict answer gave, or input.") from None
         except IdempotencyConflict as err:
             raise ApiError(409, str(err)) from None
+        except NotAudited as err:
+            raise ApiError(422, str(err)) from None
         except StoreUnavailable as err:
             raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
         return FeedbackResponse(feedback_id=row.id, prediction_id=row.prediction_id, label=row.label, stored=created)
@@ -404,6 +438,33 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             ],
         }
 
+    @app.get("/v1/audit")
+    async def audit(limit: int = 20) -> dict:
+        """Predictions sampled for the audit that await a label (their predicted label is left out,
+        so it cannot sway the labeller)."""
+        served = current()
+        store = state["store"]
+        if store is None:
+            raise ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
+        limit = max(1, min(limit, 500))
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(None, lambda: store.audit_queue(served.name, limit))
+        except StoreUnavailable as err:
+            raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
+        return {
+            "labels": served.labels,
+            "predictions": [
+                {
+                    "prediction_id": p.id,
+                    "input": p.input,
+                    "model": f"{p.model_name}/{p.model_version}",
+                    "time": _utc(p.created_at),
+                }
+                for p in rows
+            ],
+        }
+
     @app.get("/livez")
     async def livez() -> dict:
         return {"status": "alive"}
@@ -428,7 +489,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     return app
 
 
-ROUTES = {"/v1/predict", "/v1/feedback", "/v1/model", "/v1/recent", "/livez", "/readyz", "/metrics", "/"}
+ROUTES = {"/v1/predict", "/v1/feedback", "/v1/audit", "/v1/model", "/v1/recent", "/livez", "/readyz", "/metrics", "/"}
 
 
 def _decode_inputs(inputs: list, served: Served, config: ServeConfig) -> tuple[list, list[int], list[str]]:

@@ -28,6 +28,12 @@ class ServeConfig(StageConfig):
     max_inputs: int = Field(64, ge=1, le=4096, description="inputs per request")
     max_text_chars: int = Field(20_000, ge=1, description="characters per text input")
     max_body_bytes: int = Field(8_000_000, ge=1024, description="request body size")
+    audit_fraction: float = Field(
+        0.05, ge=0, le=1, description="share of predictions sampled for audit labels (the promotion gate's target set)"
+    )
+    feedback_per_minute: int = Field(
+        60, ge=0, description="feedback requests per user (or client address) per minute and worker; 0: no limit"
+    )
     follow_s: float = Field(5.0, ge=0, description="seconds between checks of a followed alias (0: never)")
     database: str | None = Field(None, description="feedback store URL (default: FMLOOP_DB, else SQLite in the home)")
 
