@@ -1,6 +1,7 @@
 """Retraining from corrections, end to end on a tiny model and a real registry and store: users
-teach the champion a rule it never saw; the challenger that learned it is promoted, one trained on
-shuffled labels is refused, and nothing changes when there is nothing to learn from."""
+teach the champion a rule it never saw (a few of them send wrong corrections, which the label check
+drops); judged on audit labels, the challenger that learned it is promoted, one trained on shuffled
+labels is refused, and nothing changes when there is nothing to learn from or nothing to judge with."""
 
 import random
 import shutil
@@ -28,17 +29,32 @@ ENDS = ["today", "at night", "again", "in the morning", "with joy", "without a w
 TRAIN = {"epochs": 8, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
 
 
-def _send_corrections(db: str, n: int, seed: int = 0) -> None:
+FLIP = {"positive": "negative", "negative": "positive"}
+
+
+def _send_feedback(db: str, corrections: int, audit: int, wrong: int = 0, seed: int = 0) -> set[str]:
+    """Corrections that follow the rule (the first `wrong` of them flipped), then audit labels of
+    sampled predictions; returns the texts of the wrong corrections."""
     rng = random.Random(seed)
     store = Store.open(db)
     rows = []
-    for _ in range(n):
+    for _ in range(corrections + audit):
         subject = rng.choice(list(SUBJECTS))
-        rows.append((f"{subject} {rng.choice(REST)} {rng.choice(ENDS)} {rng.randint(0, 999)}", SUBJECTS[subject]))
-    ids = store.add_predictions([NewPrediction("sst2", 1, "text", t, "positive", None, None, 1.0) for t, _ in rows])
+        rows.append((f"{subject} {rng.choice(REST)} {rng.choice(ENDS)} {rng.randint(0, 9999)}", SUBJECTS[subject]))
+    ids = store.add_predictions(
+        [
+            NewPrediction("sst2", 1, "text", t, "positive", None, None, 1.0, audit=i >= corrections)
+            for i, (t, _) in enumerate(rows)
+        ]
+    )
     for i, (pid, (_, label)) in enumerate(zip(ids, rows)):
-        store.add_feedback(key=f"s{seed}-{i}", body_hash="h", model_name="sst2", label=label, prediction_id=pid)
+        kind = "audit" if i >= corrections else "correction"
+        sent = FLIP[label] if i < wrong else label
+        store.add_feedback(
+            key=f"s{seed}-{i}", body_hash="h", model_name="sst2", label=sent, prediction_id=pid, kind=kind
+        )
     store.close()
+    return {t for t, _ in rows[:wrong]}
 
 
 @pytest.fixture
@@ -52,7 +68,7 @@ def champion(home, text_run, tmp_path):
 
 def test_a_challenger_that_learned_from_users_is_promoted_and_a_shuffled_one_refused(champion, tmp_path):
     db = f"sqlite:///{tmp_path / 'feedback.db'}"
-    _send_corrections(db, 160)
+    wrong = _send_feedback(db, corrections=140, audit=60, wrong=10)
     settings = dict(name="sst2", database=db, tolerance=0.05, train=TRAIN)
     bad = retrain.run(RetrainConfig(**settings, shuffle_labels=True), tmp_path / "bad")
     assert bad.read_manifest()["promoted"] is False and "refused" in bad.read_manifest()["reason"]
@@ -62,7 +78,12 @@ def test_a_challenger_that_learned_from_users_is_promoted_and_a_shuffled_one_ref
     assert manifest["promoted"] is True, manifest["reason"]
     assert manifest["metrics"]["challenger_target"] > manifest["metrics"]["champion_target"] + 0.2
     assert client().get_registered_model("sst2").aliases == {"champion": 3, "previous": 1}
-    assert manifest["feedback"]["high_water"] == 160 and (good.path / "report.html").exists()
+    feedback = manifest["feedback"]
+    assert feedback["high_water"] == 200 and feedback["audit"] == 60 and feedback["inputs"] == 140
+    # the label check drops mostly the wrong corrections, and the report lists what it dropped
+    dropped = {row for row in wrong if row[:60] in (good.path / "report.html").read_text()}
+    assert len(dropped) >= 5 and feedback["dropped_by_label_check"] <= 2 * len(dropped)
+    assert models.get("models:/sst2/3").tags["fmloop.feedback_high_water"] == "200"
     with pytest.raises(FmloopError, match="nothing to retrain on yet"):  # the champion's snapshot is used up
         retrain.run(RetrainConfig(**settings), tmp_path / "again")
     assert client().get_registered_model("sst2").aliases == {"champion": 3, "previous": 1}
@@ -80,3 +101,11 @@ def test_single_class_feedback_changes_nothing(champion, tmp_path):
     with pytest.raises(FmloopError, match="carry one label"):
         retrain.run(RetrainConfig(name="sst2", database=db), tmp_path / "r")
     assert [v.version for v in models.versions("sst2")] == [1]
+
+
+def test_without_enough_audit_labels_nothing_is_trained(champion, tmp_path):
+    db = f"sqlite:///{tmp_path / 'feedback.db'}"
+    _send_feedback(db, corrections=60, audit=5)
+    with pytest.raises(FmloopError, match="5 audit labels .* never on corrections alone"):
+        retrain.run(RetrainConfig(name="sst2", database=db), tmp_path / "r")
+    assert [v.version for v in models.versions("sst2")] == [1] and not (tmp_path / "r").exists()

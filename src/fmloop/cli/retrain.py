@@ -9,6 +9,25 @@ from typing import Optional
 import typer
 
 from fmloop.cli.common import build_stage_config, err_console, setup_logging, split_overrides, user_errors
+from fmloop.core.errors import ConfigError
+
+
+def read_trust(path: Path | None) -> dict[str, float]:
+    """user -> weight from a YAML mapping, checked: a clear error names the file and the entry."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        weights = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"--trust {path}: cannot read it as YAML ({str(err).splitlines()[0]}).") from None
+    if not isinstance(weights, dict):
+        raise ConfigError(f"--trust {path}: expected a mapping of user: weight, e.g. 'ann: 2'.")
+    for user, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"--trust {path}: the weight of {user!r} is {weight!r}; use a number >= 0.")
+    return {str(user): float(weight) for user, weight in weights.items()}
 
 
 @user_errors
@@ -19,8 +38,14 @@ def retrain_command(
     database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
     start: str = typer.Option("champion", "--start", help="champion (continue it) or base (its base, same recipe)."),
     replay_ratio: float = typer.Option(1.0, "--replay-ratio", help="Replayed training rows per correction."),
-    holdout_fraction: float = typer.Option(0.3, "--holdout-fraction", help="Corrections held out to judge."),
     min_corrections: int = typer.Option(20, "--min-corrections", help="Fewer new corrected inputs: nothing to do."),
+    min_audit: int = typer.Option(30, "--min-audit", help="Fewer audit labels: no gate can judge, nothing to do."),
+    label_check: bool = typer.Option(
+        True, "--label-check/--no-label-check", help="Drop corrections confident learning flags as likely wrong."
+    ),
+    trust: Optional[Path] = typer.Option(None, "--trust", help="YAML of user: weight for their votes (default 1)."),
+    high_water: Optional[int] = typer.Option(None, "--high-water", help="Read feedback up to this id (default: all)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     margin: float = typer.Option(0.0, "--margin", help="The challenger must win by more than this."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the paired test."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Allowed fall on the champion's validation set."),
@@ -28,8 +53,9 @@ def retrain_command(
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="A deliberately bad challenger (a drill)."),
 ):
     """Fine-tune a challenger on the corrections since the champion's snapshot plus a replay of its
-    training data, score both on the same examples, register it, and promote it only when the gate
-    says so; --train.key=value overrides the champion's recipe (e.g. --train.epochs=2)."""
+    training data, score both on the audit labels and the champion's validation set, register it,
+    and promote it only when the gate says so; --train.key=value overrides the champion's recipe
+    (e.g. --train.epochs=2)."""
     from fmloop.core.config import parse_overrides
     from fmloop.feedback.config import RetrainConfig
     from fmloop.registry.names import check_name
@@ -42,8 +68,11 @@ def retrain_command(
         database=database,
         start=start,
         replay_ratio=replay_ratio,
-        holdout_fraction=holdout_fraction,
         min_corrections=min_corrections,
+        min_audit=min_audit,
+        label_check=label_check,
+        trust=read_trust(trust),
+        high_water=high_water,
         margin=margin,
         alpha=alpha,
         tolerance=tolerance,
@@ -53,11 +82,13 @@ def retrain_command(
     )
     from fmloop.core.home import home
 
+    if resume and out is None:
+        raise ConfigError("--resume continues the run in --out: pass --out RUN_DIR of the interrupted retrain.")
     out = out or home() / "retrain" / name / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     setup_logging()
     from fmloop.feedback import retrain
 
-    run = retrain.run(cfg, out)
+    run = retrain.run(cfg, out, resume=resume)
     manifest = run.read_manifest()
     colour = "green" if manifest["promoted"] else "yellow"
     err_console.print(

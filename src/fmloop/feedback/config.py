@@ -14,16 +14,25 @@ class RetrainConfig(StageConfig):
     stage: ClassVar[str] = "retrain"
     name: str = Field(description="the registered model whose @champion is retrained")
     database: str | None = Field(None, description="feedback store URL (default: FMLOOP_DB, else SQLite in the home)")
+    high_water: int | None = Field(
+        None, ge=0, description="read the feedback up to this id (default: the newest id when the run starts)"
+    )
     start: Literal["champion", "base"] = Field(
         "champion", description="fine-tune the champion further, or its base again with the champion's recipe"
     )
     replay_ratio: float = Field(
         1.0, ge=0, description="rows of the champion's own training data replayed per correction (against forgetting)"
     )
-    holdout_fraction: float = Field(
-        0.3, gt=0, lt=1, description="corrections held out to score both models when there is no audit sample"
-    )
     min_corrections: int = Field(20, ge=1, description="fewer new corrections than this: nothing to retrain on")
+    min_audit: int = Field(
+        30, ge=1, description="fewer audit labels than this: no gate can judge, so nothing is trained"
+    )
+    label_check: bool = Field(
+        True, description="drop corrections that confident learning flags as likely wrong (listed in the report)"
+    )
+    trust: dict[str, float] = Field(
+        default_factory=dict, description="weight of each user's votes (users not listed: 1; 0 ignores a user)"
+    )
     margin: float = Field(0.0, ge=0, description="the challenger must beat the champion by more than this")
     alpha: float = Field(0.05, gt=0, lt=1, description="... with a paired test's p-value below this")
     tolerance: float = Field(0.01, ge=0, description="allowed fall on the champion's validation set")

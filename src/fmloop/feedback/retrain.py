@@ -1,38 +1,55 @@
 """`fmloop retrain NAME`: a challenger fine-tuned from users' corrections, promoted only through the
 gate.
 
-1. Read a snapshot of the corrections since the champion's own high-water id (conflicts resolved).
-2. Build the training set: the corrections (minus a seeded hold-out that judges, and a slice that
-   picks the best checkpoint beside the champion's validation set) plus a replay sample of the
-   champion's own training data, so the challenger does not forget what it knew.
+1. Read a snapshot of the feedback up to a high-water id: the corrections since the champion's own
+   snapshot, and every audit label (conflicts resolved by majority, optionally weighed by trust).
+2. Build the training set: the corrections (minus those confident learning flags as likely wrong,
+   minus any input of the audit set, minus a slice that picks the best checkpoint beside the
+   champion's validation set) plus a replay sample of the champion's own training data, so the
+   challenger does not forget what it knew.
 3. Fine-tune the challenger from the champion (or from its base) with the champion's recipe.
-4. Score champion and challenger through the same scoring path on the same examples: the target
-   set (held-out corrections) and the champion's validation set (the forgetting guard).
+4. Score champion and challenger through the same scoring path on the same examples: the audit
+   labels (the target: users correct mostly what is wrong, so corrections would flatter any
+   retrained model) and the champion's validation set (the forgetting guard).
 5. Register the challenger, and move @champion (old one to @previous) only when the gate says so.
-   A failure before step 5 changes nothing in the registry; registration completes before any alias
-   moves, so a crash at any point leaves the aliases on complete, loadable versions.
+
+A failure before step 5 changes nothing in the registry; registration completes before any alias
+moves, so a kill at any point leaves the aliases on complete, loadable versions. `resume=True`
+continues an interrupted run from what it wrote: the same snapshot, the challenger's last
+checkpoint, the version it registered.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import html
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from fmloop.core.artifacts import RunDir, config_hash, require_new_folder
+from fmloop.core.artifacts import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+    config_hash,
+    remove_output,
+    require_new_folder,
+)
 from fmloop.core.config import build_config, deep_merge
 from fmloop.core.errors import DataError, FmloopError, RegistryError
+from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
 from fmloop.feedback.config import RetrainConfig
-from fmloop.feedback.gate import GateSettings, compare, decide
-from fmloop.feedback.snapshot import Example, read_snapshot
+from fmloop.feedback.gate import Decision, GateSettings, compare, decide
+from fmloop.feedback.schema import AUDIT
+from fmloop.feedback.snapshot import Example, Snapshot, read_snapshot
 from fmloop.feedback.store import Store
+from fmloop.label.issues import text_label_issues
 from fmloop.models.loading import load
 from fmloop.registry import models as registry
 from fmloop.registry.names import check_name
@@ -71,87 +88,170 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def run(cfg: RetrainConfig, out: str | Path) -> RunDir:
-    out = require_new_folder(out)
-    store = Store.open(cfg.database)
-    champion = registry.get(f"models:/{check_name(cfg.name)}@{registry.CHAMPION}")
-    recipe, data_path = champion_recipe(champion)
-    since = int(champion.tags.get(HIGH_WATER_TAG, "0") or 0)
-    snapshot = read_snapshot(store, champion.name, since=since)
+@dataclass
+class TrainingSet:
+    """What the challenger learns from and what judges it, all from one feedback snapshot."""
+
+    snapshot: Snapshot  # the corrections since the champion's snapshot
+    audit: list[Example]  # the gate's target set: audit labels up to the same high-water id
+    rows: list[tuple[str, str]]  # the challenger's training rows: kept corrections + replay
+    picking: list[Example]  # corrections that join the validation set to pick the checkpoint
+    dropped: list[dict] = field(default_factory=list)  # corrections the label check flagged
+    label_check: str = ""  # what the label check did
+    counts: dict = field(default_factory=dict)
+
+
+def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: int, high_water: int, train_split):
+    """The training set for a challenger of `champion`, or a clear error when there is nothing to
+    train on or nothing to judge with (raised before anything is written)."""
+    labels = champion.labels or []
+    snapshot = read_snapshot(store, champion.name, high_water, since=since, trust=cfg.trust)
+    audit = [e for e in read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples]
+    audit = [e for e in audit if e.label in labels]
     if len(snapshot.examples) < cfg.min_corrections:
         raise FmloopError(
-            f"{len(snapshot.examples)} corrected inputs for {champion.name} since feedback id {since} "
+            f"{len(snapshot.examples)} corrected inputs for {champion.name} in feedback ids {since + 1}..{high_water} "
             f"(min_corrections {cfg.min_corrections}): nothing to retrain on yet. The registry is unchanged."
         )
-    labels = champion.labels or []
-    examples = [e for e in snapshot.examples if e.label in labels]
-    if len({e.label for e in examples}) < 2:
+    audited = {e.text for e in audit}
+    corrections = [e for e in snapshot.examples if e.label in labels and e.text not in audited]
+    if len({e.label for e in corrections}) < 2:
         raise FmloopError(
-            f"All {len(examples)} corrections of {champion.name} carry one label ({examples[0].label!r}): a "
-            f"challenger and the gate need corrections of at least two classes. The registry is unchanged."
+            f"All {len(corrections)} usable corrections of {champion.name} carry one label "
+            f"({corrections[0].label if corrections else 'none'!r}): a challenger needs corrections of at least two "
+            f"classes. The registry is unchanged."
+        )
+    if len(audit) < cfg.min_audit:
+        raise FmloopError(
+            f"{len(audit)} audit labels for {champion.name} (min_audit {cfg.min_audit}): the gate judges a "
+            f"challenger on audit labels, never on corrections alone. Label the sampled predictions on the server's "
+            f"Audit tab or with `fmloop feedback audit-export`. The registry is unchanged."
         )
     rng = random.Random(cfg.seed)
-    shuffled = examples[:]
-    rng.shuffle(shuffled)
-    n_hold = max(1, int(round(cfg.holdout_fraction * len(shuffled))))
-    held_out, corrections = shuffled[:n_hold], shuffled[n_hold:]
+    corrections = corrections[:]
+    rng.shuffle(corrections)
+    n_replay = min(len(train_split), int(round(cfg.replay_ratio * len(corrections))))
+    replay = [
+        (train_split[i]["text"], labels[train_split[i]["label"]]) for i in rng.sample(range(len(train_split)), n_replay)
+    ]
+    dropped, note = [], "off"
+    if cfg.label_check:
+        corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
     # The challenger picks its best checkpoint on the champion's validation set plus a slice of the
     # corrections: on the old validation set alone, the untrained start would always look best.
     n_pick = max(1, len(corrections) // 5)
     picking, corrections = corrections[:n_pick], corrections[n_pick:]
-
-    champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
-    train_split, validation = champion_data.splits["train"], champion_data.splits["validation"]
-    n_replay = min(len(train_split), int(round(cfg.replay_ratio * len(corrections))))
-    replay_idx = rng.sample(range(len(train_split)), n_replay)
-    train_rows = [(e.text, e.label) for e in corrections]
-    train_rows += [(train_split[i]["text"], labels[train_split[i]["label"]]) for i in replay_idx]
+    rows = [(e.text, e.label) for e in corrections] + replay
     if cfg.shuffle_labels:
-        shuffled_labels = [label for _, label in train_rows]
-        rng.shuffle(shuffled_labels)
-        train_rows = [(text, label) for (text, _), label in zip(train_rows, shuffled_labels)]
-    rng.shuffle(train_rows)
-    run = RunDir(out).create()
+        shuffled = [label for _, label in rows]
+        rng.shuffle(shuffled)
+        rows = [(text, label) for (text, _), label in zip(rows, shuffled)]
+    rng.shuffle(rows)
+    counts = {
+        "since": since,
+        "high_water": high_water,
+        "corrections": snapshot.corrections,
+        "inputs": len(snapshot.examples),
+        "ties": len(snapshot.ties),
+        "audit": len(audit),
+        "dropped_by_label_check": len(dropped),
+        "checkpoint_picking": len(picking),
+        "trained_on": len(corrections),
+        "replayed": n_replay,
+    }
+    return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
+
+
+def check_labels(corrections: list[Example], replay, labels: list[str], seed: int):
+    """(kept corrections, dropped ones, what was done): confident learning on TF-IDF features of the
+    corrections and the replayed rows; only corrections are dropped (the replay is curated data)."""
+    texts = [e.text for e in corrections] + [text for text, _ in replay]
+    y = np.array([labels.index(e.label) for e in corrections] + [labels.index(label) for _, label in replay])
+    try:
+        ranked, probs = text_label_issues(texts, y, len(labels), seed=seed)
+    except (DataError, ValueError) as err:  # too few rows of a class for the folds, or no shared words
+        return corrections, [], f"skipped: {str(err).splitlines()[0]}"
+    flagged = [int(i) for i in ranked if i < len(corrections)]
+    dropped = [
+        {
+            "input": corrections[i].text[:300],
+            "label": corrections[i].label,
+            "suggested": labels[int(probs[i].argmax())],
+            "p_label": round(float(probs[i, y[i]]), 4),
+        }
+        for i in flagged
+    ]
+    gone = set(flagged)
+    kept = [e for i, e in enumerate(corrections) if i not in gone]
+    return kept, dropped, f"confident learning on TF-IDF features: {len(dropped)} of {len(corrections)} dropped"
+
+
+def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
+    out = Path(out)
+    run = RunDir(out)
+    earlier = run.read_manifest() if resume and run.manifest_path.exists() else None
+    if earlier is not None and earlier.status == "finished":
+        return run
+    if earlier is None:
+        if resume:  # killed before it wrote its manifest: nothing in it is worth keeping
+            remove_output(out)
+        require_new_folder(out)
+    store = Store.open(cfg.database)
+    # A resumed run keeps the champion and the snapshot it started with, so it trains on the same rows.
+    champion = registry.get(earlier["champion"] if earlier else f"models:/{check_name(cfg.name)}@{registry.CHAMPION}")
+    recipe, data_path = champion_recipe(champion)
+    since = int(champion.tags.get(HIGH_WATER_TAG, "0") or 0)
+    if earlier is not None:
+        high_water = earlier["feedback"]["high_water"]
+    else:
+        high_water = cfg.high_water if cfg.high_water is not None else store.high_water()
+    labels = champion.labels or []
+    champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
+    validation = champion_data.splits["validation"]
+    training = plan(store, champion, cfg, since, high_water, champion_data.splits["train"])
+
+    if earlier is None:
+        run.create()
     run.write_config(cfg.resolved())
-    write_csv(run.path / "data" / "train.csv", train_rows)
+    write_csv(run.path / "data" / "train.csv", training.rows)
     validation_rows = [(t, labels[y]) for t, y in zip(validation["text"], validation["label"])]
-    write_csv(run.path / "data" / "validation.csv", validation_rows + [(e.text, e.label) for e in picking])
+    write_csv(run.path / "data" / "validation.csv", validation_rows + [(e.text, e.label) for e in training.picking])
     run.write_manifest(
         kind="retrain",
         status="running",
         config_hash=config_hash(cfg.resolved()),
         champion=champion.reference,
-        feedback={"since": since, "high_water": snapshot.high_water, "corrections": snapshot.corrections,
-                  "inputs": len(snapshot.examples), "ties": len(snapshot.ties), "held_out": len(held_out), "checkpoint_picking": len(picking),
-                  "trained_on": len(corrections), "replayed": n_replay},
-    )  # fmt: skip
+        feedback=training.counts,
+        label_check=training.label_check,
+    )
+    crash_point("retrain:data-written")
     log.info(
-        "retraining %s from %d corrections (+%d replayed rows of its training data); %d held out to judge",
+        "retraining %s on %d corrections (+%d replayed rows of its training data); %d audit labels judge",
         champion.reference,
-        len(corrections),
-        n_replay,
-        len(held_out),
+        training.counts["trained_on"],
+        training.counts["replayed"],
+        len(training.audit),
     )
 
     champion_folder = registry.local_folder(champion.reference)
-    start = str(champion_folder) if cfg.start == "champion" else recipe["model"]["name"]
-    tree = deep_merge(recipe, {"model": {"name": start}, "data": {"path": str(run.path / "data")}})
-    tree["train"] = deep_merge(tree.get("train", {}), cfg.train)
-    challenger_run = finetune.run(build_config(FinetuneConfig, tree), run.path / "challenger")
-    if challenger_run.read_manifest().status != "finished":
-        raise FmloopError(f"The challenger's training stopped ({challenger_run.path}); the registry is unchanged.")
+    challenger_run = train_challenger(cfg, recipe, champion_folder, run.path / "challenger")
     track_quietly(challenger_run.path)
+    crash_point("retrain:trained")
 
-    decision = judge(champion_folder, challenger_run.model_dir, held_out, validation, labels, cfg)
-    (run.path / "decision.json").write_text(json.dumps(decision.to_dict(), indent=2) + "\n")
-    version = registry.register(challenger_run.path, champion.name, description=decision.reason)
-    registry.client().set_model_version_tag(
-        champion.name, str(version.version), HIGH_WATER_TAG, str(snapshot.high_water)
+    decision = judge(champion_folder, challenger_run.model_dir, training.audit, validation, labels, cfg)
+    atomic_write_json(run.path / "decision.json", decision.to_dict())
+    version = registry.registered_from(champion.name, challenger_run.path) or registry.register(
+        challenger_run.path,
+        champion.name,
+        description=decision.reason,
+        tags={HIGH_WATER_TAG: str(high_water), "fmloop.gate": "passed" if decision.promote else "refused"},
     )
+    crash_point("retrain:registered")
     promoted = bool(decision.promote and cfg.promote)
     if promoted:
         registry.promote(champion.name, version.version)
-    (run.path / "report.html").write_text(report(champion, version, decision, promoted, snapshot), encoding="utf-8")
+    crash_point("retrain:promoted")
+    atomic_write_text(run.path / "report.html", report(champion, version, decision, promoted, training))
     run.write_manifest(
         status="finished",
         challenger=version.reference,
@@ -168,12 +268,37 @@ def run(cfg: RetrainConfig, out: str | Path) -> RunDir:
     return run
 
 
-def judge(champion_folder: Path, challenger_folder: Path, held_out: list[Example], validation, labels, cfg):
+def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, out: Path) -> RunDir:
+    """The challenger's fine-tuning run (continued from its last checkpoint when one is there)."""
+    existing = RunDir(out)
+    if existing.manifest_path.exists() and existing.read_manifest().status == "finished":
+        return existing
+    start = str(champion_folder) if cfg.start == "champion" else recipe["model"]["name"]
+    tree = deep_merge(recipe, {"model": {"name": start}, "data": {"path": str(out.parent / "data")}})
+    tree["train"] = deep_merge(tree.get("train", {}), cfg.train)
+    resumable = existing.resumable()
+    try:
+        challenger = finetune.run(build_config(FinetuneConfig, tree), out, resume=resumable, overwrite=not resumable)
+    except FmloopError:
+        raise
+    except Exception as err:
+        raise FmloopError(
+            f"The challenger failed to train ({type(err).__name__}: {err}); the registry is unchanged."
+        ) from err
+    if challenger.read_manifest().status != "finished":
+        raise FmloopError(
+            f"The challenger's training stopped ({challenger.path}); the registry is unchanged. "
+            f"Run the same command with resume to continue it."
+        )
+    return challenger
+
+
+def judge(champion_folder: Path, challenger_folder: Path, audit: list[Example], validation, labels, cfg) -> Decision:
     """Score both models on the same examples through the one scoring path; the gate's decision."""
     champion, challenger = load(champion_folder, device="cpu"), load(challenger_folder, device="cpu")
-    texts = [e.text for e in held_out]
-    y = np.array([labels.index(e.label) for e in held_out])
-    target = compare("held-out corrections", champion.task, y, champion.logits(texts), challenger.logits(texts))
+    texts = [e.text for e in audit]
+    y = np.array([labels.index(e.label) for e in audit])
+    target = compare("the audit labels", champion.task, y, champion.logits(texts), challenger.logits(texts))
     val_texts, val_y = list(validation["text"]), np.asarray(validation["label"])
     guard = compare(
         "the champion's validation set", champion.task, val_y, champion.logits(val_texts), challenger.logits(val_texts)
@@ -181,20 +306,36 @@ def judge(champion_folder: Path, challenger_folder: Path, held_out: list[Example
     return decide(target, guard, GateSettings(cfg.margin, cfg.alpha, cfg.tolerance))
 
 
-def report(champion, version, decision, promoted: bool, snapshot) -> str:
+def report(champion, version, decision: Decision, promoted: bool, training: TrainingSet) -> str:
     rows = "".join(
         f"<tr><td>{c.name}</td><td>{c.n}</td><td>{c.champion:.4f}</td><td>{c.challenger:.4f}</td>"
         f"<td>{c.difference:+.4f} [{c.interval[0]:+.4f}, {c.interval[1]:+.4f}]</td><td>{c.p_value:.3g}</td>"
         f"<td>{'' if c.mcnemar_p is None else f'{c.mcnemar_p:.3g}'}</td></tr>"
         for c in (decision.target, decision.guard)
     )
+    dropped = "".join(
+        f"<tr><td>{html.escape(d['input'])}</td><td>{html.escape(d['label'])}</td>"
+        f"<td>{html.escape(d['suggested'])}</td><td>{d['p_label']:.3f}</td></tr>"
+        for d in training.dropped[:100]
+    )
+    counts = training.counts
     outcome = "promoted to @champion" if promoted else "not promoted"
     return (
         f"<!doctype html><meta charset='utf-8'><title>retrain {champion.name}</title><style>{CSS}</style>"
-        f"<h1>Retrain of {champion.reference}</h1><p><b>{version.reference}: {outcome}.</b> {decision.reason}</p>"
-        f"<p>Feedback snapshot up to id {snapshot.high_water}: {snapshot.corrections} corrections of "
-        f"{len(snapshot.examples)} inputs; {len(snapshot.ties)} tied inputs left out.</p>"
+        f"<h1>Retrain of {champion.reference}</h1><p><b>{version.reference}: {outcome}.</b> "
+        f"{html.escape(decision.reason)}</p>"
+        f"<p>Feedback ids {counts['since'] + 1}..{counts['high_water']}: {counts['corrections']} corrections of "
+        f"{counts['inputs']} inputs ({counts['ties']} tied inputs left out); trained on {counts['trained_on']} of "
+        f"them plus {counts['replayed']} replayed rows of the champion's training data; {counts['checkpoint_picking']} "
+        f"picked the checkpoint; judged on {counts['audit']} audit labels.</p>"
         f"<table><tr><th>set</th><th>n</th><th>champion</th><th>challenger</th><th>difference [95%]</th>"
         f"<th>paired bootstrap p</th><th>McNemar p</th></tr>{rows}</table>"
-        f"<pre>{yaml.safe_dump(decision.to_dict()['settings'])}</pre>"
+        f"<h2>Label check</h2><p>{html.escape(training.label_check)}</p>"
+        + (
+            f"<table><tr><th>dropped correction</th><th>label sent</th><th>suggested</th><th>p(label)</th></tr>"
+            f"{dropped}</table>"
+            if dropped
+            else ""
+        )
+        + f"<h2>Gate settings</h2><pre>{yaml.safe_dump(decision.to_dict()['settings'])}</pre>"
     )

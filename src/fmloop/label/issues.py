@@ -173,6 +173,14 @@ def find_issues(y: np.ndarray, probs: np.ndarray, filter_by: str = "confident_le
     )
 
 
+def text_label_issues(texts: list[str], y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0):
+    """(indices of likely label errors, most confident first; out-of-sample probabilities) from
+    TF-IDF + logistic regression alone: fast enough to check every batch of users' feedback."""
+    (features,) = feature_sets(texts, None)
+    probs = out_of_sample_probabilities(features, y, n_classes, folds, seed)
+    return find_issues(y, probs), probs
+
+
 def label_issues(
     path: str,
     out: str | Path,

@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 
 from fmloop.core.artifacts import RunDir, building
 from fmloop.core.errors import RegistryError
+from fmloop.core.faults import crash_point
 from fmloop.core.home import cache_dir, tracking_uri
 from fmloop.core.manifest import weights_fingerprint
 from fmloop.models.presets import model_dir_of
@@ -82,8 +83,11 @@ def _unreachable(err: Exception) -> RegistryError:
 # Registering ---------------------------------------------------------------------------------
 
 
-def register(path: str | Path, name: str, description: str | None = None) -> Version:
-    """A new version of `name` from the finished fmloop run dir at `path` (or its `model/`)."""
+def register(
+    path: str | Path, name: str, description: str | None = None, tags: dict[str, str] | None = None
+) -> Version:
+    """A new version of `name` from the finished fmloop run dir at `path` (or its `model/`), with
+    `tags` beside the lineage tags (all set in the one call that creates the version)."""
     check_name(name)
     folder = model_dir_of(str(path))
     run = RunDir(folder.parent)
@@ -115,6 +119,7 @@ def register(path: str | Path, name: str, description: str | None = None) -> Ver
             "fmloop.version": manifest.fmloop_version or "",
             "fmloop.run_dir": str(run.path.resolve()),
             "fmloop.parent_versions": ",".join(parents),
+            **(tags or {}),
         }
         for key, value in manifest.metrics.items():
             if isinstance(value, float):
@@ -189,6 +194,16 @@ def get(ref: str) -> Version:
     return _version(mv)
 
 
+def registered_from(name: str, run_dir: str | Path) -> Version | None:
+    """The version of `name` registered from `run_dir`, if one was (a resumed job reuses it)."""
+    wanted = str(Path(run_dir).resolve())
+    try:
+        found = versions(name)
+    except RegistryError:
+        return None
+    return next((v for v in found if v.tags.get("fmloop.run_dir") == wanted), None)
+
+
 def set_alias(name: str, alias: str, version: int) -> Version:
     """Point `alias` of `name` at `version` (one atomic update in the registry)."""
     check_alias(alias)
@@ -248,6 +263,7 @@ def promote(name: str, version: int) -> Version:
         old = None
     if old is not None and old.version != version:
         set_alias(name, PREVIOUS, old.version)
+        crash_point("promote:previous-moved")
     return set_alias(name, CHAMPION, version)
 
 
