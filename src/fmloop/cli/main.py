@@ -16,6 +16,7 @@ from fmloop.cli.compress import (
 )
 from fmloop.cli.data import data_app, label_app
 from fmloop.cli.demo import demo_command
+from fmloop.cli.feedback import feedback_app
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
@@ -53,6 +54,7 @@ app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("retrain", context_settings=EXTRA)(retrain_command)
 app.command("drift")(drift_command)
+app.add_typer(feedback_app, name="feedback")
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

@@ -184,11 +184,7 @@ def suggest(
             for t in tasks:
                 p = t["predictions"][0]
                 w.writerow([t["id"], t["data"]["text"], p["result"][0]["value"]["choices"][0], p["score"], ""])
-        choices = "".join(f'    <Choice value="{escape(name)}"/>\n' for name in model.labels)
-        (tmp / "label_config.xml").write_text(
-            f'<View>\n  <Text name="text" value="$text"/>\n  <Choices name="label" '
-            f'toName="text" choice="single">\n{choices}  </Choices>\n</View>\n'
-        )
+        (tmp / "label_config.xml").write_text(label_studio_config(model.labels))
         summary = {
             "model": str(model_path),
             "pool": str(pool),
@@ -201,11 +197,21 @@ def suggest(
     return summary
 
 
+def label_studio_config(labels: list[str]) -> str:
+    """Label Studio's labelling interface for single-choice text classification over `labels`."""
+    choices = "".join(f'    <Choice value="{escape(name)}"/>\n' for name in labels)
+    return (
+        f'<View>\n  <Text name="text" value="$text"/>\n  <Choices name="label" '
+        f'toName="text" choice="single">\n{choices}  </Choices>\n</View>\n'
+    )
+
+
 # Import ---------------------------------------------------------------------------------------------
 
 
 def read_annotations(path: str) -> list[dict]:
-    """[{"id", "text", "labels": [...]}] from a Label Studio JSON export or a CSV (id, text, label)."""
+    """[{"id", "text", "labels": [...], "data": {...}}] from a Label Studio JSON export or a CSV
+    (id, text, label; its other columns are the data)."""
     file = Path(path)
     if not file.exists():
         raise DataError(f"{path} does not exist.")
@@ -224,6 +230,7 @@ def read_annotations(path: str) -> list[dict]:
                             "text": row["text"],
                             "labels": [row["label"].strip()],
                             "where": f"{path}, line {line}",
+                            "data": row,
                         }
                     )
         return rows
@@ -252,6 +259,7 @@ def read_annotations(path: str) -> list[dict]:
                     "text": text,
                     "labels": labels,
                     "where": f"{path}, task {task.get('id', k + 1)}",
+                    "data": task.get("data") or {},
                 }
             )
     return rows

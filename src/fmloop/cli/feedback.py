@@ -1,0 +1,63 @@
+"""`fmloop feedback audit-export|audit-import`: the audit sample in Label Studio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmloop.cli.common import err_console, setup_logging, user_errors
+
+feedback_app = typer.Typer(help="The feedback store: the audit sample in Label Studio.", no_args_is_help=True)
+
+
+def _champion_labels(name: str) -> list[str]:
+    from fmloop.core.errors import RegistryError
+    from fmloop.registry import models
+    from fmloop.registry.names import check_name
+
+    labels = models.get(f"models:/{check_name(name)}@{models.CHAMPION}").labels
+    if not labels:
+        raise RegistryError(f"models:/{name}@{models.CHAMPION} has no class labels: audits are for classifiers.")
+    return labels
+
+
+@feedback_app.command("audit-export")
+@user_errors
+def audit_export_command(
+    name: str = typer.Argument(..., help="Registered model whose audit sample is exported."),
+    out: Path = typer.Option(..., "--out", help="New folder for tasks.json and label_config.xml."),
+    limit: int = typer.Option(500, "--limit", min=1, help="At most this many tasks."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+):
+    """Write the sampled predictions that await an audit label as Label Studio tasks (import
+    tasks.json into a project set up with label_config.xml)."""
+    setup_logging()
+    from fmloop.feedback import audit
+    from fmloop.feedback.store import Store
+
+    labels = _champion_labels(name)
+    n = audit.export(Store.open(database), name, labels, out, limit)
+    err_console.print(f"[green]{n} tasks[/] in {out / 'tasks.json'} (labelling interface: {out / 'label_config.xml'})")
+
+
+@feedback_app.command("audit-import")
+@user_errors
+def audit_import_command(
+    name: str = typer.Argument(..., help="Registered model the audit labels belong to."),
+    annotations: Path = typer.Argument(..., help="Label Studio's JSON export (or a CSV with label, prediction_id)."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+):
+    """Store the annotations of an exported audit as audit labels (importing twice stores nothing new)."""
+    setup_logging()
+    from fmloop.feedback import audit
+    from fmloop.feedback.store import Store
+
+    summary = audit.import_labels(Store.open(database), name, _champion_labels(name), str(annotations))
+    for skip in summary["skipped"][:20]:
+        err_console.print(f"[yellow]skipped[/] {skip['where']}: {skip['reason']}")
+    err_console.print(
+        f"[green]{summary['stored']} audit labels stored[/], {summary['already']} already there, "
+        f"{len(summary['skipped'])} skipped"
+    )
