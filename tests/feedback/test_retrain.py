@@ -3,9 +3,6 @@ teach the champion a rule it never saw (a few of them send wrong corrections, wh
 drops); judged on audit labels, the challenger that learned it is promoted, one trained on shuffled
 labels is refused, and nothing changes when there is nothing to learn from or nothing to judge with."""
 
-import random
-import shutil
-
 import pytest
 
 from fmloop.core.errors import FmloopError
@@ -14,61 +11,19 @@ from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import NewPrediction, Store
 from fmloop.registry import models
 from fmloop.registry.tracking import client
+from tests.feedback.users import TRAIN, register_champion, send_feedback
 
 pytestmark = pytest.mark.slow
-# The new domain: who the sentence is about decides the label (no sentiment words at all).
-SUBJECTS = {"the cat": "positive", "our teacher": "positive", "a dog": "negative", "the old man": "negative"}
-REST = [
-    "sees the river",
-    "likes a long song",
-    "finds the red ball",
-    "watches the bright moon",
-    "describes a small house",
-]
-ENDS = ["today", "at night", "again", "in the morning", "with joy", "without a word"]
-TRAIN = {"epochs": 8, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
-
-
-FLIP = {"positive": "negative", "negative": "positive"}
-
-
-def _send_feedback(db: str, corrections: int, audit: int, wrong: int = 0, seed: int = 0) -> set[str]:
-    """Corrections that follow the rule (the first `wrong` of them flipped), then audit labels of
-    sampled predictions; returns the texts of the wrong corrections."""
-    rng = random.Random(seed)
-    store = Store.open(db)
-    rows = []
-    for _ in range(corrections + audit):
-        subject = rng.choice(list(SUBJECTS))
-        rows.append((f"{subject} {rng.choice(REST)} {rng.choice(ENDS)} {rng.randint(0, 9999)}", SUBJECTS[subject]))
-    ids = store.add_predictions(
-        [
-            NewPrediction("sst2", 1, "text", t, "positive", None, None, 1.0, audit=i >= corrections)
-            for i, (t, _) in enumerate(rows)
-        ]
-    )
-    for i, (pid, (_, label)) in enumerate(zip(ids, rows)):
-        kind = "audit" if i >= corrections else "correction"
-        sent = FLIP[label] if i < wrong else label
-        store.add_feedback(
-            key=f"s{seed}-{i}", body_hash="h", model_name="sst2", label=sent, prediction_id=pid, kind=kind
-        )
-    store.close()
-    return {t for t, _ in rows[:wrong]}
 
 
 @pytest.fixture
 def champion(home, text_run, tmp_path):
-    run = tmp_path / "champion"
-    shutil.copytree(text_run, run)
-    models.register(run, "sst2")
-    models.promote("sst2", 1)
-    return run
+    return register_champion(text_run, tmp_path)
 
 
 def test_a_challenger_that_learned_from_users_is_promoted_and_a_shuffled_one_refused(champion, tmp_path):
     db = f"sqlite:///{tmp_path / 'feedback.db'}"
-    wrong = _send_feedback(db, corrections=140, audit=60, wrong=10)
+    wrong = send_feedback(db, corrections=140, audit=60, wrong=10)
     settings = dict(name="sst2", database=db, tolerance=0.05, train=TRAIN)
     bad = retrain.run(RetrainConfig(**settings, shuffle_labels=True), tmp_path / "bad")
     assert bad.read_manifest()["promoted"] is False and "refused" in bad.read_manifest()["reason"]
@@ -105,7 +60,7 @@ def test_single_class_feedback_changes_nothing(champion, tmp_path):
 
 def test_without_enough_audit_labels_nothing_is_trained(champion, tmp_path):
     db = f"sqlite:///{tmp_path / 'feedback.db'}"
-    _send_feedback(db, corrections=60, audit=5)
+    send_feedback(db, corrections=60, audit=5)
     with pytest.raises(FmloopError, match="5 audit labels .* never on corrections alone"):
         retrain.run(RetrainConfig(name="sst2", database=db), tmp_path / "r")
     assert [v.version for v in models.versions("sst2")] == [1] and not (tmp_path / "r").exists()

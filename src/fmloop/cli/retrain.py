@@ -123,3 +123,59 @@ def drift_command(
     err_console.print(f"report: {out / 'report.html'}")
     if result["drifted"]:
         raise typer.Exit(int(ExitCode.DRIFT))
+
+
+@user_errors
+def loop_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Registered model whose @champion the loop keeps improving."),
+    every: Optional[str] = typer.Option(None, "--every", help="Run a pass every 30m, 1h, 1d... (default: one pass)."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+    min_new: int = typer.Option(100, "--min-new", help="New feedback rows that call for a retrain."),
+    drift: bool = typer.Option(True, "--drift/--no-drift", help="Check drift each pass (drift retrains sooner)."),
+    drift_n: int = typer.Option(300, "--drift-n", help="Newest served inputs the drift check compares."),
+    drift_alpha: float = typer.Option(0.01, "--drift-alpha", help="Drift test p-value below this flags drift."),
+):
+    """Check the new feedback and the drift, and retrain through the gate when either calls for it.
+    Safe from cron: a lock keeps passes from overlapping, a pass with nothing new does nothing, and
+    an interrupted retrain is continued by the next pass. --retrain.key=value sets retrain options
+    (e.g. --retrain.min_audit=50 --retrain.train.epochs=2)."""
+    import signal
+    import threading
+
+    from fmloop.core.config import parse_overrides
+    from fmloop.feedback.config import LoopConfig, RetrainConfig
+    from fmloop.registry.names import check_name
+
+    check_name(name)
+    overrides = parse_overrides(split_overrides(ctx.args))
+    unknown = set(overrides) - {"retrain"}
+    if unknown:
+        raise ConfigError(f"Unknown option section(s) {', '.join(sorted(unknown))}: loop takes --retrain.key=value.")
+    cfg = build_stage_config(
+        LoopConfig,
+        name=name,
+        database=database,
+        min_new=min_new,
+        drift=drift,
+        drift_n=drift_n,
+        drift_alpha=drift_alpha,
+        retrain=overrides.get("retrain", {}),
+    )
+    build_stage_config(RetrainConfig, name=name, **cfg.retrain)  # a wrong retrain option fails now, not in an hour
+    setup_logging()
+    from fmloop.feedback import loop
+
+    interval = loop.parse_every(every) if every else None
+    stop = threading.Event()
+    if interval:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    while True:
+        outcome = loop.tick(cfg)
+        colour = {"retrained": "green", "resumed": "green", "nothing": "dim", "busy": "yellow"}.get(outcome["action"])
+        err_console.print(f"[{colour or 'yellow'}]{outcome['action']}[/]: {outcome['reason']}", highlight=False)
+        if outcome.get("run"):
+            err_console.print(f"report: {outcome['run']}/report.html")
+        if interval is None or outcome["action"] == "interrupted" or stop.wait(interval):
+            break

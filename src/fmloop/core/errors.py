@@ -67,6 +67,12 @@ class ManifestError(FmloopError):
     exit_code = ExitCode.RUN_DIR
 
 
+class Interrupted(FmloopError):
+    """A signal stopped the work after its last checkpoint; rerunning the command continues it."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class RegistryError(FmloopError):
     """A registry reference that names nothing, or a store that cannot be reached."""
 

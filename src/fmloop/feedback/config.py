@@ -40,3 +40,18 @@ class RetrainConfig(StageConfig):
     promote: bool = Field(True, description="move @champion when the gate says so (false: decide and register only)")
     seed: int = 0
     train: dict[str, Any] = Field(default_factory=dict, description="fine-tuning overrides, e.g. {'epochs': 2}")
+
+
+class LoopConfig(StageConfig):
+    stage: ClassVar[str] = "loop"
+    name: str = Field(description="the registered model whose @champion the loop keeps improving")
+    database: str | None = Field(None, description="feedback store URL (default: FMLOOP_DB, else SQLite in the home)")
+    min_new: int = Field(
+        100,
+        ge=1,
+        description="new feedback rows (corrections and audit labels) since the last attempt that call for a retrain",
+    )
+    drift: bool = Field(True, description="check drift each time; a drifted stream calls for a retrain sooner")
+    drift_n: int = Field(300, ge=30, description="newest served inputs the drift check compares")
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="a drift test with a p-value below this flags drift")
+    retrain: dict[str, Any] = Field(default_factory=dict, description="retrain settings, e.g. {'min_audit': 50}")

@@ -40,7 +40,7 @@ from fmloop.core.artifacts import (
     require_new_folder,
 )
 from fmloop.core.config import build_config, deep_merge
-from fmloop.core.errors import DataError, FmloopError, RegistryError
+from fmloop.core.errors import DataError, FmloopError, Interrupted, RegistryError
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
@@ -285,11 +285,14 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
         raise FmloopError(
             f"The challenger failed to train ({type(err).__name__}: {err}); the registry is unchanged."
         ) from err
-    if challenger.read_manifest().status != "finished":
-        raise FmloopError(
-            f"The challenger's training stopped ({challenger.path}); the registry is unchanged. "
-            f"Run the same command with resume to continue it."
+    status = challenger.read_manifest().status
+    if status == "stopped":
+        raise Interrupted(
+            f"The challenger's training was stopped at its last checkpoint ({challenger.path}); the registry is "
+            f"unchanged. `fmloop retrain {cfg.name} --resume --out {out.parent}` (or the next `fmloop loop`) continues it."
         )
+    if status != "finished":
+        raise FmloopError(f"The challenger's training ended {status} ({challenger.path}); the registry is unchanged.")
     return challenger
 
 

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -277,6 +277,14 @@ class Store:
         """The newest feedback id (0 when there is none): a snapshot's upper bound."""
         with self.session() as session:
             return session.scalar(select(Feedback.id).order_by(Feedback.id.desc()).limit(1)) or 0
+
+    def count_feedback(self, model_name: str, since: int = 0, high_water: int | None = None) -> int:
+        """Feedback rows of `model_name` (both kinds) with `since` < id <= `high_water`."""
+        query = select(func.count()).where(Feedback.model_name == model_name, Feedback.id > since)
+        if high_water is not None:
+            query = query.where(Feedback.id <= high_water)
+        with self.session() as session:
+            return session.scalar(query) or 0
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fmloop.core.callbacks import Callback, Control
 from fmloop.core.errors import DataError, TrainingError
+from fmloop.core.faults import crash_point
 from fmloop.core.runtime import Runtime
 from fmloop.data.text import epoch_batches, split_micro
 from fmloop.train import cpu_dropout
@@ -222,6 +223,7 @@ class Loop:
                 self.runtime,
                 keep=self.settings.keep_checkpoints,
             )
+            crash_point("train:checkpoint-saved")
 
     def _sync_stop(self) -> None:
         """All processes must stop at the same step, whichever of them got the signal."""

@@ -1,0 +1,166 @@
+"""`fmloop loop NAME [--every 1h]`: the loop that keeps a served model improving.
+
+Each pass checks the new feedback since its last attempt and the drift of the served inputs, and
+retrains (through the gate) when either calls for it. It is made to run from cron:
+
+- a lock (flock on FMLOOP_HOME/loop/NAME/lock) so two passes never overlap: the second says so and
+  leaves;
+- idempotent: with no new feedback a pass does nothing, and feedback already tried is not tried
+  again (the state file records the high-water id of the last attempt);
+- resumable: a pass records the retrain it starts before it starts it; one killed mid-way (kill -9,
+  reboot, SIGTERM) is continued by the next pass from what it wrote, on the same snapshot.
+
+The running server follows @champion and picks up a promoted version by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+from fmloop.core.artifacts import atomic_write_json
+from fmloop.core.errors import FmloopError, Interrupted
+from fmloop.core.home import home
+from fmloop.feedback import monitor, retrain
+from fmloop.feedback.config import LoopConfig, RetrainConfig
+from fmloop.feedback.store import Store
+from fmloop.registry import models as registry
+
+log = logging.getLogger(__name__)
+
+HISTORY = 200  # passes kept in the state file
+
+
+def folder(name: str) -> Path:
+    return home() / "loop" / name
+
+
+def read_state(name: str) -> dict:
+    import json
+
+    path = folder(name) / "state.json"
+    if not path.exists():
+        return {"tried_high_water": 0, "pending": None, "history": []}
+    return json.loads(path.read_text())
+
+
+def write_state(name: str, state: dict) -> None:
+    state["history"] = state["history"][-HISTORY:]
+    atomic_write_json(folder(name) / "state.json", state)
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[bool]:
+    """True while this process holds the loop's lock; False when another pass holds it."""
+    path = folder(name) / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def tick(cfg: LoopConfig) -> dict:
+    """One pass; returns what it did: {"action", "reason", "run"?, "promoted"?}."""
+    with locked(cfg.name) as held:
+        if not held:
+            return {"action": "busy", "reason": f"another pass holds {folder(cfg.name) / 'lock'}; nothing done"}
+        state = read_state(cfg.name)
+        if state["pending"]:
+            outcome = _retrain(cfg, state, state["pending"], resume=True)
+        else:
+            outcome = _pass(cfg, state)
+        outcome["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        state["history"].append(outcome)
+        write_state(cfg.name, state)
+        return outcome
+
+
+def _pass(cfg: LoopConfig, state: dict) -> dict:
+    champion = registry.get(f"models:/{cfg.name}@{registry.CHAMPION}")
+    store = Store.open(cfg.database)
+    high_water = store.high_water()
+    since = max(int(champion.tags.get(retrain.HIGH_WATER_TAG, "0") or 0), state["tried_high_water"])
+    new = store.count_feedback(champion.name, since, high_water)
+    drifted, drift_note = _drift(cfg)
+    settings = RetrainConfig(name=cfg.name, database=cfg.database, **cfg.retrain)
+    if new >= cfg.min_new:
+        why = f"{new} new feedback rows (min_new {cfg.min_new})"
+    elif drifted and new >= settings.min_corrections:
+        why = f"drift ({drift_note}) and {new} new feedback rows"
+    else:
+        return {
+            "action": "nothing",
+            "reason": f"{new} new feedback rows since id {since} (min_new {cfg.min_new}); drift: {drift_note}",
+        }
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    pending = {"out": str(folder(cfg.name) / "runs" / f"{stamp}-hw{high_water}"), "high_water": high_water, "why": why}
+    state["pending"] = pending
+    write_state(cfg.name, state)  # recorded before it starts: a killed retrain is resumed next time
+    return _retrain(cfg, state, pending, resume=False)
+
+
+def _retrain(cfg: LoopConfig, state: dict, pending: dict, resume: bool) -> dict:
+    settings = RetrainConfig(name=cfg.name, database=cfg.database, high_water=pending["high_water"], **cfg.retrain)
+    action = "resumed" if resume else "retrained"
+    try:
+        run = retrain.run(settings, pending["out"], resume=resume)
+    except Interrupted as err:  # stopped at a checkpoint: the next pass continues it
+        return {"action": "interrupted", "reason": str(err), "run": pending["out"]}
+    except FmloopError as err:  # nothing to train on, nothing to judge with, or training failed
+        state["pending"], state["tried_high_water"] = None, pending["high_water"]
+        return {"action": "skipped", "reason": f"{pending['why']}, but: {str(err).splitlines()[0]}"}
+    state["pending"], state["tried_high_water"] = None, pending["high_water"]
+    manifest = run.read_manifest()
+    return {
+        "action": action,
+        "reason": f"{pending.get('why', 'resumed')}: {manifest['reason']}",
+        "run": str(run.path),
+        "challenger": manifest["challenger"],
+        "promoted": manifest["promoted"],
+    }
+
+
+def _drift(cfg: LoopConfig) -> tuple[bool, str]:
+    if not cfg.drift:
+        return False, "not checked"
+    try:
+        result = monitor.check(cfg.name, cfg.database, cfg.drift_n, cfg.drift_alpha)
+    except FmloopError as err:
+        return False, f"not checked ({str(err).splitlines()[0]})"
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    monitor.write(result, folder(cfg.name) / "drift" / stamp, cfg.name)
+    flagged = [t["name"] for t in result["tests"] if t["drifted"]]
+    return bool(flagged), ("flagged by " + ", ".join(flagged)) if flagged else "none"
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str) -> float:
+    """'90s', '30m', '1h', '2d' -> seconds."""
+    from fmloop.core.errors import ConfigError
+
+    text = text.strip().lower()
+    try:
+        value, unit = float(text[:-1]), text[-1]
+        if unit not in UNITS or value <= 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ConfigError(f"--every {text!r}: use a number and a unit s, m, h or d, e.g. --every 1h.") from None
+    return value * UNITS[unit]

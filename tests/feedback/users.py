@@ -1,0 +1,58 @@
+"""Simulated users of a served sentiment model for the feedback tests: they teach it a rule it never
+saw, a few of them send wrong corrections, and labellers answer the audit sample truthfully."""
+
+import random
+import shutil
+from pathlib import Path
+
+from fmloop.feedback.store import NewPrediction, Store
+from fmloop.registry import models
+
+# The new domain: who the sentence is about decides the label (no sentiment words at all).
+SUBJECTS = {"the cat": "positive", "our teacher": "positive", "a dog": "negative", "the old man": "negative"}
+REST = [
+    "sees the river",
+    "likes a long song",
+    "finds the red ball",
+    "watches the bright moon",
+    "describes a small house",
+]
+ENDS = ["today", "at night", "again", "in the morning", "with joy", "without a word"]
+TRAIN = {"epochs": 8, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
+
+
+FLIP = {"positive": "negative", "negative": "positive"}
+
+
+def send_feedback(db: str, corrections: int, audit: int, wrong: int = 0, seed: int = 0) -> set[str]:
+    """Corrections that follow the rule (the first `wrong` of them flipped), then audit labels of
+    sampled predictions; returns the texts of the wrong corrections."""
+    rng = random.Random(seed)
+    store = Store.open(db)
+    rows = []
+    for _ in range(corrections + audit):
+        subject = rng.choice(list(SUBJECTS))
+        rows.append((f"{subject} {rng.choice(REST)} {rng.choice(ENDS)} {rng.randint(0, 9999)}", SUBJECTS[subject]))
+    ids = store.add_predictions(
+        [
+            NewPrediction("sst2", 1, "text", t, "positive", None, None, 1.0, audit=i >= corrections)
+            for i, (t, _) in enumerate(rows)
+        ]
+    )
+    for i, (pid, (_, label)) in enumerate(zip(ids, rows)):
+        kind = "audit" if i >= corrections else "correction"
+        sent = FLIP[label] if i < wrong else label
+        store.add_feedback(
+            key=f"s{seed}-{i}", body_hash="h", model_name="sst2", label=sent, prediction_id=pid, kind=kind
+        )
+    store.close()
+    return {t for t, _ in rows[:wrong]}
+
+
+def register_champion(text_run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny sentiment run registered as models:/sst2/1 and promoted to @champion."""
+    run = tmp_path / "champion"
+    shutil.copytree(text_run, run)
+    models.register(run, "sst2")
+    models.promote("sst2", 1)
+    return run
