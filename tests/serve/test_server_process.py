@@ -1,5 +1,6 @@
-"""`fmloop serve` as a real process: an alias moved under load fails no request, a kill -9 under a
-feedback load loses no acknowledged row, and two workers share one PostgreSQL store."""
+"""`fmloop serve` as a real process: retrains under load (a refused challenger is never served, a
+promoted one is picked up with no failed request), a kill -9 under a feedback load loses no
+acknowledged row, and two workers share one PostgreSQL store."""
 
 import os
 import socket
@@ -10,9 +11,11 @@ import time
 import httpx
 import pytest
 
+from fmloop.feedback import retrain
+from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import Store
-from fmloop.registry import models
-from tests.conftest import REPO, finetune_tiny, fmloop_cmd
+from tests.conftest import REPO, fmloop_cmd
+from tests.feedback.users import TRAIN, register_champion, send_feedback
 
 pytestmark = pytest.mark.slow
 
@@ -53,36 +56,35 @@ class Server:
             self.proc.wait(60)
 
 
-@pytest.fixture
-def registered(home, text_run, tiny_base, sentiment_dir, tmp_path):
-    models.register(text_run, "sst2")
-    other = finetune_tiny(tiny_base, sentiment_dir, tmp_path / "v2", max_steps=3, seed=7)
-    models.register(other.path, "sst2")
-    models.set_alias("sst2", "champion", 1)
-    return home
-
-
-def test_moving_the_alias_under_load_fails_no_request(registered, tmp_path):
-    server = Server("models:/sst2@champion", "--follow-s", "0.3", "--db", f"sqlite:///{tmp_path / 'fb.db'}")
+def test_a_refused_challenger_changes_nothing_and_a_promoted_one_is_served_under_load(home, text_run, tmp_path):
+    db = f"sqlite:///{tmp_path / 'fb.db'}"
+    register_champion(text_run, tmp_path)
+    send_feedback(db, corrections=140, audit=60, wrong=10)
+    server = Server("models:/sst2@champion", "--follow-s", "0.3", "--db", db)
     results, stop = [], threading.Event()
 
     def client():
         with httpx.Client(base_url=server.url, timeout=30) as http:
             while not stop.is_set():
                 start = time.perf_counter()
-                response = http.post("/v1/predict", json={"inputs": ["a long song about the river"]})
+                response = http.post("/v1/predict", json={"inputs": ["the cat sees the river today"]})
                 version = response.json()["model"]["version"] if response.status_code == 200 else None
                 results.append((response.status_code, version, time.perf_counter() - start))
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    settings = dict(name="sst2", database=db, tolerance=0.05, train=TRAIN)
     try:
         for t in threads:
             t.start()
         while len(results) < 20:
             time.sleep(0.05)
-        models.set_alias("sst2", "champion", 2)
+        bad = retrain.run(RetrainConfig(**settings, shuffle_labels=True), tmp_path / "bad")
+        assert bad.read_manifest()["promoted"] is False
+        time.sleep(1.0)  # longer than --follow-s: a server that followed a refused version would show it now
+        good = retrain.run(RetrainConfig(**settings), tmp_path / "good")
+        assert good.read_manifest()["promoted"] is True, good.read_manifest()["reason"]
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(v == 2 for _, v, _ in results[-5:]):
+        while time.monotonic() < deadline and not any(v == 3 for _, v, _ in results[-5:]):
             time.sleep(0.1)
         n = len(results)
         while len(results) < n + 20:
@@ -94,9 +96,9 @@ def test_moving_the_alias_under_load_fails_no_request(registered, tmp_path):
         server.stop()
     assert {status for status, _, _ in results} == {200}
     versions = [v for _, v, _ in results]
-    assert versions[0] == 1 and versions[-1] == 2
-    first_new = versions.index(2)
-    assert all(v == 2 for v in versions[first_new + 8 :])  # a few in-flight answers of the old one may trail
+    assert versions[0] == 1 and versions[-1] == 3 and 2 not in versions  # the refused one was never served
+    first_new = versions.index(3)
+    assert all(v == 3 for v in versions[first_new + 8 :])  # a few in-flight answers of the old one may trail
     print(f"worst latency around the swap: {max(s for _, _, s in results):.3f}s over {len(results)} requests")
 
 
