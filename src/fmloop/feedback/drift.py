@@ -34,6 +34,9 @@ class DriftTest:
     drifted: bool
     detail: dict
 
+    def __post_init__(self):
+        self.drifted = bool(self.drifted)  # numpy's bool would reach the JSON as the string "True"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
