@@ -27,6 +27,12 @@ def serve_command(
     max_in_flight: int = typer.Option(
         256, "--max-in-flight", help="Prediction requests in progress per worker; beyond it: 503 at once."
     ),
+    audit_fraction: float = typer.Option(
+        0.05, "--audit-fraction", help="Share of predictions sampled for audit labels (the gate's target set)."
+    ),
+    feedback_per_minute: int = typer.Option(
+        60, "--feedback-per-minute", help="Feedback requests per user (or address) per minute; 0: no limit."
+    ),
     follow: float = typer.Option(5.0, "--follow-s", help="Seconds between checks of a followed alias (0: off)."),
     database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
 ):
@@ -48,6 +54,8 @@ def serve_command(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         max_in_flight=max_in_flight,
+        audit_fraction=audit_fraction,
+        feedback_per_minute=feedback_per_minute,
         follow_s=follow,
         database=database,
     )
