@@ -1,6 +1,6 @@
 """The web page in headless Chromium (Debian's, driven by Playwright): type a text, see the
-prediction, correct its label with one click, and find the correction in the store and the
-Recent tab."""
+prediction, correct its label with one click, find the correction in the store and the Recent
+tab, and label the prediction sampled for the audit on the Audit tab."""
 
 import os
 import shutil
@@ -39,7 +39,11 @@ def live_server(text_run, tmp_path):
     db = f"sqlite:///{tmp_path / 'feedback.db'}"
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ServeConfig(model=str(text_run), database=db)), port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(ServeConfig(model=str(text_run), database=db, audit_fraction=1.0)),
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -74,8 +78,13 @@ def test_predict_correct_and_find_the_feedback(live_server, tmp_path):
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         page.click("#tab-recent")
         page.wait_for_selector(f"#recent-rows tr[data-corrected='{other}']")
+        page.click("#tab-audit")  # every prediction is sampled here (audit_fraction 1)
+        page.click("#audit-rows button[data-label='positive']")
+        page.wait_for_selector("#audit-status.ok")
+        assert page.locator("#audit-rows tr").count() == 0
         browser.close()
     store = Store.open(db)
-    (row,) = store.recent_feedback()
-    assert row.label == other and store.prediction(row.prediction_id).label == predicted
+    audit, correction = store.recent_feedback()
+    assert correction.label == other and store.prediction(correction.prediction_id).label == predicted
+    assert (audit.kind, audit.label, audit.prediction_id) == ("audit", "positive", correction.prediction_id)
     store.close()

@@ -4,8 +4,8 @@ gate.
 1. Read a snapshot of the feedback up to a high-water id: the corrections since the champion's own
    snapshot, and every audit label (conflicts resolved by majority, optionally weighed by trust).
 2. Build the training set: the corrections (minus those confident learning flags as likely wrong,
-   minus any input of the audit set, minus a slice that picks the best checkpoint beside the
-   champion's validation set) plus a replay sample of the champion's own training data, so the
+   minus any input of the audit set, minus a slice that, with as many rows of the champion's
+   validation set, picks the best checkpoint) plus a replay sample of the champion's own training data, so the
    challenger does not forget what it knew.
 3. Fine-tune the challenger from the champion (or from its base) with the champion's recipe.
 4. Score champion and challenger through the same scoring path on the same examples: the audit
@@ -137,8 +137,7 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
     dropped, note = [], "off"
     if cfg.label_check:
         corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
-    # The challenger picks its best checkpoint on the champion's validation set plus a slice of the
-    # corrections: on the old validation set alone, the untrained start would always look best.
+    # A slice of the corrections picks the challenger's best checkpoint (see picking_set).
     n_pick = max(1, len(corrections) // 5)
     picking, corrections = corrections[:n_pick], corrections[n_pick:]
     rows = [(e.text, e.label) for e in corrections] + replay
@@ -160,6 +159,16 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "replayed": n_replay,
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
+
+
+def picking_set(picking: list[Example], validation, labels: list[str], seed: int) -> list[tuple[str, str]]:
+    """The rows that pick the challenger's checkpoint: the picking corrections and as many rows of the
+    champion's validation set. Equal parts, because on the whole validation set (hundreds of rows
+    against a few dozen corrections) the champion itself, the run's starting point, would always
+    look best; the whole validation set still guards against forgetting at the gate."""
+    rows = [(t, labels[y]) for t, y in zip(validation["text"], validation["label"])]
+    sample = random.Random(seed).sample(rows, min(len(rows), max(len(picking), 20)))
+    return sample + [(e.text, e.label) for e in picking]
 
 
 def check_labels(corrections: list[Example], replay, labels: list[str], seed: int):
@@ -214,8 +223,7 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         run.create()
     run.write_config(cfg.resolved())
     write_csv(run.path / "data" / "train.csv", training.rows)
-    validation_rows = [(t, labels[y]) for t, y in zip(validation["text"], validation["label"])]
-    write_csv(run.path / "data" / "validation.csv", validation_rows + [(e.text, e.label) for e in training.picking])
+    write_csv(run.path / "data" / "validation.csv", picking_set(training.picking, validation, labels, cfg.seed))
     run.write_manifest(
         kind="retrain",
         status="running",

