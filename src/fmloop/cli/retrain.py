@@ -38,6 +38,9 @@ def retrain_command(
     database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
     start: str = typer.Option("champion", "--start", help="champion (continue it) or base (its base, same recipe)."),
     replay_ratio: float = typer.Option(1.0, "--replay-ratio", help="Replayed training rows per correction."),
+    accepted_ratio: float = typer.Option(
+        1.0, "--accepted-ratio", help="Served answers nobody corrected, trained on, per correction (0: off)."
+    ),
     min_corrections: int = typer.Option(20, "--min-corrections", help="Fewer new corrected inputs: nothing to do."),
     min_audit: int = typer.Option(30, "--min-audit", help="Fewer audit labels: no gate can judge, nothing to do."),
     label_check: bool = typer.Option(
@@ -68,6 +71,7 @@ def retrain_command(
         database=database,
         start=start,
         replay_ratio=replay_ratio,
+        accepted_ratio=accepted_ratio,
         min_corrections=min_corrections,
         min_audit=min_audit,
         label_check=label_check,

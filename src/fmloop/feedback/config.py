@@ -23,6 +23,12 @@ class RetrainConfig(StageConfig):
     replay_ratio: float = Field(
         1.0, ge=0, description="rows of the champion's own training data replayed per correction (against forgetting)"
     )
+    accepted_ratio: float = Field(
+        1.0,
+        ge=0,
+        description="served answers nobody corrected, trained on with the served label, per correction: corrections "
+        "alone hold only the champion's mistakes, and a model trained on them learns to contradict it (0: off)",
+    )
     min_corrections: int = Field(20, ge=1, description="fewer new corrections than this: nothing to retrain on")
     min_audit: int = Field(
         30, ge=1, description="fewer audit labels than this: no gate can judge, so nothing is trained"

@@ -128,19 +128,27 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
             f"Audit tab or with `fmloop feedback audit-export`. The registry is unchanged."
         )
     rng = random.Random(cfg.seed)
-    corrections = corrections[:]
-    rng.shuffle(corrections)
+    taken = audited | {e.text for e in corrections}
+    accepted = [
+        Example(text, label, 0.0, "accepted")
+        for text, label in dict(
+            store.accepted(champion.name, high_water, round(cfg.accepted_ratio * len(corrections)))
+        ).items()
+        if text not in taken and label in labels
+    ]
     n_replay = min(len(train_split), int(round(cfg.replay_ratio * len(corrections))))
     replay = [
         (train_split[i]["text"], labels[train_split[i]["label"]]) for i in rng.sample(range(len(train_split)), n_replay)
     ]
+    feedback = corrections + accepted
+    rng.shuffle(feedback)
     dropped, note = [], "off"
     if cfg.label_check:
-        corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
-    # A slice of the corrections picks the challenger's best checkpoint (see picking_set).
-    n_pick = max(1, len(corrections) // 5)
-    picking, corrections = corrections[:n_pick], corrections[n_pick:]
-    rows = [(e.text, e.label) for e in corrections] + replay
+        feedback, dropped, note = check_labels(feedback, replay, labels, cfg.seed)
+    # A fifth of the feedback picks the challenger's best checkpoint (see picking_set).
+    n_pick = max(1, len(feedback) // 5)
+    picking, feedback = feedback[:n_pick], feedback[n_pick:]
+    rows = [(e.text, e.label) for e in feedback] + replay
     if cfg.shuffle_labels:
         shuffled = [label for _, label in rows]
         rng.shuffle(shuffled)
@@ -153,9 +161,11 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "inputs": len(snapshot.examples),
         "ties": len(snapshot.ties),
         "audit": len(audit),
+        "accepted": len(accepted),
         "dropped_by_label_check": len(dropped),
         "checkpoint_picking": len(picking),
-        "trained_on": len(corrections),
+        "trained_on": sum(e.source == "correction" for e in feedback),
+        "trained_on_accepted": sum(e.source == "accepted" for e in feedback),
         "replayed": n_replay,
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
@@ -172,8 +182,9 @@ def picking_set(picking: list[Example], validation, labels: list[str], seed: int
 
 
 def check_labels(corrections: list[Example], replay, labels: list[str], seed: int):
-    """(kept corrections, dropped ones, what was done): confident learning on TF-IDF features of the
-    corrections and the replayed rows; only corrections are dropped (the replay is curated data)."""
+    """(kept feedback rows, dropped ones, what was done): confident learning on TF-IDF features of
+    the feedback rows (corrections and accepted answers) and the replayed rows; only feedback rows
+    are dropped (the replay is the champion's curated data)."""
     texts = [e.text for e in corrections] + [text for text, _ in replay]
     y = np.array([labels.index(e.label) for e in corrections] + [labels.index(label) for _, label in replay])
     try:
@@ -184,6 +195,7 @@ def check_labels(corrections: list[Example], replay, labels: list[str], seed: in
     dropped = [
         {
             "input": corrections[i].text[:300],
+            "source": corrections[i].source,
             "label": corrections[i].label,
             "suggested": labels[int(probs[i].argmax())],
             "p_label": round(float(probs[i, y[i]]), 4),
@@ -192,7 +204,11 @@ def check_labels(corrections: list[Example], replay, labels: list[str], seed: in
     ]
     gone = set(flagged)
     kept = [e for i, e in enumerate(corrections) if i not in gone]
-    return kept, dropped, f"confident learning on TF-IDF features: {len(dropped)} of {len(corrections)} dropped"
+    return (
+        kept,
+        dropped,
+        f"confident learning on TF-IDF features: {len(dropped)} of {len(corrections)} feedback rows dropped",
+    )
 
 
 def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
@@ -325,7 +341,7 @@ def report(champion, version, decision: Decision, promoted: bool, training: Trai
         for c in (decision.target, decision.guard)
     )
     dropped = "".join(
-        f"<tr><td>{html.escape(d['input'])}</td><td>{html.escape(d['label'])}</td>"
+        f"<tr><td>{html.escape(d['input'])}</td><td>{html.escape(d['label'])} ({d['source']})</td>"
         f"<td>{html.escape(d['suggested'])}</td><td>{d['p_label']:.3f}</td></tr>"
         for d in training.dropped[:100]
     )
@@ -337,14 +353,14 @@ def report(champion, version, decision: Decision, promoted: bool, training: Trai
         f"{html.escape(decision.reason)}</p>"
         f"<p>Feedback ids {counts['since'] + 1}..{counts['high_water']}: {counts['corrections']} corrections of "
         f"{counts['inputs']} inputs ({counts['ties']} tied inputs left out); trained on {counts['trained_on']} of "
-        f"them plus {counts['replayed']} replayed rows of the champion's training data; {counts['checkpoint_picking']} "
-        f"picked the checkpoint; judged on {counts['audit']} audit labels.</p>"
+        f"them, {counts['trained_on_accepted']} served answers nobody corrected, and {counts['replayed']} replayed "
+        f"rows of the champion's training data; {counts['checkpoint_picking']} feedback rows picked the checkpoint; "
+        f"judged on {counts['audit']} audit labels.</p>"
         f"<table><tr><th>set</th><th>n</th><th>champion</th><th>challenger</th><th>difference [95%]</th>"
         f"<th>paired bootstrap p</th><th>McNemar p</th></tr>{rows}</table>"
         f"<h2>Label check</h2><p>{html.escape(training.label_check)}</p>"
         + (
-            f"<table><tr><th>dropped correction</th><th>label sent</th><th>suggested</th><th>p(label)</th></tr>"
-            f"{dropped}</table>"
+            f"<table><tr><th>dropped row</th><th>label</th><th>suggested</th><th>p(label)</th></tr>{dropped}</table>"
             if dropped
             else ""
         )

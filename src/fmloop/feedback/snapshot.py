@@ -21,6 +21,7 @@ class Example:
     text: str
     label: str
     votes: float  # the weight of the labels that agreed (one per label unless users carry trust weights)
+    source: str = "correction"  # correction | audit | accepted (a served answer nobody corrected)
 
 
 @dataclass
@@ -76,5 +77,5 @@ def read_snapshot(
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             ties.append({"input": text[:200], "votes": dict(counter)})
             continue
-        examples.append(Example(text, ranked[0][0], ranked[0][1]))
+        examples.append(Example(text, ranked[0][0], ranked[0][1], kind))
     return Snapshot(model_name, high_water, examples, ties, len(rows))

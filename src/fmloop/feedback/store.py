@@ -278,6 +278,33 @@ class Store:
         with self.session() as session:
             return session.scalar(select(Feedback.id).order_by(Feedback.id.desc()).limit(1)) or 0
 
+    def accepted(self, model_name: str, high_water: int, limit: int) -> list[tuple[str, str]]:
+        """(input, label) of the newest served text predictions that no feedback up to `high_water`
+        corrected or audited, and that were not sampled for the audit, made before that feedback
+        row: the answers users saw and let stand."""
+        if limit <= 0:
+            return []
+        with self.session() as session:
+            cutoff = session.scalar(select(Feedback.created_at).where(Feedback.id == high_water))
+            answered = select(Feedback.prediction_id).where(
+                Feedback.id <= high_water, Feedback.prediction_id.is_not(None)
+            )
+            query = (
+                select(Prediction.input, Prediction.label)
+                .where(
+                    Prediction.model_name == model_name,
+                    Prediction.input_kind == "text",
+                    Prediction.audit.is_(False),
+                    Prediction.label.is_not(None),
+                    Prediction.id.not_in(answered),
+                )
+                .order_by(Prediction.created_at.desc(), Prediction.id)
+                .limit(limit)
+            )
+            if cutoff is not None:
+                query = query.where(Prediction.created_at <= cutoff)
+            return [(text, label) for text, label in session.execute(query)]
+
     def count_feedback(self, model_name: str, since: int = 0, high_water: int | None = None) -> int:
         """Feedback rows of `model_name` (both kinds) with `since` < id <= `high_water`."""
         query = select(func.count()).where(Feedback.model_name == model_name, Feedback.id > since)
