@@ -37,7 +37,7 @@ def test_a_challenger_that_learned_from_users_is_promoted_and_a_shuffled_one_ref
     assert feedback["high_water"] == 200 and feedback["audit"] == 60 and feedback["inputs"] == 140
     # the label check drops mostly the wrong corrections, and the report lists what it dropped
     dropped = {row for row in wrong if row[:60] in (good.path / "report.html").read_text()}
-    assert len(dropped) >= 5 and feedback["dropped_by_label_check"] <= 2 * len(dropped)
+    assert len(dropped) >= 3 and feedback["dropped_by_label_check"] <= 2 * len(dropped)
     assert models.get("models:/sst2/3").tags["fmloop.feedback_high_water"] == "200"
     with pytest.raises(FmloopError, match="nothing to retrain on yet"):  # the champion's snapshot is used up
         retrain.run(RetrainConfig(**settings), tmp_path / "again")
