@@ -402,18 +402,20 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             "limits": {"max_inputs": config.max_inputs, "max_text_chars": config.max_text_chars},
         }
 
-    @app.get("/v1/recent")
-    async def recent(limit: int = 50) -> dict:
+    async def from_store(read):
+        """`read(store)` off the event loop; 503 with Retry-After while the store cannot be reached."""
         store = state["store"]
         if store is None:
             raise ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
-        limit = max(1, min(limit, 500))
-        loop = asyncio.get_running_loop()
         try:
-            rows = await loop.run_in_executor(None, lambda: store.recent_predictions(limit))
-            fb = await loop.run_in_executor(None, lambda: store.recent_feedback(limit))
+            return await asyncio.get_running_loop().run_in_executor(None, lambda: read(store))
         except StoreUnavailable as err:
             raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
+
+    @app.get("/v1/recent")
+    async def recent(limit: int = 50) -> dict:
+        limit = max(1, min(limit, 500))
+        rows, fb = await from_store(lambda store: (store.recent_predictions(limit), store.recent_feedback(limit)))
         return {
             "predictions": [
                 {
@@ -443,15 +445,8 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         """Predictions sampled for the audit that await a label (their predicted label is left out,
         so it cannot sway the labeller)."""
         served = current()
-        store = state["store"]
-        if store is None:
-            raise ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
         limit = max(1, min(limit, 500))
-        loop = asyncio.get_running_loop()
-        try:
-            rows = await loop.run_in_executor(None, lambda: store.audit_queue(served.name, limit))
-        except StoreUnavailable as err:
-            raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
+        rows = await from_store(lambda store: store.audit_queue(served.name, limit))
         return {
             "labels": served.labels,
             "predictions": [
