@@ -223,6 +223,9 @@ def main() -> None:
     parser.add_argument("--wrong-corrections", type=float, default=0.1, help="share of users who send a wrong label")
     parser.add_argument("--audit-fraction", type=float, default=0.1)
     parser.add_argument("--bad-round", type=int, default=2, help="round with a challenger trained on shuffled labels")
+    parser.add_argument("--lr", type=float, default=3e-5, help="the challengers' learning rate (the champion's: 1e-4)")
+    parser.add_argument("--epochs", type=float, default=3, help="the challengers' epochs")
+    parser.add_argument("--replay-ratio", type=float, default=2, help="SST-2 rows replayed per correction")
     parser.add_argument("--eval-imdb", type=int, default=1000, help="IMDb test reviews scored after each round")
     parser.add_argument("--work", default=str(ROOT / "bench" / "results" / "feedback_loop"))
     args = parser.parse_args()
@@ -280,7 +283,8 @@ def main() -> None:
                                            "wall_s": time.perf_counter() - t1, "exit": bad.returncode}  # fmt: skip
                 assert not manifest["promoted"], "a challenger trained on shuffled labels was promoted"
             t1 = time.perf_counter()
-            fmloop("loop", NAME, "--db", db, "--retrain.train.epochs=2")
+            fmloop("loop", NAME, "--db", db, f"--retrain.replay_ratio={args.replay_ratio}",
+                   f"--retrain.train.epochs={args.epochs}", f"--retrain.train.lr={args.lr}")  # fmt: skip
             state = json.loads((work / "home" / "loop" / NAME / "state.json").read_text())
             outcome = state["history"][-1]
             row["loop_s"] = time.perf_counter() - t1
