@@ -172,24 +172,40 @@ def evaluate(imdb: list[tuple[str, str]], sst2: list[tuple[str, str]]) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Left: @champion on both sets per round. Right: each round's challenger against the champion
+    on the audit labels the gate judged on (what the gate saw)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     rounds = [r["round"] for r in rows]
-    ax.plot(rounds, [100 * r["imdb"] for r in rows], "o-", label="IMDb test sample (the users' domain)")
-    ax.plot(rounds, [100 * r["sst2"] for r in rows], "s-", label="SST-2 validation (the champion's domain)")
+    left.plot(rounds, [100 * r["imdb"] for r in rows], "o-", label="IMDb test sample (the users' domain)")
+    left.plot(rounds, [100 * r["sst2"] for r in rows], "s-", label="SST-2 validation (the champion's domain)")
     for r in rows:
         if r.get("promoted"):
-            ax.annotate(f"v{r['version']}", (r["round"], 100 * r["imdb"]), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8)  # fmt: skip
-    ax.set_xlabel("round of `fmloop loop` (0: the first champion)")
-    ax.set_ylabel("accuracy of @champion (%)")
-    ax.set_xticks(rounds)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+            left.annotate(f"v{r['version']}", (r["round"], 100 * r["imdb"]), textcoords="offset points", xytext=(0, 6),
+                          ha="center", fontsize=8)  # fmt: skip
+    left.set_xlabel("round of `fmloop loop` (0: the first champion)")
+    left.set_ylabel("accuracy of @champion (%)")
+    left.set_xticks(rounds)
+    left.legend(fontsize=8)
+    judged = [r for r in rows if r.get("gate")]
+    if judged:
+        x = [r["round"] for r in judged]
+        right.plot(x, [100 * r["gate"]["target"]["champion"] for r in judged], "s-", label="champion")
+        right.plot(x, [100 * r["gate"]["target"]["challenger"] for r in judged], "o-", label="challenger")
+        for r in judged:
+            p = max(r["gate"]["target"]["p_value"], r["gate"]["target"]["mcnemar_p"] or 0)
+            right.annotate(f"n={r['gate']['target']['n']}\np={p:.2g}", (r["round"], 100 * r["gate"]["target"]["challenger"]),
+                           textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)  # fmt: skip
+        right.set_xticks(x)
+        right.set_xlabel("round")
+        right.set_ylabel("accuracy on the audit labels (%)")
+        right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -294,6 +310,9 @@ def main() -> None:
             row["reason"] = outcome["reason"]
             if outcome.get("run"):
                 row["retrain"] = json.loads((Path(outcome["run"]) / "manifest.json").read_text())["feedback"]
+                decision = json.loads((Path(outcome["run"]) / "decision.json").read_text())
+                row["gate"] = {side: {k: decision[side][k] for k in ("n", "champion", "challenger", "p_value", "mcnemar_p")}
+                               for side in ("target", "guard")}  # fmt: skip
             scores = evaluate(imdb_test, sst2_validation)
             row["switch_s"] = server.wait_for(scores["version"])
             row.update(scores)
