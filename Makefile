@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test cli-docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+cli-docs: setup
+	$(PY) -m fmloop.cli.reference > docs/cli.md
 
 bench: setup
 	$(PY) bench/pretrain_throughput.py
