@@ -26,7 +26,6 @@ import datetime
 import gzip
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -38,17 +37,12 @@ from pathlib import Path
 
 import httpx
 
+from serving import cpu_model  # bench/ is the script's folder, so its sibling imports directly
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "text"
 NAME = "sst2-minilm"
 FLIP = {"negative": "positive", "positive": "negative"}
-
-
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def fmloop(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -50,7 +50,9 @@ def test_resolved_config_has_every_default():
     assert resolved["train"]["seq_len"] == 128 and resolved["data"]["validation_fraction"] == 0.05
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("30m", 1800), ("1h30m", 5400), ("45", 45), ("2h", 7200)])
+@pytest.mark.parametrize(
+    "text,seconds", [("90s", 90), ("30m", 1800), ("1h30m", 5400), ("45", 45), ("2h", 7200), ("1d", 86400)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

@@ -16,14 +16,9 @@ def read_trust(path: Path | None) -> dict[str, float]:
     """user -> weight from a YAML mapping, checked: a clear error names the file and the entry."""
     if path is None:
         return {}
-    import yaml
+    from fmloop.core.config import read_yaml
 
-    try:
-        weights = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"--trust {path}: cannot read it as YAML ({str(err).splitlines()[0]}).") from None
-    if not isinstance(weights, dict):
-        raise ConfigError(f"--trust {path}: expected a mapping of user: weight, e.g. 'ann: 2'.")
+    weights = read_yaml(path)
     for user, weight in weights.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ConfigError(f"--trust {path}: the weight of {user!r} is {weight!r}; use a number >= 0.")
@@ -147,7 +142,7 @@ def loop_command(
     import signal
     import threading
 
-    from fmloop.core.config import parse_overrides
+    from fmloop.core.config import parse_duration, parse_overrides
     from fmloop.feedback.config import LoopConfig, RetrainConfig
     from fmloop.registry.names import check_name
 
@@ -170,7 +165,10 @@ def loop_command(
     setup_logging()
     from fmloop.feedback import loop
 
-    interval = loop.parse_every(every) if every else None
+    try:
+        interval = parse_duration(every) if every else None
+    except ValueError as err:
+        raise ConfigError(f"--every: {err}") from None
     stop = threading.Event()
     if interval:
         for sig in (signal.SIGTERM, signal.SIGINT):

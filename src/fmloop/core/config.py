@@ -30,18 +30,20 @@ class StageConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
+)
 
 
 def parse_duration(text: str | int | float | None) -> float | None:
-    """'90s', '30m', '1h30m', '2h', '45' (seconds) -> seconds. None stays None."""
+    """'90s', '30m', '1h30m', '2h', '1d', '45' (seconds) -> seconds. None stays None."""
     if text is None or isinstance(text, (int, float)):
         return None if text is None else float(text)
     match = _DURATION.match(str(text))
     if not match or not any(match.groups()):
         raise ValueError(f"not a duration like '90s', '30m' or '1h30m': {text!r}")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 def _check_duration(value: str | None) -> str | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 from pathlib import Path
@@ -41,8 +42,6 @@ def folder(name: str) -> Path:
 
 
 def read_state(name: str) -> dict:
-    import json
-
     path = folder(name) / "state.json"
     if not path.exists():
         return {"tried_high_water": 0, "pending": None, "history": []}
@@ -123,17 +122,18 @@ def _retrain(cfg: LoopConfig, state: dict, pending: dict, resume: bool) -> dict:
     except Interrupted as err:  # stopped at a checkpoint: the next pass continues it
         return {"action": "interrupted", "reason": str(err), "run": pending["out"]}
     except FmloopError as err:  # nothing to train on, nothing to judge with, or training failed
-        state["pending"], state["tried_high_water"] = None, pending["high_water"]
-        return {"action": "skipped", "reason": f"{pending['why']}, but: {str(err).splitlines()[0]}"}
+        outcome = {"action": "skipped", "reason": f"{pending['why']}, but: {str(err).splitlines()[0]}"}
+    else:
+        manifest = run.read_manifest()
+        outcome = {
+            "action": action,
+            "reason": f"{pending.get('why', 'resumed')}: {manifest['reason']}",
+            "run": str(run.path),
+            "challenger": manifest["challenger"],
+            "promoted": manifest["promoted"],
+        }
     state["pending"], state["tried_high_water"] = None, pending["high_water"]
-    manifest = run.read_manifest()
-    return {
-        "action": action,
-        "reason": f"{pending.get('why', 'resumed')}: {manifest['reason']}",
-        "run": str(run.path),
-        "challenger": manifest["challenger"],
-        "promoted": manifest["promoted"],
-    }
+    return outcome
 
 
 def _drift(cfg: LoopConfig) -> tuple[bool, str]:
@@ -147,20 +147,3 @@ def _drift(cfg: LoopConfig) -> tuple[bool, str]:
     monitor.write(result, folder(cfg.name) / "drift" / stamp, cfg.name)
     flagged = [t["name"] for t in result["tests"] if t["drifted"]]
     return bool(flagged), ("flagged by " + ", ".join(flagged)) if flagged else "none"
-
-
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_every(text: str) -> float:
-    """'90s', '30m', '1h', '2d' -> seconds."""
-    from fmloop.core.errors import ConfigError
-
-    text = text.strip().lower()
-    try:
-        value, unit = float(text[:-1]), text[-1]
-        if unit not in UNITS or value <= 0:
-            raise ValueError
-    except (ValueError, IndexError):
-        raise ConfigError(f"--every {text!r}: use a number and a unit s, m, h or d, e.g. --every 1h.") from None
-    return value * UNITS[unit]

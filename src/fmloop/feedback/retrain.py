@@ -94,9 +94,9 @@ class TrainingSet:
 
     snapshot: Snapshot  # the corrections since the champion's snapshot
     audit: list[Example]  # the gate's target set: audit labels up to the same high-water id
-    rows: list[tuple[str, str]]  # the challenger's training rows: kept corrections + replay
-    picking: list[Example]  # corrections that join the validation set to pick the checkpoint
-    dropped: list[dict] = field(default_factory=list)  # corrections the label check flagged
+    rows: list[tuple[str, str]]  # the challenger's training rows: kept feedback rows + replay
+    picking: list[Example]  # feedback rows that pick the checkpoint (see picking_set)
+    dropped: list[dict] = field(default_factory=list)  # feedback rows the label check flagged
     label_check: str = ""  # what the label check did
     counts: dict = field(default_factory=dict)
 
@@ -106,7 +106,7 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
     train on or nothing to judge with (raised before anything is written)."""
     labels = champion.labels or []
     snapshot = read_snapshot(store, champion.name, high_water, since=since, trust=cfg.trust)
-    audit = [e for e in read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples]
+    audit = read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples
     audit = [e for e in audit if e.label in labels]
     if len(snapshot.examples) < cfg.min_corrections:
         raise FmloopError(
@@ -172,7 +172,7 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
 
 
 def picking_set(picking: list[Example], validation, labels: list[str], seed: int) -> list[tuple[str, str]]:
-    """The rows that pick the challenger's checkpoint: the picking corrections and as many rows of the
+    """The rows that pick the challenger's checkpoint: the picking feedback rows and as many rows of the
     champion's validation set. Equal parts, because on the whole validation set (hundreds of rows
     against a few dozen corrections) the champion itself, the run's starting point, would always
     look best; the whole validation set still guards against forgetting at the gate."""
@@ -181,33 +181,33 @@ def picking_set(picking: list[Example], validation, labels: list[str], seed: int
     return sample + [(e.text, e.label) for e in picking]
 
 
-def check_labels(corrections: list[Example], replay, labels: list[str], seed: int):
+def check_labels(feedback: list[Example], replay, labels: list[str], seed: int):
     """(kept feedback rows, dropped ones, what was done): confident learning on TF-IDF features of
     the feedback rows (corrections and accepted answers) and the replayed rows; only feedback rows
     are dropped (the replay is the champion's curated data)."""
-    texts = [e.text for e in corrections] + [text for text, _ in replay]
-    y = np.array([labels.index(e.label) for e in corrections] + [labels.index(label) for _, label in replay])
+    texts = [e.text for e in feedback] + [text for text, _ in replay]
+    y = np.array([labels.index(e.label) for e in feedback] + [labels.index(label) for _, label in replay])
     try:
         ranked, probs = text_label_issues(texts, y, len(labels), seed=seed)
     except (DataError, ValueError) as err:  # too few rows of a class for the folds, or no shared words
-        return corrections, [], f"skipped: {str(err).splitlines()[0]}"
-    flagged = [int(i) for i in ranked if i < len(corrections)]
+        return feedback, [], f"skipped: {str(err).splitlines()[0]}"
+    flagged = [int(i) for i in ranked if i < len(feedback)]
     dropped = [
         {
-            "input": corrections[i].text[:300],
-            "source": corrections[i].source,
-            "label": corrections[i].label,
+            "input": feedback[i].text[:300],
+            "source": feedback[i].source,
+            "label": feedback[i].label,
             "suggested": labels[int(probs[i].argmax())],
             "p_label": round(float(probs[i, y[i]]), 4),
         }
         for i in flagged
     ]
     gone = set(flagged)
-    kept = [e for i, e in enumerate(corrections) if i not in gone]
+    kept = [e for i, e in enumerate(feedback) if i not in gone]
     return (
         kept,
         dropped,
-        f"confident learning on TF-IDF features: {len(dropped)} of {len(corrections)} feedback rows dropped",
+        f"confident learning on TF-IDF features: {len(dropped)} of {len(feedback)} feedback rows dropped",
     )
 
 
