@@ -22,6 +22,7 @@ from fmloop.cli.info import info_command
 from fmloop.cli.pretrain import pretrain_command
 from fmloop.cli.registry import alias_command, models_app, register_command, rollback_command
 from fmloop.cli.retrain import drift_command, loop_command, retrain_command
+from fmloop.cli.run import run_command
 from fmloop.cli.serve import serve_command
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.command("retrain", context_settings=EXTRA)(retrain_command)
 app.command("drift")(drift_command)
 app.command("loop", context_settings=EXTRA)(loop_command)
 app.add_typer(feedback_app, name="feedback")
+app.command("run")(run_command)
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

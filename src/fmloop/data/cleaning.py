@@ -22,6 +22,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -207,3 +208,14 @@ def scan_split(
         if progress is not None:
             progress(1)
     return out
+
+
+class CleanConfig(StageConfig):
+    """`fmloop data clean` as a pipeline stage: the data, its columns and the filters."""
+
+    stage: ClassVar[str] = "clean"
+    data: str = Field(description="a file, a folder of split files, a save_to_disk folder or a hub id")
+    text_column: str | None = Field(None, description="the text column (images: the image column)")
+    label_column: str | None = None
+    normalize_labels: bool = Field(False, description="strip and lower-case string labels")
+    filters: CleanSettings = Field(default_factory=lambda: CleanSettings())

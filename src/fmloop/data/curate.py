@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmloop.core.artifacts import atomic_write_json, atomic_write_text, new_folder, require_new_folder
+from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, new_folder, require_new_folder
 from fmloop.core.console import err_console
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
-from fmloop.data.cleaning import CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split
+from fmloop.data.cleaning import CleanConfig, CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split
 from fmloop.data.image_cleaning import clean_images, inspect_images, pairs_figure
 from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
@@ -137,6 +137,24 @@ def clean_dataset(
                     train_keys, train_near = seen, near
         atomic_write_json(tmp / "clean_report.json", report)
     return report
+
+
+def run(cfg: CleanConfig, out: str | Path) -> RunDir:
+    """The clean stage: OUT holds the cleaned splits, removed.jsonl, clean_report.json and a
+    manifest (kind "clean") whose metrics count the rows kept and removed."""
+    report = clean_dataset(cfg.data, out, cfg.filters, cfg.text_column, cfg.label_column, cfg.normalize_labels)
+    run = RunDir(out)
+    splits = report.get("splits", {})
+    run.write_config(cfg.resolved())
+    run.write_manifest(
+        kind="clean",
+        status="finished",
+        metrics={
+            "rows": sum(v.get("rows", 0) for v in splits.values()),
+            "kept": sum(v.get("kept", 0) for v in splits.values()),
+        },
+    )
+    return run
 
 
 # Inspection -----------------------------------------------------------------------------------------

@@ -15,18 +15,15 @@ The running server follows @champion and picks up a promoted version by itself.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Iterator
 
 from fmloop.core.artifacts import atomic_write_json
 from fmloop.core.errors import FmloopError, Interrupted
 from fmloop.core.home import home
+from fmloop.core.locks import exclusive
 from fmloop.feedback import monitor, retrain
 from fmloop.feedback.config import LoopConfig, RetrainConfig
 from fmloop.feedback.store import Store
@@ -53,25 +50,9 @@ def write_state(name: str, state: dict) -> None:
     atomic_write_json(folder(name) / "state.json", state)
 
 
-@contextlib.contextmanager
-def locked(name: str) -> Iterator[bool]:
+def locked(name: str):
     """True while this process holds the loop's lock; False when another pass holds it."""
-    path = folder(name) / "lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive(folder(name) / "lock")
 
 
 def tick(cfg: LoopConfig) -> dict:

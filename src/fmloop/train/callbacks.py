@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
+from fmloop.core import stop
 from fmloop.core.callbacks import Callback
 from fmloop.train.checkpoint import save_weights_atomically
 
@@ -233,13 +234,12 @@ class GracefulStop(Callback):
     REASON_PREFIX = "signal "  # stop reasons look like "signal SIGTERM received"
 
     def __init__(self):
-        self.requested: str | None = None
         self.previous: dict = {}
 
     def _handler(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
+        if stop.requested() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        stop.request(signum)
 
     def on_train_start(self, loop):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,8 +249,9 @@ class GracefulStop(Callback):
                 pass
 
     def on_step_end(self, loop, logs):
-        if self.requested:
-            loop.control.stop(f"{self.REASON_PREFIX}{self.requested} received")
+        # also a signal caught before training started (by the pipeline runner, during data loading)
+        if stop.requested():
+            loop.control.stop(f"{self.REASON_PREFIX}{stop.requested()} received")
 
     def on_train_end(self, loop):
         for sig, handler in self.previous.items():
