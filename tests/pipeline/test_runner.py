@@ -51,7 +51,9 @@ def test_a_second_run_skips_what_is_cached_and_a_change_reruns_downstream(home, 
     assert read_lock(out)["stages"]["finetune"]["key"] != lock["finetune"]["key"]
 
 
-def test_sigterm_in_the_first_stage_stops_the_pipeline_and_a_rerun_resumes_it(home, tmp_path, corpus_file, sentiment_dir):
+def test_sigterm_in_the_first_stage_stops_the_pipeline_and_a_rerun_resumes_it(
+    home, tmp_path, corpus_file, sentiment_dir
+):
     path, out = _pipeline(tmp_path, corpus_file, sentiment_dir, steps=1500)
     checkpoints = out / "pretrain" / "checkpoints"
     with open(tmp_path / "stderr.log", "w") as err:

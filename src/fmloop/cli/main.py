@@ -19,6 +19,7 @@ from fmloop.cli.demo import demo_command
 from fmloop.cli.feedback import feedback_app
 from fmloop.cli.finetune import evaluate_command, finetune_command, predict_command
 from fmloop.cli.info import info_command
+from fmloop.cli.ladder import ladder_command
 from fmloop.cli.pretrain import pretrain_command
 from fmloop.cli.registry import alias_command, models_app, register_command, rollback_command
 from fmloop.cli.retrain import drift_command, loop_command, retrain_command
@@ -58,6 +59,7 @@ app.command("drift")(drift_command)
 app.command("loop", context_settings=EXTRA)(loop_command)
 app.add_typer(feedback_app, name="feedback")
 app.command("run")(run_command)
+app.command("ladder", context_settings=EXTRA)(ladder_command)
 app.command("info")(info_command)
 app.command("demo")(demo_command)
 

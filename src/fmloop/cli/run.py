@@ -14,7 +14,9 @@ from fmloop.cli.common import err_console, setup_logging, user_errors
 
 @user_errors
 def run_command(
-    file: Path = typer.Argument(..., help="The pipeline file (YAML): stages, their configs, ${stage.output} references."),
+    file: Path = typer.Argument(
+        ..., help="The pipeline file (YAML): stages, their configs, ${stage.output} references."
+    ),
     start: Optional[str] = typer.Option(
         None, "--from", help="Run this stage again and every stage after it; earlier ones are used as they are."
     ),
@@ -22,7 +24,9 @@ def run_command(
     sets: Optional[List[str]] = typer.Option(
         None, "--set", help="Change a value: STAGE.key=value (that stage's config) or vars.NAME=value. Repeatable."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", help="The pipeline's run folder. Default: the file's out:, else runs/NAME."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="The pipeline's run folder. Default: the file's out:, else runs/NAME."
+    ),
     force: bool = typer.Option(False, "--force", help="Run every stage again, cached or not."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check the file and say what would run; run nothing."),
 ):

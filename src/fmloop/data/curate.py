@@ -23,7 +23,15 @@ from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, 
 from fmloop.core.console import err_console
 from fmloop.core.errors import ConfigError, DataError
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
-from fmloop.data.cleaning import CleanConfig, CleanSettings, NearDuplicates, detect_language, garbled, has_html, scan_split
+from fmloop.data.cleaning import (
+    CleanConfig,
+    CleanSettings,
+    NearDuplicates,
+    detect_language,
+    garbled,
+    has_html,
+    scan_split,
+)
 from fmloop.data.image_cleaning import clean_images, inspect_images, pairs_figure
 from fmloop.data.images import is_image_source
 from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose

@@ -36,8 +36,7 @@ def render(pipeline: Pipeline) -> str:
     entries = lock.get("stages", {})
     parts = [
         f"<h1>{html.escape(pipeline.name)}: the loop, stage by stage</h1>",
-        f"<p>{html.escape(lock.get('command', ''))} &middot; {html.escape(_cpu())} &middot; "
-        f"{os.cpu_count()} cores</p>",
+        f"<p>{html.escape(lock.get('command', ''))} &middot; {html.escape(_cpu())} &middot; {os.cpu_count()} cores</p>",
         "<h2>Stages</h2>",
         _stage_table(pipeline, entries),
     ]
@@ -113,11 +112,20 @@ def _clean(stage: Stage, entry: dict) -> str:
         split: f"kept {v.get('kept')} of {v.get('rows')}; removed {v.get('removed') or 'none'}"
         for split, v in report.get("splits", {}).items()
     }
-    return html_table(rows) + "<p>Every removed row, with its reason: " + _link(stage, stage.folder.parent, "removed.jsonl") + "</p>"
+    return (
+        html_table(rows)
+        + "<p>Every removed row, with its reason: "
+        + _link(stage, stage.folder.parent, "removed.jsonl")
+        + "</p>"
+    )
 
 
 def _curve(stage: Stage, key: str, ylabel: str) -> str:
-    rows = [r for r in read_jsonl(stage.folder / "metrics.jsonl") if key in r] if (stage.folder / "metrics.jsonl").exists() else []
+    rows = (
+        [r for r in read_jsonl(stage.folder / "metrics.jsonl") if key in r]
+        if (stage.folder / "metrics.jsonl").exists()
+        else []
+    )
     if len(rows) < 2:
         return ""
     import matplotlib

@@ -150,11 +150,20 @@ def plan(pipeline: Pipeline, start: str | None = None, only: str | None = None, 
             steps.append(Step(stage, key, "run", "asked for"))
         elif _finished(entry, stage) and entry["key"] == key:
             steps.append(Step(stage, key, "cached", f"unchanged since {entry.get('finished', 'its last run')}"))
-        elif entry and entry.get("key") == key and entry.get("status") in ("stopped", "running") and stage.folder.is_dir():
+        elif (
+            entry
+            and entry.get("key") == key
+            and entry.get("status") in ("stopped", "running")
+            and stage.folder.is_dir()
+        ):
             steps.append(Step(stage, key, "resume", f"{entry['status']} at its last checkpoint"))
         else:
-            why = "not run yet" if not entry else "its config, inputs or fmloop changed" if entry.get("key") != key else (
-                f"last run {entry.get('status')}"
+            why = (
+                "not run yet"
+                if not entry
+                else "its config, inputs or fmloop changed"
+                if entry.get("key") != key
+                else (f"last run {entry.get('status')}")
             )
             steps.append(Step(stage, key, "run", why))
     needed = {n for s in steps if s.action != "skip" for n in s.stage.needs}
@@ -228,7 +237,11 @@ def _run_step(step: Step, counter: str, lock: dict, out: Path, command: str) -> 
         if not resume:
             remove_output(stage.folder)
         run_function = stage.kind.run_function()
-        result = run_function(stage.config, stage.folder, resume=True) if resume else run_function(stage.config, stage.folder)
+        result = (
+            run_function(stage.config, stage.folder, resume=True)
+            if resume
+            else run_function(stage.config, stage.folder)
+        )
         status = _status(result)
     except Interrupted as err:
         entry.update(status="stopped", seconds=_seconds(entry, started), message=str(err))
@@ -267,7 +280,9 @@ def _status(result) -> str:
 
 
 def _register(stage: Stage, entry: dict) -> None:
-    """Register a finished stage's model when the file asks for it, once per run dir."""
+    """Register a finished stage's model when the file asks for it, once per run dir. The alias is
+    set only then: a later rerun of a cached stage must not move @champion back from a version a
+    retrain promoted since."""
     if stage.register is None:
         return
     name, alias = stage.register.name, stage.register.alias
@@ -275,12 +290,12 @@ def _register(stage: Stage, entry: dict) -> None:
     if version is None:
         version = registry.register(stage.folder, name)
         log.info("%s: registered as models:/%s/%d", stage.name, name, version.version)
-    if alias and alias not in version.aliases:
-        # the champion moves through promote, so @previous keeps the one it replaced
-        registry.promote(name, version.version) if alias == "champion" else registry.set_alias(
-            name, alias, version.version
-        )
-        log.info("%s: models:/%s@%s -> version %d", stage.name, name, alias, version.version)
+        if alias == "champion":  # through promote, so @previous keeps the one it replaced
+            registry.promote(name, version.version)
+        elif alias:
+            registry.set_alias(name, alias, version.version)
+        if alias:
+            log.info("%s: models:/%s@%s -> version %d", stage.name, name, alias, version.version)
     entry["registered"] = f"models:/{name}/{version.version}"
 
 
@@ -300,7 +315,13 @@ def _metrics(stage: Stage) -> dict:
 
 
 def _stopped_message(stage: Stage, command: str, done: bool = False) -> str:
-    where = "after it finished" if done else "at its last checkpoint" if stage.kind.name in ("pretrain", "finetune", "retrain") else ""
+    where = (
+        "after it finished"
+        if done
+        else "at its last checkpoint"
+        if stage.kind.name in ("pretrain", "finetune", "retrain")
+        else ""
+    )
     return (
         f"pipeline stopped in stage {stage.name!r}{' ' + where if where else ''}; no later stage ran. "
         f"Run `{command}` again to continue from there."
@@ -313,4 +334,3 @@ def _seconds(entry: dict, started: float) -> float:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-

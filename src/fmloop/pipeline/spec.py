@@ -125,7 +125,7 @@ def _apply_sets(data: dict, sets: list[str], where: _Where) -> dict:
     """--set finetune.train.lr=1e-4 goes into that stage's config; --set vars.data=... into vars."""
     for item in sets:
         tree = parse_overrides([item])
-        (head, rest), = tree.items()
+        ((head, rest),) = tree.items()
         if head == "vars":
             data = deep_merge(data, {"vars": rest})
         elif head in (data.get("stages") or {}):
@@ -307,6 +307,4 @@ def _validate(kind: StageKind, resolved: dict, stage_name: str, where: _Where) -
     except ValidationError as err:
         loc = err.errors()[0]["loc"]
         message = format_validation_error(err, cls).splitlines()[0]
-        raise ConfigError(
-            f"{where('stages', stage_name, 'config', *loc)}: stage {stage_name!r}: {message}"
-        ) from None
+        raise ConfigError(f"{where('stages', stage_name, 'config', *loc)}: stage {stage_name!r}: {message}") from None

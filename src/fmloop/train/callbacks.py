@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from fmloop.core.artifacts import atomic_write_text, read_jsonl
 from fmloop.core import stop
+from fmloop.core.artifacts import atomic_write_text, read_jsonl
 from fmloop.core.callbacks import Callback
 from fmloop.train.checkpoint import save_weights_atomically
 

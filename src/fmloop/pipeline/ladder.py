@@ -1,0 +1,414 @@
+"""The transfer ladder: test accuracy against the number of labels, for each way of starting a
+model, on the same data with the same label subsets and seeds in every cell, beside the classic
+floor (TF-IDF + logistic regression for text, the small CNN from scratch for images).
+
+    OUT/cells/STRATEGY-BUDGET-seedN/   a fine-tuning run dir per cell (its model/ removed unless
+                                       keep_models) and cell.json: test accuracy, labels, seconds
+    OUT/dapt/                          the base's continued masked-LM pretraining (strategy dapt)
+    OUT/ladder.csv                     one row per cell
+    OUT/ladder.md, ladder.png          mean and 95% interval per strategy and budget; the plot
+    OUT/report.html, manifest.json
+
+Strategies: `scratch` (the architecture from random weights), the fine-tuning strategies of
+`fmloop finetune` on the base (`full`, `linear-probe`, `lora`, `llrd`, `freeze:K`, `gradual`), and
+`dapt` (masked-LM pretraining of the base continued on the task's own training text, plus any
+`unlabeled` corpus, then `full`). A budget is a number of training labels ("100") or a share of
+them ("10%", "100%"); each seed draws its own stratified subset, the same for every strategy.
+A rerun (or `fmloop run` after SIGTERM) keeps the cells that finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from fmloop.core import stop
+from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text
+from fmloop.core.config import StageConfig, build_config, deep_merge
+from fmloop.core.errors import ConfigError, DataError, Interrupted
+from fmloop.core.html import CSS
+
+log = logging.getLogger(__name__)
+
+BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+TUNED = ("full", "linear-probe", "lora", "llrd", "gradual")
+
+
+class LadderConfig(StageConfig):
+    stage: ClassVar[str] = "ladder"
+    base: str = Field(description="the pretrained model: a folder, a run dir, or a preset")
+    data: str = Field(description="labeled data with a test split (every cell is scored on it)")
+    budgets: list[str] = Field(["1%", "10%", "100%"], min_length=1, description="training labels: '100' or '10%'")
+    strategies: list[str] = Field(
+        ["scratch", "linear-probe", "lora", "full"],
+        min_length=1,
+        description="scratch, full, linear-probe, lora, ..., dapt",
+    )
+    seeds: int = Field(1, ge=1, le=10, description="seeds per cell (each draws its own label subset)")
+    floor: bool = Field(True, description="add TF-IDF + logistic regression (text) or the small CNN (images)")
+    scratch_model: str | None = Field(
+        None, description="the random-init architecture (default: base when a preset, else bert-mini / resnet-micro)"
+    )
+    tokenizer: str | None = Field(None, description="tokenizer folder for preset models (default: the base's)")
+    unlabeled: str | None = Field(None, description="dapt: extra unlabeled text beside the task's training text")
+    dapt: dict[str, Any] = Field(
+        default_factory=dict, description="dapt pretraining overrides, e.g. {train: {max_time: 10m}}"
+    )
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="fine-tuning overrides for every cell, e.g. {epochs: 3}"
+    )
+    text_column: str | None = None
+    label_column: str | None = None
+    keep_models: bool = Field(False, description="keep each cell's model/ (they can take gigabytes)")
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, values):
+        for v in values:
+            match = BUDGET.match(str(v))
+            if not match or float(match.group(1)) <= 0 or (match.group(2) and float(match.group(1)) > 100):
+                raise ValueError(f"must hold label counts like '100' or shares like '10%' (got {v!r})")
+        return [str(v).strip() for v in values]
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, values):
+        for v in values:
+            if v not in ("scratch", "dapt", *TUNED) and not re.match(r"^freeze:\d+$", v):
+                raise ValueError(
+                    f"must be scratch, dapt, full, linear-probe, lora, llrd, gradual or freeze:K (got {v!r})"
+                )
+        return values
+
+
+# Budgets and cells -----------------------------------------------------------------------------
+
+
+def limit_per_class(budget: str, n_classes: int) -> float | None:
+    """A budget as fine-tuning's `limit_per_class`: labels per class, a share, or None (all)."""
+    value, percent = BUDGET.match(budget).groups()
+    if percent:
+        share = float(value) / 100
+        return None if share >= 1 else share
+    return max(1, round(float(value) / n_classes))
+
+
+def cell_name(strategy: str, budget: str, seed: int) -> str:
+    return f"{strategy.replace(':', '')}-{budget.replace('%', 'pct')}-seed{seed}"
+
+
+def _modality(cfg: LadderConfig) -> str:
+    from fmloop.data.images import is_image_source
+
+    return "image" if is_image_source(cfg.data) else "text"
+
+
+def _is_preset(name: str) -> bool:
+    return not Path(name).expanduser().exists() and "/" not in name
+
+
+def _finetune_tree(cfg: LadderConfig, strategy: str, model: str, limit: float | None, seed: int, modality: str) -> dict:
+    tokenizer = None
+    if modality == "text" and _is_preset(model):
+        from fmloop.models.presets import model_dir_of
+
+        tokenizer = cfg.tokenizer or (
+            None if _is_preset(cfg.base) else str(model_dir_of(str(Path(cfg.base).expanduser())))
+        )
+        if tokenizer is None:
+            raise ConfigError(f"ladder: the preset {model!r} needs a tokenizer folder: set `tokenizer`.")
+    train = deep_merge(cfg.train, {"seed": seed, "limit_per_class": limit})
+    return {
+        "strategy": "full" if strategy in ("scratch", "dapt") else strategy,
+        "data": {"path": cfg.data, "text_column": cfg.text_column, "label_column": cfg.label_column},
+        "model": {"name": model, "tokenizer": tokenizer},
+        "train": train,
+    }
+
+
+def _scratch_model(cfg: LadderConfig, modality: str) -> str:
+    if cfg.scratch_model:
+        return cfg.scratch_model
+    if _is_preset(cfg.base):
+        return cfg.base
+    return "bert-mini" if modality == "text" else "resnet-micro"
+
+
+# Running ---------------------------------------------------------------------------------------
+
+
+def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
+    """Run every cell (keeping finished ones when `resume`); write the table, plot and report."""
+    from fmloop.train import finetune
+    from fmloop.train.config import FinetuneConfig
+
+    out = Path(out)
+    run_dir = RunDir(out)
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ConfigError(f"ladder: {out} already exists; pass another --out, or --resume to keep its finished cells.")
+    run_dir.create(allow_existing=True)
+    run_dir.write_config(cfg.resolved())
+    run_dir.write_manifest(kind="ladder", status="running")
+    modality = _modality(cfg)
+    classes = _class_count(cfg, modality)
+    rows: list[dict] = []
+    dapt_model = _dapt(cfg, out / "dapt", resume) if "dapt" in cfg.strategies else None
+    plan = [(s, b, seed) for s in cfg.strategies for b in cfg.budgets for seed in range(cfg.seeds)]
+    if cfg.floor:
+        plan += [("floor", b, seed) for b in cfg.budgets for seed in range(cfg.seeds)]
+    for i, (strategy, budget, seed) in enumerate(plan, 1):
+        folder = out / "cells" / cell_name(strategy, budget, seed)
+        limit = limit_per_class(budget, classes)
+        log.info("ladder cell %d/%d: %s, %s labels, seed %d", i, len(plan), strategy, budget, seed)
+        done = folder / "cell.json"
+        if resume and done.exists():
+            rows.append(_read_cell(done))
+            continue
+        started = time.perf_counter()
+        if strategy == "floor" and modality == "text":
+            result = tfidf_floor(cfg, limit, seed)
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            model = {"scratch": _scratch_model(cfg, modality), "dapt": dapt_model, "floor": "cnn-small"}.get(
+                strategy, cfg.base
+            )
+            tree = _finetune_tree(cfg, "scratch" if strategy == "floor" else strategy, model, limit, seed, modality)
+            resumable = resume and RunDir(folder).resumable()
+            tuned = finetune.run(build_config(FinetuneConfig, tree), folder, resume=resumable, overwrite=not resumable)
+            manifest = tuned.read_manifest()
+            if manifest.status == "stopped":
+                raise Interrupted(f"ladder stopped in cell {folder.name} at its checkpoint")
+            result = _cell_result(manifest, folder)
+            if not cfg.keep_models:
+                shutil.rmtree(tuned.model_dir, ignore_errors=True)
+        row = {"strategy": strategy, "budget": budget, "seed": seed, **result,
+               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+        atomic_write_json(done, row)
+        rows.append(row)
+        _write_outputs(out, rows, cfg)
+        if stop.requested():
+            raise Interrupted(f"ladder stopped after cell {folder.name}")
+    summary = _write_outputs(out, rows, cfg)
+    run_dir.write_manifest(status="finished", metrics={"cells": len(rows)}, summary=summary)
+    return run_dir
+
+
+def _read_cell(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def _cell_result(manifest, folder: Path) -> dict:
+    metrics = manifest.metrics
+    if "test_accuracy" not in metrics:
+        raise DataError(f"ladder: {folder} has no test accuracy: the data needs a test split every cell is scored on.")
+    rows = (manifest.get("data_summary") or {}).get("rows", {})
+    return {"labels": rows.get("train"), "test_rows": rows.get("test"), "test_accuracy": metrics["test_accuracy"]}
+
+
+def _class_count(cfg: LadderConfig, modality: str) -> int:
+    from fmloop.data.sources import read_splits
+
+    raw = read_splits(cfg.data)
+    if "train" not in raw.splits or "test" not in raw.splits:
+        raise DataError(f"ladder: {cfg.data} needs train and test splits (it has {', '.join(raw.splits)}).")
+    ds = raw.splits["train"]
+    column = cfg.label_column or next((c for c in ("label", "labels", "target", "class") if c in ds.column_names), None)
+    if column is None:
+        raise DataError(f"ladder: {raw.origin['train']} has no label column; set `label_column`.")
+    feature = ds.features[column]
+    return feature.num_classes if hasattr(feature, "num_classes") else len(set(ds[column]))
+
+
+def _dapt(cfg: LadderConfig, out: Path, resume: bool) -> str:
+    """Continue the base's masked-LM pretraining on the task's training text (labels unused) and the
+    `unlabeled` corpus; returns the pretrained run dir."""
+    from fmloop.data.labeled import load_labeled
+    from fmloop.data.sources import load_text_corpus
+    from fmloop.models.presets import model_dir_of
+    from fmloop.train import pretrain
+    from fmloop.train.config import PretrainConfig
+
+    if _is_preset(cfg.base):
+        raise ConfigError("ladder: dapt continues pretraining a pretrained base; `base` is a preset (random weights).")
+    run = RunDir(out)
+    if run.manifest_path.exists() and run.read_manifest().status == "finished":
+        return str(out)
+    corpus = out.parent / "dapt-corpus.jsonl"
+    if not corpus.exists():
+        texts = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False)
+        extra = []
+        if cfg.unlabeled:
+            unlabeled = load_text_corpus(cfg.unlabeled).splits["train"]
+            extra = unlabeled[unlabeled.column_names[0]]
+        _write_corpus(corpus, list(texts.splits["train"]["text"]) + list(extra))
+    base = str(model_dir_of(str(Path(cfg.base).expanduser())))  # a run dir's model/ (with its tokenizer)
+    tree = deep_merge(
+        {"objective": "mlm", "data": {"path": str(corpus)}, "model": {"name": base}, "tokenizer": {"path": base},
+         "train": {"lr": 5e-5, "warmup_ratio": 0.06}},
+        cfg.dapt,
+    )  # fmt: skip
+    resumable = resume and run.resumable()
+    done = pretrain.run(build_config(PretrainConfig, tree), out, resume=resumable, overwrite=not resumable)
+    if done.read_manifest().status == "stopped":
+        raise Interrupted("ladder stopped during dapt pretraining at its checkpoint")
+    return str(out)
+
+
+def _write_corpus(path: Path, texts: list[str]) -> None:
+    import json
+
+    buffer = io.StringIO()
+    for text in texts:
+        buffer.write(json.dumps({"text": text}) + "\n")
+    atomic_write_text(path, buffer.getvalue())
+
+
+def tfidf_floor(cfg: LadderConfig, limit: float | None, seed: int) -> dict:
+    """TF-IDF (words and bigrams) + logistic regression on the same label subset a fine-tuned cell
+    trains on, its C picked by cross-validation; scored on the test split."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    from fmloop.data.labeled import load_labeled
+    from fmloop.data.sampling import per_class_sample
+
+    data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False, seed=seed)
+    train = data.splits["train"]
+    y = np.asarray(train["label"])
+    keep = per_class_sample(y, limit, seed) if limit else np.arange(len(y))
+    texts, y = [train["text"][i] for i in keep], y[keep]
+    smallest = np.bincount(y).min() if len(y) else 0
+    classifier = LogisticRegression(C=10, max_iter=2000)
+    if smallest >= 3:
+        classifier = GridSearchCV(classifier, {"C": [0.1, 1, 10, 100]}, cv=min(5, int(smallest)))
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), classifier)
+    model.fit(texts, y)
+    test = data.splits["test"]
+    accuracy = float(np.mean(model.predict(list(test["text"])) == np.asarray(test["label"])))
+    return {"labels": int(len(y)), "test_rows": len(test), "test_accuracy": accuracy}
+
+
+# Table, plot, report ---------------------------------------------------------------------------
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean test accuracy per strategy and budget with a 95% interval: Student's t over seeds, or
+    (one seed) the Wilson interval of the test accuracy itself."""
+    from scipy import stats
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["strategy"], r["budget"]), []).append(r)
+    out = []
+    for (strategy, budget), cells in groups.items():
+        acc = [c["test_accuracy"] for c in cells]
+        mean = sum(acc) / len(acc)
+        if len(acc) > 1:
+            sd = math.sqrt(sum((a - mean) ** 2 for a in acc) / (len(acc) - 1))
+            half = stats.t.ppf(0.975, len(acc) - 1) * sd / math.sqrt(len(acc))
+            low, high = max(0.0, mean - half), min(1.0, mean + half)
+        else:
+            n = cells[0].get("test_rows")
+            low, high = _wilson(mean, n) if n else (mean, mean)
+        out.append({
+            "strategy": strategy, "budget": budget, "labels": cells[0].get("labels"), "seeds": len(acc),
+            "test_accuracy": round(mean, 4), "low": round(low, 4), "high": round(high, 4),
+            "seconds": round(sum(c["seconds"] for c in cells) / len(cells), 1),
+        })  # fmt: skip
+    return out
+
+
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _write_outputs(out: Path, rows: list[dict], cfg: LadderConfig) -> list[dict]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["strategy", "budget", "seed", "labels", "test_accuracy", "seconds"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k) for k in writer.fieldnames})
+    atomic_write_text(out / "ladder.csv", buffer.getvalue())
+    summary = summarise(rows)
+    atomic_write_text(out / "ladder.md", table(summary, cfg))
+    _plot(summary, out / "ladder.png", cfg)
+    atomic_write_text(out / "report.html", _report(summary, out, cfg))
+    return summary
+
+
+def table(summary: list[dict], cfg: LadderConfig) -> str:
+    budgets = list(dict.fromkeys(s["budget"] for s in summary))
+    strategies = list(dict.fromkeys(s["strategy"] for s in summary))
+    cell = {(s["strategy"], s["budget"]): s for s in summary}
+    lines = [
+        f"base {cfg.base}; data {cfg.data}; test accuracy, mean [95% interval], seconds per cell",
+        "",
+        "| strategy | " + " | ".join(f"{b} labels" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for strategy in strategies:
+        values = []
+        for b in budgets:
+            s = cell.get((strategy, b))
+            values.append(
+                f"{s['test_accuracy']:.4f} [{s['low']:.3f}, {s['high']:.3f}], {s['seconds']:.0f} s" if s else ""
+            )
+        lines.append(f"| {_label(strategy)} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _label(strategy: str) -> str:
+    return "floor (TF-IDF + LR / small CNN)" if strategy == "floor" else strategy
+
+
+def _plot(summary: list[dict], path: Path, cfg: LadderConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for strategy in dict.fromkeys(s["strategy"] for s in summary):
+        points = sorted((s for s in summary if s["strategy"] == strategy), key=lambda s: s["labels"] or 0)
+        x = [p["labels"] or 0 for p in points]
+        y = [p["test_accuracy"] for p in points]
+        err = [[p["test_accuracy"] - p["low"] for p in points], [p["high"] - p["test_accuracy"] for p in points]]
+        ax.errorbar(
+            x, y, yerr=err, marker="o", capsize=3, label=_label(strategy), ls="--" if strategy == "floor" else "-"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"transfer ladder: {Path(cfg.base).name} on {Path(cfg.data).name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _report(summary: list[dict], out: Path, cfg: LadderConfig) -> str:
+    import base64
+    import html
+
+    image = base64.b64encode((out / "ladder.png").read_bytes()).decode() if (out / "ladder.png").exists() else ""
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>ladder</title><style>{CSS}</style>"
+        f"<h1>Transfer ladder</h1><img src='data:image/png;base64,{image}' alt='ladder'>"
+        f"<pre>{html.escape(table(summary, cfg))}</pre>"
+    )

@@ -1,0 +1,183 @@
+"""The users stage: a registered model served by `fmloop serve` in its own process, and simulated
+users talking to it over real HTTP. They send labeled examples to /v1/predict; a share of those
+whose answer is wrong send the true label to /v1/feedback as a correction (a share of those
+corrections deliberately wrong, as real users make mistakes); labellers give the server's audit
+sample its true labels. The feedback lands in OUT/feedback.db, which a retrain stage reads.
+
+    OUT/feedback.db      predictions, corrections and audit labels (SQLite)
+    OUT/users.json       served, served accuracy, corrections (wrong ones), audit labels
+    OUT/server.log       the server's own log
+    OUT/manifest.json    kind "users", with the same counts as metrics
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, require_new_folder
+from fmloop.core.config import StageConfig
+from fmloop.core.errors import DataError, FmloopError
+from fmloop.core.html import CSS, html_table
+
+log = logging.getLogger(__name__)
+
+
+class UsersConfig(StageConfig):
+    stage: ClassVar[str] = "users"
+    model: str = Field(description="the model to serve, usually a registry reference such as models:/NAME@champion")
+    data: str = Field(description="labeled examples the users send (their labels are the truth the users know)")
+    split: str = Field("test", description="which split of `data` the users send")
+    text_column: str | None = None
+    label_column: str | None = None
+    requests: int = Field(400, ge=1, description="examples sent to /v1/predict (at most the split's size)")
+    correct_rate: float = Field(0.8, ge=0, le=1, description="share of wrong answers whose user sends a correction")
+    wrong_rate: float = Field(0.1, ge=0, le=1, description="share of corrections that carry the wrong label")
+    audit_fraction: float = Field(0.15, gt=0, le=1, description="share of predictions the server samples for audit")
+    seed: int = 0
+
+
+class Server:
+    """`fmloop serve MODEL` on a free loopback port, in its own process."""
+
+    def __init__(self, model: str, db: str, audit_fraction: float, log_path: Path):
+        import httpx
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "a")
+        command = [sys.executable, "-m", "fmloop", "serve", model, "--db", db, "--port", str(self.port),
+                   "--audit-fraction", str(audit_fraction)]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise FmloopError(f"`fmloop serve {model}` exited with code {self.proc.returncode}; see {log_path}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise FmloopError(f"`fmloop serve {model}` did not become ready in 300 s; see {log_path}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post_feedback(http, body: dict) -> None:
+    """Send one feedback, waiting out the per-user rate limit (429 + Retry-After)."""
+    for _ in range(20):
+        response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        if response.status_code != 429:
+            response.raise_for_status()
+            return
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+    raise FmloopError(f"the server kept refusing feedback (429): {response.text}")
+
+
+def examples(cfg: UsersConfig) -> list[tuple[str, str]]:
+    """(text, true label name) pairs of the configured split, shuffled with the seed."""
+    from fmloop.data.labeled import load_labeled
+
+    data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False)
+    if cfg.split not in data.splits:
+        raise DataError(f"{cfg.data} has no {cfg.split!r} split (it has {', '.join(data.splits)}); set `split`.")
+    rows = data.splits[cfg.split]
+    pairs = [(t, data.labels[y]) for t, y in zip(rows["text"], rows["label"])]
+    random.Random(cfg.seed).shuffle(pairs)
+    return pairs[: cfg.requests]
+
+
+def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
+    """Predictions, then corrections of wrong answers, then audit labels; returns the counts."""
+    import httpx
+
+    rng = random.Random(cfg.seed)
+    truth = dict(pairs)
+    answers = []
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for start in range(0, len(pairs), 8):
+            chunk = [text for text, _ in pairs[start : start + 8]]
+            response = http.post("/v1/predict", json={"inputs": chunk})
+            response.raise_for_status()
+            answers += list(zip(chunk, response.json()["predictions"]))
+        labels = sorted(set(truth.values()))
+        wrong = [(text, p) for text, p in answers if p["label"] != truth[text]]
+        corrections = misled = 0
+        for text, p in wrong:
+            if rng.random() >= cfg.correct_rate:
+                continue
+            label = truth[text]
+            if rng.random() < cfg.wrong_rate:
+                label, misled = rng.choice([name for name in labels if name != label] or [label]), misled + 1
+            _post_feedback(
+                http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(50)}"}
+            )
+            corrections += 1
+        audit = http.get("/v1/audit", params={"limit": 1000}).json()["predictions"]
+        for item in audit:
+            _post_feedback(
+                http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
+            )
+    return {
+        "served": len(answers),
+        "served_accuracy": round(1 - len(wrong) / max(len(answers), 1), 4),
+        "corrections": corrections,
+        "wrong_corrections": misled,
+        "audit_labels": len(audit),
+    }
+
+
+def run(cfg: UsersConfig, out: str | Path) -> RunDir:
+    out = require_new_folder(out)
+    run = RunDir(out).create()
+    run.write_config(cfg.resolved())
+    run.write_manifest(kind="users", status="running", model=cfg.model)
+    pairs = examples(cfg)
+    database = f"sqlite:///{(out / 'feedback.db').resolve()}"
+    log.info("serving %s; %d simulated users send %s examples", cfg.model, len(pairs), cfg.split)
+    server = Server(cfg.model, database, cfg.audit_fraction, out / "server.log")
+    try:
+        counts = simulate(server.url, pairs, cfg)
+    finally:
+        server.stop()
+    log.info(
+        "served %d (accuracy %.3f); %d corrections (%d wrong on purpose), %d audit labels",
+        counts["served"], counts["served_accuracy"], counts["corrections"], counts["wrong_corrections"],
+        counts["audit_labels"],
+    )  # fmt: skip
+    atomic_write_json(out / "users.json", {"model": cfg.model, **counts})
+    run.write_manifest(status="finished", metrics=counts)
+    atomic_write_text(out / "report.html", _report(cfg, counts))
+    return run
+
+
+def _report(cfg: UsersConfig, counts: dict) -> str:
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>users</title><style>{CSS}</style>"
+        f"<h1>Simulated users of {cfg.model}</h1>{html_table({**counts, 'data': f'{cfg.data} ({cfg.split})'})}"
+        f"<pre>{json.dumps(cfg.resolved(), indent=2)}</pre>"
+    )
