@@ -27,7 +27,8 @@ test: setup
 	$(PY) -m pytest -q
 
 cli-docs: setup
-	$(PY) -m fmloop.cli.reference > docs/cli.md
+	$(PY) -m fmloop.cli.reference cli > docs/cli.md
+	$(PY) -m fmloop.cli.reference config > docs/config.md
 
 bench: setup
 	$(PY) bench/pretrain_throughput.py

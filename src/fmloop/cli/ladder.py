@@ -29,6 +29,9 @@ def ladder_command(
     unlabeled: Optional[str] = typer.Option(None, "--unlabeled", help="dapt: extra unlabeled text to pretrain on."),
     scratch_model: Optional[str] = typer.Option(None, "--scratch-model", help="The random-init architecture."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder for preset models."),
+    test_limit: Optional[int] = typer.Option(
+        None, "--test-limit", help="Text: score every cell on this many test rows (a seeded sample)."
+    ),
     no_floor: bool = typer.Option(False, "--no-floor", help="Leave out TF-IDF + LR (text) / the small CNN (images)."),
     out: Path = typer.Option(Path("runs/ladder"), "--out", help="Where the cells, table, plot and report go."),
     resume: bool = typer.Option(False, "--resume", help="Keep the finished cells in --out and run the rest."),
@@ -59,6 +62,7 @@ def ladder_command(
         scratch_model=scratch_model,
         tokenizer=tokenizer,
         floor=False if no_floor else None,
+        test_limit=test_limit,
         train=extra.get("train"),
         dapt=extra.get("dapt"),
     )

@@ -1,38 +1,39 @@
-"""`make demo`: the most complete loop fmloop has, on real data, in a few minutes on a laptop CPU.
+"""`make demo` / `fmloop demo`: the whole loop on real data, run as the pipeline in demo.yaml.
 
-  1. pretrain a small BERT (bert-mini) with masked LM on unlabeled movie reviews;
-  2. fine-tune it on SST-2 sentiment labels;
-  3. fine-tune the same architecture from random weights on the same labels;
-  4. evaluate both on held-out SST-2 sentences (the test split) with a paired bootstrap test:
-     what did pretraining buy?
+  clean SST-2 -> pretrain bert-mini (masked LM on unlabeled IMDb reviews, 4 minutes at most) ->
+  fine-tune it, and the same model from random weights, on the cleaned labels (90 s each) ->
+  evaluate both (paired bootstrap) -> int8 export -> register the champion -> serve it to simulated
+  users who correct its wrong answers -> a gated retrain from their feedback.
 
-Data is looked for in $FMLOOP_DATA, then ../shared/datasets beside the checkout, then the
-Hugging Face hub; the demo says which it used.
+Each training stage has a time budget, so the demo ends within 15 minutes on a 2-core CPU; a
+second run reuses every stage that is unchanged. Data is looked for in $FMLOOP_DATA, then
+../shared/datasets beside the checkout, then the Hugging Face hub; the demo says which it used.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmloop.core.config import load_config
-from fmloop.core.errors import DataError
-from fmloop.evaluate import evaluation
-from fmloop.evaluate.config import EvaluateConfig
-from fmloop.train import finetune, pretrain
-from fmloop.train.config import FinetuneConfig, PretrainConfig
+from fmloop.pipeline import runner, spec
+from fmloop.pipeline.report import write_report
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+DEMO_FILE = Path(__file__).with_name("demo.yaml")
 
-# Relative paths inside a datasets folder, best first; the hub id is the online fallback.
-CORPORA = ["text/imdb/unsup.jsonl.gz", "text/corpora/wikipedia_en_leads.txt", "text/corpora/tinyshakespeare.txt"]
-LABELED = ["text/sst2"]
-HUB = {"corpus": "stanfordnlp/imdb", "labeled": "stanfordnlp/sst2"}
+# Each demo variable: relative paths inside a datasets folder (best first) and the hub fallback.
+DATA = {
+    "sst2": (["text/sst2"], "stanfordnlp/sst2"),
+    "unlabeled": (
+        ["text/imdb/unsup.jsonl.gz", "text/corpora/wikipedia_en_leads.txt", "text/corpora/tinyshakespeare.txt"],
+        "stanfordnlp/imdb",
+    ),
+    "users": (["text/imdb"], "stanfordnlp/imdb"),
+}
 
 
 @dataclass
@@ -58,70 +59,82 @@ def find_data(candidates: list[str], hub_id: str) -> DemoData:
     return DemoData(hub_id, f"the Hugging Face hub ({hub_id}); set $FMLOOP_DATA to use local files")
 
 
-def find_demo_corpus() -> DemoData:
-    return find_data(CORPORA, HUB["corpus"])
+def demo_pipeline(out: str | Path = "runs/demo", sets: list[str] = ()) -> spec.Pipeline:
+    found = {name: find_data(*DATA[name]) for name in DATA}
+    for name, data in found.items():
+        log.info("demo data, %s: %s", name, data.origin)
+    return spec.load(DEMO_FILE, [*(f"vars.{k}={v.path}" for k, v in found.items()), *sets], out)
 
 
-def _fresh(path: Path) -> Path:
-    """A demo is disposable: keep an earlier one beside the new one instead of refusing."""
-    if not (path.exists() and any(path.iterdir())):
-        return path
-    n = 1
-    while path.with_name(f"{path.name}-{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
-
-
-def run_demo(
-    out: str | Path = "runs/demo", max_steps: int = 300, max_docs: int = 20_000, finetune_epochs: float = 2.0
-) -> dict:
-
-    out = _fresh(Path(out))
-    corpus, labeled = find_demo_corpus(), find_data(LABELED, HUB["labeled"])
-    log.info("demo data: unlabeled text from %s; labels from %s", corpus.origin, labeled.origin)
-
-    log.info("[1/4] pretraining bert-mini with masked LM")
-    cfg = load_config(
-        PretrainConfig,
-        overrides={
-            "objective": "mlm",
-            "data": {"path": corpus.path, "max_docs": max_docs},
-            "model": {"name": "bert-mini"},
-            "train": {"max_steps": max_steps, "eval_every": 50, "checkpoint_every": 100, "lr": 1e-3},
-        },
-    )
+def run_demo(out: str | Path = "runs/demo", sets: list[str] = (), force: bool = False) -> spec.Pipeline:
+    """Run the demo pipeline (cached stages are skipped); the lifecycle report is written even
+    when a stage fails or a signal stops it."""
+    pipeline = demo_pipeline(out, sets)
     try:
-        base = pretrain.run(cfg, out / "pretrain")
-    except DataError as err:
-        raise DataError(f"{err} (demo data from {corpus.origin})") from None
+        runner.run(pipeline, force=force, command="fmloop demo" + (f" --out {out}" if str(out) != "runs/demo" else ""))
+    finally:
+        write_report(pipeline)
+    return pipeline
 
-    tuned = {}
-    for name, model in (("finetune", str(base.path)), ("scratch", "bert-mini")):
-        log.info(
-            "[%d/4] fine-tuning %s on sentiment labels",
-            2 if name == "finetune" else 3,
-            "the pretrained model" if name == "finetune" else "bert-mini from random weights",
-        )
-        cfg = load_config(
-            FinetuneConfig,
-            overrides={
-                "model": {"name": model, "tokenizer": str(base.path / "tokenizer")},
-                "data": {"path": labeled.path},
-                "train": {"epochs": finetune_epochs, "lr": 5e-4, "seed": 0},
-            },
-        )
-        tuned[name] = finetune.run(cfg, out / name)
 
-    log.info("[4/4] evaluating pretrained+fine-tuned against fine-tuned-from-scratch")
-    evaluated = evaluation.run(
-        EvaluateConfig(model=str(tuned["finetune"].path), data=labeled.path, baseline=str(tuned["scratch"].path)),
-        out / "evaluation",
-    )
-    result = json.loads((evaluated.path / "metrics.json").read_text())
-    return {
-        "out": out,
-        "pretrain": base,
-        "finetune": tuned["finetune"],
-        "scratch": tuned["scratch"],
-        "evaluation": result,
-    }
+def _reached(kind: str, m: dict) -> str:
+    """What a stage reached, in words, from its lock-file metrics."""
+    nan = float("nan")
+    if kind == "clean":
+        return f"kept {m.get('kept')} of {m.get('rows')} rows"
+    if kind == "pretrain":
+        return (
+            f"{m.get('steps')} steps, {m.get('tokens_seen', 0):,} tokens, held-out loss "
+            f"{m.get('initial_eval_loss', nan):.2f} -> {m.get('eval_loss', nan):.2f}"
+        )
+    if kind == "finetune":
+        return f"{m.get('steps')} steps, test accuracy {m.get('test_accuracy', nan):.4f}, {m.get('model_mb')} MB"
+    if kind == "evaluate":
+        return f"test accuracy {m.get('accuracy', nan):.4f}"
+    if kind == "quantize":
+        return (
+            f"int8 ONNX, {m.get('model_mb')} MB, agrees with fp32 on {m.get('parity_agreement', nan):.1%} "
+            f"of validation (accuracy {m.get('parity_accuracy', nan):.4f} vs {m.get('parity_parent_accuracy', nan):.4f})"
+        )
+    if kind == "users":
+        return (
+            f"served {m.get('served')} (accuracy {m.get('served_accuracy')}), {m.get('corrections')} corrections "
+            f"({m.get('wrong_corrections')} wrong), {m.get('audit_labels')} audit labels"
+        )
+    if kind == "retrain":
+        return (
+            f"audit accuracy champion {m.get('champion_target', nan):.4f} vs challenger "
+            f"{m.get('challenger_target', nan):.4f}; validation {m.get('champion_guard', nan):.4f} vs "
+            f"{m.get('challenger_guard', nan):.4f}"
+        )
+    return ", ".join(f"{k} {v}" for k, v in list(m.items())[:3])
+
+
+def summary(pipeline: spec.Pipeline) -> list[str]:
+    """One line per stage (its time and what it reached in its budget), then the two verdicts."""
+    import json
+
+    stages = runner.read_lock(pipeline.out)["stages"]
+    lines = []
+    for name, stage in pipeline.stages.items():
+        entry = stages.get(name, {})
+        m = entry.get("metrics", {})
+        budget = f" ({m['stop_reason']})" if "time budget" in str(m.get("stop_reason", "")) else ""
+        lines.append(f"{name:9s} {entry.get('seconds', 0):5.0f} s  {_reached(stage.kind.name, m)}{budget}")
+    evaluation = pipeline.stages["evaluate"].folder / "metrics.json"
+    if evaluation.exists():
+        ev = json.loads(evaluation.read_text())
+        test = ev["comparison"]["test"]
+        metric = test["metric"]
+        lines.append(
+            f"pretraining bought {test['difference']:+.4f} {metric} on the test split (pretrained "
+            f"{ev['metrics'][metric]:.4f} vs random init {ev['comparison']['baseline_metrics'][metric]:.4f}, 95% "
+            f"interval [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}], paired bootstrap p = {test['p_value']:.3f})"
+        )
+    retrain = pipeline.stages["retrain"].folder / "manifest.json"
+    if retrain.exists():
+        m = json.loads(retrain.read_text())
+        if m.get("status") == "finished":
+            outcome = "promoted to @champion" if m.get("promoted") else "not promoted"
+            lines.append(f"gate: challenger {m.get('challenger')} {outcome}. {m.get('reason')}")
+    return lines

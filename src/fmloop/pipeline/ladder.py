@@ -68,6 +68,9 @@ class LadderConfig(StageConfig):
     )
     text_column: str | None = None
     label_column: str | None = None
+    test_limit: int | None = Field(
+        None, ge=10, description="text: score every cell on this many test rows (a seeded sample) instead of all"
+    )
     keep_models: bool = Field(False, description="keep each cell's model/ (they can take gigabytes)")
 
     @field_validator("budgets")
@@ -159,6 +162,9 @@ def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     run_dir.write_config(cfg.resolved())
     run_dir.write_manifest(kind="ladder", status="running")
     modality = _modality(cfg)
+    if cfg.test_limit:
+        sampled = _sample_test(cfg, out / "data", modality)
+        cfg = cfg.model_copy(update={"data": sampled, "text_column": None, "label_column": None})
     classes = _class_count(cfg, modality)
     rows: list[dict] = []
     dapt_model = _dapt(cfg, out / "dapt", resume) if "dapt" in cfg.strategies else None
@@ -200,6 +206,31 @@ def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     summary = _write_outputs(out, rows, cfg)
     run_dir.write_manifest(status="finished", metrics={"cells": len(rows)}, summary=summary)
     return run_dir
+
+
+def _sample_test(cfg: LadderConfig, folder: Path, modality: str) -> str:
+    """A copy of the text data whose test split is a seeded sample of `test_limit` rows (the same
+    for every cell); train and validation are copied whole."""
+    import json
+
+    import numpy as np
+
+    from fmloop.data.labeled import load_labeled
+
+    if modality != "text":
+        raise ConfigError("ladder: test_limit applies to text data; image cells are scored on the whole test split.")
+    if (folder / "test.jsonl").exists():
+        return str(folder)
+    data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in data.splits.items():
+        index = np.arange(len(rows))
+        if split == "test" and len(rows) > cfg.test_limit:
+            index = np.sort(np.random.default_rng(0).permutation(len(rows))[: cfg.test_limit])
+        texts, labels = rows["text"], rows["label"]
+        lines = (json.dumps({"text": texts[i], "label": data.labels[labels[i]]}) for i in index)
+        atomic_write_text(folder / f"{split}.jsonl", "\n".join(lines) + "\n")
+    return str(folder)
 
 
 def _read_cell(path: Path) -> dict:

@@ -304,6 +304,8 @@ def _outputs(stage: Stage) -> dict:
 
 
 def _metrics(stage: Stage) -> dict:
+    """What the stage reached, for the lock file and the reports: its manifest's metrics, why it
+    stopped (a time budget shows here), a compressed model's parity with its parent, model size."""
     manifest = stage.folder / "manifest.json"
     if not manifest.exists():
         return {}
@@ -311,6 +313,11 @@ def _metrics(stage: Stage) -> dict:
     keep = {k: v for k, v in m.metrics.items() if isinstance(v, (int, float, str, bool)) and v is not None}
     if m.get("stop_reason"):
         keep["stop_reason"] = m.get("stop_reason")
+    parity = m.get("parity") or {}
+    keep.update({f"parity_{k}": parity[k] for k in ("agreement", "accuracy", "parent_accuracy") if k in parity})
+    model = stage.folder / "model"
+    if model.is_dir():
+        keep["model_mb"] = round(sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 1e6, 1)
     return keep
 
 

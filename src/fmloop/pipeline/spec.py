@@ -12,6 +12,9 @@
           data: {path: ${clean.data}}
           model: {name: bert-mini, tokenizer: ...}
         register: {name: sst2, alias: champion}
+      users:
+        after: [finetune]              # order (and cache) without a reference: it serves models:/sst2@champion
+        config: {model: "models:/sst2@champion", data: ...}
 
 A stage refers to an earlier stage's output as `${stage.output}`; the references decide the order
 (file order breaks ties). Every output lives at a path known before anything runs (OUT/STAGE/...),
@@ -36,7 +39,7 @@ from fmloop.pipeline.stages import STAGES, StageKind
 from fmloop.registry.names import check_alias, check_name
 
 TOP_KEYS = {"name", "out", "vars", "stages"}
-STAGE_KEYS = {"uses", "config", "register"}
+STAGE_KEYS = {"uses", "config", "register", "after"}
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 WHOLE_REFERENCE = re.compile(r"^\$\{([^}]*)\}$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -158,7 +161,7 @@ def _check(data: dict, file: Path, where: _Where, out: str | Path | None) -> Pip
         raise ConfigError(f"{where('stages')}: `stages` must map stage names to their kind and config.")
     out = Path(out or data.get("out") or Path("runs") / name)
 
-    kinds, configs, needs, registrations = {}, {}, {}, {}
+    kinds, configs, needs, registrations, after = {}, {}, {}, {}, {}
     for stage_name, body in raw_stages.items():
         at = ("stages", stage_name)
         if not isinstance(stage_name, str) or not NAME.match(stage_name):
@@ -183,10 +186,16 @@ def _check(data: dict, file: Path, where: _Where, out: str | Path | None) -> Pip
             raise ConfigError(f"{where(*at, 'config')}: the config of stage {stage_name!r} must be a mapping.")
         configs[stage_name] = config
         registrations[stage_name] = _registration(body.get("register"), where(*at, "register"))
+        after[stage_name] = body.get("after") or []
+        if not isinstance(after[stage_name], list) or any(a not in raw_stages for a in after[stage_name]):
+            raise ConfigError(
+                f"{where(*at, 'after')}: `after:` lists stages this one must follow, from: {', '.join(raw_stages)}."
+            )
 
     folders = {s: out / s for s in raw_stages}
     for stage_name, config in configs.items():
-        needs[stage_name] = sorted(_references(config, ("stages", stage_name, "config"), raw_stages, kinds, where))
+        used = _references(config, ("stages", stage_name, "config"), raw_stages, kinds, where)
+        needs[stage_name] = sorted(used | set(after[stage_name]))
     order = _order(list(raw_stages), needs, where)
 
     stages: dict[str, Stage] = {}
