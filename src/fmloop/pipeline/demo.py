@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmloop.pipeline import runner, spec
-from fmloop.pipeline.report import write_report
+from fmloop.pipeline.report import reached, verdicts, write_report
 
 log = logging.getLogger(__name__)
 
@@ -77,64 +77,13 @@ def run_demo(out: str | Path = "runs/demo", sets: list[str] = (), force: bool = 
     return pipeline
 
 
-def _reached(kind: str, m: dict) -> str:
-    """What a stage reached, in words, from its lock-file metrics."""
-    nan = float("nan")
-    if kind == "clean":
-        return f"kept {m.get('kept')} of {m.get('rows')} rows"
-    if kind == "pretrain":
-        return (
-            f"{m.get('steps')} steps, {m.get('tokens_seen', 0):,} tokens, held-out loss "
-            f"{m.get('initial_eval_loss', nan):.2f} -> {m.get('eval_loss', nan):.2f}"
-        )
-    if kind == "finetune":
-        return f"{m.get('steps')} steps, test accuracy {m.get('test_accuracy', nan):.4f}, {m.get('model_mb')} MB"
-    if kind == "evaluate":
-        return f"test accuracy {m.get('accuracy', nan):.4f}"
-    if kind == "quantize":
-        return (
-            f"int8 ONNX, {m.get('model_mb')} MB, agrees with fp32 on {m.get('parity_agreement', nan):.1%} "
-            f"of validation (accuracy {m.get('parity_accuracy', nan):.4f} vs {m.get('parity_parent_accuracy', nan):.4f})"
-        )
-    if kind == "users":
-        return (
-            f"served {m.get('served')} (accuracy {m.get('served_accuracy')}), {m.get('corrections')} corrections "
-            f"({m.get('wrong_corrections')} wrong), {m.get('audit_labels')} audit labels"
-        )
-    if kind == "retrain":
-        return (
-            f"audit accuracy champion {m.get('champion_target', nan):.4f} vs challenger "
-            f"{m.get('challenger_target', nan):.4f}; validation {m.get('champion_guard', nan):.4f} vs "
-            f"{m.get('challenger_guard', nan):.4f}"
-        )
-    return ", ".join(f"{k} {v}" for k, v in list(m.items())[:3])
-
-
 def summary(pipeline: spec.Pipeline) -> list[str]:
-    """One line per stage (its time and what it reached in its budget), then the two verdicts."""
-    import json
-
+    """One line per stage (its time and what it reached in its budget), then the verdicts."""
     stages = runner.read_lock(pipeline.out)["stages"]
     lines = []
     for name, stage in pipeline.stages.items():
         entry = stages.get(name, {})
         m = entry.get("metrics", {})
         budget = f" ({m['stop_reason']})" if "time budget" in str(m.get("stop_reason", "")) else ""
-        lines.append(f"{name:9s} {entry.get('seconds', 0):5.0f} s  {_reached(stage.kind.name, m)}{budget}")
-    evaluation = pipeline.stages["evaluate"].folder / "metrics.json"
-    if evaluation.exists():
-        ev = json.loads(evaluation.read_text())
-        test = ev["comparison"]["test"]
-        metric = test["metric"]
-        lines.append(
-            f"pretraining bought {test['difference']:+.4f} {metric} on the test split (pretrained "
-            f"{ev['metrics'][metric]:.4f} vs random init {ev['comparison']['baseline_metrics'][metric]:.4f}, 95% "
-            f"interval [{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}], paired bootstrap p = {test['p_value']:.3f})"
-        )
-    retrain = pipeline.stages["retrain"].folder / "manifest.json"
-    if retrain.exists():
-        m = json.loads(retrain.read_text())
-        if m.get("status") == "finished":
-            outcome = "promoted to @champion" if m.get("promoted") else "not promoted"
-            lines.append(f"gate: challenger {m.get('challenger')} {outcome}. {m.get('reason')}")
-    return lines
+        lines.append(f"{name:9s} {entry.get('seconds', 0):5.0f} s  {reached(stage.kind.name, m)}{budget}")
+    return lines + verdicts(pipeline)

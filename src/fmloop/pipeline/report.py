@@ -37,6 +37,7 @@ def render(pipeline: Pipeline) -> str:
     parts = [
         f"<h1>{html.escape(pipeline.name)}: the loop, stage by stage</h1>",
         f"<p>{html.escape(lock.get('command', ''))} &middot; {html.escape(_cpu())} &middot; {os.cpu_count()} cores</p>",
+        "".join(f"<p><b>{html.escape(line)}</b></p>" for line in verdicts(pipeline)),
         "<h2>Stages</h2>",
         _stage_table(pipeline, entries),
     ]
@@ -49,6 +50,63 @@ def render(pipeline: Pipeline) -> str:
             parts.append(f"<h2 id='{stage.name}'>{html.escape(stage.name)} ({stage.kind.name})</h2>{section}")
     body = "\n".join(parts)
     return f"<!doctype html><meta charset='utf-8'><title>{html.escape(pipeline.name)}</title><style>{CSS}</style>{body}"
+
+
+def reached(kind: str, m: dict) -> str:
+    """What a stage reached, in words, from its lock-file metrics."""
+    nan = float("nan")
+    if kind == "clean":
+        return f"kept {m.get('kept')} of {m.get('rows')} rows"
+    if kind == "pretrain":
+        return (
+            f"{m.get('steps')} steps, {m.get('tokens_seen', 0):,} tokens, held-out loss "
+            f"{m.get('initial_eval_loss', nan):.2f} -> {m.get('eval_loss', nan):.2f}"
+        )
+    if kind == "finetune":
+        size = f", {m['model_mb']} MB" if "model_mb" in m else ""
+        return f"{m.get('steps')} steps, test accuracy {m.get('test_accuracy', nan):.4f}{size}"
+    if kind == "evaluate":
+        return f"test accuracy {m.get('accuracy', nan):.4f}"
+    if kind == "quantize":
+        return (
+            f"int8 ONNX, {m.get('model_mb')} MB, agrees with fp32 on {m.get('parity_agreement', nan):.1%} "
+            f"of validation (accuracy {m.get('parity_accuracy', nan):.4f} vs {m.get('parity_parent_accuracy', nan):.4f})"
+        )
+    if kind == "users":
+        return (
+            f"served {m.get('served')} (accuracy {m.get('served_accuracy')}), {m.get('corrections')} corrections "
+            f"({m.get('wrong_corrections')} wrong), {m.get('audit_labels')} audit labels"
+        )
+    if kind == "retrain":
+        return (
+            f"audit accuracy champion {m.get('champion_target', nan):.4f} vs challenger "
+            f"{m.get('challenger_target', nan):.4f}; validation {m.get('champion_guard', nan):.4f} vs "
+            f"{m.get('challenger_guard', nan):.4f}"
+        )
+    return ", ".join(f"{k} {format_value(v)}" for k, v in list(m.items())[:4])
+
+
+def verdicts(pipeline: Pipeline) -> list[str]:
+    """The loop's answers in sentences: what pretraining bought against its baseline (each
+    evaluate stage with one), and what each retrain's gate decided."""
+    lines = []
+    for stage in pipeline.stages.values():
+        if stage.kind.name == "evaluate":
+            ev = _read_json(stage.folder / "metrics.json")
+            test = (ev.get("comparison") or {}).get("test")
+            if test:
+                metric = test["metric"]
+                lines.append(
+                    f"{stage.name}: {test['difference']:+.4f} {metric} on the test split ({ev['metrics'][metric]:.4f} "
+                    f"vs the baseline's {ev['comparison']['baseline_metrics'][metric]:.4f}, 95% interval "
+                    f"[{test['interval'][0]:+.4f}, {test['interval'][1]:+.4f}], paired bootstrap p = {test['p_value']:.3f})"
+                )
+        if stage.kind.name == "retrain":
+            m = _read_json(stage.folder / "manifest.json")
+            if m.get("status") == "finished":
+                outcome = "promoted to @champion" if m.get("promoted") else "not promoted"
+                lines.append(f"{stage.name}: challenger {m.get('challenger')} {outcome}. {m.get('reason')}")
+    return lines
 
 
 def _cpu() -> str:
@@ -73,7 +131,8 @@ def _stage_table(pipeline: Pipeline, entries: dict) -> str:
     for stage in pipeline.stages.values():
         entry = entries.get(stage.name, {})
         metrics = entry.get("metrics") or {}
-        reached = ", ".join(f"{k} {format_value(v)}" for k, v in list(metrics.items())[:4])
+        budget = f" ({metrics['stop_reason']})" if "time budget" in str(metrics.get("stop_reason", "")) else ""
+        what = reached(stage.kind.name, metrics) + budget if metrics else ""
         rows.append(
             "<tr>"
             + "".join(
@@ -83,7 +142,7 @@ def _stage_table(pipeline: Pipeline, entries: dict) -> str:
                     stage.kind.name,
                     html.escape(entry.get("status", "not run")),
                     f"{entry['seconds']:.0f} s" if "seconds" in entry else "",
-                    html.escape(reached),
+                    html.escape(what),
                     html.escape(entry.get("registered", "")),
                     _link(stage, pipeline.out),
                 )
