@@ -28,15 +28,15 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
+from fmloop.pipeline.users import Server as Served
+from fmloop.pipeline.users import post_feedback
 from serving import cpu_model  # bench/ is the script's folder, so its sibling imports directly
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,29 +71,12 @@ def read_sst2(split: str) -> list[tuple[str, str]]:
         return [(row["text"], row["label"]) for row in csv.DictReader(fh)]
 
 
-class Server:
-    """`fmloop serve models:/NAME@champion` in its own process."""
+class Server(Served):
+    """`fmloop serve models:/NAME@champion` in its own process, following the alias every second."""
 
     def __init__(self, work: Path, db: str, audit_fraction: float):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(work / "server.log", "a")
-        command = [sys.executable, "-m", "fmloop", "serve", f"models:/{NAME}@champion", "--db", db, "--port",
-                   str(self.port), "--audit-fraction", str(audit_fraction), "--follow-s", "1", "--threads", "2"]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=self.log, cwd=ROOT)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the server exited; see {work / 'server.log'}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise SystemExit("the server did not become ready")
+        options = ("--follow-s", "1", "--threads", "2")
+        super().__init__(f"models:/{NAME}@champion", db, audit_fraction, work / "server.log", options)
 
     def version(self) -> int:
         return httpx.get(f"{self.url}/v1/model", timeout=10).json()["version"]
@@ -105,20 +88,6 @@ class Server:
                 raise SystemExit(f"the server did not switch to version {version}")
             time.sleep(0.5)
         return time.monotonic() - started
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
-
-
-def send_feedback(http: httpx.Client, body: dict) -> None:
-    for _ in range(10):
-        response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-        if response.status_code != 429:
-            response.raise_for_status()
-            return
-        time.sleep(float(response.headers.get("Retry-After", "1")))
-    raise SystemExit(f"feedback kept being refused: {response.text}")
 
 
 def users_round(server: Server, reviews: list[tuple[str, str]], rng: random.Random, args) -> dict:
@@ -138,12 +107,12 @@ def users_round(server: Server, reviews: list[tuple[str, str]], rng: random.Rand
             label = truth[text]
             if rng.random() < args.wrong_corrections:
                 label, misled = FLIP[label], misled + 1
-            send_feedback(
+            post_feedback(
                 http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(200)}"}
             )
         audit = http.get("/v1/audit", params={"limit": 500}).json()["predictions"]
         for item in audit:
-            send_feedback(
+            post_feedback(
                 http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
             )
     served_accuracy = 1 - len(wrong) / len(answers)

@@ -68,12 +68,25 @@ def _input_stamp(value: str, out: Path) -> str | None:
             return None
     except OSError:
         return None
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    own = out.resolve()
+    nested = own.is_relative_to(path.resolve())  # the pipeline's own folder inside an input folder: not an input
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and not (nested and _inside(p, own)))
+    )
     digest = hashlib.sha256()
     for f in files:
         st = f.stat()
         digest.update(f"{f.relative_to(path) if f != path else f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except OSError:
+        return False
 
 
 def _strings(value):
@@ -146,7 +159,7 @@ def plan(pipeline: Pipeline, start: str | None = None, only: str | None = None, 
         entry = lock.get(name)
         if name not in chosen:
             steps.append(Step(stage, key, "skip", "outside --from/--only: used as it is"))
-        elif force or only or (start and name == start):
+        elif force or only or start:  # --from reruns its stage and every one after it
             steps.append(Step(stage, key, "run", "asked for"))
         elif _finished(entry, stage) and entry["key"] == key:
             steps.append(Step(stage, key, "cached", f"unchanged since {entry.get('finished', 'its last run')}"))

@@ -50,14 +50,14 @@ class UsersConfig(StageConfig):
 class Server:
     """`fmloop serve MODEL` on a free loopback port, in its own process."""
 
-    def __init__(self, model: str, db: str, audit_fraction: float, log_path: Path):
+    def __init__(self, model: str, db: str, audit_fraction: float, log_path: Path, options: tuple[str, ...] = ()):
         import httpx
 
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "a")
         command = [sys.executable, "-m", "fmloop", "serve", model, "--db", db, "--port", str(self.port),
-                   "--audit-fraction", str(audit_fraction)]  # fmt: skip
+                   "--audit-fraction", str(audit_fraction), *options]  # fmt: skip
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -87,7 +87,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _post_feedback(http, body: dict) -> None:
+def post_feedback(http, body: dict) -> None:
     """Send one feedback, waiting out the per-user rate limit (429 + Retry-After)."""
     for _ in range(20):
         response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
@@ -133,13 +133,13 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
             label = truth[text]
             if rng.random() < cfg.wrong_rate:
                 label, misled = rng.choice([name for name in labels if name != label] or [label]), misled + 1
-            _post_feedback(
+            post_feedback(
                 http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(50)}"}
             )
             corrections += 1
         audit = http.get("/v1/audit", params={"limit": 1000}).json()["predictions"]
         for item in audit:
-            _post_feedback(
+            post_feedback(
                 http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
             )
     return {
