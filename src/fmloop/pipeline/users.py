@@ -25,9 +25,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from fmloop.core import stop
 from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, require_new_folder
 from fmloop.core.config import StageConfig
-from fmloop.core.errors import DataError, FmloopError
+from fmloop.core.errors import DataError, FmloopError, Interrupted
 from fmloop.core.html import CSS, html_table
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class Server:
         self.log = open(log_path, "a")
         command = [sys.executable, "-m", "fmloop", "serve", model, "--db", db, "--port", str(self.port),
                    "--audit-fraction", str(audit_fraction), *options]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        # its own session: a Ctrl-C meant for the pipeline must not kill the server under the users
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,6 +100,11 @@ def post_feedback(http, body: dict) -> None:
     raise FmloopError(f"the server kept refusing feedback (429): {response.text}")
 
 
+def _check_stop() -> None:
+    if stop.requested():
+        raise Interrupted(f"{stop.requested()} received: the simulated users stopped")
+
+
 def examples(cfg: UsersConfig) -> list[tuple[str, str]]:
     """(text, true label name) pairs of the configured split, shuffled with the seed."""
     from fmloop.data.labeled import load_labeled
@@ -120,6 +127,7 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
     answers = []
     with httpx.Client(base_url=url, timeout=120) as http:
         for start in range(0, len(pairs), 8):
+            _check_stop()
             chunk = [text for text, _ in pairs[start : start + 8]]
             response = http.post("/v1/predict", json={"inputs": chunk})
             response.raise_for_status()
@@ -128,6 +136,7 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
         wrong = [(text, p) for text, p in answers if p["label"] != truth[text]]
         corrections = misled = 0
         for text, p in wrong:
+            _check_stop()
             if rng.random() >= cfg.correct_rate:
                 continue
             label = truth[text]
@@ -152,6 +161,8 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
 
 
 def run(cfg: UsersConfig, out: str | Path) -> RunDir:
+    import httpx
+
     out = require_new_folder(out)
     run = RunDir(out).create()
     run.write_config(cfg.resolved())
@@ -162,6 +173,10 @@ def run(cfg: UsersConfig, out: str | Path) -> RunDir:
     server = Server(cfg.model, database, cfg.audit_fraction, out / "server.log")
     try:
         counts = simulate(server.url, pairs, cfg)
+    except httpx.HTTPError as err:
+        raise FmloopError(
+            f"the server stopped answering the users ({type(err).__name__}: {err}); see {out / 'server.log'}"
+        ) from None
     finally:
         server.stop()
     log.info(
