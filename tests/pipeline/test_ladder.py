@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from fmloop.pipeline.ladder import LadderConfig, limit_per_class, summarise
-from tests.conftest import run_cli
+from tests.conftest import make_image_folder, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +53,20 @@ def test_dapt_needs_a_pretrained_base(home, sentiment_dir, tmp_path):
     result = run_cli("ladder", "--base", "bert-mini", "--data", str(sentiment_dir), "--strategies", "dapt",
                      "--out", str(tmp_path / "l"))  # fmt: skip
     assert result.returncode == 2 and "dapt continues pretraining a pretrained base" in result.stderr
+
+
+def test_an_image_ladder_has_the_small_cnn_as_its_floor(home, tmp_path):
+    data = tmp_path / "stripes"
+    make_image_folder(data / "train", n_per_class=16)
+    make_image_folder(data / "test", n_per_class=8, seed=1)
+    out = tmp_path / "images"
+    result = run_cli("ladder", "--base", "cnn-small", "--data", str(data), "--budgets", "4,100%",
+                     "--strategies", "scratch,full", "--out", str(out), "--train.epochs=1", "--train.batch_size=8",
+                     "--train.threads=1", "--train.tensorboard=false")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "ladder.csv")))
+    assert {(r["strategy"], r["budget"]) for r in rows} == {
+        (s, b) for s in ("scratch", "full", "floor") for b in ("4", "100%")
+    }
+    assert {int(r["labels"]) for r in rows if r["budget"] == "4"} == {4}
+    assert (out / "ladder.png").exists()

@@ -248,17 +248,20 @@ def _cell_result(manifest, folder: Path) -> dict:
 
 
 def _class_count(cfg: LadderConfig, modality: str) -> int:
-    from fmloop.data.sources import read_splits
+    """The number of classes (label counts are split evenly over them); checks for a test split."""
+    if modality == "image":
+        from fmloop.data.images import load_images
 
-    raw = read_splits(cfg.data)
-    if "train" not in raw.splits or "test" not in raw.splits:
-        raise DataError(f"ladder: {cfg.data} needs train and test splits (it has {', '.join(raw.splits)}).")
-    ds = raw.splits["train"]
-    column = cfg.label_column or next((c for c in ("label", "labels", "target", "class") if c in ds.column_names), None)
-    if column is None:
-        raise DataError(f"ladder: {raw.origin['train']} has no label column; set `label_column`.")
-    feature = ds.features[column]
-    return feature.num_classes if hasattr(feature, "num_classes") else len(set(ds[column]))
+        data = load_images(cfg.data, hold_out=False, image_column=cfg.text_column, label_column=cfg.label_column)
+        splits, count = data.splits, len(data.labels or [])
+    else:
+        from fmloop.data.labeled import load_labeled
+
+        data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False)
+        splits, count = data.splits, len(data.labels or [])
+    if "train" not in splits or "test" not in splits:
+        raise DataError(f"ladder: {cfg.data} needs train and test splits (it has {', '.join(splits)}).")
+    return count
 
 
 def _dapt(cfg: LadderConfig, out: Path, resume: bool) -> str:
