@@ -161,57 +161,67 @@ def _check(data: dict, file: Path, where: _Where, out: str | Path | None) -> Pip
         raise ConfigError(f"{where('stages')}: `stages` must map stage names to their kind and config.")
     out = Path(out or data.get("out") or Path("runs") / name)
 
-    kinds, configs, needs, registrations, after = {}, {}, {}, {}, {}
-    for stage_name, body in raw_stages.items():
-        at = ("stages", stage_name)
-        if not isinstance(stage_name, str) or not NAME.match(stage_name):
-            raise ConfigError(f"{where(*at)}: stage name {stage_name!r} must be a word (letters, digits, - and _).")
-        body = body or {}
-        if not isinstance(body, dict) or set(body) - STAGE_KEYS:
-            extra = sorted(set(body) - STAGE_KEYS) if isinstance(body, dict) else []
-            raise ConfigError(
-                f"{where(*at, *extra[:1])}: stage {stage_name!r} has {', '.join(map(repr, extra)) or 'no mapping'}; "
-                f"a stage has `uses:` (its kind), `config:` and optionally `register:`."
-            )
-        kind_name = body.get("uses", stage_name)
-        if kind_name not in STAGES:
-            hint = "" if "uses" in body else f" (no `uses:`, so the name {stage_name!r} is taken as the kind)"
-            raise ConfigError(
-                f"{where(*at, 'uses')}: unknown stage kind {kind_name!r}{hint}. "
-                f"Valid kinds: {', '.join(STAGES.names())}."
-            )
-        kinds[stage_name] = STAGES.get(kind_name)
-        config = body.get("config") or {}
-        if not isinstance(config, dict):
-            raise ConfigError(f"{where(*at, 'config')}: the config of stage {stage_name!r} must be a mapping.")
-        configs[stage_name] = config
-        registrations[stage_name] = _registration(body.get("register"), where(*at, "register"))
-        after[stage_name] = body.get("after") or []
-        if not isinstance(after[stage_name], list) or any(a not in raw_stages for a in after[stage_name]):
-            raise ConfigError(
-                f"{where(*at, 'after')}: `after:` lists stages this one must follow, from: {', '.join(raw_stages)}."
-            )
-
-    folders = {s: out / s for s in raw_stages}
-    for stage_name, config in configs.items():
-        used = _references(config, ("stages", stage_name, "config"), raw_stages, kinds, where)
-        needs[stage_name] = sorted(used | set(after[stage_name]))
+    entries = {name: _read_stage(name, body, raw_stages, where) for name, body in raw_stages.items()}
+    kinds = {name: e.kind for name, e in entries.items()}
+    folders = {name: out / name for name in raw_stages}
+    needs = {}
+    for stage_name, e in entries.items():
+        used = _references(e.config, ("stages", stage_name, "config"), raw_stages, kinds, where)
+        needs[stage_name] = sorted(used | set(e.after))
     order = _order(list(raw_stages), needs, where)
 
     stages: dict[str, Stage] = {}
     for stage_name in order:
-        kind = kinds[stage_name]
-        resolved = _substitute(configs[stage_name], variables, kinds, folders, ("stages", stage_name, "config"), where)
+        e = entries[stage_name]
+        resolved = _substitute(e.config, variables, kinds, folders, ("stages", stage_name, "config"), where)
         stages[stage_name] = Stage(
             name=stage_name,
-            kind=kind,
-            config=_validate(kind, resolved, stage_name, where),
+            kind=e.kind,
+            config=_validate(e.kind, resolved, stage_name, where),
             folder=folders[stage_name],
             at=where("stages", stage_name),
             needs=needs[stage_name],
-            register=registrations[stage_name],
+            register=e.register,
         )
     return Pipeline(file=file, name=name, out=out, stages=stages, source=data)
+
+
+@dataclass
+class _Entry:
+    """A stage as written: its kind, raw config (references unresolved), registration, `after:`."""
+
+    kind: StageKind
+    config: dict
+    register: Registration | None
+    after: list[str]
+
+
+def _read_stage(stage_name: Any, body: Any, raw_stages: dict, where: _Where) -> _Entry:
+    at = ("stages", stage_name)
+    if not isinstance(stage_name, str) or not NAME.match(stage_name):
+        raise ConfigError(f"{where(*at)}: stage name {stage_name!r} must be a word (letters, digits, - and _).")
+    body = body or {}
+    if not isinstance(body, dict) or set(body) - STAGE_KEYS:
+        extra = sorted(set(body) - STAGE_KEYS) if isinstance(body, dict) else []
+        raise ConfigError(
+            f"{where(*at, *extra[:1])}: stage {stage_name!r} has {', '.join(map(repr, extra)) or 'no mapping'}; "
+            f"a stage has `uses:` (its kind), `config:`, and optionally `register:` and `after:`."
+        )
+    kind_name = body.get("uses", stage_name)
+    if kind_name not in STAGES:
+        hint = "" if "uses" in body else f" (no `uses:`, so the name {stage_name!r} is taken as the kind)"
+        raise ConfigError(
+            f"{where(*at, 'uses')}: unknown stage kind {kind_name!r}{hint}. Valid kinds: {', '.join(STAGES.names())}."
+        )
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where(*at, 'config')}: the config of stage {stage_name!r} must be a mapping.")
+    after = body.get("after") or []
+    if not isinstance(after, list) or any(a not in raw_stages for a in after):
+        raise ConfigError(
+            f"{where(*at, 'after')}: `after:` lists stages this one must follow, from: {', '.join(raw_stages)}."
+        )
+    return _Entry(STAGES.get(kind_name), config, _registration(body.get("register"), where(*at, "register")), after)
 
 
 def _registration(value: Any, at: str) -> Registration | None:
