@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -46,7 +45,10 @@ def run_command(
         return
     from fmloop.pipeline.report import write_report
 
-    command = shlex.join(["fmloop", *sys.argv[1:]]) if sys.argv[1:2] == ["run"] else f"fmloop run {file}"
+    # the command that continues this run: --from/--only/--force would start the stopped stage afresh
+    command = shlex.join(
+        ["fmloop", "run", str(file), *(f"--set={s}" for s in sets or []), *(["--out", str(out)] if out else [])]
+    )
     try:
         lock = runner.run(pipeline, start, only, force, command)
     finally:
