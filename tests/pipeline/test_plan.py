@@ -52,3 +52,13 @@ def test_from_only_and_force(pipeline_file, tmp_path):
     assert _actions(pipeline, force=True) == {"finetune": "run", "evaluate": "run"}
     with pytest.raises(ConfigError, match="no such stage"):
         runner.plan(pipeline, start="train")
+
+
+def test_a_run_cut_by_its_time_budget_is_done_and_one_stopped_by_a_signal_is_not(tmp_path):
+    from fmloop.core.artifacts import RunDir
+
+    run = RunDir(tmp_path / "pretrain").create()
+    run.write_manifest(kind="pretrain", status="stopped", stop_reason="time budget of 240s reached")
+    assert runner._status(run) == "finished"  # its model is saved; the next stage may read it
+    run.write_manifest(status="stopped", stop_reason="signal SIGTERM received")
+    assert runner._status(run) == "stopped"

@@ -23,3 +23,13 @@ def requested() -> str | None:
 def clear() -> None:
     global _requested
     _requested = None
+
+
+# A training run's stop_reason after a signal reads "signal SIGTERM received"; a time budget, early
+# stopping or a step limit read otherwise, and such a run is complete as far as a pipeline goes.
+REASON_PREFIX = "signal "
+
+
+def by_signal(stop_reason: str | None) -> bool:
+    """True for a run stopped by Ctrl-C or SIGTERM (resumable, not done), from its stop_reason."""
+    return bool(stop_reason) and stop_reason.startswith(REASON_PREFIX)

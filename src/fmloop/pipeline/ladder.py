@@ -191,7 +191,7 @@ def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
             resumable = resume and RunDir(folder).resumable()
             tuned = finetune.run(build_config(FinetuneConfig, tree), folder, resume=resumable, overwrite=not resumable)
             manifest = tuned.read_manifest()
-            if manifest.status == "stopped":
+            if not _done(manifest):
                 raise Interrupted(f"ladder stopped in cell {folder.name} at its checkpoint")
             result = _cell_result(manifest, folder)
             if not cfg.keep_models:
@@ -276,7 +276,7 @@ def _dapt(cfg: LadderConfig, out: Path, resume: bool) -> str:
     if _is_preset(cfg.base):
         raise ConfigError("ladder: dapt continues pretraining a pretrained base; `base` is a preset (random weights).")
     run = RunDir(out)
-    if run.manifest_path.exists() and run.read_manifest().status == "finished":
+    if run.manifest_path.exists() and _done(run.read_manifest()):
         return str(out)
     corpus = out.parent / "dapt-corpus.jsonl"
     if not corpus.exists():
@@ -294,9 +294,14 @@ def _dapt(cfg: LadderConfig, out: Path, resume: bool) -> str:
     )  # fmt: skip
     resumable = resume and run.resumable()
     done = pretrain.run(build_config(PretrainConfig, tree), out, resume=resumable, overwrite=not resumable)
-    if done.read_manifest().status == "stopped":
+    if not _done(done.read_manifest()):
         raise Interrupted("ladder stopped during dapt pretraining at its checkpoint")
     return str(out)
+
+
+def _done(manifest) -> bool:
+    """Finished, or stopped by its time budget (its model saved): not stopped by a signal."""
+    return manifest.status == "finished" or not stop.by_signal(manifest.get("stop_reason"))
 
 
 def _write_corpus(path: Path, texts: list[str]) -> None:

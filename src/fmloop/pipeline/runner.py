@@ -284,12 +284,14 @@ def _run_step(step: Step, counter: str, lock: dict, out: Path, command: str) -> 
 
 
 def _status(result) -> str:
-    """A stage's outcome from its manifest: 'finished', or 'stopped' by a signal at a checkpoint."""
+    """A stage's outcome from its manifest: 'stopped' by a signal at a checkpoint, else 'finished'
+    (a pretraining run cut by its time budget says "stopped" too, but its model is saved and the
+    stage is done as far as the pipeline goes)."""
     path = Path(getattr(result, "path", "")) if result is not None else None
     if path is None or not (path / "manifest.json").exists():
         return "finished"
-    status = RunDir(path).read_manifest().status
-    return "stopped" if status == "stopped" else "finished"
+    manifest = RunDir(path).read_manifest()
+    return "stopped" if manifest.status == "stopped" and stop.by_signal(manifest.get("stop_reason")) else "finished"
 
 
 def _register(stage: Stage, entry: dict) -> None:

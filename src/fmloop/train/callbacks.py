@@ -231,7 +231,7 @@ class TimeBudget(Callback):
 class GracefulStop(Callback):
     """SIGTERM/SIGINT -> finish the current step, checkpoint, exit 0. A second SIGINT aborts."""
 
-    REASON_PREFIX = "signal "  # stop reasons look like "signal SIGTERM received"
+    REASON_PREFIX = stop.REASON_PREFIX  # stop reasons look like "signal SIGTERM received"
 
     def __init__(self):
         self.previous: dict = {}

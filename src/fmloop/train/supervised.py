@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from fmloop.adapt.strategies import apply_strategy, freeze_input_embeddings
+from fmloop.core import stop
 from fmloop.core.artifacts import RunDir, building, config_hash
 from fmloop.core.callbacks import Callback
 from fmloop.core.config import parse_duration
@@ -280,7 +281,7 @@ def run_supervised(
 
 def loop_stopped_by_signal(reason: str | None) -> bool:
     """True for a stop asked by the user (Ctrl-C, SIGTERM), not by early stopping or a time budget."""
-    return bool(reason) and reason.startswith(GracefulStop.REASON_PREFIX)
+    return stop.by_signal(reason)
 
 
 def _save_model(run: RunDir, task_model: nn.Module, inputs: TaskInputs, strategy: str) -> None:
