@@ -68,5 +68,7 @@ def test_an_image_ladder_has_the_small_cnn_as_its_floor(home, tmp_path):
     assert {(r["strategy"], r["budget"]) for r in rows} == {
         (s, b) for s in ("scratch", "full", "floor") for b in ("4", "100%")
     }
-    assert {int(r["labels"]) for r in rows if r["budget"] == "4"} == {4}
+    # no validation split here: a share of the 4 labels is held out to pick checkpoints, the same for every cell
+    (labels,) = {int(r["labels"]) for r in rows if r["budget"] == "4"}
+    assert 1 <= labels < 4
     assert (out / "ladder.png").exists()
