@@ -19,8 +19,11 @@ A rerun (or `fmloop run` after SIGTERM) keeps the cells that finished.
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
+import json
 import logging
 import math
 import re
@@ -211,8 +214,6 @@ def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
 def _sample_test(cfg: LadderConfig, folder: Path, modality: str) -> str:
     """A copy of the text data whose test split is a seeded sample of `test_limit` rows (the same
     for every cell); train and validation are copied whole."""
-    import json
-
     import numpy as np
 
     from fmloop.data.labeled import load_labeled
@@ -234,8 +235,6 @@ def _sample_test(cfg: LadderConfig, folder: Path, modality: str) -> str:
 
 
 def _read_cell(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
 
 
@@ -305,8 +304,6 @@ def _done(manifest) -> bool:
 
 
 def _write_corpus(path: Path, texts: list[str]) -> None:
-    import json
-
     buffer = io.StringIO()
     for text in texts:
         buffer.write(json.dumps({"text": text}) + "\n")
@@ -442,9 +439,6 @@ def _plot(summary: list[dict], path: Path, cfg: LadderConfig) -> None:
 
 
 def _report(summary: list[dict], out: Path, cfg: LadderConfig) -> str:
-    import base64
-    import html
-
     image = base64.b64encode((out / "ladder.png").read_bytes()).decode() if (out / "ladder.png").exists() else ""
     return (
         f"<!doctype html><meta charset='utf-8'><title>ladder</title><style>{CSS}</style>"

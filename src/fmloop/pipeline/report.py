@@ -5,6 +5,7 @@ decision), each stage linking its own report. Written after every `fmloop run`, 
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -226,8 +227,6 @@ def _image(stage: Stage, name: str) -> str:
     path = stage.folder / name
     if not path.exists():
         return ""
-    import base64
-
     return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}' alt='{name}'>"
 
 
