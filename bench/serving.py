@@ -23,8 +23,6 @@ import csv
 import datetime
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from fmloop.core.machine import cpu_name, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "datasets" / "text" / "sst2"
@@ -64,16 +64,7 @@ PEER = textwrap.dedent("""
 
 
 def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return cpu_name()
 
 
 def sentences(n: int) -> list[str]:

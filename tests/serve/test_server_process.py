@@ -3,7 +3,6 @@ promoted one is picked up with no failed request), a kill -9 under a feedback lo
 acknowledged row, and two workers share one PostgreSQL store."""
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -11,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from fmloop.core.machine import free_port
 from fmloop.feedback import retrain
 from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import Store
@@ -20,15 +20,9 @@ from tests.feedback.users import TRAIN, register_champion, send_feedback
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, *args: str, env: dict | None = None):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             fmloop_cmd("serve", *args, "--port", str(self.port)),

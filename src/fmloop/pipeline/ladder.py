@@ -19,7 +19,6 @@ A rerun (or `fmloop run` after SIGTERM) keeps the cells that finished.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -38,7 +37,7 @@ from fmloop.core import stop
 from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text
 from fmloop.core.config import StageConfig, build_config, deep_merge
 from fmloop.core.errors import ConfigError, DataError, Interrupted
-from fmloop.core.html import CSS
+from fmloop.core.html import CSS, png_file_data_uri
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,10 @@ def _modality(cfg: LadderConfig) -> str:
 
 
 def _is_preset(name: str) -> bool:
-    return not Path(name).expanduser().exists() and "/" not in name
+    """A preset name (random weights), not a model folder, run dir or registry reference."""
+    from fmloop.models.presets import is_model_folder
+
+    return not is_model_folder(name)
 
 
 def _finetune_tree(cfg: LadderConfig, strategy: str, model: str, limit: float | None, seed: int, modality: str) -> dict:
@@ -439,9 +441,9 @@ def _plot(summary: list[dict], path: Path, cfg: LadderConfig) -> None:
 
 
 def _report(summary: list[dict], out: Path, cfg: LadderConfig) -> str:
-    image = base64.b64encode((out / "ladder.png").read_bytes()).decode() if (out / "ladder.png").exists() else ""
+    image = png_file_data_uri(out / "ladder.png") if (out / "ladder.png").exists() else ""
     return (
         f"<!doctype html><meta charset='utf-8'><title>ladder</title><style>{CSS}</style>"
-        f"<h1>Transfer ladder</h1><img src='data:image/png;base64,{image}' alt='ladder'>"
+        f"<h1>Transfer ladder</h1><img src='{image}' alt='ladder'>"
         f"<pre>{html.escape(table(summary, cfg))}</pre>"
     )

@@ -5,16 +5,15 @@ decision), each stage linking its own report. Written after every `fmloop run`, 
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import logging
 import os
-import platform
 from pathlib import Path
 
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
-from fmloop.core.html import CSS, figure_to_data_uri, format_value, html_table
+from fmloop.core.html import CSS, figure_to_data_uri, format_value, html_table, png_file_data_uri
+from fmloop.core.machine import cpu_name
 from fmloop.pipeline.runner import read_lock
 from fmloop.pipeline.spec import Pipeline, Stage
 
@@ -37,7 +36,7 @@ def render(pipeline: Pipeline) -> str:
     entries = lock.get("stages", {})
     parts = [
         f"<h1>{html.escape(pipeline.name)}: the loop, stage by stage</h1>",
-        f"<p>{html.escape(lock.get('command', ''))} &middot; {html.escape(_cpu())} &middot; {os.cpu_count()} cores</p>",
+        f"<p>{html.escape(lock.get('command', ''))} &middot; {html.escape(cpu_name())} &middot; {os.cpu_count()} cores</p>",
         "".join(f"<p><b>{html.escape(line)}</b></p>" for line in verdicts(pipeline)),
         "<h2>Stages</h2>",
         _stage_table(pipeline, entries),
@@ -108,16 +107,6 @@ def verdicts(pipeline: Pipeline) -> list[str]:
                 outcome = "promoted to @champion" if m.get("promoted") else "not promoted"
                 lines.append(f"{stage.name}: challenger {m.get('challenger')} {outcome}. {m.get('reason')}")
     return lines
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _link(stage: Stage, out: Path, name: str = "report.html") -> str:
@@ -227,7 +216,7 @@ def _image(stage: Stage, name: str) -> str:
     path = stage.folder / name
     if not path.exists():
         return ""
-    return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}' alt='{name}'>"
+    return f"<img src='{png_file_data_uri(path)}' alt='{name}'>"
 
 
 def _ladder(stage: Stage, entry: dict) -> str:

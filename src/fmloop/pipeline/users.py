@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from fmloop.core.artifacts import RunDir, atomic_write_json, atomic_write_text, 
 from fmloop.core.config import StageConfig
 from fmloop.core.errors import DataError, FmloopError, Interrupted
 from fmloop.core.html import CSS, html_table
+from fmloop.core.machine import free_port
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Server:
     def __init__(self, model: str, db: str, audit_fraction: float, log_path: Path, options: tuple[str, ...] = ()):
         import httpx
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "a")
         command = [sys.executable, "-m", "fmloop", "serve", model, "--db", db, "--port", str(self.port),
@@ -81,12 +81,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post_feedback(http, body: dict) -> None:
