@@ -11,10 +11,10 @@ import httpx
 import pytest
 import uvicorn
 
+from fmloop.core.machine import free_port
 from fmloop.feedback.store import Store
 from fmloop.serve.app import create_app
 from fmloop.serve.config import ServeConfig
-from tests.serve.test_server_process import _free_port
 
 CHROMIUM = os.environ.get("FMLOOP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api")
@@ -37,7 +37,7 @@ QUIET = [
 @pytest.fixture
 def live_server(text_run, tmp_path):
     db = f"sqlite:///{tmp_path / 'feedback.db'}"
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(ServeConfig(model=str(text_run), database=db, audit_fraction=1.0)),
