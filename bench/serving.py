@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 
 from fmloop.core.machine import cpu_name, free_port
+from fmloop.serve.ready import ServerExited, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "datasets" / "text" / "sst2"
@@ -77,16 +78,11 @@ def start(command: list[str], port: int, env: dict | None = None) -> subprocess.
     proc = subprocess.Popen(
         command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server failed: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit("server did not start")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=600, exit_code=proc.poll)
+    except ServerExited:
+        raise SystemExit(f"server failed: {proc.stderr.read().decode()[-2000:]}") from None
+    return proc
 
 
 async def load(url: str, texts: list[str], concurrency: int) -> dict:

@@ -5,9 +5,7 @@ tab, and label the prediction sampled for the audit on the Audit tab."""
 import os
 import shutil
 import threading
-import time
 
-import httpx
 import pytest
 import uvicorn
 
@@ -15,6 +13,7 @@ from fmloop.core.machine import free_port
 from fmloop.feedback.store import Store
 from fmloop.serve.app import create_app
 from fmloop.serve.config import ServeConfig
+from fmloop.serve.ready import wait_until_ready
 
 CHROMIUM = os.environ.get("FMLOOP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api")
@@ -47,13 +46,7 @@ def live_server(text_run, tmp_path):
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120  # hang guard
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=120)  # a hang guard
     yield f"http://127.0.0.1:{port}", db
     server.should_exit = True
     thread.join(30)

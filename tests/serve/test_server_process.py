@@ -14,6 +14,7 @@ from fmloop.core.machine import free_port
 from fmloop.feedback import retrain
 from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import Store
+from fmloop.serve.ready import ServerExited, wait_until_ready
 from tests.conftest import REPO, fmloop_cmd
 from tests.feedback.users import TRAIN, register_champion, send_feedback
 
@@ -32,17 +33,10 @@ class Server:
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 300  # a hang guard, not an expectation
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited: {self.proc.stderr.read()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the server did not become ready")
+        try:
+            wait_until_ready(self.url, timeout_s=300, exit_code=self.proc.poll)  # 300 s: a hang guard
+        except ServerExited:
+            raise AssertionError(f"the server exited: {self.proc.stderr.read()[-3000:]}") from None
 
     def stop(self):
         if self.proc.poll() is None:

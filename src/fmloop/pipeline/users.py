@@ -30,6 +30,7 @@ from fmloop.core.config import StageConfig
 from fmloop.core.errors import DataError, FmloopError, Interrupted
 from fmloop.core.html import CSS, html_table
 from fmloop.core.machine import free_port
+from fmloop.serve.ready import ServerExited, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ class Server:
     """`fmloop serve MODEL` on a free loopback port, in its own process."""
 
     def __init__(self, model: str, db: str, audit_fraction: float, log_path: Path, options: tuple[str, ...] = ()):
-        import httpx
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "a")
@@ -61,18 +60,15 @@ class Server:
                    "--audit-fraction", str(audit_fraction), *options]  # fmt: skip
         # its own session: a Ctrl-C meant for the pipeline must not kill the server under the users
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise FmloopError(f"`fmloop serve {model}` exited with code {self.proc.returncode}; see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise FmloopError(f"`fmloop serve {model}` did not become ready in 300 s; see {log_path}")
+        try:
+            wait_until_ready(self.url, timeout_s=300, exit_code=self.proc.poll)
+        except ServerExited:
+            raise FmloopError(
+                f"`fmloop serve {model}` exited with code {self.proc.returncode}; see {log_path}"
+            ) from None
+        except TimeoutError:
+            self.stop()
+            raise FmloopError(f"`fmloop serve {model}` did not become ready in 300 s; see {log_path}") from None
 
     def stop(self) -> None:
         self.proc.terminate()
