@@ -33,21 +33,13 @@ import numpy as np
 
 from fmloop.core.artifacts import fingerprint_paths
 from fmloop.core.errors import DataError
-from fmloop.data.sampling import per_class_sample, stratified_holdout
+from fmloop.data.sampling import SPLIT_NAMES, per_class_sample, stratified_holdout
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TABLE_EXT = {".parquet", ".arrow"}
 LIST_EXT = {".csv", ".tsv", ".jsonl", ".json"}
-SPLIT_NAMES = {
-    "train": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-    "test": "test",
-}
 IMAGE_COLUMNS = ("image", "img", "pixel_values", "path", "file", "filename", "filepath", "image_path")
 LABEL_COLUMNS = ("label", "labels", "class", "target", "y", "fine_label")
 

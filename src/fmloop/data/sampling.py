@@ -1,8 +1,19 @@
-"""Seeded, stratified index selection shared by text and image data."""
+"""What text and image data share: the file and folder names that mean a split, and seeded,
+stratified index selection."""
 
 from __future__ import annotations
 
 import numpy as np
+
+# file or folder stem -> the split it holds
+SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 
 def stratified_holdout(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

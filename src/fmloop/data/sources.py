@@ -26,19 +26,12 @@ from datasets import Dataset, DatasetDict
 
 from fmloop.core.artifacts import fingerprint_paths
 from fmloop.core.errors import DataError
+from fmloop.data.sampling import SPLIT_NAMES
 
 log = logging.getLogger(__name__)
 
 TABULAR = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_EXT = ".txt"
-SPLIT_NAMES = {
-    "train": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-    "test": "test",
-}
 
 
 @dataclass
