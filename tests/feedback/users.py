@@ -18,7 +18,9 @@ REST = [
     "describes a small house",
 ]
 ENDS = ["today", "at night", "again", "in the morning", "with joy", "without a word"]
-TRAIN = {"epochs": 8, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
+# 16 epochs: with 8, the challenger learned the rule from 4 of 6 tiny bases (their vocabularies
+# differing only in tied merges); with 16, from 12 of 12.
+TRAIN = {"epochs": 16, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
 
 
 FLIP = {"positive": "negative", "negative": "positive"}
