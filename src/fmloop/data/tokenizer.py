@@ -16,7 +16,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 from fmloop.core.errors import ModelError
 
 EOS = "<|endoftext|>"
-# Supplementary Private Use Areas A and B: code points no script uses, for the stand-ins below
+# Planes 15 and 16 (the supplementary private use areas): code points no script uses, for the
+# stand-ins of _wordpiece_vocab
 PRIVATE_USE = 0xF0000
 PRIVATE_USE_SIZE = 0x20000 - 2
 

@@ -62,13 +62,9 @@ class Server:
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_ready(self.url, timeout_s=300, exit_code=self.proc.poll)
-        except ServerExited:
-            raise FmloopError(
-                f"`fmloop serve {model}` exited with code {self.proc.returncode}; see {log_path}"
-            ) from None
-        except TimeoutError:
-            self.stop()
-            raise FmloopError(f"`fmloop serve {model}` did not become ready in 300 s; see {log_path}") from None
+        except (ServerExited, TimeoutError) as err:
+            self.stop()  # also closes the log, whichever way the start failed
+            raise FmloopError(f"`fmloop serve {model}` failed to start: {err}; see {log_path}") from None
 
     def stop(self) -> None:
         self.proc.terminate()
