@@ -54,3 +54,22 @@ def test_wrong_label_column_lists_columns(tmp_path):
     path = write_csv(tmp_path / "d.csv", [{"text": "a", "stars": 1}, {"text": "b", "stars": 2}])
     with pytest.raises(DataError, match=r"no label column 'label'.*text, stars"):
         load_labeled(str(path), label_column="label")
+
+
+def test_a_test_split_without_labels_is_not_scored_and_validation_stands_in(tmp_path):
+    # the hub's SST-2 layout: ClassLabel features, every test label -1
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    train = [{"sentence": f"good film {i}" if i % 2 else f"bad film {i}", "label": i % 2} for i in range(40)]
+    validation = [{"sentence": f"held {i}", "label": i % 2} for i in range(6)]
+    test = [{"sentence": f"secret {i}", "label": -1} for i in range(5)]
+    DatasetDict(
+        {name: Dataset.from_list(rows, features=features) for name, rows in
+         (("train", train), ("validation", validation), ("test", test))}
+    ).save_to_disk(str(tmp_path / "hub"))  # fmt: skip
+    data = load_labeled(str(tmp_path / "hub"))
+    assert data.splits["test"]["text"] == [r["sentence"] for r in validation]
+    assert "secret 0" not in [*data.splits["validation"]["text"], *data.splits["train"]["text"]]
+    assert len(data.splits["train"]) + len(data.splits["validation"]) == 40
+    assert "stands in as the test split" in data.description

@@ -12,6 +12,7 @@ label column with one class. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from fmloop.data.text import TokenStore, pad_width
 TASKS = ("classification", "multilabel", "regression")
 TEXT_CANDIDATES = ("text", "sentence", "review", "content", "document")
 LABEL_CANDIDATES = ("label", "labels", "target", "score", "y")
+log = logging.getLogger(__name__)
 _MULTI_SPLIT = re.compile(r"\s*[,;|]\s*")
 
 
@@ -100,6 +102,9 @@ def load_labeled(
     if task not in TASKS:
         raise DataError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
     raw = read_splits(path)
+    description = raw.description
+    if need_labels:
+        description += _drop_unlabeled_splits(raw, label_column)
     out: dict[str, Dataset] = {}
     names = labels
     # Train first: it defines the label set the other splits are checked against.
@@ -126,13 +131,36 @@ def load_labeled(
             raise DataError(
                 f"{raw.origin['train']}: the label column has one class ({only!r}); classification needs at least two."
             )
-    description = raw.description
     if hold_out and "validation" not in out and "train" in out and need_labels:
         out["train"], out["validation"] = stratified_split(out["train"], task, validation_fraction, seed)
         description += f"; held out {len(out['validation'])} rows for validation (seeded, stratified)"
     return LabeledData(
         DatasetDict(out), task, names if task != "regression" else None, raw.fingerprint, description, raw.origin
     )
+
+
+def _drop_unlabeled_splits(raw, label_column: str | None) -> str:
+    """Published benchmarks often hide their test labels (the hub's SST-2 test split is all -1):
+    such a split cannot be scored, so it is dropped, and the labeled validation split stands in
+    as the test split (a new validation split is then carved out of train). Returns what was done,
+    for the data's description; it is also logged, so a user never reads a score on it."""
+    said = ""
+    for split in [s for s in raw.splits if s != "train"]:
+        ds = raw.splits[split]
+        lcol = label_column or next((c for c in LABEL_CANDIDATES if c in ds.column_names), None)
+        if lcol is None or lcol not in ds.column_names or len(ds) == 0:
+            continue
+        if any(v is not None for v in _as_names(ds[lcol], ds.features[lcol])):
+            continue
+        del raw.splits[split]
+        note = f"{raw.origin[split]} has no labels (every {lcol!r} is missing), so it is not scored"
+        if split == "test" and "validation" in raw.splits:
+            raw.splits["test"] = raw.splits.pop("validation")
+            raw.origin["test"] = raw.origin.pop("validation")
+            note += f"; the labeled validation split ({raw.origin['test']}) stands in as the test split"
+        log.warning("%s", note)
+        said += f"; {note}"
+    return said
 
 
 def _encode(values: list, task: str, names: list[str] | None, split: str, where: str, column: str):

@@ -7,62 +7,42 @@
 
 Each training stage has a time budget, so the demo ends within 15 minutes on a 2-core CPU; a
 second run reuses every stage that is unchanged. Data is looked for in $FMLOOP_DATA, then
-../shared/datasets beside the checkout, then the Hugging Face hub; the demo says which it used.
+../shared/datasets beside the working folder, then in the slice of real data shipped with fmloop
+(fmloop.data.locate); the demo says which it used. A hub id is used only when named with --set.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from fmloop.data.locate import find_dataset
 from fmloop.pipeline import runner, spec
 from fmloop.pipeline.report import reached, verdicts, write_report
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEMO_FILE = Path(__file__).with_name("demo.yaml")
 
-# Each demo variable: relative paths inside a datasets folder (best first) and the hub fallback.
+# Each demo variable: relative paths inside a datasets root, best first (fmloop.data.locate).
 DATA = {
-    "sst2": (["text/sst2"], "stanfordnlp/sst2"),
-    "unlabeled": (
-        ["text/imdb/unsup.jsonl.gz", "text/corpora/wikipedia_en_leads.txt", "text/corpora/tinyshakespeare.txt"],
-        "stanfordnlp/imdb",
-    ),
-    "users": (["text/imdb"], "stanfordnlp/imdb"),
+    "sst2": ["text/sst2"],
+    "unlabeled": [
+        "text/imdb/unsup.jsonl.gz",
+        "text/corpora/wikipedia_en_leads.txt",
+        "text/corpora/tinyshakespeare.txt",
+    ],
+    "users": ["text/imdb"],
 }
 
 
-@dataclass
-class DemoData:
-    path: str
-    origin: str
-
-
-def dataset_roots() -> list[tuple[Path, str]]:
-    roots = []
-    if os.environ.get("FMLOOP_DATA"):
-        roots.append((Path(os.environ["FMLOOP_DATA"]).expanduser(), "$FMLOOP_DATA"))
-    for base in (Path.cwd(), REPO_ROOT):
-        roots.append((base.parent / "shared" / "datasets", "../shared/datasets beside the checkout"))
-    return roots
-
-
-def find_data(candidates: list[str], hub_id: str) -> DemoData:
-    for root, origin in dataset_roots():
-        for rel in candidates:
-            if (root / rel).exists():
-                return DemoData(str(root / rel), f"{origin} ({root / rel})")
-    return DemoData(hub_id, f"the Hugging Face hub ({hub_id}); set $FMLOOP_DATA to use local files")
-
-
 def demo_pipeline(out: str | Path = "runs/demo", sets: list[str] = ()) -> spec.Pipeline:
-    found = {name: find_data(*DATA[name]) for name in DATA}
+    named = {s.split("=", 1)[0].removeprefix("vars.") for s in sets if s.startswith("vars.")}
+    found = {name: find_dataset(DATA[name]) for name in DATA if name not in named}
     for name, data in found.items():
         log.info("demo data, %s: %s", name, data.origin)
+    for name in sorted(named & set(DATA)):
+        log.info("demo data, %s: as set on the command line", name)
     return spec.load(DEMO_FILE, [*(f"vars.{k}={v.path}" for k, v in found.items()), *sets], out)
 
 
