@@ -1,6 +1,7 @@
 # Two entry points: `make demo` (set up, then run the main job) and `make test`.
 # Both create .venv when it is missing and install fmloop with torch pinned to the
-# CPU build 2.13.0 (see DEVELOPERS.md for GPU machines).
+# CPU build 2.13.0. TORCH is pip arguments, not one word, so a GPU machine can pick its build:
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -13,9 +14,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# torch first, from wherever TORCH says; fmloop's own install then finds it satisfied and keeps it.
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[test,tensorboard,bench]" "$(TORCH)"
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[test,postgres,tensorboard,bench]"
 	touch $(STAMP)
 
 setup: $(STAMP)

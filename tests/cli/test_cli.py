@@ -90,3 +90,12 @@ def test_pretrain_then_info(corpus_file, tmp_path):
     assert {"config_hash", "data_fingerprint", "fmloop_version", "parents"} <= manifest.keys()
     again = run_cli("pretrain", "--out", str(run), "--data", str(corpus_file))
     _assert_user_error(again, 2, "already exists")  # a usage mistake, not a bug (exit 1)
+
+
+def test_the_preset_names_in_help_texts_are_the_catalogs():
+    from fmloop.cli.common import IMAGE_PRESETS, TEXT_PRESETS
+    from fmloop.models.presets import PRESETS
+    from fmloop.models.vision import VISION_PRESETS
+
+    assert sorted(TEXT_PRESETS) == sorted(PRESETS.names())
+    assert sorted(IMAGE_PRESETS) == sorted(VISION_PRESETS.names())

@@ -92,3 +92,23 @@ def test_a_ragged_csv_names_its_line(tmp_path):
     result = run_cli("data", "clean", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out"))
     assert result.returncode == 3 and "bad.csv, line 3: 3 fields where the header has 2" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_clean_drops_a_test_split_without_labels_and_validation_stands_in(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    from fmloop.data.curate import clean_dataset
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    rows = {
+        "train": [{"sentence": f"train sentence {i}", "label": i % 2} for i in range(20)],
+        "validation": [{"sentence": f"held sentence {i}", "label": i % 2} for i in range(6)],
+        "test": [{"sentence": f"secret sentence {i}", "label": -1} for i in range(5)],
+    }
+    DatasetDict({k: Dataset.from_list(v, features=features) for k, v in rows.items()}).save_to_disk(
+        str(tmp_path / "hub")
+    )
+    report = clean_dataset(str(tmp_path / "hub"), tmp_path / "clean")
+    assert "stands in as the test split" in report["unlabeled_splits"]
+    assert sorted(report["splits"]) == ["test", "train"]
+    assert report["splits"]["test"]["rows"] == 6

@@ -73,3 +73,14 @@ def test_a_test_split_without_labels_is_not_scored_and_validation_stands_in(tmp_
     assert "secret 0" not in [*data.splits["validation"]["text"], *data.splits["train"]["text"]]
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 40
     assert "stands in as the test split" in data.description
+
+
+def test_unlabeled_use_reads_a_label_only_when_named(tmp_path):
+    # a column named like a label but holding other values is data when predicting
+    path = write_csv(tmp_path / "d.csv", [{"text": "a fine film", "score": "7/10"}, {"text": "dull", "score": "2/10"}])
+    data = load_labeled(str(path), labels=["negative", "positive"], need_labels=False, hold_out=False)
+    assert data.splits["train"].column_names == ["text"]
+    with pytest.raises(DataError, match="label '7/10' never occurs"):
+        load_labeled(
+            str(path), labels=["negative", "positive"], need_labels=False, hold_out=False, label_column="score"
+        )

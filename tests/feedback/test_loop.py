@@ -75,3 +75,22 @@ def test_kill_9_anywhere_in_a_retrain_is_resumed_by_the_next_pass(champion, tmp_
     assert [v.version for v in models.versions("sst2")] == [2, 1]  # registered once across all the kills
     again = run_cli("loop", "sst2", "--db", db, "--no-drift")
     assert again.returncode == 0 and "nothing" in again.stderr  # idempotent: the feedback was used
+
+
+def test_a_retrain_that_fails_exits_non_zero_and_keeps_the_high_water_mark(champion, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the failure used here is asking for a GPU on a machine without one")
+    db = f"sqlite:///{tmp_path / 'fb.db'}"
+    send_feedback(db, corrections=140, audit=60)
+    failed = run_cli("loop", "sst2", "--db", db, "--no-drift", "--retrain.train.device=cuda")
+    assert failed.returncode == 2, failed.stderr[-2000:]  # the challenger's config error, not a silent 0
+    assert "failed" in failed.stderr
+    state = loop.read_state("sst2")
+    assert state["tried_high_water"] == 0 and state["pending"] is None  # this feedback was not used up
+    assert state["history"][-1]["action"] == "failed"
+    assert loop.tick(LoopConfig(name="sst2", database=db, drift=False, retrain={"min_audit": 10**6}))["action"] == (
+        "skipped"
+    )  # the next pass reads the same rows again (and here finds too few audit labels: skipped, not failed)
+    assert loop.read_state("sst2")["tried_high_water"] == 200

@@ -65,7 +65,7 @@ def test_sigterm_in_the_first_stage_stops_the_pipeline_and_a_rerun_resumes_it(
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=300)
     log = (tmp_path / "stderr.log").read_text()
-    assert proc.returncode == 130, log[-3000:]
+    assert proc.returncode == 143, log[-3000:]  # 128 + SIGTERM (docs/cli.md, exit codes)
     assert "pipeline stopped in stage 'pretrain'" in log and f"fmloop run {path}" in log
     assert not (out / "finetune").exists()  # the second stage never started
     lock = read_lock(out)["stages"]

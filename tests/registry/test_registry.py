@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fmloop.core.errors import RegistryError
+from fmloop.core.errors import ConfigError, RegistryError
 from fmloop.models.loading import load
 from fmloop.registry import models
 from fmloop.registry.tracking import client
@@ -38,8 +38,11 @@ def test_aliases_move_and_references_follow(home, text_run, tiny_base, sentiment
     assert models.get("models:/sst2@champion").version == 1
     models.set_alias("sst2", "champion", 2)
     assert models.get("models:/sst2@champion").version == 2
-    assert [v.aliases for v in models.versions("sst2")] == [("champion",), ()]
-    assert models.list_models() == [{"name": "sst2", "versions": 2, "latest": 2, "aliases": {"champion": 2}}]
+    assert [v.aliases for v in models.versions("sst2")] == [("champion",), ("previous",)]  # a promotion
+    models.set_alias("sst2", "canary", 1)  # any other alias is only moved
+    assert models.list_models() == [
+        {"name": "sst2", "versions": 2, "latest": 2, "aliases": {"champion": 2, "previous": 1, "canary": 1}}
+    ]
     folder = models.local_folder("models:/sst2@champion")
     assert np.array_equal(load(folder).logits(TEXTS), load(other.path).logits(TEXTS))
 
@@ -59,9 +62,9 @@ def test_bad_references_and_runs_are_one_line_errors(home, text_run, tmp_path):
         models.get("models:/sst2@champion")
     with pytest.raises(RegistryError, match="has no version 7"):
         models.get("models:/sst2/7")
-    with pytest.raises(RegistryError, match="not a registry reference"):
+    with pytest.raises(ConfigError, match="not a registry reference"):  # a malformed reference: usage
         models.get("models:/sst2")
-    with pytest.raises(RegistryError, match="not valid"):
+    with pytest.raises(ConfigError, match="not valid"):
         models.register(text_run, "bad name!")
     (tmp_path / "plain").mkdir()
     with pytest.raises(RegistryError, match="not an fmloop run dir"):
@@ -107,3 +110,19 @@ def test_promote_keeps_the_old_champion_as_previous_and_rollback_restores_it(
     result = run_cli("rollback", "sst2")
     assert result.returncode == 0, result.stderr
     assert client().get_registered_model("sst2").aliases == {"champion": 1, "previous": 2}
+
+
+def test_every_way_of_moving_champion_keeps_previous_so_rollback_works(home, text_run, tmp_path):
+    first = run_cli("register", str(text_run), "--name", "sst2", "--alias", "champion")
+    assert first.returncode == 0, first.stderr
+    copy = tmp_path / "again"
+    shutil.copytree(text_run, copy)
+    second = run_cli("register", str(copy), "--name", "sst2", "--alias", "champion")
+    assert second.returncode == 0, second.stderr
+    assert client().get_registered_model("sst2").aliases == {"champion": 2, "previous": 1}
+    moved = run_cli("alias", "sst2", "champion", "1")
+    assert moved.returncode == 0, moved.stderr
+    assert client().get_registered_model("sst2").aliases == {"champion": 1, "previous": 2}
+    back = run_cli("rollback", "sst2")
+    assert back.returncode == 0, back.stderr
+    assert client().get_registered_model("sst2").aliases == {"champion": 2, "previous": 1}

@@ -11,8 +11,9 @@ from typing import Callable
 import typer
 from rich.logging import RichHandler
 
+from fmloop.core import stop
 from fmloop.core.console import err_console  # noqa: F401  (the commands print through it)
-from fmloop.core.errors import ExitCode, FmloopError
+from fmloop.core.errors import ExitCode, FmloopError, Interrupted, signal_exit_code
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -52,6 +53,10 @@ def user_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except Interrupted as err:
+            for line in str(err).splitlines():
+                err_console.print(f"[yellow]stopped:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(int(signal_exit_code(stop.requested()))) from None
         except FmloopError as err:
             for line in str(err).splitlines():
                 err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -62,6 +67,24 @@ def user_errors(func: Callable) -> Callable:
 
     return wrapper
 
+
+def exit_if_stopped(manifest, command: str) -> None:
+    """A training run a signal stopped at its checkpoint: say how to continue it and exit 130
+    (SIGINT) or 143 (SIGTERM), as every command a signal stops does; a run cut by its time budget,
+    early stopping or a step limit is done (exit 0)."""
+    reason = manifest.get("stop_reason")
+    if manifest.get("status") == "finished" or not stop.by_signal(reason):
+        return
+    err_console.print(f"[yellow]stopped[/] ({reason}); continue with: {command}", highlight=False)
+    signal_name = stop.requested() or reason.removeprefix(stop.REASON_PREFIX).split()[0]
+    raise typer.Exit(int(signal_exit_code(signal_name)))
+
+
+# The preset catalogs' names, for help texts written before torch is imported (a test keeps them
+# equal to models.presets.PRESETS and models.vision.VISION_PRESETS).
+TEXT_PRESETS = ("bert-tiny", "bert-mini", "bert-small", "gpt2-nano", "gpt2-mini")
+IMAGE_PRESETS = ("vit-mini", "vit-tiny", "convnext-nano", "resnet-mini", "resnet-micro", "cnn-small")
+PRESET_NAMES = f"text: {', '.join(TEXT_PRESETS)}; images: {', '.join(IMAGE_PRESETS)}"
 
 # Commands that take config overrides (--section.key=value) as extra words.
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -129,7 +152,5 @@ def check_model_name(name: str | None) -> None:
 
     if not Path(name).expanduser().exists():
         raise ModelError(
-            f"--model {name}: no such folder. Pass an existing model folder or run dir, or a preset "
-            f"(text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, "
-            f"convnext-nano, resnet-mini, cnn-small)."
+            f"--model {name}: no such folder. Pass an existing model folder or run dir, or a preset ({PRESET_NAMES})."
         )

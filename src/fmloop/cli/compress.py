@@ -11,6 +11,7 @@ from fmloop.cli.common import (
     build_stage_config,
     check_output,
     err_console,
+    exit_if_stopped,
     setup_logging,
     split_overrides,
     track,
@@ -185,6 +186,7 @@ def distill_command(
 
     run = distill.run(cfg, out, overwrite=overwrite)
     track(run)
+    exit_if_stopped(run.read_manifest(), "the same command with --overwrite (distillation starts again)")
     metrics = run.read_manifest()["metrics"]
     shown = ", ".join(
         f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float)
@@ -275,6 +277,7 @@ def prune_command(
     run = prune.run(cfg, out, overwrite=overwrite)
     track(run)
     manifest = run.read_manifest()
+    exit_if_stopped(manifest, "the same command with --overwrite (pruning starts again)")
     p, metrics = manifest["pruning"], manifest["metrics"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.endswith("_accuracy") or k.endswith("_mse"))
     detail = (

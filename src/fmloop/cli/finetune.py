@@ -14,6 +14,7 @@ from fmloop.cli.common import (
     check_model_name,
     check_output,
     err_console,
+    exit_if_stopped,
     setup_logging,
     split_overrides,
     track,
@@ -89,10 +90,8 @@ def finetune_command(
 
     run = finetune.run(cfg, out, resume=resume is not None, overwrite=overwrite)
     track(run)
-    if run.read_manifest().status != "finished":
-        err_console.print(f"[yellow]stopped[/]; continue with: fmloop finetune --resume {run.path}")
-        return
     manifest = run.read_manifest()
+    exit_if_stopped(manifest, f"fmloop finetune --resume {run.path}")
     metrics = manifest["metrics"]
     shown = ", ".join(
         f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("validation_", "test_")) and isinstance(v, float)

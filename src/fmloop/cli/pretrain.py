@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmloop.cli.common import err_console, split_overrides, track, user_errors
+from fmloop.cli.common import PRESET_NAMES, err_console, exit_if_stopped, split_overrides, track, user_errors
 
 
 @user_errors
@@ -29,7 +29,7 @@ def pretrain_command(
     model: Optional[str] = typer.Option(
         None,
         "--model",
-        help="Preset (text: bert-tiny, bert-mini, bert-small, gpt2-nano, gpt2-mini; images: vit-mini, vit-tiny, convnext-nano, resnet-mini, cnn-small) or a local Hugging Face model folder to continue pretraining. Default: bert-mini / vit-mini.",
+        help=f"Preset ({PRESET_NAMES}) or a local Hugging Face model folder to continue pretraining. Default: bert-mini / vit-mini.",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),
@@ -104,6 +104,7 @@ def pretrain_command(
         run = pretrain.run(cfg, out, overwrite=overwrite)
         track(run)
     manifest = run.read_manifest()
+    exit_if_stopped(manifest, f"fmloop pretrain --resume {run.path}")
     m = manifest.get("metrics", {})
     err_console.print(
         f"[green]{manifest['status']}[/] after {m.get('steps')} steps"

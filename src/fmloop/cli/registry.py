@@ -49,7 +49,8 @@ def alias_command(
     alias: str = typer.Argument(..., help="Alias to set, e.g. champion."),
     version: int = typer.Argument(..., help="Version the alias points at from now on."),
 ):
-    """Point an alias at a version; servers that follow the alias switch to it by themselves."""
+    """Point an alias at a version; servers that follow the alias switch to it by themselves. Moving
+    @champion keeps the version it leaves as @previous, so `fmloop rollback NAME` undoes it."""
     from fmloop.registry.names import check_alias, check_name
 
     check_name(name)

@@ -59,7 +59,14 @@ def retrain_command(
     from fmloop.registry.names import check_name
 
     check_name(name)
-    train = parse_overrides(split_overrides(ctx.args)).get("train", {})
+    overrides = parse_overrides(split_overrides(ctx.args))
+    unknown = set(overrides) - {"train"}
+    if unknown:
+        raise ConfigError(
+            f"Unknown option section(s) {', '.join(sorted(unknown))}: retrain takes --train.key=value "
+            f"(finetune's train keys) beside its own options (fmloop retrain --help)."
+        )
+    train = overrides.get("train", {})
     cfg = build_stage_config(
         RetrainConfig,
         name=name,
@@ -173,11 +180,20 @@ def loop_command(
     if interval:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    colours = {"retrained": "green", "resumed": "green", "nothing": "dim", "busy": "yellow", "failed": "red"}
     while True:
         outcome = loop.tick(cfg)
-        colour = {"retrained": "green", "resumed": "green", "nothing": "dim", "busy": "yellow"}.get(outcome["action"])
-        err_console.print(f"[{colour or 'yellow'}]{outcome['action']}[/]: {outcome['reason']}", highlight=False)
+        colour = colours.get(outcome["action"], "yellow")
+        err_console.print(f"[{colour}]{outcome['action']}[/]: {outcome['reason']}", highlight=False)
         if outcome.get("run"):
             err_console.print(f"report: {outcome['run']}/report.html")
         if interval is None or outcome["action"] == "interrupted" or stop.wait(interval):
             break
+    # the last pass decides the exit code: a failed retrain is never a silent 0 (cron alerts on it)
+    if outcome["action"] == "failed":
+        raise typer.Exit(outcome["exit_code"])
+    if outcome["action"] == "interrupted":
+        from fmloop.core import stop as stop_request
+        from fmloop.core.errors import signal_exit_code
+
+        raise typer.Exit(int(signal_exit_code(stop_request.requested())))

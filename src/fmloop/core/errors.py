@@ -21,7 +21,34 @@ class ExitCode(enum.IntEnum):
     RUN_DIR = 8  # a run dir's manifest is missing, corrupt, or from a newer fmloop
     REGISTRY = 9  # the model registry or feedback store cannot be reached, or lacks what was asked
     DRIFT = 10  # fmloop drift: the served inputs drifted away from the training data (for alerting)
-    INTERRUPTED = 130  # stopped by Ctrl-C before anything could be saved
+    NOT_ENOUGH = 11  # fmloop retrain: too little feedback to train a challenger on or to judge it with
+    INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT: 128 + 2), after its last checkpoint
+    TERMINATED = 143  # stopped by SIGTERM (128 + 15), after its last checkpoint
+
+
+# The contract every command keeps, as docs/cli.md prints it (tests/cli/test_exit_codes.py runs
+# each class of command into each of them).
+EXIT_MEANINGS = {
+    ExitCode.OK: "done (`fmloop retrain` and `loop`: a decision was made, promoted or refused, or nothing was due)",
+    ExitCode.ERROR: "a failure its message explains (a challenger that failed to train, a server that did not start), or a bug (traceback shown)",
+    ExitCode.USAGE: "a bad command line, option, config key or value, or an --out folder that already holds something",
+    ExitCode.DATA: "input data missing, empty, unreadable or malformed (the message names the file and row)",
+    ExitCode.MODEL: "a model that cannot be loaded: unknown preset, not a model folder, unsupported format",
+    ExitCode.RESUME: "a run dir that cannot be resumed",
+    ExitCode.TRAINING: "training diverged (non-finite loss or gradients); the last good checkpoint is kept",
+    ExitCode.PARITY: "a compressed or exported model disagrees with its parent beyond the threshold; nothing is written",
+    ExitCode.RUN_DIR: "a run dir whose manifest is missing, corrupt or from a newer fmloop",
+    ExitCode.REGISTRY: "the registry or the feedback store cannot be reached, or lacks the model, version or alias named",
+    ExitCode.DRIFT: "`fmloop drift`: the served inputs drifted away from the training data, for alerting",
+    ExitCode.NOT_ENOUGH: "`fmloop retrain`: too little feedback to train a challenger or to judge it; nothing changed",
+    ExitCode.INTERRUPTED: "stopped by Ctrl-C (SIGINT) after its last checkpoint: the same command continues it",
+    ExitCode.TERMINATED: "stopped by SIGTERM after its last checkpoint: the same command continues it",
+}
+
+
+def signal_exit_code(signal_name: str | None) -> ExitCode:
+    """The exit code of a command a signal stopped (the shell's 128 + signal number)."""
+    return ExitCode.TERMINATED if signal_name == "SIGTERM" else ExitCode.INTERRUPTED
 
 
 class FmloopError(Exception):
@@ -77,3 +104,9 @@ class RegistryError(FmloopError):
     """A registry reference that names nothing, or a store that cannot be reached."""
 
     exit_code = ExitCode.REGISTRY
+
+
+class NotEnoughFeedback(FmloopError):
+    """Too few corrections or audit labels for a retrain: nothing was trained, nothing changed."""
+
+    exit_code = ExitCode.NOT_ENOUGH

@@ -34,7 +34,7 @@ from fmloop.data.cleaning import (
 )
 from fmloop.data.image_cleaning import clean_images, inspect_images, pairs_figure
 from fmloop.data.images import is_image_source
-from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose
+from fmloop.data.labeled import LABEL_CANDIDATES, TEXT_CANDIDATES, _choose, drop_unlabeled_splits
 from fmloop.data.sources import read_splits
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ def clean_dataset(
         return report
     raw = read_splits(path)
     report = {"source": str(path), "settings": s.model_dump(), "splits": {}}
+    # a published test split without labels (the hub's SST-2) is dropped here, as fine-tuning would
+    dropped = drop_unlabeled_splits(raw, label_column)
+    if dropped:
+        report["unlabeled_splits"] = dropped.removeprefix("; ")
     train_keys, train_near = None, None
     with new_folder(out) as tmp:
         with open(tmp / "removed.jsonl", "w") as removed, _progress() as progress:

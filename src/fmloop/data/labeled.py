@@ -97,14 +97,14 @@ def load_labeled(
 ) -> LabeledData:
     """Load and validate labeled text. `labels` fixes the class list (e.g. a trained model's);
     otherwise it is read from the train split. `need_labels=False` allows unlabeled input
-    (prediction): the `label` column is then absent. `hold_out=False` never carves a validation
+    (prediction): the `label` column is then absent unless `label_column` names one. `hold_out=False` never carves a validation
     split (evaluation and prediction read every row)."""
     if task not in TASKS:
         raise DataError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
     raw = read_splits(path)
     description = raw.description
     if need_labels:
-        description += _drop_unlabeled_splits(raw, label_column)
+        description += drop_unlabeled_splits(raw, label_column)
     out: dict[str, Dataset] = {}
     names = labels
     # Train first: it defines the label set the other splits are checked against.
@@ -117,8 +117,9 @@ def load_labeled(
             if t is None or not str(t).strip():
                 raise DataError(f"{where}, row {i + 1}: empty text in column {tcol!r}. Remove the row or fill it in.")
         columns = {"text": [str(t) for t in texts]}
-        has_label = any(c in ds.column_names for c in ((label_column,) if label_column else LABEL_CANDIDATES))
-        if need_labels or has_label:
+        # Unlabeled use (prediction, distillation texts) reads a label only when one is named: a
+        # column that merely looks like one ("score", "y") is data, not labels to check.
+        if need_labels or label_column is not None:
             lcol = _choose(ds.column_names, label_column, LABEL_CANDIDATES, "label", where, "--label-column")
             values = _as_names(ds[lcol], ds.features[lcol])
             columns["label"], names = _encode(values, task, names, split, where, lcol)
@@ -139,7 +140,7 @@ def load_labeled(
     )
 
 
-def _drop_unlabeled_splits(raw, label_column: str | None) -> str:
+def drop_unlabeled_splits(raw, label_column: str | None) -> str:
     """Published benchmarks often hide their test labels (the hub's SST-2 test split is all -1):
     such a split cannot be scored, so it is dropped, and the labeled validation split stands in
     as the test split (a new validation split is then carved out of train). Returns what was done,

@@ -3,11 +3,32 @@ command line at once."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
 from fmloop.core.config import StageConfig
+from fmloop.train.config import FinetuneTrain
+
+
+def check_overrides(value: dict, section: type[StageConfig], reserved: tuple[str, ...] = ()) -> dict:
+    """`value` (a partial override of `section`, kept as given so that only these keys change the
+    champion's recipe) with each key and value checked against `section`; the error lists the
+    valid keys."""
+    valid = [key for key in section.model_fields if key not in reserved]
+    unknown = [key for key in value if key not in valid]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"has an unknown key {unknown[0]!r}{hint}; valid keys: {', '.join(valid)}")
+    try:
+        section.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        msg = first["msg"][0].lower() + first["msg"][1:]
+        raise ValueError(f"has a bad {'.'.join(map(str, first['loc']))!r} ({msg})") from None
+    return value
 
 
 class RetrainConfig(StageConfig):
@@ -45,7 +66,14 @@ class RetrainConfig(StageConfig):
     shuffle_labels: bool = Field(False, description="train the challenger on shuffled labels (a deliberately bad one)")
     promote: bool = Field(True, description="move @champion when the gate says so (false: decide and register only)")
     seed: int = 0
-    train: dict[str, Any] = Field(default_factory=dict, description="fine-tuning overrides, e.g. {'epochs': 2}")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="fine-tuning overrides of the champion's recipe (keys of finetune's train)"
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _known_train_keys(cls, value: dict) -> dict:
+        return check_overrides(value, FinetuneTrain)
 
 
 class LoopConfig(StageConfig):
@@ -61,3 +89,14 @@ class LoopConfig(StageConfig):
     drift_n: int = Field(300, ge=30, description="newest served inputs the drift check compares")
     drift_alpha: float = Field(0.01, gt=0, lt=1, description="a drift test with a p-value below this flags drift")
     retrain: dict[str, Any] = Field(default_factory=dict, description="retrain settings, e.g. {'min_audit': 50}")
+
+    @field_validator("retrain")
+    @classmethod
+    def _known_retrain_keys(cls, value: dict) -> dict:
+        return check_overrides(value, _RetrainOverrides, reserved=("name", "database"))
+
+
+class _RetrainOverrides(RetrainConfig):
+    """What a loop's `retrain` may set: a retrain config but its name and store, which the loop gives."""
+
+    name: str = "-"

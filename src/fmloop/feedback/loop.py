@@ -8,7 +8,10 @@ retrains (through the gate) when either calls for it. It is made to run from cro
 - idempotent: with no new feedback a pass does nothing, and feedback already tried is not tried
   again (the state file records the high-water id of the last attempt);
 - resumable: a pass records the retrain it starts before it starts it; one killed mid-way (kill -9,
-  reboot, SIGTERM) is continued by the next pass from what it wrote, on the same snapshot.
+  reboot, SIGTERM) is continued by the next pass from what it wrote, on the same snapshot;
+- loud when it fails: a retrain that fails with an error ("failed") leaves the high-water mark
+  where it was, so the next pass tries the same feedback again, and `fmloop loop` exits non-zero
+  (cron mails it). Too little feedback to train or judge on is "skipped", not a failure.
 
 The running server follows @champion and picks up a promoted version by itself.
 """
@@ -21,7 +24,7 @@ import logging
 from pathlib import Path
 
 from fmloop.core.artifacts import atomic_write_json
-from fmloop.core.errors import FmloopError, Interrupted
+from fmloop.core.errors import FmloopError, Interrupted, NotEnoughFeedback
 from fmloop.core.home import home
 from fmloop.core.locks import exclusive
 from fmloop.feedback import monitor, retrain
@@ -102,8 +105,17 @@ def _retrain(cfg: LoopConfig, state: dict, pending: dict, resume: bool) -> dict:
         run = retrain.run(settings, pending["out"], resume=resume)
     except Interrupted as err:  # stopped at a checkpoint: the next pass continues it
         return {"action": "interrupted", "reason": str(err), "run": pending["out"]}
-    except FmloopError as err:  # nothing to train on, nothing to judge with, or training failed
+    except NotEnoughFeedback as err:  # read, and too little to train on or judge with: wait for more
         outcome = {"action": "skipped", "reason": f"{pending['why']}, but: {str(err).splitlines()[0]}"}
+    except FmloopError as err:
+        # Failed (training crashed, the store went away): nothing was learnt from this feedback, so
+        # the high-water mark stays where it was and the next pass tries the same rows again.
+        state["pending"] = None
+        return {
+            "action": "failed",
+            "reason": f"{pending['why']}, but: {str(err).splitlines()[0]}",
+            "exit_code": int(err.exit_code),
+        }
     else:
         manifest = run.read_manifest()
         outcome = {

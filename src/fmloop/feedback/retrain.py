@@ -40,7 +40,7 @@ from fmloop.core.artifacts import (
     require_new_folder,
 )
 from fmloop.core.config import build_config, deep_merge
-from fmloop.core.errors import DataError, FmloopError, Interrupted, RegistryError
+from fmloop.core.errors import DataError, FmloopError, Interrupted, NotEnoughFeedback, RegistryError
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
@@ -109,20 +109,20 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
     audit = read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples
     audit = [e for e in audit if e.label in labels]
     if len(snapshot.examples) < cfg.min_corrections:
-        raise FmloopError(
+        raise NotEnoughFeedback(
             f"{len(snapshot.examples)} corrected inputs for {champion.name} in feedback ids {since + 1}..{high_water} "
             f"(min_corrections {cfg.min_corrections}): nothing to retrain on yet. The registry is unchanged."
         )
     audited = {e.text for e in audit}
     corrections = [e for e in snapshot.examples if e.label in labels and e.text not in audited]
     if len({e.label for e in corrections}) < 2:
-        raise FmloopError(
+        raise NotEnoughFeedback(
             f"All {len(corrections)} usable corrections of {champion.name} carry one label "
             f"({corrections[0].label if corrections else 'none'!r}): a challenger needs corrections of at least two "
             f"classes. The registry is unchanged."
         )
     if len(audit) < cfg.min_audit:
-        raise FmloopError(
+        raise NotEnoughFeedback(
             f"{len(audit)} audit labels for {champion.name} (min_audit {cfg.min_audit}): the gate judges a "
             f"challenger on audit labels, never on corrections alone. Label the sampled predictions on the server's "
             f"Audit tab or with `fmloop feedback audit-export`. The registry is unchanged."

@@ -107,7 +107,10 @@ class Store:
         url = url or database_url()
         try:
             store = cls(create(url), url)
-        except (SQLAlchemyError, ImportError, ValueError) as err:
+        except ImportError as err:
+            hint = " (pip install 'fmloop[postgres]')" if "psycopg" in str(err) else ""
+            raise StoreUnavailable(f"The feedback store URL {_safe(url)} needs a driver: {err}{hint}") from None
+        except (SQLAlchemyError, ValueError) as err:
             raise StoreUnavailable(f"The feedback store URL {_safe(url)} is not usable: {err}") from None
         if migrate:
             store.migrate()

@@ -205,7 +205,16 @@ def registered_from(name: str, run_dir: str | Path) -> Version | None:
 
 
 def set_alias(name: str, alias: str, version: int) -> Version:
-    """Point `alias` of `name` at `version` (one atomic update in the registry)."""
+    """Point `alias` of `name` at `version`. @champion moves only through `promote`, whichever
+    command moves it (register --alias, alias, a pipeline's register:, retrain), so the version it
+    leaves is always kept as @previous and `fmloop rollback` can undo the move."""
+    if alias == CHAMPION:
+        return promote(name, version)
+    return _point(name, alias, version)
+
+
+def _point(name: str, alias: str, version: int) -> Version:
+    """One alias -> one version (one atomic update in the registry)."""
     check_alias(alias)
     target = get(f"models:/{check_name(name)}/{int(version)}")
     try:
@@ -257,14 +266,15 @@ CHAMPION, PREVIOUS = "champion", "previous"
 def promote(name: str, version: int) -> Version:
     """`champion` -> `version`, the old champion kept as `previous`. `previous` moves first, so a
     crash between the two updates leaves both aliases on complete, loadable versions."""
+    get(f"models:/{check_name(name)}/{int(version)}")  # a version that is not there moves nothing
     try:
         old = get(f"models:/{name}@{CHAMPION}")
     except RegistryError:
         old = None
     if old is not None and old.version != version:
-        set_alias(name, PREVIOUS, old.version)
+        _point(name, PREVIOUS, old.version)
         crash_point("promote:previous-moved")
-    return set_alias(name, CHAMPION, version)
+    return _point(name, CHAMPION, version)
 
 
 def rollback(name: str) -> tuple[Version, Version]:
@@ -274,6 +284,6 @@ def rollback(name: str) -> tuple[Version, Version]:
         restored = get(f"models:/{name}@{PREVIOUS}")
     except RegistryError:
         raise RegistryError(f"models:/{name} has no 'previous' version to roll back to.") from None
-    set_alias(name, CHAMPION, restored.version)
-    set_alias(name, PREVIOUS, demoted.version)
+    _point(name, CHAMPION, restored.version)
+    _point(name, PREVIOUS, demoted.version)
     return get(restored.reference), demoted

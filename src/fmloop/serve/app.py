@@ -51,6 +51,7 @@ from fmloop.feedback.store import (
 )
 from fmloop.serve.batching import Batcher, QueueFull
 from fmloop.serve.config import ServeConfig
+from fmloop.serve.guards import ApiError, BodyLimit, check_text, token_matches
 from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import ModelHolder, Served
 from fmloop.serve.ratelimit import RateLimiter
@@ -58,11 +59,6 @@ from fmloop.serve.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).parent / "page.html"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        self.status, self.message, self.headers = status, message, headers or {}
 
 
 # Request and response bodies ------------------------------------------------------------------------
@@ -119,25 +115,42 @@ class FeedbackResponse(BaseModel):
 
 class PredictionWriter:
     """Predictions go to the store from a background thread, one transaction per batch, so a slow or
-    absent database never slows or fails a prediction. `flush` waits until what was queued is written
-    (feedback for a brand-new prediction calls it before giving up on an unknown id)."""
+    absent database never slows or fails a prediction. At most `max_rows` wait: beyond that (a store
+    slower than the traffic) new predictions are answered but not stored, counted on /metrics, so
+    memory stays bounded. `flush` waits until what was queued is written (feedback for a brand-new
+    prediction calls it before giving up on an unknown id); `stop` writes what is queued first."""
 
-    def __init__(self, store: Store | None, metrics: ServerMetrics):
-        self.store, self.metrics = store, metrics
+    def __init__(self, store: Store | None, metrics: ServerMetrics, max_rows: int = 10_000):
+        self.store, self.metrics, self.max_rows = store, metrics, max_rows
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, name="fmloop-prediction-writer", daemon=True)
         self._last_warning = 0.0
+        self._waiting = 0  # rows queued and not yet written
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self.thread.start()
 
-    def put(self, ids: list[str], rows: list[NewPrediction]) -> None:
+    def put(self, ids: list[str], rows: list[NewPrediction]) -> bool:
+        """Queue rows for the store; False (and counted) when the queue is full."""
+        with self._lock:
+            if self._waiting + len(rows) > self.max_rows:
+                self.metrics.predictions_not_stored.inc(len(rows))
+                self._warn(f"{self._waiting} predictions are waiting for the store (max_write_queue)")
+                return False
+            self._waiting += len(rows)
         self.queue.put((ids, rows))
+        return True
 
     def flush(self, timeout: float = 5.0) -> None:
         done = threading.Event()
         self.queue.put(done)
         done.wait(timeout)
+
+    def _warn(self, why: str) -> None:
+        if time.monotonic() - self._last_warning > 60:  # at most once a minute
+            self._last_warning = time.monotonic()
+            log.warning("predictions are not being stored: %s", why)
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -152,15 +165,15 @@ class PredictionWriter:
                 item.set()
                 continue
             ids, rows = item
-            if self.store is None:
-                continue
             try:
-                self.store.add_predictions(rows, ids)
-            except Exception as err:  # predictions keep being served; say so at most once a minute
+                if self.store is not None:
+                    self.store.add_predictions(rows, ids)
+            except Exception as err:  # predictions keep being served
                 self.metrics.predictions_not_stored.inc(len(rows))
-                if time.monotonic() - self._last_warning > 60:
-                    self._last_warning = time.monotonic()
-                    log.warning("predictions are not being stored: %s", str(err).splitlines()[0])
+                self._warn(str(err).splitlines()[0])
+            finally:
+                with self._lock:
+                    self._waiting -= len(rows)
 
 
 # The app ---------------------------------------------------------------------------------------------
@@ -196,7 +209,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
                 state["store"] = await loop.run_in_executor(None, lambda: Store.open(config.database))
             except StoreUnavailable as err:
                 log.warning("%s; predictions are served, feedback answers 503 until it is back", err)
-        writer = PredictionWriter(state["store"], metrics)
+        writer = PredictionWriter(state["store"], metrics, config.max_write_queue)
         state["writer"] = writer
         writer.start()
         if holder.current is None:
@@ -219,6 +232,9 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         lifespan=lifespan,
     )
     app.state.holder, app.state.batcher, app.state.metrics, app.state.server = holder, batcher, metrics, state
+
+    # Middleware added first runs innermost: the body limit reads the body after the in-flight check.
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
 
     # Errors: one message naming the field and the fix, never a 500 for bad input -----------------
     @app.exception_handler(ApiError)
@@ -260,20 +276,13 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
                 batcher.withdraw()
 
     async def _observed(request: Request, call_next):
-        declared = request.headers.get("content-length")
         route = request.url.path if request.url.path in ROUTES else "other"
         start = time.perf_counter()
-        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
-            response = JSONResponse(
-                {"error": f"request body of {declared} bytes is over the limit of {config.max_body_bytes}"},
-                status_code=413,
-            )
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:  # a bug: logged with its traceback, answered as 500, the server keeps going
-                log.exception("unexpected error on %s", request.url.path)
-                response = JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug: logged with its traceback, answered as 500, the server keeps going
+            log.exception("unexpected error on %s", request.url.path)
+            response = JSONResponse({"error": "internal error (logged on the server)"}, status_code=500)
         metrics.requests.labels(route, str(response.status_code)).inc()
         metrics.latency.labels(route).observe(time.perf_counter() - start)
         return response
@@ -281,7 +290,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         if token is None:
             return
-        if not authorization or not secrets.compare_digest(authorization.removeprefix("Bearer ").strip(), token):
+        if not token_matches(authorization, token):
             raise ApiError(401, "this route needs the API token: send Authorization: Bearer <FMLOOP_API_TOKEN>")
 
     def current() -> Served:
@@ -343,6 +352,14 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             raise ApiError(422, "send exactly one of prediction_id (a served prediction) or input (a new text)")
         if body.input is not None and len(body.input) > config.max_text_chars:
             raise ApiError(422, f"input: longer than {config.max_text_chars} characters")
+        for where, text in (("input", body.input), ("user", body.user), ("prediction_id", body.prediction_id),
+                            ("label", body.label if isinstance(body.label, str) else None),
+                            ("Idempotency-Key", idempotency_key)):  # fmt: skip
+            if text is not None:
+                check_text(text, where)
+        if isinstance(body.label, list):
+            for i, name in enumerate(body.label):
+                check_text(name, f"label.{i}")
         label = _check_label(body.label, served)
         who = body.user or (request.client.host if request.client else "unknown")
         wait = limiter.wait_s(who)
@@ -385,7 +402,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         except NotAudited as err:
             raise ApiError(422, str(err)) from None
         except StoreUnavailable as err:
-            raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
+            raise _store_down(err) from None
         return FeedbackResponse(feedback_id=row.id, prediction_id=row.prediction_id, label=row.label, stored=created)
 
     @app.get("/v1/model")
@@ -410,9 +427,10 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         try:
             return await asyncio.get_running_loop().run_in_executor(None, lambda: read(store))
         except StoreUnavailable as err:
-            raise ApiError(503, f"{err}; retry later", {"Retry-After": "5"}) from None
+            raise _store_down(err) from None
 
-    @app.get("/v1/recent")
+    # Stored user data (inputs, labels, user names): the token, when the server has one.
+    @app.get("/v1/recent", dependencies=[Depends(require_token)])
     async def recent(limit: int = 50) -> dict:
         limit = max(1, min(limit, 500))
         rows, fb = await from_store(lambda store: (store.recent_predictions(limit), store.recent_feedback(limit)))
@@ -440,7 +458,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             ],
         }
 
-    @app.get("/v1/audit")
+    @app.get("/v1/audit", dependencies=[Depends(require_token)])
     async def audit(limit: int = 20) -> dict:
         """Predictions sampled for the audit that await a label (their predicted label is left out,
         so it cannot sway the labeller)."""
@@ -501,7 +519,7 @@ def _decode_inputs(inputs: list, served: Served, config: ServeConfig) -> tuple[l
             raise ApiError(422, f"inputs.{i}: empty text")
         if len(item) > config.max_text_chars:
             raise ApiError(422, f"inputs.{i}: {len(item)} characters, over the limit of {config.max_text_chars}")
-        values.append(item)
+        values.append(check_text(item, f"inputs.{i}"))
     return values, [len(v) for v in values], values
 
 
@@ -537,6 +555,12 @@ def _drift_gauges(metrics: ServerMetrics, name: str) -> None:
     metrics.drift_detected.set(1 if result.get("drifted") else 0)
     for test in result.get("tests", []):
         metrics.drift_p_value.labels(test["name"]).set(test["p_value"])
+
+
+def _store_down(err: StoreUnavailable) -> ApiError:
+    """503 for the client; the store's URL and the driver's message stay in the server's log."""
+    log.warning("%s", err)
+    return ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
 
 
 def _utc(moment: dt.datetime) -> str:

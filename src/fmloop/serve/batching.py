@@ -6,7 +6,8 @@ the queue (announced with `announce()`), so a lone request is never delayed for 
 not coming, and a busy server fills its batches from what queued during the last forward pass. Text inputs are grouped by length (the oldest input
 plus the queued ones closest to its length), so a short text does not pay for a long one's padding
 and no input waits behind ever-newer ones. A full queue refuses new inputs at once (the server
-answers 503 with Retry-After) instead of letting latency pile up.
+answers 503 with Retry-After) instead of letting latency pile up. A batch that fails is scored
+again input by input, so an error fails only the request whose input caused it.
 """
 
 from __future__ import annotations
@@ -120,9 +121,17 @@ class Batcher:
                 self.on_batch(len(batch))
             try:
                 results = self.run([item.value for item in batch])
-            except BaseException as err:  # every waiting request learns of the failure
+            except Exception:
+                # One bad input must not fail its batch-mates: score each alone, so the error
+                # reaches only the request whose input caused it.
                 for item in batch:
-                    item.future.set_exception(err)
+                    self._run_alone(item)
                 continue
             for item, result in zip(batch, results):
                 item.future.set_result(result)
+
+    def _run_alone(self, item: _Item) -> None:
+        try:
+            item.future.set_result(self.run([item.value])[0])
+        except Exception as err:
+            item.future.set_exception(err)

@@ -27,7 +27,14 @@ class ServeConfig(StageConfig):
     )
     max_inputs: int = Field(64, ge=1, le=4096, description="inputs per request")
     max_text_chars: int = Field(20_000, ge=1, description="characters per text input")
-    max_body_bytes: int = Field(8_000_000, ge=1024, description="request body size")
+    max_body_bytes: int = Field(
+        8_000_000, ge=1024, description="request body size, counted on the bytes read (chunked or not): 413 beyond"
+    )
+    max_write_queue: int = Field(
+        10_000,
+        ge=1,
+        description="predictions waiting to be stored; beyond it they are answered but not stored (counted on /metrics)",
+    )
     audit_fraction: float = Field(
         0.05, ge=0, le=1, description="share of predictions sampled for audit labels (the promotion gate's target set)"
     )

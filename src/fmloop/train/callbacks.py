@@ -137,6 +137,7 @@ class MetricsLogger(Callback):
                 self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=loop.state.step + 1)
             except ImportError:
                 self.writer = None
+                log.info("no TensorBoard logs: pip install 'fmloop[tensorboard]' (metrics.jsonl is written anyway)")
 
     def _write(self, row: dict) -> None:
         if self.fh is None:
