@@ -194,3 +194,17 @@ def test_the_prediction_write_queue_is_bounded_and_drains_on_stop():
     store.release.set()
     writer.stop()
     assert store.rows == ["row0", "row1", "row2", "row3"]  # nothing accepted is lost on a clean stop
+
+
+_HEADER_BYTES = st.binary(min_size=1, max_size=30).map(lambda b: bytes(c for c in b if c not in b"\r\n\x00"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(auth=_HEADER_BYTES, key=_HEADER_BYTES)
+def test_odd_header_bytes_are_never_a_5xx(fuzz_client, auth, key):
+    headers = {"Authorization": auth, "Idempotency-Key": key, "Content-Type": "application/json"}
+    answers = [
+        fuzz_client.get("/v1/recent", headers={"Authorization": auth}),
+        fuzz_client.post("/v1/feedback", content=b'{"input": "a fine film", "label": "positive"}', headers=headers),
+    ]
+    assert all(a.status_code < 500 for a in answers), [(a.status_code, a.text) for a in answers]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -111,7 +112,10 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
     rng = random.Random(cfg.seed)
     truth = dict(pairs)
     answers = []
-    with httpx.Client(base_url=url, timeout=120) as http:
+    # the server inherits FMLOOP_API_TOKEN from this process: the users then send it, as a page would
+    token = os.environ.get("FMLOOP_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=120, headers=headers) as http:
         for start in range(0, len(pairs), 8):
             _check_stop()
             chunk = [text for text, _ in pairs[start : start + 8]]
