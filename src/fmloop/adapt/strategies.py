@@ -19,7 +19,7 @@ from typing import Callable
 
 from torch import nn
 
-from fmloop.adapt import STRATEGY_PATTERN
+from fmloop.adapt import STRATEGY_NAMES, STRATEGY_PATTERN
 from fmloop.core.callbacks import Callback
 from fmloop.core.errors import ConfigError
 from fmloop.models.anatomy import depth_of, find_layers, head_prefixes
@@ -55,8 +55,7 @@ def apply_strategy(
 ) -> Plan:
     if not STRATEGY_PATTERN.match(strategy):
         raise ConfigError(
-            f"The 'strategy' parameter of finetune must be one of full, linear-probe, freeze:K, "
-            f"gradual, llrd, lora. Got {strategy!r} instead."
+            f"The 'strategy' parameter of finetune must be one of {STRATEGY_NAMES}. Got {strategy!r} instead."
         )
     if strategy == "lora":
         return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets, dora)

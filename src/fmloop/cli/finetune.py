@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from fmloop.adapt import STRATEGY_NAMES
 from fmloop.cli.common import (
     build_stage_config,
     check_model_name,
@@ -37,7 +38,9 @@ def finetune_command(
         None, "--task", help="classification, multilabel or regression. Default: classification."
     ),
     strategy: Optional[str] = typer.Option(
-        None, "--strategy", help="full, linear-probe, freeze:K, gradual, llrd or lora. Default: full."
+        None,
+        "--strategy",
+        help=f"{STRATEGY_NAMES}. embedding: a frozen encoder's embeddings + logistic regression (C by cross-validation); contrastive: the encoder first adapted on same/different-class pairs (SetFit's method). Default: full.",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),

@@ -23,7 +23,9 @@ def ladder_command(
         None, "--budgets", help="Training labels per rung: counts or shares, e.g. 100,1000,25000 or 1%,10%,100%."
     ),
     strategies: Optional[str] = typer.Option(
-        None, "--strategies", help="scratch, linear-probe, lora, full, llrd, freeze:K, gradual, dapt (comma-separated)."
+        None,
+        "--strategies",
+        help="scratch, linear-probe, lora, full, llrd, freeze:K, gradual, embedding, contrastive, dapt (comma-separated).",
     ),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds per cell; each draws its own label subset."),
     unlabeled: Optional[str] = typer.Option(None, "--unlabeled", help="dapt: extra unlabeled text to pretrain on."),

@@ -5,6 +5,8 @@ were never trained.
 Saved as the base model's own folder (config.json + model.safetensors, loadable with AutoModel)
 plus `head.safetensors`; config.json carries `fmloop_pooling: "mean"` and the label mapping, and
 `fmloop.load` rebuilds the classifier. With LoRA, the base is saved as a peft adapter instead.
+`fmloop_normalize: true` (the `embedding` strategy) scales each pooled vector to unit length
+before the head, as sentence-embedding models are compared (cosine).
 """
 
 from __future__ import annotations
@@ -39,14 +41,25 @@ class MeanPoolClassifier(nn.Module):
         self.dropout = nn.Dropout(p if p is not None else getattr(config, "hidden_dropout_prob", 0.1))
         self.classifier = nn.Linear(hidden, config.num_labels)
 
+    @property
+    def normalize(self) -> bool:
+        return bool(getattr(self.config, "fmloop_normalize", False))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+        """(pooled (B, H), the base's output): what the head reads."""
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return pooled, out
+
     def get_input_embeddings(self) -> nn.Module:
         return self.base.get_input_embeddings()
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False, **_
     ) -> SequenceClassifierOutput:
-        out = self.base(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states)
-        pooled = mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
+        pooled, out = self.embed(input_ids, attention_mask, output_hidden_states=output_hidden_states)
         return SequenceClassifierOutput(
             logits=self.classifier(self.dropout(pooled)),
             hidden_states=out.hidden_states if output_hidden_states else None,
@@ -81,6 +94,18 @@ class MeanPoolClassifier(nn.Module):
             model = cls.from_base(str(folder), config)
         model.classifier.load_state_dict(load_file(str(folder / HEAD_FILE)))
         return model.eval()
+
+
+class Embeddings(nn.Module):
+    """A classifier's pooled (and normalised) inputs to its head, answered as `.logits`, so that
+    fmloop's one text scoring path (models.inference.text_logits) computes features too."""
+
+    def __init__(self, classifier: MeanPoolClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=self.classifier.embed(input_ids, attention_mask)[0])
 
 
 def is_sentence_transformer(folder: Path) -> bool:

@@ -10,7 +10,7 @@ floor (TF-IDF + logistic regression for text, the small CNN from scratch for ima
     OUT/report.html, manifest.json
 
 Strategies: `scratch` (the architecture from random weights), the fine-tuning strategies of
-`fmloop finetune` on the base (`full`, `linear-probe`, `lora`, `llrd`, `freeze:K`, `gradual`), and
+`fmloop finetune` on the base (`full`, `linear-probe`, `lora`, `llrd`, `freeze:K`, `gradual`, `embedding`, `contrastive`), and
 `dapt` (masked-LM pretraining of the base continued on the task's own training text, plus any
 `unlabeled` corpus, then `full`). A budget is a number of training labels ("100") or a share of
 them ("10%", "100%"); each seed draws its own stratified subset, the same for every strategy.
@@ -42,7 +42,7 @@ from fmloop.core.html import CSS, png_file_data_uri
 log = logging.getLogger(__name__)
 
 BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
-TUNED = ("full", "linear-probe", "lora", "llrd", "gradual")
+TUNED = ("full", "linear-probe", "lora", "llrd", "gradual", "embedding", "contrastive")
 
 
 class LadderConfig(StageConfig):
@@ -90,7 +90,7 @@ class LadderConfig(StageConfig):
         for v in values:
             if v not in ("scratch", "dapt", *TUNED) and not re.match(r"^freeze:\d+$", v):
                 raise ValueError(
-                    f"must be scratch, dapt, full, linear-probe, lora, llrd, gradual or freeze:K (got {v!r})"
+                    f"must be scratch, dapt, full, linear-probe, lora, llrd, gradual, embedding, contrastive or freeze:K (got {v!r})"
                 )
         return values
 

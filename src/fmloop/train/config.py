@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from fmloop.adapt import STRATEGY_PATTERN
+from fmloop.adapt import STRATEGY_NAMES, STRATEGY_PATTERN
 from fmloop.core.artifacts import RunDir
 from fmloop.core.config import Duration, StageConfig, deep_merge, load_config, parse_duration
 from fmloop.core.errors import ResumeError
@@ -143,6 +143,9 @@ class FinetuneTrain(CommonTrainSection):
         False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps"
     )
     llrd_decay: float = Field(0.8, gt=0, le=1)
+    pair_iterations: int = Field(
+        20, ge=1, description="contrastive: sentence pairs per labeled example and class relation (same / different)"
+    )
     lora_r: int | None = Field(
         None, ge=1, description="LoRA rank (default: 32, at most an eighth of the model's width)"
     )
@@ -167,7 +170,7 @@ class FinetuneConfig(StageConfig):
     @classmethod
     def _strategy(cls, value):
         if not STRATEGY_PATTERN.match(value):
-            raise ValueError("must be one of full, linear-probe, freeze:K, gradual, llrd, lora")
+            raise ValueError(f"must be one of {STRATEGY_NAMES}")
         return value
 
 

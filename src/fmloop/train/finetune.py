@@ -21,6 +21,8 @@ from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import running
 from fmloop.data.images import is_image_source
 from fmloop.train.config import FinetuneConfig
+from fmloop.train.contrastive import run_contrastive
+from fmloop.train.embedding import run_embedding
 from fmloop.train.finetune_image import prepare_images
 from fmloop.train.finetune_text import prepare_text
 from fmloop.train.supervised import run_supervised
@@ -44,10 +46,24 @@ def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite
         if overwrite:
             remove_output(out)
         require_new_folder(out)
+    if cfg.strategy in ("embedding", "contrastive"):
+        if is_image_source(cfg.data.path):
+            raise ConfigError(
+                f"The {cfg.strategy!r} strategy reads text encoders; for images use full or linear-probe."
+            )
+        if resume and cfg.strategy == "embedding":
+            raise ConfigError(f"{out}: an embedding fit has no checkpoints to resume; run it again with --overwrite.")
+        if cfg.model.pooling == "auto":  # embeddings are mean-pooled, whatever the base's own head reads
+            cfg = cfg.model_copy(deep=True)
+            cfg.model.pooling = "mean"
     with running(cfg.train) as runtime:
         prepare = prepare_images if is_image_source(cfg.data.path) else prepare_text
         inputs = prepare(cfg, runtime)
         try:
+            if cfg.strategy == "embedding":
+                return run_embedding(cfg, runtime, RunDir(out), inputs)
+            if cfg.strategy == "contrastive":
+                return run_contrastive(cfg, runtime, RunDir(out), inputs, resuming=resume)
             return run_supervised(cfg, runtime, RunDir(out), inputs, kind="finetune", resuming=resume)
         except BaseException:
             discard_unstarted(out, resume)

@@ -165,6 +165,8 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
         resolved={"train": {"max_length": max_length}, "model": {"pooling": start.pooling}},
         pooling=start.pooling,
         continued=start.continued,
+        tokens={name: e.store for name, e in encoded.items()},
+        pad_id=pad_id,
     )
 
 

@@ -70,6 +70,8 @@ class TaskInputs:
     default_batch_size: Callable[[int], int] | None = None  # n_train -> batch size (None: the text rule)
     default_lr: float | None = None  # None: by model size (the text rule)
     extra_manifest: dict = field(default_factory=dict)  # stage-specific manifest fields
+    tokens: dict | None = None  # text: split -> TokenStore of the truncated ids (contrastive pairs read them)
+    pad_id: int | None = None
 
 
 def validation_budget(limit: float, fraction: float) -> float:
@@ -185,25 +187,10 @@ def run_supervised(
         run.create()
         run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
-    run.write_manifest(
-        kind=kind,
-        parents=parents if parents is not None else inputs.parents,
-        status="running",
-        task=cfg.task,
-        strategy=cfg.strategy,
-        strategy_detail=plan.description,
-        model=cfg.model.name,
-        parameters=n_params,
-        trainable_parameters=trainable,
-        labels=inputs.labels,
-        config_hash=config_hash(resolved),
-        data=inputs.description,
-        data_fingerprint=inputs.fingerprint,
-        data_summary=inputs.summary,
-        continued=inputs.continued,
-        runtime=runtime.describe(),
-        **inputs.extra_manifest,
-    )
+    write_running_manifest(
+        run, cfg, inputs, runtime, resolved, kind=kind, detail=plan.description, n_params=n_params,
+        trainable=trainable, parents=parents,
+    )  # fmt: skip
     log.info(
         "model: %s (%s%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
         cfg.model.name,
@@ -251,20 +238,7 @@ def run_supervised(
         state=state,
     )
     state = loop.run()
-    if state.step < total_steps and loop_stopped_by_signal(state.stop_reason):
-        # Ctrl-C or SIGTERM: the checkpoint is written and the run can be resumed; no model yet.
-        run.write_manifest(
-            status="stopped",
-            stop_reason=state.stop_reason,
-            metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1)},
-        )
-        log.warning(
-            "stopped at step %d of %d (%s); continue with: fmloop finetune --resume %s",
-            state.step,
-            total_steps,
-            state.stop_reason,
-            run.path,
-        )
+    if stopped_by_signal(run, state, total_steps):
         return run
     if best.restore(task_model):
         log.info("restored the best weights: %s %.4f at step %s", metric, state.best_metric, state.best_step)
@@ -274,9 +248,52 @@ def run_supervised(
                 "on it, so the saved model is the untrained start. Train longer, or change the lr.",
                 metric,
             )
-    _save_model(run, task_model, inputs, cfg.strategy)
+    save_model(run, task_model, inputs, cfg.strategy)
     _finish(cfg, run, inputs, task_model, state, batch_size)
     return run
+
+
+def write_running_manifest(
+    run: RunDir, cfg: FinetuneConfig, inputs: TaskInputs, runtime: Runtime, resolved: dict, *, kind: str,
+    detail: str, n_params: int, trainable: int, parents: list[str] | None = None,
+) -> None:  # fmt: skip
+    """The manifest of a run that has started: what it trains, on what, from what."""
+    run.write_manifest(
+        kind=kind,
+        parents=parents if parents is not None else inputs.parents,
+        status="running",
+        task=cfg.task,
+        strategy=cfg.strategy,
+        strategy_detail=detail,
+        model=cfg.model.name,
+        parameters=n_params,
+        trainable_parameters=trainable,
+        labels=inputs.labels,
+        config_hash=config_hash(resolved),
+        data=inputs.description,
+        data_fingerprint=inputs.fingerprint,
+        data_summary=inputs.summary,
+        continued=inputs.continued,
+        runtime=runtime.describe(),
+        **inputs.extra_manifest,
+    )
+
+
+def stopped_by_signal(run: RunDir, state, total_steps: int) -> bool:
+    """After the loop: a run Ctrl-C or SIGTERM stopped has its checkpoint and can be resumed, but no
+    model yet; its manifest says so (True). False for a run that went to its end."""
+    if state.step >= total_steps or not loop_stopped_by_signal(state.stop_reason):
+        return False
+    run.write_manifest(
+        status="stopped",
+        stop_reason=state.stop_reason,
+        metrics={"steps": state.step, "train_time_s": round(state.elapsed_s, 1)},
+    )
+    log.warning(
+        "stopped at step %d of %d (%s); continue with: fmloop finetune --resume %s",
+        state.step, total_steps, state.stop_reason, run.path,
+    )  # fmt: skip
+    return True
 
 
 def loop_stopped_by_signal(reason: str | None) -> bool:
@@ -284,7 +301,9 @@ def loop_stopped_by_signal(reason: str | None) -> bool:
     return stop.by_signal(reason)
 
 
-def _save_model(run: RunDir, task_model: nn.Module, inputs: TaskInputs, strategy: str) -> None:
+def save_model(run: RunDir, task_model: nn.Module, inputs: TaskInputs, strategy: str) -> None:
+    """RUN/model: the weights (a LoRA adapter where it applies) and the tokenizer or image processor."""
+
     def write_model(tmp: Path) -> None:
         if strategy == "lora" and not inputs.parents:
             # A preset base has no folder an adapter could point to: save the merged model instead.
@@ -301,9 +320,30 @@ def _save_model(run: RunDir, task_model: nn.Module, inputs: TaskInputs, strategy
 
 
 def _finish(cfg: FinetuneConfig, run: RunDir, inputs: TaskInputs, task_model: nn.Module, state, batch_size: int):
+    train_s = max(state.elapsed_s - state.extra.get("eval_s", 0.0), 1e-9)
+    training = {
+        "steps": state.step,
+        "train_time_s": round(state.elapsed_s, 1),
+        "eval_time_s": round(state.extra.get("eval_s", 0.0), 1),
+        "train_samples_per_s": round(state.step * batch_size / train_s, 1),
+    }
+    write_results(cfg, run, inputs, task_model, training, stop_reason=state.stop_reason, best_step=state.best_step)
+
+
+def write_results(
+    cfg: FinetuneConfig,
+    run: RunDir,
+    inputs: TaskInputs,
+    task_model: nn.Module,
+    training: dict,
+    splits: tuple[str, ...] | None = None,
+    **manifest,
+) -> None:
+    """The finished manifest (training figures + the model's metrics on the held-out `splits`,
+    default validation and test) and the evaluation report on the test split (else validation)."""
     task = get_task(cfg.task)
     final, final_logits = {}, {}
-    for split in ("validation", "test"):
+    for split in splits or ("validation", "test"):
         if split in inputs.y:
             final_logits[split] = inputs.logits(task_model, split)
             final[split] = {
@@ -311,18 +351,10 @@ def _finish(cfg: FinetuneConfig, run: RunDir, inputs: TaskInputs, task_model: nn
                 for k, v in task.metrics(inputs.y[split], final_logits[split], inputs.labels).items()
                 if isinstance(v, float)
             }
-    train_s = max(state.elapsed_s - state.extra.get("eval_s", 0.0), 1e-9)
     run.write_manifest(
         status="finished",
-        stop_reason=state.stop_reason,
-        best_step=state.best_step,
-        metrics={
-            "steps": state.step,
-            "train_time_s": round(state.elapsed_s, 1),
-            "eval_time_s": round(state.extra.get("eval_s", 0.0), 1),
-            "train_samples_per_s": round(state.step * batch_size / train_s, 1),
-            **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()},
-        },
+        **manifest,
+        metrics={**training, **{f"{split}_{k}": v for split, m in final.items() for k, v in m.items()}},
     )
     split = "test" if "test" in inputs.y else "validation"
     write_evaluation(

@@ -11,4 +11,4 @@ from fmloop.core.errors import ConfigError
 
 OBJECTIVES: Catalog = Catalog("objective", error=ConfigError)
 
-from fmloop.train.objectives import clm, image, mlm, supervised  # noqa: E402,F401  (registers them)
+from fmloop.train.objectives import clm, contrastive, image, mlm, supervised  # noqa: E402,F401  (registers them)
