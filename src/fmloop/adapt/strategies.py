@@ -19,7 +19,7 @@ from typing import Callable
 
 from torch import nn
 
-from fmloop.adapt import STRATEGY_NAMES, STRATEGY_PATTERN
+from fmloop.adapt import LOOP_STRATEGY_NAMES, LOOP_STRATEGY_PATTERN
 from fmloop.core.callbacks import Callback
 from fmloop.core.errors import ConfigError
 from fmloop.models.anatomy import depth_of, find_layers, head_prefixes
@@ -53,9 +53,9 @@ def apply_strategy(
     lora_targets: str = "all-linear",
     dora: bool = False,
 ) -> Plan:
-    if not STRATEGY_PATTERN.match(strategy):
+    if not LOOP_STRATEGY_PATTERN.match(strategy):
         raise ConfigError(
-            f"The 'strategy' parameter of finetune must be one of {STRATEGY_NAMES}. Got {strategy!r} instead."
+            f"The 'strategy' parameter must be one of {LOOP_STRATEGY_NAMES} here. Got {strategy!r} instead."
         )
     if strategy == "lora":
         return _lora(model, lora_r, lora_alpha, lora_dropout, lora_targets, dora)

@@ -40,7 +40,7 @@ def finetune_command(
     strategy: Optional[str] = typer.Option(
         None,
         "--strategy",
-        help=f"{STRATEGY_NAMES}. embedding: a frozen encoder's embeddings + logistic regression (C by cross-validation); contrastive: the encoder first adapted on same/different-class pairs (SetFit's method). Default: full.",
+        help=f"{STRATEGY_NAMES}. embedding: a frozen encoder's embeddings + logistic regression (C by cross-validation); contrastive: the encoder first adapted on same/different-class pairs (SetFit's method). Default: auto (contrastive for a sentence-embedding base with at most 64 labels per class, else full; printed with the reason).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="New run dir to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; command-line values win over it."),

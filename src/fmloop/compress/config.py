@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from fmloop.adapt import LOOP_STRATEGY_NAMES, LOOP_STRATEGY_PATTERN
 from fmloop.core.config import StageConfig
 from fmloop.train.config import FinetuneConfig
 
@@ -39,7 +40,21 @@ class DistillSettings(StageConfig):
     )
 
 
-class DistillConfig(FinetuneConfig):
+class LoopTrained(FinetuneConfig):
+    """Distillation and pruning train a student / the pruned model on the loop: the strategies
+    that do (no auto, embedding or contrastive), full by default."""
+
+    strategy: str = "full"
+
+    @field_validator("strategy")
+    @classmethod
+    def _loop_strategy(cls, value):
+        if not LOOP_STRATEGY_PATTERN.match(value):
+            raise ValueError(f"must be one of {LOOP_STRATEGY_NAMES}")
+        return value
+
+
+class DistillConfig(LoopTrained):
     stage: ClassVar[str] = "distill"
     teacher: list[str] = Field(default_factory=list, description="teacher model(s): folders, run dirs, ensembles")
     distill: DistillSettings = Field(default_factory=DistillSettings)
@@ -55,7 +70,7 @@ class PruneSettings(StageConfig):
     )
 
 
-class PruneConfig(FinetuneConfig):
+class PruneConfig(LoopTrained):
     stage: ClassVar[str] = "prune"
     prune: PruneSettings = Field(default_factory=PruneSettings)
 

@@ -161,7 +161,7 @@ class FinetuneTrain(CommonTrainSection):
 class FinetuneConfig(StageConfig):
     stage: ClassVar[str] = "finetune"
     task: Literal["classification", "multilabel", "regression"] = "classification"
-    strategy: str = "full"
+    strategy: str = "auto"
     data: FinetuneData = Field(default_factory=FinetuneData)
     model: FinetuneModel = Field(default_factory=FinetuneModel)
     train: FinetuneTrain = Field(default_factory=FinetuneTrain)

@@ -20,6 +20,7 @@ from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import running
 from fmloop.data.images import is_image_source
+from fmloop.train.choose import resolve_auto
 from fmloop.train.config import FinetuneConfig
 from fmloop.train.contrastive import run_contrastive
 from fmloop.train.embedding import run_embedding
@@ -41,6 +42,7 @@ def check(cfg: FinetuneConfig, stage: str = "finetune") -> None:
 def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunDir:
     """Fine-tune `cfg.model.name` on `cfg.data.path` into the run dir `out` (or continue it)."""
     check(cfg)
+    cfg = resolve_auto(cfg)
     out = Path(out)
     if not resume:
         if overwrite:
