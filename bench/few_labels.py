@@ -83,12 +83,16 @@ def run_fmloop(strategy, rows, tests, labels, seed, work: Path):
     return np.asarray([labels.index(n) for n in names])
 
 
-def run_setfit(rows, tests, labels, seed, iterations: int | None):
+def run_setfit(rows, tests, labels, seed, iterations: int | None, work: Path):
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(minilm())
-    args = TrainingArguments(seed=seed, **({"num_iterations": iterations} if iterations else {}))
+    # its checkpoints in the cell's temp folder, and no tracking (MLflow is installed beside it)
+    args = TrainingArguments(
+        seed=seed, output_dir=str(work / "setfit"), report_to="none",
+        **({"num_iterations": iterations} if iterations else {}),
+    )  # fmt: skip
     train = Dataset.from_dict({"text": [t for t, _ in rows], "label": [labels.index(label) for _, label in rows]})
     Trainer(model=model, args=args, train_dataset=train).train()
     return np.asarray(model.predict([t for t, _ in tests]))
@@ -101,7 +105,7 @@ def cell(method, rows, tests, labels, seed, work):
     elif method.startswith("fmloop-"):
         predicted = run_fmloop(method.removeprefix("fmloop-"), rows, tests, labels, seed, work)
     else:
-        predicted = run_setfit(rows, tests, labels, seed, 20 if method == "setfit-20-iterations" else None)
+        predicted = run_setfit(rows, tests, labels, seed, 20 if method == "setfit-20-iterations" else None, work)
     seconds = time.perf_counter() - start
     truth = np.asarray([labels.index(label) for _, label in tests])
     return float((np.asarray(predicted) == truth).mean()), seconds
@@ -124,6 +128,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--test-limit", type=int, default=1000)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "few_labels.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = []
@@ -139,7 +144,7 @@ def main() -> None:
                     print(
                         f"{name} {per_class}/class seed {seed} {method}: {accuracy:.4f} in {seconds:.1f} s", flush=True
                     )
-    out = ROOT / "bench" / "results" / "few_labels.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "threads": 2, "test_limit": args.test_limit}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
