@@ -14,8 +14,12 @@ SMALL = [
     "pretrain.train.max_steps=10", "pretrain.data.max_docs=300",
     "finetune.train.limit_per_class=40", "finetune.train.epochs=1",
     "scratch.train.limit_per_class=40", "scratch.train.epochs=1",
-    "users.requests=40", "users.audit_fraction=0.5",
-    "retrain.min_corrections=4", "retrain.min_audit=4", "retrain.train.max_steps=5",
+    # A champion trained this little may answer one class only, so every true correction would carry
+    # the other one and the retrain would refuse single-class feedback: half the corrections are
+    # made wrong on purpose and the label check is off, since this test is about the stages running
+    # on the shipped data, not about the gate (tests/feedback covers that).
+    "users.requests=80", "users.audit_fraction=0.5", "users.wrong_rate=0.5",
+    "retrain.min_corrections=4", "retrain.min_audit=4", "retrain.label_check=false", "retrain.train.max_steps=5",
 ]  # fmt: skip
 
 
