@@ -6,7 +6,7 @@ Reads the full datasets (the layout of ../shared/datasets) and writes, reproduci
 gzip without timestamps):
 
     text/sst2/{train,validation,test}.csv.gz   every SST-2 sentence (6,920 / 872 / 1,821)
-    text/imdb/unsup.jsonl.gz                   6,000 unlabeled IMDb reviews
+    text/imdb/unsup/part-{1,2}.jsonl.gz        6,000 unlabeled IMDb reviews (two files, each under 3 MB)
     text/imdb/{train,test}.jsonl.gz            1,000 labeled IMDb reviews each, 500 per class
 """
 
@@ -51,7 +51,9 @@ def main(shared: Path) -> None:
         write_gz(OUT / "text" / "sst2" / f"{split}.csv.gz", buffer.getvalue())
     rng = random.Random(0)
     unsup = rng.sample(read_jsonl(shared / "text" / "imdb" / "unsup.jsonl.gz"), 6000)
-    write_gz(OUT / "text" / "imdb" / "unsup.jsonl.gz", "".join(json.dumps({"text": r["text"]}) + "\n" for r in unsup))
+    for part, rows in enumerate((unsup[:3000], unsup[3000:]), start=1):
+        text = "".join(json.dumps({"text": r["text"]}) + "\n" for r in rows)
+        write_gz(OUT / "text" / "imdb" / "unsup" / f"part-{part}.jsonl.gz", text)
     for split in ("train", "test"):
         rows = balanced(read_jsonl(shared / "text" / "imdb" / f"{split}.jsonl.gz"), 500, rng)
         write_gz(OUT / "text" / "imdb" / f"{split}.jsonl.gz", "".join(json.dumps(r) + "\n" for r in rows))

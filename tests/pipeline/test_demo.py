@@ -37,7 +37,7 @@ def test_lookup_order_is_fmloop_data_then_shared_then_embedded(tmp_path, monkeyp
 def test_embedded_data_is_complete_and_small():
     files = {p.relative_to(EMBEDDED).as_posix(): p.stat().st_size for p in EMBEDDED.rglob("*") if p.is_file()}
     assert {"README.md", "text/sst2/train.csv.gz", "text/sst2/validation.csv.gz", "text/sst2/test.csv.gz",
-            "text/imdb/unsup.jsonl.gz", "text/imdb/train.jsonl.gz", "text/imdb/test.jsonl.gz"} <= set(files)  # fmt: skip
+            "text/imdb/unsup/part-1.jsonl.gz", "text/imdb/unsup/part-2.jsonl.gz", "text/imdb/train.jsonl.gz", "text/imdb/test.jsonl.gz"} <= set(files)  # fmt: skip
     assert sum(files.values()) < 8 * 2**20
 
 

@@ -27,8 +27,10 @@ DEMO_FILE = Path(__file__).with_name("demo.yaml")
 # Each demo variable: relative paths inside a datasets root, best first (fmloop.data.locate).
 DATA = {
     "sst2": ["text/sst2"],
+    # the shipped copy holds the unlabeled reviews in two files (text/imdb/unsup/), each under 3 MB
     "unlabeled": [
         "text/imdb/unsup.jsonl.gz",
+        "text/imdb/unsup",
         "text/corpora/wikipedia_en_leads.txt",
         "text/corpora/tinyshakespeare.txt",
     ],
