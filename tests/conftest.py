@@ -163,7 +163,7 @@ def tiny_base(tmp_path_factory) -> Path:
 def sentiment_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sentiment")
     write_csv(folder / "train.csv", make_sentiment(240, seed=1))
-    write_csv(folder / "validation.csv", make_sentiment(60, seed=2))
+    write_csv(folder / "validation.csv", make_sentiment(100, seed=2))  # enough to choose a checkpoint on
     write_csv(folder / "test.csv", make_sentiment(60, seed=3))
     return folder
 

@@ -132,6 +132,30 @@ def test_early_stopping_restores_the_best_weights(tiny_base, sentiment_dir, tmp_
     assert manifest["metrics"]["validation_accuracy"] == pytest.approx(best["accuracy"])
 
 
+def test_few_labels_train_a_fixed_schedule_on_every_label(tiny_base, sentiment_dir, tmp_path):
+    """8 labels per class: the 2 validation rows per class train too, at least MIN_STEPS steps run,
+    and the last weights are kept (no checkpoint is chosen on a handful of rows)."""
+    from fmloop.train.supervised import MIN_STEPS
+
+    run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", train={"limit_per_class": 8, "epochs": None, "lr": None,
+                    "early_stopping_patience": 3})  # fmt: skip
+    manifest = run.read_manifest()
+    assert manifest["data_summary"]["rows"]["train"] == 16 + 2 * 1  # 8 per class and 1 per class of validation
+    assert "validation" not in manifest["data_summary"]["rows"] and "validation_accuracy" not in manifest["metrics"]
+    assert manifest["metrics"]["steps"] == MIN_STEPS and manifest.get("best_step") is None
+    assert manifest["metrics"]["test_accuracy"] > 0.6  # chance is 0.5 (a seeded, single-thread run)
+
+
+def test_the_schedule_stretches_only_when_nothing_was_set():
+    from fmloop.train.config import FinetuneTrain
+    from fmloop.train.supervised import MIN_STEPS, schedule
+
+    assert schedule(FinetuneTrain(), 16, 16) == (10, MIN_STEPS, 10)  # 10 epochs of 1 step -> MIN_STEPS
+    assert schedule(FinetuneTrain(epochs=3), 16, 16) == (3, 3, 1)  # epochs set: as asked
+    assert schedule(FinetuneTrain(max_steps=7), 16, 16)[1] == 7
+    assert schedule(FinetuneTrain(), 2000, 32) == (5, 310, 31)  # enough data: unchanged
+
+
 # (strategy, steps, parameter prefixes that must leave training exactly as they entered it)
 FROZEN = [
     ("linear-probe", 6, ("bert.embeddings.", "bert.encoder.")),
@@ -218,6 +242,7 @@ def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(
 def test_label_budget_covers_validation_too(tiny_base, sentiment_dir, tmp_path):
     run = _finetune(tiny_base, sentiment_dir, tmp_path / "run", train={"limit_per_class": 20, "max_steps": 2})
     summary = run.read_manifest()["data_summary"]
-    assert summary["class_balance"] == {"negative": 20, "positive": 20}
-    # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class
-    assert summary["rows"]["validation"] == 4 and summary["rows"]["test"] == 60
+    # the folder's own validation split is cut to the same share: 10% of 20 = 2 per class, and
+    # (too few to choose a checkpoint on) they train with the 20
+    assert summary["class_balance"] == {"negative": 22, "positive": 22}
+    assert summary["rows"] == {"train": 44, "test": 60}

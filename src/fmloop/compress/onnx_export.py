@@ -109,7 +109,9 @@ def write_onnx_folder(
         meta["inputs"] = ["pixel_values"]
         write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
     else:
-        meta.update(inputs=list(TEXT_INPUTS), max_length=parent.max_length)
+        meta.update(
+            inputs=list(TEXT_INPUTS), max_length=parent.reading.max_length, truncation=parent.reading.truncation
+        )
         parent.tokenizer.save_pretrained(folder)
     parent.model.config.save_pretrained(folder)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -140,7 +140,9 @@ def sparsity_of(model: nn.Module) -> float:
 def prepare_pruned(cfg: PruneConfig, runtime, parent, report: dict) -> tuple[TaskInputs, dict]:
     """The parent pruned, as the recovery fine-tune's starting model; (inputs, magnitude masks)."""
     inputs = (
-        prepare_images(cfg, runtime) if parent.modality == "image" else prepare_text(cfg, runtime, labels=parent.labels)
+        prepare_images(cfg, runtime)
+        if parent.modality == "image"
+        else prepare_text(cfg, runtime, labels=parent.labels, keep_validation=True)
     )
     model = parent.model.to(runtime.device).train()
     task = get_task(cfg.task)

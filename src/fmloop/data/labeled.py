@@ -21,6 +21,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from fmloop.core.errors import DataError
+from fmloop.data.reading import Reading
 from fmloop.data.sampling import stratified_holdout
 from fmloop.data.sources import read_splits
 from fmloop.data.text import TokenStore, pad_width
@@ -238,16 +239,13 @@ class EncodedSplit:
     full_lengths: np.ndarray  # token counts before truncation (for the data summary)
 
 
-def encode_split(ds: Dataset, tokenizer, max_length: int) -> EncodedSplit:
+def encode_split(ds: Dataset, tokenizer, reading: Reading) -> EncodedSplit:
+    special = set(tokenizer.all_special_ids)
+
     def tok(batch):
         enc = tokenizer(batch["text"], truncation=False, add_special_tokens=True)["input_ids"]
         return {
-            "input_ids": [
-                ids[: max_length - 1] + ids[-1:]
-                if len(ids) > max_length and _ends_special(tokenizer, ids)
-                else ids[:max_length]
-                for ids in enc
-            ],
+            "input_ids": [reading.cut(ids, bool(ids) and ids[-1] in special) for ids in enc],
             "full_length": [len(ids) for ids in enc],
         }
 
@@ -258,10 +256,6 @@ def encode_split(ds: Dataset, tokenizer, max_length: int) -> EncodedSplit:
         else np.zeros(len(mapped))
     )
     return EncodedSplit(TokenStore(mapped), labels, np.asarray(mapped["full_length"]))
-
-
-def _ends_special(tokenizer, ids) -> bool:
-    return bool(ids) and ids[-1] in set(tokenizer.all_special_ids)
 
 
 def _is_int(ds: Dataset) -> bool:

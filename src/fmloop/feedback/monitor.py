@@ -43,7 +43,7 @@ def embed(model, texts: list[str]) -> np.ndarray:
     def run(batch: list[str]) -> np.ndarray:
         enc = {
             k: torch.from_numpy(v).to(model.device)
-            for k, v in encode_texts(model.tokenizer, batch, model.max_length).items()
+            for k, v in encode_texts(model.tokenizer, batch, model.reading).items()
         }
         hidden = encoder(**enc).last_hidden_state
         return mean_pool(hidden.float(), enc["attention_mask"]).cpu().numpy()

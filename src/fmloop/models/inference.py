@@ -21,6 +21,7 @@ from fmloop.core.errors import ModelError
 from fmloop.core.runtime import resolve_device
 from fmloop.data.augment import normalize, to_float
 from fmloop.data.images import decode_images
+from fmloop.data.reading import Reading, reading_of
 from fmloop.tasks import get_task
 from fmloop.tasks.catalog import task_of_config
 
@@ -38,9 +39,15 @@ def inference_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def max_length_of(config, limit: int = DEFAULT_MAX_LENGTH) -> int:
-    """The longest input a text model reads: its position limit, at most `limit`."""
+    """The longest input a text model can read: its position limit, at most `limit`."""
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or limit
     return min(limit, positions)
+
+
+def text_reading(config) -> Reading:
+    """How a text model reads its inputs: as recorded at fine-tuning (data.reading), else its
+    position limit (at most 512) from the head."""
+    return reading_of(config, max_length_of(config))
 
 
 def batched(
@@ -70,9 +77,16 @@ def batched_by_length(
     return batched(len(texts), lambda idx: run([texts[i] for i in idx]), batch_size, progress, order)
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-    """input_ids + attention_mask (int64, padded to the longest) as models and exported graphs take them."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="np")
+def encode_texts(tokenizer, texts: list[str], reading: Reading) -> dict[str, np.ndarray]:
+    """input_ids + attention_mask (int64, padded to the longest) as models and exported graphs take
+    them, each text cut as `reading` says (as its training rows were)."""
+    if reading.truncation == "head":
+        enc = tokenizer(list(texts), truncation=True, max_length=reading.max_length, padding=True, return_tensors="np")
+    else:
+        special = set(tokenizer.all_special_ids)
+        ids = tokenizer(list(texts), truncation=False)["input_ids"]
+        cut = [reading.cut(row, bool(row) and row[-1] in special) for row in ids]
+        enc = tokenizer.pad({"input_ids": cut}, padding=True, return_tensors="np")
     return {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
 
 
@@ -81,7 +95,7 @@ def text_logits(
     model: torch.nn.Module,
     tokenizer,
     texts: list[str],
-    max_length: int,
+    reading: Reading,
     device: torch.device,
     batch_size: int = 64,
     progress=None,
@@ -91,7 +105,7 @@ def text_logits(
     model.eval()
 
     def run(batch: list[str]) -> np.ndarray:
-        feeds = {k: torch.from_numpy(v).to(device) for k, v in encode_texts(tokenizer, batch, max_length).items()}
+        feeds = {k: torch.from_numpy(v).to(device) for k, v in encode_texts(tokenizer, batch, reading).items()}
         return model(**feeds).logits.float().cpu().numpy()
 
     try:
@@ -165,13 +179,13 @@ class TextModel(InferenceModel):
         task = task_of_config(model.config)
         self.task = task.name
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)] if task.has_classes else None
-        self.max_length = max_length_of(model.config)
+        self.reading = text_reading(model.config)
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
-        return encode_texts(self.tokenizer, texts, self.max_length)
+        return encode_texts(self.tokenizer, texts, self.reading)
 
     def logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
-        return text_logits(self.model, self.tokenizer, texts, self.max_length, self.device, batch_size, progress)
+        return text_logits(self.model, self.tokenizer, texts, self.reading, self.device, batch_size, progress)
 
 
 class ImageModel(InferenceModel):

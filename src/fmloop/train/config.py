@@ -117,7 +117,17 @@ class FinetuneTrain(CommonTrainSection):
     lr: float | None = Field(None, gt=0, le=1)
     epochs: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
-    max_length: int | None = Field(None, ge=8, le=32768)
+    max_length: int | None = Field(
+        None,
+        ge=8,
+        le=32768,
+        description="tokens per text (default: the longest training text, within the model's window and 512)",
+    )
+    truncation: Literal["auto", "head", "head+tail"] = Field(
+        "auto",
+        description="how a text longer than max_length is read: its head, or its first quarter and last three "
+        "quarters; auto: head+tail when more than 10% of the training texts are longer",
+    )
     warmup_ratio: float = Field(0.06, ge=0, le=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "none"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 import numpy as np
 import torch
@@ -14,23 +13,17 @@ from datasets import concatenate_datasets
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import Runtime
 from fmloop.data.labeled import LabeledCollator, encode_split, load_labeled, stratified_split
+from fmloop.data.reading import Reading, choose_reading, record_reading
 from fmloop.data.sampling import per_class_sample
 from fmloop.data.text import default_pad_multiple
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.classifier import build_task_model, resolve_model_folder
-from fmloop.models.inference import max_length_of, text_logits
+from fmloop.models.inference import text_logits
 from fmloop.models.presets import is_model_folder
 from fmloop.tasks import Task, get_task
-from fmloop.train.supervised import TaskInputs, validation_budget
+from fmloop.train.supervised import SMALL_VALIDATION, TaskInputs, validation_budget
 
 log = logging.getLogger(__name__)
-
-
-def auto_max_length(lengths: np.ndarray, model_limit: int) -> int:
-    """The longest training example, within the model's limit and 512. Batches are
-    length-bucketed, so a few long examples cost only their own batches, not every batch."""
-    longest = int(lengths.max()) if len(lengths) else 128
-    return int(min(model_limit, 512, max(16, math.ceil(longest / 8) * 8)))
 
 
 def _model_limit(folder_or_preset: str) -> int:
@@ -40,11 +33,13 @@ def _model_limit(folder_or_preset: str) -> int:
     return 512
 
 
-def _summary(data, encoded: dict, labels, task: Task, max_length: int) -> dict:
+def _summary(data, encoded: dict, labels, task: Task, reading: Reading) -> dict:
     train_lengths = encoded["train"].full_lengths
+    max_length = reading.max_length
     summary = {
         "rows": {name: len(ds) for name, ds in data.splits.items()},
         "max_length": max_length,
+        "truncation": reading.truncation,
         "token_length_percentiles": {f"p{q}": int(np.percentile(train_lengths, q)) for q in (50, 90, 99)}
         | {"max": int(train_lengths.max())},
         "truncated": {name: int((e.full_lengths > max_length).sum()) for name, e in encoded.items()},
@@ -78,7 +73,9 @@ class _Augmented:
         return batch
 
 
-def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_train=None) -> TaskInputs:
+def prepare_text(
+    cfg, runtime: Runtime, labels: list[str] | None = None, extra_train=None, keep_validation: bool = False
+) -> TaskInputs:
     """Labeled text, tokenizer and task model for the fine-tuning runner. `labels` fixes the class
     order (a teacher's); `extra_train`, a function of the final
     training split returning a Dataset of text + label (or None), is appended to the training rows
@@ -105,6 +102,12 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
             data.splits["train"], data.splits["validation"] = stratified_split(
                 data.splits["train"], cfg.task, cfg.data.validation_fraction, t.seed
             )
+    if not keep_validation and "test" in data.splits and len(data.splits.get("validation", ())) < SMALL_VALIDATION:
+        # Too few rows to choose a checkpoint on (the runner keeps the last weights): they train too.
+        folded = concatenate_datasets([data.splits["train"], data.splits.pop("validation")])
+        log.info("validation: %d rows train too (fewer than %d; the test split judges)",
+                 len(folded) - len(data.splits["train"]), SMALL_VALIDATION)  # fmt: skip
+        data.splits["train"] = folded
     extra = extra_train(data.splits["train"]) if extra_train is not None else None
     if extra is not None and len(extra):
         data.splits["train"] = concatenate_datasets([data.splits["train"], extra.cast(data.splits["train"].features)])
@@ -120,25 +123,26 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models: pad with end-of-text
 
-    full = encode_split(data.splits["train"], tokenizer, 10**6)
-    max_length = t.max_length or auto_max_length(full.full_lengths, _model_limit(cfg.model.name))
-    encoded = {name: encode_split(ds, tokenizer, max_length) for name, ds in data.splits.items()}
-    summary = _summary(data, encoded, data.labels, get_task(cfg.task), max_length)
+    full = encode_split(data.splits["train"], tokenizer, Reading(10**9))
+    reading = choose_reading(full.full_lengths, min(512, _model_limit(cfg.model.name)), t.max_length, t.truncation)
+    max_length = reading.max_length
+    encoded = {name: encode_split(ds, tokenizer, reading) for name, ds in data.splits.items()}
+    summary = _summary(data, encoded, data.labels, get_task(cfg.task), reading)
     log.info("data: %s", data.description)
     log.info(
-        "rows %s; tokens p50/p90/p99/max %s; max_length %d (%d training rows truncated)%s",
+        "rows %s; tokens p50/p90/p99/max %s; reading %s (%d training rows cut)%s",
         summary["rows"],
         "/".join(str(v) for v in summary["token_length_percentiles"].values()),
-        max_length,
+        reading.describe(),
         summary["truncated"]["train"],
         f"; classes {summary['class_balance']}" if "class_balance" in summary else "",
     )
     start = build_task_model(
         cfg.model.name, cfg.task, data.labels, tokenizer, cfg.model.dropout, max_length, cfg.model.pooling
     )
+    record_reading(start.model.config, reading)  # predict, evaluate, export and serve read inputs the same way
     pad_id = tokenizer.pad_token_id
     texts = {name: list(ds["text"]) for name, ds in data.splits.items()}
-    score_length = max_length_of(start.model.config)
 
     def make_collate():
         collate = LabeledCollator(encoded["train"], pad_id, default_pad_multiple(runtime.device.type))
@@ -146,7 +150,7 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
 
     def logits(model, split: str) -> np.ndarray:
         # The scoring path of fmloop.load / evaluate / predict / serve: the same logits for the same weights.
-        return text_logits(model, tokenizer, texts[split], score_length, runtime.device)
+        return text_logits(model, tokenizer, texts[split], reading, runtime.device)
 
     return TaskInputs(
         model=start.model,
@@ -162,7 +166,10 @@ def prepare_text(cfg, runtime: Runtime, labels: list[str] | None = None, extra_t
         description=data.description,
         fingerprint=data.fingerprint,
         examples=lambda split: {"texts": texts[split]},
-        resolved={"train": {"max_length": max_length}, "model": {"pooling": start.pooling}},
+        resolved={
+            "train": {"max_length": max_length, "truncation": reading.truncation},
+            "model": {"pooling": start.pooling},
+        },
         pooling=start.pooling,
         continued=start.continued,
         tokens={name: e.store for name, e in encoded.items()},

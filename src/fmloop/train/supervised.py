@@ -9,10 +9,16 @@ Defaults (when not set; the values used are written to RUN/config.yaml):
   epochs        10 below 1,000 rows, 5 below 5,000, 3 below 20,000, else 2
   lr            by trainable size of the base: < 15M params 3e-4, < 60M 1e-4, < 200M 5e-5, else 2e-5;
                 x10 for LoRA (capped at 1e-3); 1e-2 for a linear probe
+  steps         at least MIN_STEPS below 1,000 training rows (a pretrained body needs hundreds of
+                updates to move; 10 epochs of 16 rows would be 10 steps)
   warmup        6% of the steps, then linear decay to 0
   evaluation    twice per epoch on the validation split; the best checkpoint by the task's
                 headline metric (accuracy / micro-F1 / MSE) is restored at the end; early stopping
                 after 3 evaluations without improvement; a resumable checkpoint at every evaluation
+  few labels    a validation split of fewer than SMALL_VALIDATION rows is too small to choose a
+                checkpoint on (one example moves accuracy by more than training does): the fixed
+                schedule runs to its end and its last weights are kept, no early stopping; text
+                data with a test split trains on those validation rows too (prepare_text)
 """
 
 from __future__ import annotations
@@ -74,6 +80,10 @@ class TaskInputs:
     pad_id: int | None = None
 
 
+MIN_STEPS = 200  # optimizer steps at least, below 1,000 training rows (unless epochs or max_steps are set)
+SMALL_VALIDATION = 100  # validation rows below which no checkpoint is chosen and no early stop is made on them
+
+
 def validation_budget(limit: float, fraction: float) -> float:
     """Per-class size of a validation split under a label budget of `limit` per class (or fraction)."""
     return max(1, round(limit * fraction)) if limit >= 1 else limit * fraction
@@ -88,6 +98,21 @@ def default_lr(n_params: int, strategy: str) -> float:
 
 def default_epochs(n_train: int) -> float:
     return 10 if n_train < 1000 else 5 if n_train < 5000 else 3 if n_train < 20000 else 2
+
+
+def schedule(t, n_train: int, batch_size: int) -> tuple[float, int, int]:
+    """(epochs, total optimizer steps, steps between evaluations) from the settings and the data."""
+    epochs = t.epochs or default_epochs(n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
+    if t.max_steps is not None:
+        total = t.max_steps
+    elif t.epochs is None and total < MIN_STEPS and n_train < 1000:
+        # stretched to MIN_STEPS: as many evaluations as the epochs would have had
+        total = MIN_STEPS
+        eval_every = max(1, total // max(1, int(round(epochs * t.evals_per_epoch))))
+    return epochs, total, eval_every
 
 
 def run_supervised(
@@ -113,14 +138,11 @@ def run_supervised(
         inputs.default_batch_size(n_train) if inputs.default_batch_size else 32 if n_train >= 1000 else 16
     )
     batch_size = min(batch_size, n_train)
-    epochs = t.epochs or default_epochs(n_train)
-    steps_per_epoch = max(1, n_train // batch_size)
-    total_steps = t.max_steps if t.max_steps is not None else max(1, int(round(epochs * steps_per_epoch)))
+    epochs, total_steps, eval_every = schedule(t, n_train, batch_size)
     lr = t.lr or (
         inputs.default_lr if inputs.default_lr and cfg.strategy == "full" else default_lr(n_params, cfg.strategy)
     )
     warmup = int(t.warmup_ratio * total_steps)
-    eval_every = max(1, steps_per_epoch // t.evals_per_epoch)
     checkpoint_every = eval_every if t.checkpoint_every is None else t.checkpoint_every
     if t.metric:
         metric, mode = t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max"
@@ -211,7 +233,16 @@ def run_supervised(
         scalars["eval_loss"] = float(task.loss(torch.from_numpy(logits), torch.from_numpy(y), reduction="mean"))
         return scalars
 
-    best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors")
+    n_validation = len(inputs.y.get("validation", ()))
+    choose = n_validation >= SMALL_VALIDATION  # else: the fixed schedule's last weights (see the module doc)
+    if not choose:
+        log.info(
+            "validation: %s: a fixed schedule of %d steps, its last weights kept (no checkpoint choice, "
+            "no early stopping)",
+            f"{n_validation} rows, fewer than {SMALL_VALIDATION}" if n_validation else "none (its rows train)",
+            total_steps,
+        )
+    best = BestTracker(metric, mode, path=run.checkpoints_dir / "best.safetensors" if choose else None)
     loop_callbacks = [
         ProgressBar(f"{kind} {cfg.strategy}", unit="tok" if inputs.bucket else "img"),
         MetricsLogger(run.metrics_path, run.path / "tensorboard" if t.tensorboard else None),
@@ -220,7 +251,7 @@ def run_supervised(
         *plan.callbacks,
         *callbacks,
     ]
-    if t.early_stopping_patience:
+    if t.early_stopping_patience and choose:
         loop_callbacks.append(EarlyStopping(t.early_stopping_patience))
     if t.max_time:
         loop_callbacks.append(TimeBudget(parse_duration(t.max_time)))
@@ -228,7 +259,7 @@ def run_supervised(
         objective=loss,
         model=task_model,
         train=BatchPlan(inputs.train_lengths, batch_size, inputs.make_collate(), t.seed, bucket=inputs.bucket),
-        evaluate=evaluate,
+        evaluate=evaluate if n_validation else None,
         optimizer=optimizer,
         scheduler=scheduler,
         runtime=runtime,

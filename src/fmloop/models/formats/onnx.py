@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fmloop.core.errors import ModelError
+from fmloop.data.reading import Reading
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.formats import Format, register
 from fmloop.models.inference import InferenceModel, batched, batched_by_length, encode_texts, inference_device
@@ -37,7 +38,8 @@ class OnnxModel(InferenceModel):
         if self.modality == "image":
             self.size, self.channels, self.mean, self.std = meta["size"], meta["channels"], meta["mean"], meta["std"]
         else:
-            self.tokenizer, self.max_length = load_tokenizer(folder), meta["max_length"]
+            self.tokenizer = load_tokenizer(folder)
+            self.reading = Reading(meta["max_length"], meta.get("truncation", "head"))
 
     @classmethod
     def load(cls, folder: Path, device="cpu", threads: int | None = None) -> "OnnxModel":
@@ -66,7 +68,7 @@ class OnnxModel(InferenceModel):
             return batched(len(pixels), run_images, batch_size, progress)
 
         def run(texts: list[str]) -> np.ndarray:
-            return self.session.run(None, encode_texts(self.tokenizer, texts, self.max_length))[0]
+            return self.session.run(None, encode_texts(self.tokenizer, texts, self.reading))[0]
 
         return batched_by_length(list(inputs), run, batch_size, progress)
 
