@@ -17,7 +17,7 @@ $(PY):
 # torch first, from wherever TORCH says; fmloop's own install then finds it satisfied and keeps it.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[test,postgres,tensorboard,bench]"
+	$(PY) -m pip install --quiet -e ".[demo,test,postgres,tensorboard,bench]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,4 +1,4 @@
-"""Few labels: fmloop's `embedding` and `contrastive` strategies against the setfit library (the
+"""Few labels: fmloop's `embedding`, `contrastive` and `full` strategies against the setfit library (the
 peer, with its defaults and with the paper's 20 pair iterations per example) and TF-IDF + logistic
 regression, on the same MiniLM base, the same label subsets and seeds, the same CPU threads.
 
@@ -35,7 +35,9 @@ from fmloop.train.finetune import run as finetune
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "text"
 DATASETS = {"sst2": SHARED / "sst2", "imdb": SHARED / "imdb", "ag_news": SHARED / "ag_news"}
-METHODS = ("tfidf", "fmloop-embedding", "fmloop-contrastive", "setfit-defaults", "setfit-20-iterations")
+METHODS = (
+    "tfidf", "fmloop-embedding", "fmloop-contrastive", "fmloop-full", "setfit-defaults", "setfit-20-iterations",
+)  # fmt: skip
 
 
 def minilm() -> str:
@@ -55,16 +57,10 @@ def subsets(name: str, per_class: int, seed: int, test_limit: int):
 
 
 def run_tfidf(rows, tests, labels, seed):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
+    from fmloop.evaluate.floor import fit_floor  # the floor fmloop fits beside every text classifier
 
-    x = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    features = x.fit_transform([t for t, _ in rows])
-    y = [labels.index(label) for _, label in rows]
-    folds = StratifiedKFold(min(5, min(np.bincount(y))), shuffle=True, random_state=seed)
-    clf = LogisticRegressionCV(Cs=10, cv=folds, class_weight="balanced", max_iter=5000).fit(features, y)
-    return clf.predict(x.transform([t for t, _ in tests]))
+    floor = fit_floor([t for t, _ in rows], np.asarray([labels.index(label) for _, label in rows]), seed)
+    return floor.predict([t for t, _ in tests])
 
 
 def run_fmloop(strategy, rows, tests, labels, seed, work: Path):

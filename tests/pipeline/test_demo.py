@@ -11,9 +11,9 @@ import yaml
 from fmloop.data.locate import EMBEDDED, find_dataset
 
 SMALL = [
-    "pretrain.train.max_steps=10", "pretrain.data.max_docs=300",
+    "pretrain.train.max_steps=4", "pretrain.data.max_docs=100", "pretrain.train.seq_len=64",
     "finetune.train.limit_per_class=40", "finetune.train.epochs=1",
-    "scratch.train.limit_per_class=40", "scratch.train.epochs=1",
+    "base.train.limit_per_class=40", "base.train.epochs=1",
     # A champion trained this little may answer one class only, so every true correction would carry
     # the other one and the retrain would refuse single-class feedback: half the corrections are
     # made wrong on purpose and the label check is off, since this test is about the stages running
@@ -56,11 +56,14 @@ def test_demo_runs_on_the_embedded_data_with_no_shared_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = work / "runs" / "demo"
     lock = yaml.safe_load((out / "pipeline.lock").read_text())["stages"]
-    stages = ["clean", "pretrain", "finetune", "scratch", "evaluate", "quantize", "users", "retrain"]
+    stages = ["clean", "pretrain", "finetune", "base", "evaluate", "quantize", "users", "retrain"]
     assert [name for name in stages if lock.get(name, {}).get("status") == "finished"] == stages
     for stage, field in (("clean", "data"), ("pretrain", "data"), ("users", "data")):
         config = yaml.safe_load((out / stage / "config.yaml").read_text())
         path = config[field]["path"] if isinstance(config[field], dict) else config[field]
         assert path.startswith(str(EMBEDDED)), (stage, path)
     assert "the data shipped with fmloop" in result.stderr
+    assert "TF-IDF + logistic regression on the same" in result.stderr  # printed beside the champion
+    pretrained = out / "pretrain" / "model"
+    assert (pretrained / "modules.json").exists()  # still a sentence encoder: read with mean pooling
     assert (out / "report.html").stat().st_size > 1000

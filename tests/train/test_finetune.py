@@ -39,6 +39,9 @@ def test_full_finetune_learns_and_stores_the_label_mapping(tiny_base, sentiment_
     run = _finetune(tiny_base, sentiment_dir, tmp_path / "run")
     manifest = run.read_manifest()
     assert manifest["metrics"]["test_accuracy"] > 0.9
+    floor = manifest["floor"]  # TF-IDF + logistic regression on the same 240 labels, on the same test rows
+    assert floor["labels"] == 240 and manifest["metrics"]["floor_test_accuracy"] == floor["accuracy"]
+    assert floor["difference"] == pytest.approx(manifest["metrics"]["test_accuracy"] - floor["accuracy"])
     config = json.loads((run.model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label2id"]["positive"] == 1
     plain = AutoModelForSequenceClassification.from_pretrained(run.model_dir)  # loads without fmloop

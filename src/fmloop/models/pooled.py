@@ -110,3 +110,25 @@ class Embeddings(nn.Module):
 
 def is_sentence_transformer(folder: Path) -> bool:
     return (folder / "modules.json").exists() or (folder / "1_Pooling").is_dir()
+
+
+SENTENCE_TRANSFORMER_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def keep_sentence_transformer_files(base: Path, folder: Path) -> bool:
+    """Copy a sentence-embedding base's pooling description (modules.json, 1_Pooling/, ...) into
+    `folder`, a model continued from it (masked-LM pretraining on new text): the encoder is still
+    read by mean pooling, and fine-tuning's `auto` pooling and strategy see it so. False when the
+    base is not one."""
+    import shutil
+
+    base, folder = Path(base), Path(folder)
+    if not is_sentence_transformer(base):
+        return False
+    for name in SENTENCE_TRANSFORMER_FILES:
+        if (base / name).exists():
+            shutil.copy2(base / name, folder / name)
+    for module in base.glob("[0-9]_*"):
+        if module.is_dir():
+            shutil.copytree(module, folder / module.name, dirs_exist_ok=True)
+    return True

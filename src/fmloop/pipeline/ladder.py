@@ -41,7 +41,9 @@ from fmloop.core.html import CSS, png_file_data_uri
 
 log = logging.getLogger(__name__)
 
-BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|/class)?\s*$")
+FEW_PER_CLASS = 100  # budgets below this many labels per class get FEW_SEEDS paired seeds by default
+FEW_SEEDS = 5
 TUNED = ("full", "linear-probe", "lora", "llrd", "gradual", "embedding", "contrastive")
 
 
@@ -49,13 +51,23 @@ class LadderConfig(StageConfig):
     stage: ClassVar[str] = "ladder"
     base: str = Field(description="the pretrained model: a folder, a run dir, or a preset")
     data: str = Field(description="labeled data with a test split (every cell is scored on it)")
-    budgets: list[str] = Field(["1%", "10%", "100%"], min_length=1, description="training labels: '100' or '10%'")
+    budgets: list[str] = Field(
+        ["8/class", "32/class", "1000", "100%"],
+        min_length=1,
+        description="training labels: '8/class' per class, '1000' in all, or '10%' of them",
+    )
     strategies: list[str] = Field(
-        ["scratch", "linear-probe", "lora", "full"],
+        ["scratch", "embedding", "contrastive", "full"],
         min_length=1,
         description="scratch, full, linear-probe, lora, ..., dapt",
     )
-    seeds: int = Field(1, ge=1, le=10, description="seeds per cell (each draws its own label subset)")
+    seeds: int | None = Field(
+        None,
+        ge=1,
+        le=10,
+        description="seeds per cell, each drawing its own label subset, the same for every strategy "
+        f"(default: {FEW_SEEDS} at budgets below {FEW_PER_CLASS} labels per class, else 1)",
+    )
     floor: bool = Field(True, description="add TF-IDF + logistic regression (text) or the small CNN (images)")
     scratch_model: str | None = Field(
         None, description="the random-init architecture (default: base when a preset, else bert-mini / resnet-micro)"
@@ -81,7 +93,7 @@ class LadderConfig(StageConfig):
         for v in values:
             match = BUDGET.match(str(v))
             if not match or float(match.group(1)) <= 0 or (match.group(2) and float(match.group(1)) > 100):
-                raise ValueError(f"must hold label counts like '100' or shares like '10%' (got {v!r})")
+                raise ValueError(f"must hold label counts like '100', '8/class' or shares like '10%' (got {v!r})")
         return [str(v).strip() for v in values]
 
     @field_validator("strategies")
@@ -100,15 +112,25 @@ class LadderConfig(StageConfig):
 
 def limit_per_class(budget: str, n_classes: int) -> float | None:
     """A budget as fine-tuning's `limit_per_class`: labels per class, a share, or None (all)."""
-    value, percent = BUDGET.match(budget).groups()
-    if percent:
+    value, unit = BUDGET.match(budget).groups()
+    if unit == "%":
         share = float(value) / 100
         return None if share >= 1 else share
+    if unit == "/class":
+        return max(1, round(float(value)))
     return max(1, round(float(value) / n_classes))
 
 
+def seeds_for(cfg: "LadderConfig", limit: float | None) -> int:
+    """Seeds of a budget: as set, else FEW_SEEDS below FEW_PER_CLASS labels per class (where one
+    subset's luck is larger than the differences measured), else 1."""
+    if cfg.seeds:
+        return cfg.seeds
+    return FEW_SEEDS if limit is not None and 1 <= limit < FEW_PER_CLASS else 1
+
+
 def cell_name(strategy: str, budget: str, seed: int) -> str:
-    return f"{strategy.replace(':', '')}-{budget.replace('%', 'pct')}-seed{seed}"
+    return f"{strategy.replace(':', '')}-{budget.replace('%', 'pct').replace('/class', 'perclass')}-seed{seed}"
 
 
 def _modality(cfg: LadderConfig) -> str:
@@ -173,9 +195,10 @@ def run(cfg: LadderConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     classes = _class_count(cfg, modality)
     rows: list[dict] = []
     dapt_model = _dapt(cfg, out / "dapt", resume) if "dapt" in cfg.strategies else None
-    plan = [(s, b, seed) for s in cfg.strategies for b in cfg.budgets for seed in range(cfg.seeds)]
+    seeds = {b: seeds_for(cfg, limit_per_class(b, classes)) for b in cfg.budgets}
+    plan = [(s, b, seed) for s in cfg.strategies for b in cfg.budgets for seed in range(seeds[b])]
     if cfg.floor:
-        plan += [("floor", b, seed) for b in cfg.budgets for seed in range(cfg.seeds)]
+        plan += [("floor", b, seed) for b in cfg.budgets for seed in range(seeds[b])]
     for i, (strategy, budget, seed) in enumerate(plan, 1):
         folder = out / "cells" / cell_name(strategy, budget, seed)
         limit = limit_per_class(budget, classes)
@@ -245,7 +268,10 @@ def _cell_result(manifest, folder: Path) -> dict:
     if "test_accuracy" not in metrics:
         raise DataError(f"ladder: {folder} has no test accuracy: the data needs a test split every cell is scored on.")
     rows = (manifest.get("data_summary") or {}).get("rows", {})
-    return {"labels": rows.get("train"), "test_rows": rows.get("test"), "test_accuracy": metrics["test_accuracy"]}
+    result = {"labels": rows.get("train"), "test_rows": rows.get("test"), "test_accuracy": metrics["test_accuracy"]}
+    if "floor_test_accuracy" in metrics:  # TF-IDF on exactly the rows this cell trained on
+        result["floor_accuracy"] = metrics["floor_test_accuracy"]
+    return result
 
 
 def _class_count(cfg: LadderConfig, modality: str) -> int:
@@ -313,31 +339,20 @@ def _write_corpus(path: Path, texts: list[str]) -> None:
 
 
 def tfidf_floor(cfg: LadderConfig, limit: float | None, seed: int) -> dict:
-    """TF-IDF (words and bigrams) + logistic regression on the same label subset a fine-tuned cell
-    trains on, its C picked by cross-validation; scored on the test split."""
+    """TF-IDF + logistic regression (evaluate.floor) on the rows a fine-tuned cell of this budget
+    and seed trains on (finetune_text.budget_rows), scored on the test split."""
     import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
 
-    from fmloop.data.labeled import load_labeled
-    from fmloop.data.sampling import per_class_sample
+    from fmloop.evaluate.floor import fit_floor
+    from fmloop.train.config import FinetuneConfig
+    from fmloop.train.finetune_text import budget_rows
 
-    data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False, seed=seed)
-    train = data.splits["train"]
-    y = np.asarray(train["label"])
-    keep = per_class_sample(y, limit, seed) if limit else np.arange(len(y))
-    texts, y = [train["text"][i] for i in keep], y[keep]
-    smallest = np.bincount(y).min() if len(y) else 0
-    classifier = LogisticRegression(C=10, max_iter=2000)
-    if smallest >= 3:
-        classifier = GridSearchCV(classifier, {"C": [0.1, 1, 10, 100]}, cv=min(5, int(smallest)))
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1), classifier)
-    model.fit(texts, y)
-    test = data.splits["test"]
+    tree = _finetune_tree(cfg, "full", cfg.base, limit, seed, "text")
+    data = budget_rows(build_config(FinetuneConfig, tree))
+    train, test = data.splits["train"], data.splits["test"]
+    model = fit_floor(list(train["text"]), np.asarray(train["label"]), seed)
     accuracy = float(np.mean(model.predict(list(test["text"])) == np.asarray(test["label"])))
-    return {"labels": int(len(y)), "test_rows": len(test), "test_accuracy": accuracy}
+    return {"labels": len(train), "test_rows": len(test), "test_accuracy": accuracy}
 
 
 # Table, plot, report ---------------------------------------------------------------------------
@@ -345,10 +360,12 @@ def tfidf_floor(cfg: LadderConfig, limit: float | None, seed: int) -> dict:
 
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean test accuracy per strategy and budget with a 95% interval: Student's t over seeds, or
-    (one seed) the Wilson interval of the test accuracy itself."""
+    (one seed) the Wilson interval of the test accuracy itself; and the paired difference from the
+    floor on the same subsets."""
     from scipy import stats
 
     groups: dict[tuple, list[dict]] = {}
+    floors = {(r["budget"], r["seed"]): r["test_accuracy"] for r in rows if r["strategy"] == "floor"}
     for r in rows:
         groups.setdefault((r["strategy"], r["budget"]), []).append(r)
     out = []
@@ -366,8 +383,29 @@ def summarise(rows: list[dict]) -> list[dict]:
             "strategy": strategy, "budget": budget, "labels": cells[0].get("labels"), "seeds": len(acc),
             "test_accuracy": round(mean, 4), "low": round(low, 4), "high": round(high, 4),
             "seconds": round(sum(c["seconds"] for c in cells) / len(cells), 1),
+            **({} if strategy == "floor" else _against_floor(cells, floors)),
         })  # fmt: skip
     return out
+
+
+def _against_floor(cells: list[dict], floors: dict) -> dict:
+    """The mean paired difference from the floor over seeds (the same label subset per seed: the
+    cell's own TF-IDF fit, else the floor cell of its budget and seed), with a t-interval."""
+    from scipy import stats
+
+    diffs = []
+    for c in cells:
+        floor = c.get("floor_accuracy", floors.get((c["budget"], c["seed"])))
+        if floor is not None:
+            diffs.append(c["test_accuracy"] - floor)
+    if not diffs:
+        return {}
+    mean = sum(diffs) / len(diffs)
+    half = 0.0
+    if len(diffs) > 1:
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+        half = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    return {"vs_floor": round(mean, 4), "vs_floor_low": round(mean - half, 4), "vs_floor_high": round(mean + half, 4)}
 
 
 def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -378,7 +416,8 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _write_outputs(out: Path, rows: list[dict], cfg: LadderConfig) -> list[dict]:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["strategy", "budget", "seed", "labels", "test_accuracy", "seconds"])
+    fields = ["strategy", "budget", "seed", "labels", "test_accuracy", "floor_accuracy", "seconds"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for r in rows:
         writer.writerow({k: r.get(k) for k in writer.fieldnames})
@@ -395,7 +434,8 @@ def table(summary: list[dict], cfg: LadderConfig) -> str:
     strategies = list(dict.fromkeys(s["strategy"] for s in summary))
     cell = {(s["strategy"], s["budget"]): s for s in summary}
     lines = [
-        f"base {cfg.base}; data {cfg.data}; test accuracy, mean [95% interval], seconds per cell",
+        f"base {cfg.base}; data {cfg.data}; test accuracy, mean [95% interval]; the paired difference "
+        f"from the floor on the same label subsets, in points [95% interval over seeds]; seconds per cell",
         "",
         "| strategy | " + " | ".join(f"{b} labels" for b in budgets) + " |",
         "|---|" + "---|" * len(budgets),
@@ -404,8 +444,13 @@ def table(summary: list[dict], cfg: LadderConfig) -> str:
         values = []
         for b in budgets:
             s = cell.get((strategy, b))
+            floor = (
+                f"; vs floor {100 * s['vs_floor']:+.1f} [{100 * s['vs_floor_low']:+.1f}, {100 * s['vs_floor_high']:+.1f}]"
+                if s and "vs_floor" in s
+                else ""
+            )
             values.append(
-                f"{s['test_accuracy']:.4f} [{s['low']:.3f}, {s['high']:.3f}], {s['seconds']:.0f} s" if s else ""
+                f"{s['test_accuracy']:.4f} [{s['low']:.3f}, {s['high']:.3f}]{floor}, {s['seconds']:.0f} s" if s else ""
             )
         lines.append(f"| {_label(strategy)} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 from fmloop.core.artifacts import atomic_write_text, read_jsonl
 from fmloop.core.html import CSS, figure_to_data_uri, format_value, html_table, png_file_data_uri
 from fmloop.core.machine import cpu_name
+from fmloop.evaluate.floor import describe_floor
 from fmloop.pipeline.runner import read_lock
 from fmloop.pipeline.spec import Pipeline, Stage
 
@@ -64,7 +65,8 @@ def reached(kind: str, m: dict) -> str:
         )
     if kind == "finetune":
         size = f", {m['model_mb']} MB" if "model_mb" in m else ""
-        return f"{m.get('steps')} steps, test accuracy {m.get('test_accuracy', nan):.4f}{size}"
+        floor = f" (TF-IDF on its labels {m['floor_test_accuracy']:.4f})" if "floor_test_accuracy" in m else ""
+        return f"{m.get('steps')} steps, test accuracy {m.get('test_accuracy', nan):.4f}{floor}{size}"
     if kind == "evaluate":
         return f"test accuracy {m.get('accuracy', nan):.4f}"
     if kind == "quantize":
@@ -87,10 +89,15 @@ def reached(kind: str, m: dict) -> str:
 
 
 def verdicts(pipeline: Pipeline) -> list[str]:
-    """The loop's answers in sentences: what pretraining bought against its baseline (each
-    evaluate stage with one), and what each retrain's gate decided."""
+    """The loop's answers in sentences: each registered model against TF-IDF on its labels, what
+    pretraining bought against its baseline (each evaluate stage with one), and what each
+    retrain's gate decided."""
     lines = []
     for stage in pipeline.stages.values():
+        if stage.kind.name == "finetune" and stage.register:
+            m = _read_json(stage.folder / "manifest.json")
+            if m.get("floor"):
+                lines.append(f"{stage.name}: {describe_floor(m['floor'], m['metrics']['test_accuracy'])}")
         if stage.kind.name == "evaluate":
             ev = _read_json(stage.folder / "metrics.json")
             test = (ev.get("comparison") or {}).get("test")

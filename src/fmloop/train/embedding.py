@@ -29,6 +29,7 @@ import torch
 from fmloop.core.artifacts import RunDir, building
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import Runtime
+from fmloop.evaluate.floor import logistic_cv
 from fmloop.models.pooled import Embeddings, MeanPoolClassifier
 from fmloop.train.config import FinetuneConfig
 from fmloop.train.supervised import TaskInputs, write_results, write_running_manifest
@@ -54,15 +55,13 @@ def check_embedding_model(model, cfg: FinetuneConfig) -> MeanPoolClassifier:
 
 def fit_logistic(features: np.ndarray, y: np.ndarray, n_classes: int, seed: int):
     """LogisticRegressionCV on unit-length features; returns (weight (K, H), bias (K,), C, CV accuracy)."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     rarest = int(np.bincount(y, minlength=n_classes)[np.unique(y)].min())
     if rarest >= 2:
         folds = StratifiedKFold(n_splits=min(5, rarest), shuffle=True, random_state=seed)
-        fitted = LogisticRegressionCV(
-            Cs=C_GRID, cv=folds, class_weight="balanced", scoring="neg_log_loss", max_iter=5000, random_state=seed
-        ).fit(features, y)
+        fitted = logistic_cv(C_GRID, folds, seed).fit(features, y)
         c = float(np.ravel(fitted.C_)[0])
         chosen = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
         cv_accuracy = float(cross_val_score(chosen, features, y, cv=folds, scoring="accuracy").mean())

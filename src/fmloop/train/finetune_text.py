@@ -73,14 +73,12 @@ class _Augmented:
         return batch
 
 
-def prepare_text(
-    cfg, runtime: Runtime, labels: list[str] | None = None, extra_train=None, keep_validation: bool = False
-) -> TaskInputs:
-    """Labeled text, tokenizer and task model for the fine-tuning runner. `labels` fixes the class
-    order (a teacher's); `extra_train`, a function of the final
-    training split returning a Dataset of text + label (or None), is appended to the training rows
-    (teacher-labeled text); it runs after the validation rows were held out, so nothing derived
-    from them can reach training."""
+def budget_rows(cfg, labels: list[str] | None = None, keep_validation: bool = False):
+    """The labeled rows a text fine-tuning run trains and is judged on (LabeledData): the label
+    budget (`train.limit_per_class`) drawn per class from train and, at its share, from
+    validation; a validation split smaller than SMALL_VALIDATION joins the training rows when a
+    test split judges, unless `keep_validation` (pruning scores on it). The transfer ladder's
+    floor reads the same rows."""
     t = cfg.train
     data = load_labeled(
         cfg.data.path,
@@ -108,6 +106,19 @@ def prepare_text(
         log.info("validation: %d rows train too (fewer than %d; the test split judges)",
                  len(folded) - len(data.splits["train"]), SMALL_VALIDATION)  # fmt: skip
         data.splits["train"] = folded
+    return data
+
+
+def prepare_text(
+    cfg, runtime: Runtime, labels: list[str] | None = None, extra_train=None, keep_validation: bool = False
+) -> TaskInputs:
+    """Labeled text (budget_rows), tokenizer and task model for the fine-tuning runner. `labels`
+    fixes the class order (a teacher's); `extra_train`, a function of the final training split
+    returning a Dataset of text + label (or None), is appended to the training rows
+    (teacher-labeled text); it runs after the validation rows were held out, so nothing derived
+    from them can reach training."""
+    t = cfg.train
+    data = budget_rows(cfg, labels, keep_validation)
     extra = extra_train(data.splits["train"]) if extra_train is not None else None
     if extra is not None and len(extra):
         data.splits["train"] = concatenate_datasets([data.splits["train"], extra.cast(data.splits["train"].features)])

@@ -33,6 +33,7 @@ from fmloop.data.text import (
 )
 from fmloop.data.tokenizer import load_tokenizer, train_tokenizer
 from fmloop.evaluate.report import write_training_report
+from fmloop.models.pooled import keep_sentence_transformer_files
 from fmloop.models.presets import is_model_folder, load_pretrained, resolve_preset
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
@@ -234,6 +235,8 @@ def _prepare_text(
     def save_model(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if parent is not None:
+            keep_sentence_transformer_files(Path(parent), tmp)  # continued from a sentence encoder: still one
 
     eval_bs = max(1, t.batch_size // t.grad_accum)
     return Prepared(

@@ -42,6 +42,7 @@ from fmloop.core.config import parse_duration
 from fmloop.core.errors import ResumeError
 from fmloop.core.runtime import Runtime
 from fmloop.evaluate.evaluation import write_evaluation
+from fmloop.evaluate.floor import MAX_FLOOR_ROWS, compare_floor, describe_floor
 from fmloop.tasks import get_task
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
@@ -382,6 +383,10 @@ def write_results(
                 for k, v in task.metrics(inputs.y[split], final_logits[split], inputs.labels).items()
                 if isinstance(v, float)
             }
+    floor = _floor(cfg, inputs, final_logits, splits)
+    if floor:
+        manifest["floor"] = floor
+        training = {**training, "floor_test_accuracy": floor["accuracy"]}
     run.write_manifest(
         status="finished",
         **manifest,
@@ -399,3 +404,25 @@ def write_results(
         curves=run.read_metrics(),
         **inputs.examples(split),
     )
+
+
+def _floor(
+    cfg: FinetuneConfig, inputs: TaskInputs, final_logits: dict, held_out: tuple[str, ...] | None
+) -> dict | None:
+    """TF-IDF + logistic regression on the rows this model trained on, scored on its test split
+    (single-label text classification; evaluate.floor)."""
+    if cfg.task != "classification" or "test" not in final_logits or "texts" not in inputs.examples("train"):
+        return None
+    trained = ["train"] + (
+        ["validation"] if held_out and "validation" not in held_out and "validation" in inputs.y else []
+    )
+    texts = [t for split in trained for t in inputs.examples(split)["texts"]]
+    if len(texts) > MAX_FLOOR_ROWS:
+        return None
+    y = np.concatenate([inputs.y[split] for split in trained])
+    floor = compare_floor(
+        texts, y, inputs.examples("test")["texts"], inputs.y["test"], final_logits["test"], cfg.train.seed
+    )
+    model_accuracy = float(np.mean(np.argmax(final_logits["test"], -1) == inputs.y["test"]))
+    log.info("%s", describe_floor(floor, model_accuracy))
+    return floor
