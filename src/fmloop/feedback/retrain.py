@@ -299,7 +299,9 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
         return existing
     start = str(champion_folder) if cfg.start == "champion" else recipe["model"]["name"]
     tree = deep_merge(recipe, {"model": {"name": start}, "data": {"path": str(out.parent / "data")}})
-    tree["train"] = deep_merge(tree.get("train", {}), cfg.train)
+    # The reading (length, truncation) is chosen again from the new rows, not the champion's data.
+    recipe_train = {k: v for k, v in tree.get("train", {}).items() if k not in ("max_length", "truncation")}
+    tree["train"] = deep_merge(recipe_train, cfg.train)
     resumable = existing.resumable()
     try:
         challenger = finetune.run(build_config(FinetuneConfig, tree), out, resume=resumable, overwrite=not resumable)
