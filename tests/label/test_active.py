@@ -108,7 +108,7 @@ def test_label_studio_round_trip(tmp_path, tiny_base, sentiment_dir):
     assert train["label"][-2:] == ["positive", "negative"]
     conflicts = [json.loads(line) for line in (tmp_path / "merged" / "conflicts.jsonl").read_text().splitlines()]
     assert sorted(c["reason"].split(":")[0].split(" ")[0] for c in conflicts) == ["annotators", "label", "task"]
-    assert len(pq.read_table(tmp_path / "merged" / "validation.parquet")) == 60
+    assert len(pq.read_table(tmp_path / "merged" / "validation.parquet")) == 100
 
 
 def test_k_center_never_picks_a_row_twice_even_on_identical_features():
