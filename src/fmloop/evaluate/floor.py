@@ -12,13 +12,9 @@ its champion: a model that loses to it has not paid for its pretraining, and sho
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from fmloop.tasks.bootstrap import paired_bootstrap
-
-log = logging.getLogger(__name__)
 
 MAX_FLOOR_ROWS = 50_000  # above this many training rows the floor is not fitted (minutes, and nobody doubts the model)
 

@@ -362,7 +362,6 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Mean test accuracy per strategy and budget with a 95% interval: Student's t over seeds, or
     (one seed) the Wilson interval of the test accuracy itself; and the paired difference from the
     floor on the same subsets."""
-    from scipy import stats
 
     groups: dict[tuple, list[dict]] = {}
     floors = {(r["budget"], r["seed"]): r["test_accuracy"] for r in rows if r["strategy"] == "floor"}
@@ -371,10 +370,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (strategy, budget), cells in groups.items():
         acc = [c["test_accuracy"] for c in cells]
-        mean = sum(acc) / len(acc)
+        mean, half = _t_interval(acc)
         if len(acc) > 1:
-            sd = math.sqrt(sum((a - mean) ** 2 for a in acc) / (len(acc) - 1))
-            half = stats.t.ppf(0.975, len(acc) - 1) * sd / math.sqrt(len(acc))
             low, high = max(0.0, mean - half), min(1.0, mean + half)
         else:
             n = cells[0].get("test_rows")
@@ -388,11 +385,20 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _t_interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% Student's t interval over the values; 0 for one value)."""
+    from scipy import stats
+
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values)))
+
+
 def _against_floor(cells: list[dict], floors: dict) -> dict:
     """The mean paired difference from the floor over seeds (the same label subset per seed: the
     cell's own TF-IDF fit, else the floor cell of its budget and seed), with a t-interval."""
-    from scipy import stats
-
     diffs = []
     for c in cells:
         floor = c.get("floor_accuracy", floors.get((c["budget"], c["seed"])))
@@ -400,11 +406,7 @@ def _against_floor(cells: list[dict], floors: dict) -> dict:
             diffs.append(c["test_accuracy"] - floor)
     if not diffs:
         return {}
-    mean = sum(diffs) / len(diffs)
-    half = 0.0
-    if len(diffs) > 1:
-        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-        half = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    mean, half = _t_interval(diffs)
     return {"vs_floor": round(mean, 4), "vs_floor_low": round(mean - half, 4), "vs_floor_high": round(mean + half, 4)}
 
 
