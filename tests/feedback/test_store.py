@@ -30,10 +30,10 @@ def _hash(body: str) -> str:
 
 
 def test_migrations_create_the_schema_once(store, store_url):
-    assert store.schema_version() == store.head_version() == "0002"
+    assert store.schema_version() == store.head_version() == "0003"
     assert {"predictions", "feedback", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     again = Store.open(store_url)  # a second open migrates nothing and keeps the data
-    assert again.schema_version() == "0002"
+    assert again.schema_version() == "0003"
     again.close()
 
 
@@ -52,7 +52,7 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
         )
     old.close()
     upgraded = Store.open(store_url)
-    assert upgraded.schema_version() == "0002"
+    assert upgraded.schema_version() == "0003"
     (row,) = upgraded.recent_feedback()
     assert (row.input, row.kind) == ("kept", "correction")
     upgraded.close()
@@ -166,3 +166,26 @@ def test_accepted_answers_are_those_nobody_corrected_or_audited_before_the_snaps
     ]
     assert store.accepted("sst2", high_water=3, limit=1) == [("served after the snapshot", "positive")]
     assert store.accepted("other-model", high_water=3, limit=10) == []
+
+
+def test_a_challenger_asks_for_audit_labels_after_the_uniform_sample_in_its_random_order(store):
+    uniform, first, second, already = store.add_predictions(
+        [_prediction(t) for t in ("uniform", "asked first", "asked second", "already sampled")]
+    )
+    with store.session() as session:
+        session.get(Prediction, uniform).audit = True
+        session.get(Prediction, already).audit = True
+    assert store.request_audit([second, first, already], "models:/sst2/2") == 2  # `already` keeps its place
+    queue = [p.id for p in store.audit_queue("sst2")]
+    assert set(queue[:2]) == {uniform, already} and queue[2:] == [second, first]  # one batch: one timestamp
+    assert store.prediction(second).audit_for == "models:/sst2/2" and store.prediction(already).audit_for is None
+    row, _ = store.add_feedback(key="a", body_hash="h", model_name="sst2", label="negative", prediction_id=second,
+                                kind="audit")  # fmt: skip
+    assert row.kind == "audit" and [p.id for p in store.audit_queue("sst2")][2:] == [first]
+    assert store.served("sst2", 2, limit=10) == []
+    assert {text for _, text, _ in store.served("sst2", 1, limit=10)} == {
+        "uniform", "asked first", "asked second", "already sampled"
+    }  # fmt: skip
+    again = store.add_predictions([_prediction("uniform")])  # sent again: one input, its newest answer
+    served = store.served("sst2", 1, limit=10)
+    assert len(served) == 4 and served[0][:2] == (again[0], "uniform") and len(store.served("sst2", 1, limit=1)) == 1

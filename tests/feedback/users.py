@@ -26,21 +26,33 @@ TRAIN = {"epochs": 16, "lr": 3e-3, "max_steps": None, "early_stopping_patience":
 FLIP = {"positive": "negative", "negative": "positive"}
 
 
-def send_feedback(db: str, corrections: int, audit: int, wrong: int = 0, seed: int = 0) -> set[str]:
+def truth(text: str) -> str:
+    """The rule's label of a simulated input."""
+    return next(label for subject, label in SUBJECTS.items() if text.startswith(subject))
+
+
+def send_feedback(
+    db: str, corrections: int, audit: int, wrong: int = 0, seed: int = 0, served: int = 200, version: int = 1
+) -> set[str]:
     """Corrections that follow the rule (the first `wrong` of them flipped), then audit labels of
-    sampled predictions; returns the texts of the wrong corrections."""
+    sampled predictions, then `served` answers nobody labels (what a challenger is scored on and
+    asks labels for); the champion (`version`) answered "positive" throughout. Returns the texts of
+    the wrong corrections."""
     rng = random.Random(seed)
     store = Store.open(db)
     rows = []
-    for _ in range(corrections + audit):
+    for _ in range(corrections + audit + served):
         subject = rng.choice(list(SUBJECTS))
         rows.append((f"{subject} {rng.choice(REST)} {rng.choice(ENDS)} {rng.randint(0, 9999)}", SUBJECTS[subject]))
     ids = store.add_predictions(
         [
-            NewPrediction("sst2", 1, "text", t, "positive", None, None, 1.0, audit=i >= corrections)
+            NewPrediction(
+                "sst2", version, "text", t, "positive", None, None, 1.0, audit=corrections <= i < corrections + audit
+            )
             for i, (t, _) in enumerate(rows)
         ]
     )
+    rows, ids = rows[: corrections + audit], ids[: corrections + audit]
     for i, (pid, (_, label)) in enumerate(zip(ids, rows)):
         kind = "audit" if i >= corrections else "correction"
         sent = FLIP[label] if i < wrong else label
@@ -58,3 +70,16 @@ def register_champion(text_run: Path, tmp_path: Path) -> Path:
     models.register(run, "sst2")
     models.promote("sst2", 1)
     return run
+
+
+def label_audit_queue(db: str, limit: int = 10_000) -> int:
+    """Labellers answer every prediction waiting in the audit queue truthfully; returns how many."""
+    store = Store.open(db)
+    queue = store.audit_queue("sst2", limit)
+    for prediction in queue:
+        store.add_feedback(
+            key=f"audit-{prediction.id}", body_hash="h", model_name="sst2", label=truth(prediction.input),
+            prediction_id=prediction.id, kind="audit",
+        )  # fmt: skip
+    store.close()
+    return len(queue)

@@ -19,7 +19,7 @@ SMALL = [
     # made wrong on purpose and the label check is off, since this test is about the stages running
     # on the shipped data, not about the gate (tests/feedback covers that).
     "users.requests=80", "users.audit_fraction=0.5", "users.wrong_rate=0.5",
-    "retrain.min_corrections=4", "retrain.min_audit=4", "retrain.label_check=false", "retrain.train.max_steps=5",
+    "retrain.min_corrections=4", "retrain.label_check=false", "retrain.train.max_steps=5",
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import Store
 from fmloop.serve.ready import ServerExited, wait_until_ready
 from tests.conftest import REPO, fmloop_cmd
-from tests.feedback.users import TRAIN, register_champion, send_feedback
+from tests.feedback.users import TRAIN, label_audit_queue, register_champion, send_feedback
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_a_refused_challenger_changes_nothing_and_a_promoted_one_is_served_under
                 results.append((response.status_code, version, time.perf_counter() - start))
 
     threads = [threading.Thread(target=client) for _ in range(3)]
-    settings = dict(name="sst2", database=db, tolerance=0.05, train=TRAIN)
+    settings = dict(name="sst2", database=db, train=TRAIN)
     try:
         for t in threads:
             t.start()
@@ -70,7 +70,10 @@ def test_a_refused_challenger_changes_nothing_and_a_promoted_one_is_served_under
         assert bad.read_manifest()["promoted"] is False
         time.sleep(1.0)  # longer than --follow-s: a server that followed a refused version would show it now
         good = retrain.run(RetrainConfig(**settings), tmp_path / "good")
-        assert good.read_manifest()["promoted"] is True, good.read_manifest()["reason"]
+        assert good.read_manifest()["decision"] == "pending", good.read_manifest()["reason"]
+        label_audit_queue(db)  # labellers answer what the pending challenger asked for
+        judged = retrain.run(RetrainConfig(**settings), tmp_path / "judged")
+        assert judged.read_manifest()["promoted"] is True, judged.read_manifest()["reason"]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(v == 3 for _, v, _ in results[-5:]):
             time.sleep(0.1)

@@ -37,7 +37,9 @@ def retrain_command(
         1.0, "--accepted-ratio", help="Served answers nobody corrected, trained on, per correction (0: off)."
     ),
     min_corrections: int = typer.Option(20, "--min-corrections", help="Fewer new corrected inputs: nothing to do."),
-    min_audit: int = typer.Option(30, "--min-audit", help="Fewer audit labels: no gate can judge, nothing to do."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="The challenger's strategy (default: the champion's); embedding: refit the head only."
+    ),
     label_check: bool = typer.Option(
         True, "--label-check/--no-label-check", help="Drop corrections confident learning flags as likely wrong."
     ),
@@ -45,15 +47,21 @@ def retrain_command(
     high_water: Optional[int] = typer.Option(None, "--high-water", help="Read feedback up to this id (default: all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     margin: float = typer.Option(0.0, "--margin", help="The challenger must win by more than this."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the paired test."),
-    tolerance: float = typer.Option(0.01, "--tolerance", help="Allowed fall on the champion's validation set."),
+    alpha: float = typer.Option(0.05, "--alpha", help="The gate's one-sided level, spent across challengers."),
+    tolerance: float = typer.Option(0.03, "--tolerance", help="Non-inferiority margin on the validation set."),
+    shadow_n: int = typer.Option(2000, "--shadow-n", help="Newest served inputs the challenger is scored on."),
+    shadow_labels: int = typer.Option(
+        300, "--shadow-labels", help="Audit labels asked for among the inputs where the two disagree."
+    ),
+    max_labels: int = typer.Option(600, "--max-labels", help="Labels after which an unproven challenger is refused."),
     no_promote: bool = typer.Option(False, "--no-promote", help="Decide and register, but leave @champion alone."),
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="A deliberately bad challenger (a drill)."),
 ):
-    """Fine-tune a challenger on the corrections since the champion's snapshot plus a replay of its
-    training data, score both on the audit labels and the champion's validation set, register it,
-    and promote it only when the gate says so; --train.key=value overrides the champion's recipe
-    (e.g. --train.epochs=2)."""
+    """Fine-tune a challenger on the corrections and audit labels so far plus a replay of the
+    champion's training data, register it as pending and ask for audit labels where it disagrees
+    with the champion on recent traffic. While a challenger is pending, judge it on the labels that
+    arrived since: promote it, refuse it, or say how many more labels it needs.
+    --train.key=value overrides the champion's recipe (e.g. --train.epochs=2)."""
     from fmloop.core.config import parse_overrides
     from fmloop.feedback.config import RetrainConfig
     from fmloop.registry.names import check_name
@@ -75,13 +83,16 @@ def retrain_command(
         replay_ratio=replay_ratio,
         accepted_ratio=accepted_ratio,
         min_corrections=min_corrections,
-        min_audit=min_audit,
+        strategy=strategy,
         label_check=label_check,
         trust=read_trust(trust),
         high_water=high_water,
         margin=margin,
         alpha=alpha,
         tolerance=tolerance,
+        shadow_n=shadow_n,
+        shadow_labels=shadow_labels,
+        max_labels=max_labels,
         promote=not no_promote,
         shuffle_labels=shuffle_labels,
         train=train,
@@ -96,7 +107,7 @@ def retrain_command(
 
     run = retrain.run(cfg, out, resume=resume)
     manifest = run.read_manifest()
-    colour = "green" if manifest["promoted"] else "yellow"
+    colour = {"promoted": "green", "pending": "cyan"}.get(manifest.get("decision", ""), "yellow")
     err_console.print(
         f"[{colour}]{manifest['challenger']}[/]: {manifest['reason']}\nreport: {run.path / 'report.html'}"
     )
@@ -145,7 +156,7 @@ def loop_command(
     """Check the new feedback and the drift, and retrain through the gate when either calls for it.
     Safe from cron: a lock keeps passes from overlapping, a pass with nothing new does nothing, and
     an interrupted retrain is continued by the next pass. --retrain.key=value sets retrain options
-    (e.g. --retrain.min_audit=50 --retrain.train.epochs=2)."""
+    (e.g. --retrain.shadow_labels=200 --retrain.train.epochs=2)."""
     import signal
     import threading
 
@@ -180,7 +191,14 @@ def loop_command(
     if interval:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    colours = {"retrained": "green", "resumed": "green", "nothing": "dim", "busy": "yellow", "failed": "red"}
+    colours = {
+        "retrained": "green",
+        "resumed": "green",
+        "reviewed": "green",
+        "nothing": "dim",
+        "busy": "yellow",
+        "failed": "red",
+    }
     while True:
         outcome = loop.tick(cfg)
         colour = colours.get(outcome["action"], "yellow")

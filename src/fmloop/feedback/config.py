@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from fmloop.core.config import StageConfig
-from fmloop.train.config import FinetuneTrain
+from fmloop.train.config import FinetuneConfig, FinetuneTrain
 
 
 def check_overrides(value: dict, section: type[StageConfig], reserved: tuple[str, ...] = ()) -> dict:
@@ -51,8 +51,10 @@ class RetrainConfig(StageConfig):
         "alone hold only the champion's mistakes, and a model trained on them learns to contradict it (0: off)",
     )
     min_corrections: int = Field(20, ge=1, description="fewer new corrections than this: nothing to retrain on")
-    min_audit: int = Field(
-        30, ge=1, description="fewer audit labels than this: no gate can judge, so nothing is trained"
+    strategy: str | None = Field(
+        None,
+        description="the challenger's fine-tuning strategy (default: the champion's); 'embedding' refits only the "
+        "classifier on the frozen encoder's embeddings: seconds on a CPU instead of a fine-tune",
     )
     label_check: bool = Field(
         True, description="drop corrections that confident learning flags as likely wrong (listed in the report)"
@@ -60,9 +62,20 @@ class RetrainConfig(StageConfig):
     trust: dict[str, float] = Field(
         default_factory=dict, description="weight of each user's votes (users not listed: 1; 0 ignores a user)"
     )
-    margin: float = Field(0.0, ge=0, description="the challenger must beat the champion by more than this")
-    alpha: float = Field(0.05, gt=0, lt=1, description="... with a paired test's p-value below this")
-    tolerance: float = Field(0.01, ge=0, description="allowed fall on the champion's validation set")
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="the gate's one-sided level, spent across the model's successive challengers"
+    )
+    tolerance: float = Field(
+        0.03, ge=0, description="non-inferiority margin: how much accuracy on the champion's validation set may be lost"
+    )
+    margin: float = Field(0.0, ge=0, description="the estimated gain on the served stream must exceed this")
+    shadow_n: int = Field(
+        2000, ge=0, description="newest inputs the champion served that the challenger is scored on offline"
+    )
+    shadow_labels: int = Field(
+        300, ge=0, description="audit labels asked for, at random, among those inputs where the two disagree"
+    )
+    max_labels: int = Field(600, ge=1, description="a challenger not proven better after this many labels is refused")
     shuffle_labels: bool = Field(False, description="train the challenger on shuffled labels (a deliberately bad one)")
     promote: bool = Field(True, description="move @champion when the gate says so (false: decide and register only)")
     seed: int = 0
@@ -74,6 +87,13 @@ class RetrainConfig(StageConfig):
     @classmethod
     def _known_train_keys(cls, value: dict) -> dict:
         return check_overrides(value, FinetuneTrain)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | None) -> str | None:
+        if value is not None:
+            FinetuneConfig.model_validate({"model": {"name": "-"}, "data": {"path": "-"}, "strategy": value})
+        return value
 
 
 class LoopConfig(StageConfig):
@@ -88,7 +108,7 @@ class LoopConfig(StageConfig):
     drift: bool = Field(True, description="check drift each time; a drifted stream calls for a retrain sooner")
     drift_n: int = Field(300, ge=30, description="newest served inputs the drift check compares")
     drift_alpha: float = Field(0.01, gt=0, lt=1, description="a drift test with a p-value below this flags drift")
-    retrain: dict[str, Any] = Field(default_factory=dict, description="retrain settings, e.g. {'min_audit': 50}")
+    retrain: dict[str, Any] = Field(default_factory=dict, description="retrain settings, e.g. {'shadow_labels': 200}")
 
     @field_validator("retrain")
     @classmethod

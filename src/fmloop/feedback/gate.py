@@ -1,10 +1,12 @@
-"""The promotion gate: a challenger replaces the champion only when it is measurably better where
-users are (the audit sample / recent feedback) and no worse, beyond a tolerance, on what the
-champion was validated on.
+"""The promotion gate: a challenger replaces the champion only when labels it never trained on prove
+it right more often than the champion (an anytime-valid one-sided test at its share of alpha, see
+sequential.py), and it is shown no worse, beyond a stated margin, on the champion's validation set
+(a non-inferiority test). Until then it waits for labels; it is refused when it forgets, when the
+labels show it worse, or when its label budget is spent without proof.
 
 Both models are scored through the one scoring path on the same examples, so the comparison is
-paired: the difference of the headline metric with a paired bootstrap (its interval and p-value),
-plus McNemar's exact test on the examples where exactly one of the two is right (classification).
+paired. The accuracies, their paired difference and its bootstrap interval are reported beside the
+test (`compare`), for reading; the decision is the sequential test's.
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
+from fmloop.feedback.sequential import Evidence, NonInferiority, alpha_for, evidence, gain, non_inferiority, outcomes
 from fmloop.tasks import get_task
 from fmloop.tasks.bootstrap import paired_bootstrap
+
+PROMOTED, REFUSED, PENDING = "promoted", "refused", "pending"
 
 
 @dataclass
 class GateSettings:
-    margin: float = 0.0  # the challenger must beat the champion by more than this on the target set
-    alpha: float = 0.05  # ... with a paired test's p-value below this
-    tolerance: float = 0.01  # and fall by at most this on the champion's validation set
+    alpha: float = 0.05  # one-sided, spent across the model's successive challengers
+    tolerance: float = 0.03  # non-inferiority margin on the champion's validation set
+    margin: float = 0.0  # the estimated gain must also exceed this
+    max_labels: int = 600  # target labels after which a challenger not proven better is refused
 
 
 @dataclass
 class Comparison:
-    """Challenger against champion on one set of examples."""
+    """Challenger against champion on one set of examples (for reading; the test is separate)."""
 
     name: str
     n: int
@@ -36,74 +41,109 @@ class Comparison:
     challenger: float
     difference: float  # challenger - champion
     interval: list[float]
-    p_value: float
-    mcnemar_p: float | None
-    discordant: list[int] | None  # [challenger right & champion wrong, the reverse]
+    discordant: list[int]  # [challenger right & champion wrong, the reverse]
+
+
+def compare(name: str, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> Comparison:
+    """Paired accuracies of two models' logits on the same labeled examples."""
+    task = get_task("classification")
+    steps = outcomes(y, champion.argmax(-1), challenger.argmax(-1))
+    if not len(y):
+        return Comparison(name, 0, "accuracy", float("nan"), float("nan"), 0.0, [0.0, 0.0], [0, 0])
+    test = paired_bootstrap(task, y, challenger, champion)
+    return Comparison(
+        name=name,
+        n=int(len(y)),
+        metric="accuracy",
+        champion=float(task.scalar("accuracy", y, champion)),
+        challenger=float(task.scalar("accuracy", y, challenger)),
+        difference=test["difference"],
+        interval=test["interval"],
+        discordant=[int((steps > 0).sum()), int((steps < 0).sum())],
+    )
 
 
 @dataclass
 class Decision:
-    promote: bool
+    outcome: str  # promoted | refused | pending
     reason: str
     target: Comparison
     guard: Comparison
+    evidence: Evidence
+    forgetting: NonInferiority
+    gain: list[float]  # estimated accuracy gain on the served stream: [estimate, low, high]
+    disagreement_rate: float  # share of the recent served inputs where the two models disagree
     settings: GateSettings
 
+    @property
+    def promote(self) -> bool:
+        return self.outcome == PROMOTED
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "settings": asdict(self.settings)}
+        return {
+            **asdict(self),
+            "evidence": self.evidence.to_dict(),
+            "forgetting": self.forgetting.to_dict(),
+            "settings": asdict(self.settings),
+        }
 
 
-def compare(name: str, task: str, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> Comparison:
-    """Paired comparison of two models' logits on the same labeled examples."""
-    task_ = get_task(task)
-    metric, _ = task_.headline
-    test = paired_bootstrap(task_, y, challenger, champion)
-    mcnemar, discordant = None, None
-    if task == "classification":
-        right_a, right_b = challenger.argmax(-1) == y, champion.argmax(-1) == y
-        only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
-        discordant = [only_a, only_b]
-        mcnemar = float(binomtest(only_a, only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0
-    return Comparison(
-        name=name,
-        n=int(len(y)),
-        metric=metric,
-        champion=float(task_.scalar(metric, y, champion)),
-        challenger=float(task_.scalar(metric, y, challenger)),
-        difference=test["difference"],
-        interval=test["interval"],
-        p_value=test["p_value"],
-        mcnemar_p=mcnemar,
-        discordant=discordant,
+def decide(
+    target: tuple[np.ndarray, np.ndarray, np.ndarray],
+    guard: tuple[np.ndarray, np.ndarray, np.ndarray],
+    index: int,
+    disagreement_rate: float,
+    settings: GateSettings,
+    target_name: str = "the labels since the challenger's snapshot",
+    guard_name: str = "the champion's validation set",
+) -> Decision:
+    """`target` and `guard` are (labels, champion logits, challenger logits), the target's rows in
+    the order their labels arrived; `index` is the challenger's place among its model's challengers."""
+    y, champion, challenger = target
+    steps = outcomes(y, champion.argmax(-1), challenger.argmax(-1))
+    found = evidence(steps, alpha_for(index, settings.alpha))
+    disagree = champion.argmax(-1) != challenger.argmax(-1)
+    estimate = list(gain(steps[disagree], disagreement_rate)) if disagree.any() else [0.0, 0.0, 0.0]
+    gy, g_champion, g_challenger = guard
+    forgetting = non_inferiority(
+        outcomes(gy, g_champion.argmax(-1), g_challenger.argmax(-1)), settings.tolerance, settings.alpha
     )
+    outcome, reason = _verdict(found, forgetting, estimate[0], settings, target_name, guard_name)
+    return Decision(
+        outcome, reason, compare(target_name, y, champion, challenger), compare(guard_name, gy, g_champion, g_challenger),
+        found, forgetting, estimate, disagreement_rate, settings,
+    )  # fmt: skip
 
 
-def decide(target: Comparison, guard: Comparison, settings: GateSettings, higher_is_better: bool = True) -> Decision:
-    """Promote when the challenger wins on `target` by more than the margin with p < alpha, and
-    loses at most `tolerance` on `guard`."""
-    sign = 1 if higher_is_better else -1
-    gain, loss = sign * target.difference, -sign * guard.difference
-    p = max(target.p_value, target.mcnemar_p) if target.mcnemar_p is not None else target.p_value
-    if gain <= settings.margin:
-        reason = (
-            f"refused: on {target.name} the challenger's {target.metric} is {target.challenger:.4f} against the "
-            f"champion's {target.champion:.4f} (difference {target.difference:+.4f}, margin {settings.margin:g})"
+def _verdict(found: Evidence, forgetting: NonInferiority, estimate: float, settings: GateSettings, target, guard):
+    so_far = f"{found.wins} wins, {found.losses} losses in {found.labels} labels of {target}"
+    if not forgetting.passed:
+        return REFUSED, (
+            f"refused: it may forget: on {guard} its accuracy differs by {forgetting.difference:+.4f} and the "
+            f"{1 - forgetting.alpha:.0%} lower bound {forgetting.lower_bound:+.4f} is below -{forgetting.margin:g} "
+            f"(the non-inferiority margin)"
         )
-        return Decision(False, reason, target, guard, settings)
-    if p >= settings.alpha:
-        reason = (
-            f"refused: the gain of {gain:+.4f} on {target.name} is not significant (p = {p:.3g}, "
-            f"alpha {settings.alpha:g}, n = {target.n})"
+    if found.proven and estimate > settings.margin:
+        return PROMOTED, (
+            f"promoted: {so_far}; evidence {found.e_value:.3g} reached 1/alpha = {found.threshold:.3g} at label "
+            f"{found.crossed_at}; estimated gain {estimate:+.4f}; on {guard} {forgetting.difference:+.4f} "
+            f"(non-inferior at margin {forgetting.margin:g})"
         )
-        return Decision(False, reason, target, guard, settings)
-    if loss > settings.tolerance:
-        reason = (
-            f"refused: it forgets: on {guard.name} {guard.metric} falls from {guard.champion:.4f} to "
-            f"{guard.challenger:.4f} ({-loss:+.4f}, tolerance {settings.tolerance:g})"
+    if found.proven:
+        return REFUSED, f"refused: {so_far} prove a gain, but the estimated {estimate:+.4f} is within the margin"
+    if found.disproven:
+        return REFUSED, f"refused: {so_far} show it worse than the champion (evidence against it reached 1/alpha)"
+    if found.labels >= settings.max_labels:
+        return REFUSED, (
+            f"refused: {so_far} did not prove a gain within max_labels {settings.max_labels} (evidence "
+            f"{found.e_value:.3g} of {found.threshold:.3g})"
         )
-        return Decision(False, reason, target, guard, settings)
-    reason = (
-        f"promoted: {target.metric} on {target.name} {target.champion:.4f} -> {target.challenger:.4f} "
-        f"(p = {p:.3g}); on {guard.name} {guard.champion:.4f} -> {guard.challenger:.4f}"
+    needed = (
+        f"about {found.labels_needed} more labels at the rates so far"
+        if found.labels_needed is not None
+        else "more labels: so far they show no gain"
     )
-    return Decision(True, reason, target, guard, settings)
+    return PENDING, (
+        f"pending: {so_far}; evidence {found.e_value:.3g} of the {found.threshold:.3g} that proves a gain: "
+        f"it needs {needed}"
+    )

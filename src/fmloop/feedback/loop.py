@@ -1,7 +1,10 @@
 """`fmloop loop NAME [--every 1h]`: the loop that keeps a served model improving.
 
 Each pass checks the new feedback since its last attempt and the drift of the served inputs, and
-retrains (through the gate) when either calls for it. It is made to run from cron:
+retrains when either calls for it. A retrain's challenger waits for audit labels of the inputs where
+it disagrees with the champion; while one waits, each pass judges it on the labels that arrived
+(promoted, refused, or still waiting, with the labels it needs) instead of training another. It is
+made to run from cron:
 
 - a lock (flock on FMLOOP_HOME/loop/NAME/lock) so two passes never overlap: the second says so and
   leaves;
@@ -78,6 +81,17 @@ def _pass(cfg: LoopConfig, state: dict) -> dict:
     champion = registry.get(f"models:/{cfg.name}@{registry.CHAMPION}")
     store = Store.open(cfg.database)
     high_water = store.high_water()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    waiting = retrain.pending_challenger(champion)
+    if waiting is not None:  # judge it on the labels that arrived: cheap (scoring only), so every pass
+        pending = {
+            "out": str(folder(cfg.name) / "runs" / f"{stamp}-review-v{waiting.version}"),
+            "high_water": state["tried_high_water"],
+            "why": f"{waiting.reference} waits for labels",
+        }
+        state["pending"] = pending
+        write_state(cfg.name, state)
+        return _retrain(cfg, state, pending, resume=False)
     since = max(int(champion.tags.get(retrain.HIGH_WATER_TAG, "0") or 0), state["tried_high_water"])
     new = store.count_feedback(champion.name, since, high_water)
     drifted, drift_note = _drift(cfg)
@@ -91,7 +105,6 @@ def _pass(cfg: LoopConfig, state: dict) -> dict:
             "action": "nothing",
             "reason": f"{new} new feedback rows since id {since} (min_new {cfg.min_new}); drift: {drift_note}",
         }
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     pending = {"out": str(folder(cfg.name) / "runs" / f"{stamp}-hw{high_water}"), "high_water": high_water, "why": why}
     state["pending"] = pending
     write_state(cfg.name, state)  # recorded before it starts: a killed retrain is resumed next time
@@ -118,11 +131,14 @@ def _retrain(cfg: LoopConfig, state: dict, pending: dict, resume: bool) -> dict:
         }
     else:
         manifest = run.read_manifest()
+        if manifest.get("kind") == "review" and not resume:
+            action = "reviewed"
         outcome = {
             "action": action,
             "reason": f"{pending.get('why', 'resumed')}: {manifest['reason']}",
             "run": str(run.path),
             "challenger": manifest["challenger"],
+            "decision": manifest["decision"],
             "promoted": manifest["promoted"],
         }
     state["pending"], state["tried_high_water"] = None, pending["high_water"]

@@ -1,20 +1,27 @@
-"""`fmloop retrain NAME`: a challenger fine-tuned from users' corrections, promoted only through the
-gate.
+"""`fmloop retrain NAME`: a challenger fine-tuned from users' feedback, promoted only through the
+gate, which judges it on labels it never trained on.
 
-1. Read a snapshot of the feedback up to a high-water id: the corrections since the champion's own
-   snapshot, and every audit label (conflicts resolved by majority, optionally weighed by trust).
-2. Build the training set: the corrections (minus those confident learning flags as likely wrong,
-   minus any input of the audit set, minus a slice that, with as many rows of the champion's
-   validation set, picks the best checkpoint) plus a replay sample of the champion's own training data, so the
-   challenger does not forget what it knew.
-3. Fine-tune the challenger from the champion (or from its base) with the champion's recipe.
-4. Score champion and challenger through the same scoring path on the same examples: the audit
-   labels (the target: users correct mostly what is wrong, so corrections would flatter any
-   retrained model) and the champion's validation set (the forgetting guard).
-5. Register the challenger, and move @champion (old one to @previous) only when the gate says so.
+A retrain trains a challenger:
+1. Read a snapshot of the feedback up to a high-water id H: the corrections since the champion's own
+   snapshot and every audit label (conflicts resolved by majority, optionally weighed by trust).
+2. Build the training set: the corrections (minus those confident learning flags as likely wrong)
+   and the audit labels, minus a fifth of them held out to pick the best checkpoint (labels, never
+   the champion's own answers), plus served answers nobody corrected and a replay sample of the
+   champion's own training data, so the challenger does not forget what it knew.
+3. Fine-tune the challenger from the champion (or from its base) with the champion's recipe, the
+   reading (length, truncation) chosen from the new rows.
+4. Register it as a pending challenger, and score it offline on the newest inputs the champion
+   served that it never trained on: where the two disagree, a uniform random sample is put in the
+   audit queue (only there can a label tell the two apart; labels per decision fall by about the
+   inverse of the disagreement rate).
+5. Judge it (gate.py) on the audit labels that arrived after H (none yet, usually: it waits).
 
-A failure before step 5 changes nothing in the registry; registration completes before any alias
-moves, so a kill at any point leaves the aliases on complete, loadable versions. `resume=True`
+While a challenger is pending, `fmloop retrain NAME` (and each `fmloop loop` pass) judges it again
+on the labels that arrived since, and promotes it (old champion to @previous), refuses it, or says
+how many more labels it needs. Every look is valid: the test is anytime-valid.
+
+A failure before registration changes nothing in the registry; registration completes before any
+alias moves, so a kill at any point leaves the aliases on complete, loadable versions. `resume=True`
 continues an interrupted run from what it wrote: the same snapshot, the challenger's last
 checkpoint, the version it registered.
 """
@@ -40,12 +47,12 @@ from fmloop.core.artifacts import (
     require_new_folder,
 )
 from fmloop.core.config import build_config, deep_merge
-from fmloop.core.errors import DataError, FmloopError, Interrupted, NotEnoughFeedback, RegistryError
+from fmloop.core.errors import ConfigError, DataError, FmloopError, Interrupted, NotEnoughFeedback, RegistryError
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
 from fmloop.feedback.config import RetrainConfig
-from fmloop.feedback.gate import Decision, GateSettings, compare, decide
+from fmloop.feedback.gate import PENDING, REFUSED, Decision, GateSettings, decide
 from fmloop.feedback.schema import AUDIT
 from fmloop.feedback.snapshot import Example, Snapshot, read_snapshot
 from fmloop.feedback.store import Store
@@ -60,6 +67,10 @@ from fmloop.train.config import FinetuneConfig
 log = logging.getLogger(__name__)
 
 HIGH_WATER_TAG = "fmloop.feedback_high_water"
+GATE_TAG = "fmloop.gate"  # pending | passed | refused
+INDEX_TAG = "fmloop.gate_index"  # the challenger's place among its model's challengers (alpha spending)
+AGAINST_TAG = "fmloop.gate_champion"  # the champion it was trained to replace
+RATE_TAG = "fmloop.disagreement_rate"
 
 
 def champion_recipe(champion: registry.Version) -> tuple[dict, str]:
@@ -90,42 +101,38 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
 
 @dataclass
 class TrainingSet:
-    """What the challenger learns from and what judges it, all from one feedback snapshot."""
+    """What the challenger learns from, all from one feedback snapshot."""
 
     snapshot: Snapshot  # the corrections since the champion's snapshot
-    audit: list[Example]  # the gate's target set: audit labels up to the same high-water id
+    audit: list[Example]  # audit labels up to the same high-water id (trained on too)
     rows: list[tuple[str, str]]  # the challenger's training rows: kept feedback rows + replay
-    picking: list[Example]  # feedback rows that pick the checkpoint (see picking_set)
-    dropped: list[dict] = field(default_factory=list)  # feedback rows the label check flagged
+    picking: list[Example]  # held-out labels that pick the checkpoint
+    dropped: list[dict] = field(default_factory=list)  # corrections the label check flagged
     label_check: str = ""  # what the label check did
     counts: dict = field(default_factory=dict)
 
 
 def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: int, high_water: int, train_split):
     """The training set for a challenger of `champion`, or a clear error when there is nothing to
-    train on or nothing to judge with (raised before anything is written)."""
+    train on (raised before anything is written)."""
     labels = champion.labels or []
     snapshot = read_snapshot(store, champion.name, high_water, since=since, trust=cfg.trust)
-    audit = read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples
-    audit = [e for e in audit if e.label in labels]
+    audit = [
+        e for e in read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples
+        if e.label in labels
+    ]  # fmt: skip
     if len(snapshot.examples) < cfg.min_corrections:
         raise NotEnoughFeedback(
             f"{len(snapshot.examples)} corrected inputs for {champion.name} in feedback ids {since + 1}..{high_water} "
             f"(min_corrections {cfg.min_corrections}): nothing to retrain on yet. The registry is unchanged."
         )
-    audited = {e.text for e in audit}
+    audited = {e.text for e in audit}  # a labeller's audit label wins over a user's correction
     corrections = [e for e in snapshot.examples if e.label in labels and e.text not in audited]
-    if len({e.label for e in corrections}) < 2:
+    if len({e.label for e in corrections + audit}) < 2:
         raise NotEnoughFeedback(
             f"All {len(corrections)} usable corrections of {champion.name} carry one label "
-            f"({corrections[0].label if corrections else 'none'!r}): a challenger needs corrections of at least two "
+            f"({corrections[0].label if corrections else 'none'!r}): a challenger needs labels of at least two "
             f"classes. The registry is unchanged."
-        )
-    if len(audit) < cfg.min_audit:
-        raise NotEnoughFeedback(
-            f"{len(audit)} audit labels for {champion.name} (min_audit {cfg.min_audit}): the gate judges a "
-            f"challenger on audit labels, never on corrections alone. Label the sampled predictions on the server's "
-            f"Audit tab or with `fmloop feedback audit-export`. The registry is unchanged."
         )
     rng = random.Random(cfg.seed)
     taken = audited | {e.text for e in corrections}
@@ -140,15 +147,16 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
     replay = [
         (train_split[i]["text"], labels[train_split[i]["label"]]) for i in rng.sample(range(len(train_split)), n_replay)
     ]
-    feedback = corrections + accepted
-    rng.shuffle(feedback)
     dropped, note = [], "off"
     if cfg.label_check:
-        feedback, dropped, note = check_labels(feedback, replay, labels, cfg.seed)
-    # A fifth of the feedback picks the challenger's best checkpoint (see picking_set).
+        corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
+    # A fifth of the labels (corrections and audit labels, never the champion's own answers) is
+    # held out to pick the challenger's best checkpoint.
+    feedback = corrections + audit
+    rng.shuffle(feedback)
     n_pick = max(1, len(feedback) // 5)
     picking, feedback = feedback[:n_pick], feedback[n_pick:]
-    rows = [(e.text, e.label) for e in feedback] + replay
+    rows = [(e.text, e.label) for e in feedback + accepted] + replay
     if cfg.shuffle_labels:
         shuffled = [label for _, label in rows]
         rng.shuffle(shuffled)
@@ -165,20 +173,11 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "dropped_by_label_check": len(dropped),
         "checkpoint_picking": len(picking),
         "trained_on": sum(e.source == "correction" for e in feedback),
-        "trained_on_accepted": sum(e.source == "accepted" for e in feedback),
+        "trained_on_audit": sum(e.source == AUDIT for e in feedback),
+        "trained_on_accepted": len(accepted),
         "replayed": n_replay,
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
-
-
-def picking_set(picking: list[Example], validation, labels: list[str], seed: int) -> list[tuple[str, str]]:
-    """The rows that pick the challenger's checkpoint: the picking feedback rows and as many rows of the
-    champion's validation set. Equal parts, because on the whole validation set (hundreds of rows
-    against a few dozen corrections) the champion itself, the run's starting point, would always
-    look best; the whole validation set still guards against forgetting at the gate."""
-    rows = [(t, labels[y]) for t, y in zip(validation["text"], validation["label"])]
-    sample = random.Random(seed).sample(rows, min(len(rows), max(len(picking), 20)))
-    return sample + [(e.text, e.label) for e in picking]
 
 
 def check_labels(feedback: list[Example], replay, labels: list[str], seed: int):
@@ -211,7 +210,32 @@ def check_labels(feedback: list[Example], replay, labels: list[str], seed: int):
     )
 
 
+def pending_challenger(champion: registry.Version) -> registry.Version | None:
+    """The challenger of `champion` that waits for labels, if one does. One that waited for an
+    earlier champion is refused (the champion it was to replace is gone); one that became the
+    champion (a promotion interrupted before its tag moved) is marked as passed."""
+    waiting = [v for v in registry.versions(champion.name) if v.tags.get(GATE_TAG) == PENDING]
+    current = None
+    for version in waiting:
+        if version.version == champion.version:
+            registry.set_tags(champion.name, version.version, {GATE_TAG: "passed"})
+        elif version.tags.get(AGAINST_TAG) != champion.reference:
+            registry.set_tags(champion.name, version.version, {GATE_TAG: REFUSED})
+            log.info("%s: refused: it waited to replace %s, which is no longer @champion", version.reference,
+                     version.tags.get(AGAINST_TAG))  # fmt: skip
+        elif current is None or version.version > current.version:
+            current = version
+    return current
+
+
+def challenger_index(name: str) -> int:
+    """The place the next challenger of `name` takes among those the gate has judged (from 1)."""
+    return 1 + sum(GATE_TAG in v.tags for v in registry.versions(name))
+
+
 def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
+    """Train a challenger and ask for the labels that judge it, or, when a challenger of the
+    champion is pending, judge it on the labels that arrived."""
     out = Path(out)
     run = RunDir(out)
     earlier = run.read_manifest() if resume and run.manifest_path.exists() else None
@@ -224,22 +248,31 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     store = Store.open(cfg.database)
     # A resumed run keeps the champion and the snapshot it started with, so it trains on the same rows.
     champion = registry.get(earlier["champion"] if earlier else f"models:/{check_name(cfg.name)}@{registry.CHAMPION}")
+    if champion.tags.get("fmloop.task") not in (None, "", "classification"):
+        raise ConfigError(f"{champion.reference} is a {champion.tags['fmloop.task']} model: retrain and its gate "
+                          f"take single-label classification models.")  # fmt: skip
     recipe, data_path = champion_recipe(champion)
+    labels = champion.labels or []
+    champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
+    validation = champion_data.splits["validation"]
+    waiting = registry.get(earlier["challenger"]) if earlier and earlier.get("kind") == "review" else None
+    if earlier is None:
+        waiting = pending_challenger(champion)
+    if waiting is not None:
+        return review(cfg, run, store, champion, waiting, validation, labels, resumed=earlier is not None)
+
     since = int(champion.tags.get(HIGH_WATER_TAG, "0") or 0)
     if earlier is not None:
         high_water = earlier["feedback"]["high_water"]
     else:
         high_water = cfg.high_water if cfg.high_water is not None else store.high_water()
-    labels = champion.labels or []
-    champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
-    validation = champion_data.splits["validation"]
     training = plan(store, champion, cfg, since, high_water, champion_data.splits["train"])
 
     if earlier is None:
         run.create()
     run.write_config(cfg.resolved())
     write_csv(run.path / "data" / "train.csv", training.rows)
-    write_csv(run.path / "data" / "validation.csv", picking_set(training.picking, validation, labels, cfg.seed))
+    write_csv(run.path / "data" / "validation.csv", [(e.text, e.label) for e in training.picking])
     run.write_manifest(
         kind="retrain",
         status="running",
@@ -250,11 +283,14 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     )
     crash_point("retrain:data-written")
     log.info(
-        "retraining %s on %d corrections (+%d replayed rows of its training data); %d audit labels judge",
+        "retraining %s on %d corrections and %d audit labels (+%d answers nobody corrected, %d replayed rows of its "
+        "training data); %d held-out labels pick the checkpoint",
         champion.reference,
         training.counts["trained_on"],
+        training.counts["trained_on_audit"],
+        training.counts["accepted"],
         training.counts["replayed"],
-        len(training.audit),
+        len(training.picking),
     )
 
     champion_folder = registry.local_folder(champion.reference)
@@ -262,32 +298,98 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     track_quietly(challenger_run.path)
     crash_point("retrain:trained")
 
-    decision = judge(champion_folder, challenger_run.model_dir, training.audit, validation, labels, cfg)
-    atomic_write_json(run.path / "decision.json", decision.to_dict())
     version = registry.registered_from(champion.name, challenger_run.path) or registry.register(
         challenger_run.path,
         champion.name,
-        description=decision.reason,
-        tags={HIGH_WATER_TAG: str(high_water), "fmloop.gate": "passed" if decision.promote else "refused"},
+        description=f"challenger of {champion.reference}, trained on feedback ids {since + 1}..{high_water}",
+        tags={
+            HIGH_WATER_TAG: str(high_water),
+            GATE_TAG: PENDING,
+            INDEX_TAG: str(challenger_index(champion.name)),
+            AGAINST_TAG: champion.reference,
+        },
     )
     crash_point("retrain:registered")
+    trained = {text for text, _ in training.rows} | {e.text for e in training.picking}
+    shadow = shadow_scores(store, champion, challenger_run.model_dir, trained, version, cfg)
+    registry.set_tags(champion.name, version.version, {RATE_TAG: repr(shadow["disagreement_rate"])})
+    version = registry.get(version.reference)
+    log.info(
+        "%s disagrees with %s on %d of %d recent served inputs it never trained on",
+        version.reference, champion.reference, shadow["disagreements"], shadow["scored"],
+    )  # fmt: skip
+    return review(cfg, run, store, champion, version, validation, labels, training=training, shadow=shadow)
+
+
+def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[str], version, cfg) -> dict:
+    """Score the challenger on the newest inputs the champion served (those it never trained on):
+    the share where its answer differs from the champion's, and a uniform random order of those
+    inputs' prediction ids (`ask`), the same on a resumed run."""
+    served = [row for row in store.served(champion.name, champion.version, cfg.shadow_n) if row[1] not in trained]
+    if not served:
+        return {"scored": 0, "disagreements": 0, "disagreement_rate": 1.0, "ask": []}
+    model = load(challenger_folder, device="cpu")
+    answers = [model.labels[k] for k in model.logits([text for _, text, _ in served]).argmax(-1)]
+    disagree = [pid for (pid, _, label), answer in zip(served, answers) if answer != label]
+    random.Random(f"{cfg.seed}-{version.version}").shuffle(disagree)
+    return {
+        "scored": len(served),
+        "disagreements": len(disagree),
+        "disagreement_rate": len(disagree) / len(served),
+        "ask": disagree[: cfg.shadow_labels],
+    }
+
+
+def review(
+    cfg, run: RunDir, store, champion, challenger, validation, labels, training=None, resumed=False, shadow=None
+) -> RunDir:
+    """Judge a pending challenger on the audit labels that arrived after its snapshot; promote,
+    refuse or leave it pending, and write the decision, the report and the manifest. A new
+    challenger (`shadow`: its offline scores) that is left pending asks for its audit labels."""
+    if training is None:
+        if not resumed:
+            run.create()
+        run.write_config(cfg.resolved())
+        run.write_manifest(kind="review", status="running", config_hash=config_hash(cfg.resolved()),
+                           champion=champion.reference, challenger=challenger.reference)  # fmt: skip
+    high_water = int(challenger.tags.get(HIGH_WATER_TAG, "0") or 0)
+    target = [
+        e for e in read_snapshot(store, champion.name, since=high_water, kind=AUDIT, trust=cfg.trust).examples
+        if e.label in labels
+    ]  # fmt: skip
+    index = int(challenger.tags.get(INDEX_TAG, "1"))
+    rate = float(challenger.tags.get(RATE_TAG, "1.0"))
+    decision, scores = judge(champion, challenger, target, validation, labels, cfg, index, rate)
+    atomic_write_json(run.path / "decision.json", decision.to_dict())
+    atomic_write_json(run.path / "scores.json", scores)  # what the drills replay (bench/gate_drills.py)
+    if shadow is not None:
+        asked = shadow.pop("ask")
+        # Only a challenger that may still win asks for labels (one that forgets is refused at once).
+        shadow["requested"] = store.request_audit(asked, challenger.reference) if decision.outcome == PENDING else 0
+        atomic_write_json(run.path / "shadow.json", shadow)
+        log.info("%s asked for %d audit labels", challenger.reference, shadow["requested"])
     promoted = bool(decision.promote and cfg.promote)
     if promoted:
-        registry.promote(champion.name, version.version)
+        registry.promote(champion.name, challenger.version)
     crash_point("retrain:promoted")
-    atomic_write_text(run.path / "report.html", report(champion, version, decision, promoted, training))
+    if decision.outcome != PENDING:  # after the promotion: a kill between the two is read as passed
+        registry.set_tags(champion.name, challenger.version, {GATE_TAG: "passed" if decision.promote else REFUSED})
+    atomic_write_text(run.path / "report.html", report(champion, challenger, decision, promoted, training))
     run.write_manifest(
         status="finished",
-        challenger=version.reference,
+        challenger=challenger.reference,
+        decision=decision.outcome,
         promoted=promoted,
         reason=decision.reason,
+        labels_needed=decision.evidence.labels_needed,
         metrics={
             f"{side}_{which}": getattr(getattr(decision, which), side)
             for which in ("target", "guard")
             for side in ("champion", "challenger")
+            if getattr(decision, which).n
         },
     )
-    log.info("%s: %s", version.reference, decision.reason)
+    log.info("%s: %s", challenger.reference, decision.reason)
     track_quietly(run.path)
     return run
 
@@ -302,6 +404,8 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
     # The reading (length, truncation) is chosen again from the new rows, not the champion's data.
     recipe_train = {k: v for k, v in tree.get("train", {}).items() if k not in ("max_length", "truncation")}
     tree["train"] = deep_merge(recipe_train, cfg.train)
+    if cfg.strategy:
+        tree["strategy"] = cfg.strategy
     resumable = existing.resumable()
     try:
         challenger = finetune.run(build_config(FinetuneConfig, tree), out, resume=resumable, overwrite=not resumable)
@@ -322,49 +426,80 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
     return challenger
 
 
-def judge(champion_folder: Path, challenger_folder: Path, audit: list[Example], validation, labels, cfg) -> Decision:
-    """Score both models on the same examples through the one scoring path; the gate's decision."""
-    champion, challenger = load(champion_folder, device="cpu"), load(challenger_folder, device="cpu")
-    texts = [e.text for e in audit]
-    y = np.array([labels.index(e.label) for e in audit])
-    target = compare("the audit labels", champion.task, y, champion.logits(texts), challenger.logits(texts))
+def judge(champion, challenger, target: list[Example], validation, labels, cfg, index: int, rate: float):
+    """Score both models on the same examples through the one scoring path: (the gate's decision,
+    the labels and both models' answers on each set, in order)."""
+    old = load(registry.local_folder(champion.reference), device="cpu")
+    new = load(registry.local_folder(challenger.reference), device="cpu")
+    texts = [e.text for e in target]
+    y = np.array([labels.index(e.label) for e in target], dtype=np.int64)
+    width = len(labels)
+    old_t = old.logits(texts) if texts else np.zeros((0, width))
+    new_t = new.logits(texts) if texts else np.zeros((0, width))
     val_texts, val_y = list(validation["text"]), np.asarray(validation["label"])
-    guard = compare(
-        "the champion's validation set", champion.task, val_y, champion.logits(val_texts), challenger.logits(val_texts)
-    )
-    return decide(target, guard, GateSettings(cfg.margin, cfg.alpha, cfg.tolerance))
+    old_v, new_v = old.logits(val_texts), new.logits(val_texts)
+    settings = GateSettings(cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels)
+    decision = decide(
+        (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
+        target_name="the audit labels since its snapshot",
+    )  # fmt: skip
+    scores = {
+        name: {"y": truth.tolist(), "champion": a.argmax(-1).tolist(), "challenger": b.argmax(-1).tolist()}
+        for name, truth, a, b in (("target", y, old_t, new_t), ("guard", val_y, old_v, new_v))
+    }
+    return decision, scores
 
 
-def report(champion, version, decision: Decision, promoted: bool, training: TrainingSet) -> str:
+def report(champion, challenger, decision: Decision, promoted: bool, training: TrainingSet | None) -> str:
     rows = "".join(
-        f"<tr><td>{c.name}</td><td>{c.n}</td><td>{c.champion:.4f}</td><td>{c.challenger:.4f}</td>"
-        f"<td>{c.difference:+.4f} [{c.interval[0]:+.4f}, {c.interval[1]:+.4f}]</td><td>{c.p_value:.3g}</td>"
-        f"<td>{'' if c.mcnemar_p is None else f'{c.mcnemar_p:.3g}'}</td></tr>"
+        f"<tr><td>{html.escape(c.name)}</td><td>{c.n}</td><td>{c.champion:.4f}</td><td>{c.challenger:.4f}</td>"
+        f"<td>{c.difference:+.4f} [{c.interval[0]:+.4f}, {c.interval[1]:+.4f}]</td>"
+        f"<td>{c.discordant[0]} / {c.discordant[1]}</td></tr>"
         for c in (decision.target, decision.guard)
     )
-    dropped = "".join(
-        f"<tr><td>{html.escape(d['input'])}</td><td>{html.escape(d['label'])} ({d['source']})</td>"
-        f"<td>{html.escape(d['suggested'])}</td><td>{d['p_label']:.3f}</td></tr>"
-        for d in training.dropped[:100]
+    ev, ni = decision.evidence, decision.forgetting
+    needed = "" if ev.labels_needed is None else f"; about {ev.labels_needed} more labels at the rates so far"
+    outcome = {"promoted": "promoted to @champion", "pending": "pending: waiting for labels"}.get(
+        decision.outcome, "not promoted"
     )
-    counts = training.counts
-    outcome = "promoted to @champion" if promoted else "not promoted"
+    if decision.promote and not promoted:
+        outcome = "passed the gate (not promoted: promote is off)"
+    trained = ""
+    if training is not None:
+        counts = training.counts
+        dropped = "".join(
+            f"<tr><td>{html.escape(d['input'])}</td><td>{html.escape(d['label'])} ({d['source']})</td>"
+            f"<td>{html.escape(d['suggested'])}</td><td>{d['p_label']:.3f}</td></tr>"
+            for d in training.dropped[:100]
+        )
+        trained = (
+            f"<h2>Training</h2><p>Feedback ids {counts['since'] + 1}..{counts['high_water']}: {counts['corrections']} "
+            f"corrections of {counts['inputs']} inputs ({counts['ties']} tied inputs left out); trained on "
+            f"{counts['trained_on']} corrections, {counts['trained_on_audit']} audit labels, "
+            f"{counts['trained_on_accepted']} served answers nobody corrected, and {counts['replayed']} replayed rows "
+            f"of the champion's training data; {counts['checkpoint_picking']} held-out labels picked the "
+            f"checkpoint.</p><h3>Label check</h3><p>{html.escape(training.label_check)}</p>"
+            + (
+                f"<table><tr><th>dropped row</th><th>label</th><th>suggested</th><th>p(label)</th></tr>{dropped}"
+                "</table>"
+                if dropped
+                else ""
+            )
+        )
+    low, high = decision.gain[1], decision.gain[2]
     return (
         f"<!doctype html><meta charset='utf-8'><title>retrain {champion.name}</title><style>{CSS}</style>"
-        f"<h1>Retrain of {champion.reference}</h1><p><b>{version.reference}: {outcome}.</b> "
+        f"<h1>{challenger.reference} against {champion.reference}</h1><p><b>{outcome}.</b> "
         f"{html.escape(decision.reason)}</p>"
-        f"<p>Feedback ids {counts['since'] + 1}..{counts['high_water']}: {counts['corrections']} corrections of "
-        f"{counts['inputs']} inputs ({counts['ties']} tied inputs left out); trained on {counts['trained_on']} of "
-        f"them, {counts['trained_on_accepted']} served answers nobody corrected, and {counts['replayed']} replayed "
-        f"rows of the champion's training data; {counts['checkpoint_picking']} feedback rows picked the checkpoint; "
-        f"judged on {counts['audit']} audit labels.</p>"
+        f"<h2>Evidence</h2><p>Labels read: {ev.labels} ({ev.wins} where only the challenger was right, {ev.losses} "
+        f"where only the champion was). Evidence (betting wealth) {ev.e_value:.3g}; it proves a gain at "
+        f"1/alpha = {ev.threshold:.3g} (this challenger's alpha: {ev.alpha:.4g}){html.escape(needed)}. The two "
+        f"disagree on {decision.disagreement_rate:.1%} of the recent served inputs: estimated gain on the served "
+        f"stream {decision.gain[0]:+.4f} [{low:+.4f}, {high:+.4f}]. Forgetting: {ni.difference:+.4f} on "
+        f"{ni.n} validation rows, {1 - ni.alpha:.0%} lower bound {ni.lower_bound:+.4f} against the margin "
+        f"-{ni.margin:g} ({'non-inferior' if ni.passed else 'not shown non-inferior'}).</p>"
         f"<table><tr><th>set</th><th>n</th><th>champion</th><th>challenger</th><th>difference [95%]</th>"
-        f"<th>paired bootstrap p</th><th>McNemar p</th></tr>{rows}</table>"
-        f"<h2>Label check</h2><p>{html.escape(training.label_check)}</p>"
-        + (
-            f"<table><tr><th>dropped row</th><th>label</th><th>suggested</th><th>p(label)</th></tr>{dropped}</table>"
-            if dropped
-            else ""
-        )
+        f"<th>only challenger / only champion right</th></tr>{rows}</table>"
+        + trained
         + f"<h2>Gate settings</h2><pre>{yaml.safe_dump(decision.to_dict()['settings'])}</pre>"
     )

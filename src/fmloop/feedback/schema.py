@@ -31,7 +31,11 @@ class Prediction(Base):
     probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression
     latency_ms: Mapped[float] = mapped_column(Float)
-    audit: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # sampled for unbiased labelling
+    audit: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # awaits or has an audit label
+    # None: in the server's uniform sample (unbiased labelling); else the challenger whose
+    # disagreement with the champion asked for this label, and its place in a random order
+    audit_for: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    audit_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
 
 

@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import case, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -256,18 +256,58 @@ class Store:
             return [(p, corrected.get(p.id)) for p in predictions]
 
     def audit_queue(self, model_name: str | None = None, limit: int = 50) -> list[Prediction]:
-        """Predictions sampled for the audit that have no audit label yet, oldest first."""
+        """Predictions in the audit that have no audit label yet: the uniform sample oldest first,
+        then those a challenger asked for, in their random order (so that whatever prefix gets
+        labelled is a uniform sample of what was asked for)."""
         labelled = select(Feedback.prediction_id).where(Feedback.kind == AUDIT, Feedback.prediction_id.is_not(None))
+        targeted = case((Prediction.audit_for.is_(None), 0), else_=1)
         query = (
             select(Prediction)
             .where(Prediction.audit.is_(True), Prediction.id.not_in(labelled))
-            .order_by(Prediction.created_at, Prediction.id)
+            .order_by(targeted, Prediction.audit_rank, Prediction.created_at, Prediction.id)
             .limit(limit)
         )
         if model_name:
             query = query.where(Prediction.model_name == model_name)
         with self.session() as session:
             return list(session.scalars(query))
+
+    def request_audit(self, prediction_ids: list[str], challenger: str) -> int:
+        """Ask for audit labels of these predictions on behalf of `challenger`, in this order;
+        predictions already in the audit keep their place. Returns how many joined it."""
+        joined = 0
+        with self.session() as session:
+            for rank, prediction_id in enumerate(prediction_ids):
+                joined += session.execute(
+                    update(Prediction)
+                    .where(Prediction.id == prediction_id, Prediction.audit.is_(False))
+                    .values(audit=True, audit_for=challenger[:120], audit_rank=rank)
+                ).rowcount
+        return joined
+
+    def served(self, model_name: str, version: int, limit: int) -> list[tuple[str, str, str]]:
+        """(prediction id, input, label) of the `limit` newest distinct text inputs `version` of
+        `model_name` answered (an input sent many times counts once: its newest prediction)."""
+        served = (
+            Prediction.model_name == model_name,
+            Prediction.model_version == version,
+            Prediction.input_kind == "text",
+            Prediction.label.is_not(None),
+        )
+        newest = func.max(Prediction.created_at).label("newest")
+        inputs = select(Prediction.input, newest).where(*served).group_by(Prediction.input)
+        with self.session() as session:
+            texts = [t for t, _ in session.execute(inputs.order_by(newest.desc(), Prediction.input).limit(limit))]
+            found: dict[str, tuple[str, str, str]] = {}
+            for start in range(0, len(texts), 500):
+                rows = session.execute(
+                    select(Prediction.id, Prediction.input, Prediction.label)
+                    .where(*served, Prediction.input.in_(texts[start : start + 500]))
+                    .order_by(Prediction.created_at.desc(), Prediction.id)
+                )
+                for pid, text, label in rows:
+                    found.setdefault(text, (pid, text, label))
+        return [found[t] for t in texts]
 
     def recent_feedback(self, limit: int = 50, model_name: str | None = None) -> list[Feedback]:
         with self.session() as session:

@@ -80,11 +80,12 @@ def reached(kind: str, m: dict) -> str:
             f"({m.get('wrong_corrections')} wrong), {m.get('audit_labels')} audit labels"
         )
     if kind == "retrain":
-        return (
-            f"audit accuracy champion {m.get('champion_target', nan):.4f} vs challenger "
-            f"{m.get('challenger_target', nan):.4f}; validation {m.get('champion_guard', nan):.4f} vs "
-            f"{m.get('challenger_guard', nan):.4f}"
+        target = (
+            f"new audit labels: champion {m['champion_target']:.4f} vs challenger {m['challenger_target']:.4f}; "
+            if "champion_target" in m
+            else "no audit labels since its snapshot yet; "
         )
+        return f"{target}validation {m.get('champion_guard', nan):.4f} vs {m.get('challenger_guard', nan):.4f}"
     return ", ".join(f"{k} {format_value(v)}" for k, v in list(m.items())[:4])
 
 
@@ -111,8 +112,7 @@ def verdicts(pipeline: Pipeline) -> list[str]:
         if stage.kind.name == "retrain":
             m = _read_json(stage.folder / "manifest.json")
             if m.get("status") == "finished":
-                outcome = "promoted to @champion" if m.get("promoted") else "not promoted"
-                lines.append(f"{stage.name}: challenger {m.get('challenger')} {outcome}. {m.get('reason')}")
+                lines.append(f"{stage.name}: challenger {m.get('challenger')} {_outcome(m)}. {m.get('reason')}")
     return lines
 
 
@@ -240,12 +240,19 @@ def _retrain(stage: Stage, entry: dict) -> str:
     manifest = _read_json(stage.folder / "manifest.json")
     if manifest.get("status") != "finished":
         return _generic(stage, entry)
-    verdict = "promoted to @champion" if manifest.get("promoted") else "not promoted"
     return (
-        f"<p>Challenger {html.escape(str(manifest.get('challenger')))}: <b>{verdict}</b>. "
+        f"<p>Challenger {html.escape(str(manifest.get('challenger')))}: <b>{_outcome(manifest)}</b>. "
         f"{html.escape(str(manifest.get('reason', '')))}</p>"
         + html_table({**manifest.get("feedback", {}), **manifest.get("metrics", {})})
     )
+
+
+def _outcome(manifest: dict) -> str:
+    if manifest.get("promoted"):
+        return "promoted to @champion"
+    if manifest.get("decision") == "pending":
+        return "pending (waiting for audit labels)"
+    return "not promoted"
 
 
 SECTIONS = {

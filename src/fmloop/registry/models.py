@@ -213,6 +213,15 @@ def set_alias(name: str, alias: str, version: int) -> Version:
     return _point(name, alias, version)
 
 
+def set_tags(name: str, version: int, tags: dict[str, str]) -> None:
+    """Set tags of an existing version (each one an atomic update in the registry)."""
+    try:
+        for key, value in tags.items():
+            client().set_model_version_tag(check_name(name), str(int(version)), key, value)
+    except MlflowException as err:
+        raise _unreachable(err) from None
+
+
 def _point(name: str, alias: str, version: int) -> Version:
     """One alias -> one version (one atomic update in the registry)."""
     check_alias(alias)

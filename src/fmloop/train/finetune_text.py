@@ -27,10 +27,20 @@ log = logging.getLogger(__name__)
 
 
 def _model_limit(folder_or_preset: str) -> int:
-    if is_model_folder(folder_or_preset):
-        config = json.loads((resolve_model_folder(folder_or_preset) / "config.json").read_text())
-        return int(config.get("max_position_embeddings") or config.get("n_positions") or 512)
-    return 512
+    """The most tokens the model reads well: a sentence encoder's published `max_seq_length` (the
+    length its sentence training used: all-MiniLM-L6-v2 says 256 of its 512 positions), else its
+    position table."""
+    if not is_model_folder(folder_or_preset):
+        return 512
+    folder = resolve_model_folder(folder_or_preset)
+    config = json.loads((folder / "config.json").read_text())
+    positions = int(config.get("max_position_embeddings") or config.get("n_positions") or 512)
+    sentence = folder / "sentence_bert_config.json"
+    if sentence.is_file():
+        published = json.loads(sentence.read_text()).get("max_seq_length")
+        if isinstance(published, int) and published > 0:
+            return min(positions, published)
+    return positions
 
 
 def _summary(data, encoded: dict, labels, task: Task, reading: Reading) -> dict:
