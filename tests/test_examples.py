@@ -40,5 +40,16 @@ def test_the_demo_pipeline_is_valid(tmp_path):
     from fmloop.pipeline.demo import DEMO_FILE
 
     stages = spec.load(DEMO_FILE, out=tmp_path).stages
-    assert list(stages) == ["clean", "pretrain", "finetune", "base", "evaluate", "quantize", "users", "retrain"]
+    assert list(stages) == [
+        "clean",
+        "pretrain",
+        "finetune",
+        "base",
+        "evaluate",
+        "quantize",
+        "users",
+        "retrain",
+        "labellers",
+        "judge",
+    ]
     assert all(s.config.train.max_time for s in stages.values() if s.kind.name in ("pretrain", "finetune"))

@@ -56,7 +56,7 @@ def test_demo_runs_on_the_embedded_data_with_no_shared_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = work / "runs" / "demo"
     lock = yaml.safe_load((out / "pipeline.lock").read_text())["stages"]
-    stages = ["clean", "pretrain", "finetune", "base", "evaluate", "quantize", "users", "retrain"]
+    stages = ["clean", "pretrain", "finetune", "base", "evaluate", "quantize", "users", "retrain", "labellers", "judge"]
     assert [name for name in stages if lock.get(name, {}).get("status") == "finished"] == stages
     for stage, field in (("clean", "data"), ("pretrain", "data"), ("users", "data")):
         config = yaml.safe_load((out / stage / "config.yaml").read_text())

@@ -51,6 +51,9 @@ class RetrainConfig(StageConfig):
         "alone hold only the champion's mistakes, and a model trained on them learns to contradict it (0: off)",
     )
     min_corrections: int = Field(20, ge=1, description="fewer new corrections than this: nothing to retrain on")
+    judge_only: bool = Field(
+        False, description="only judge the challenger waiting for labels (none waiting: nothing to do); train none"
+    )
     strategy: str | None = Field(
         None,
         description="the challenger's fine-tuning strategy (default: the champion's); 'embedding' refits only the "

@@ -260,6 +260,14 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         waiting = pending_challenger(champion)
     if waiting is not None:
         return review(cfg, run, store, champion, waiting, validation, labels, resumed=earlier is not None)
+    if cfg.judge_only:
+        reason = f"no challenger of {champion.reference} waits for labels: nothing to judge (judge_only)"
+        log.info(reason)
+        run.create()
+        run.write_config(cfg.resolved())
+        run.write_manifest(kind="review", status="finished", champion=champion.reference, challenger=None,
+                           decision="none", promoted=False, reason=reason, metrics={})  # fmt: skip
+        return run
 
     since = int(champion.tags.get(HIGH_WATER_TAG, "0") or 0)
     if earlier is not None:

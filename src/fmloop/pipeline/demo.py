@@ -4,7 +4,8 @@
   (4 minutes at most) -> fine-tune it, and the base as published, on 1,000 cleaned labels (90 s
   each; TF-IDF + logistic regression fitted on the same labels beside them) -> evaluate both
   (paired bootstrap) -> int8 export -> register the champion -> serve it to simulated users who
-  correct its wrong answers -> a gated retrain from their feedback.
+  correct its wrong answers -> a challenger retrained from their feedback, which asks for labels
+  where it disagrees with the champion -> labellers answer them -> the gate judges it.
 
 The base is a real pretrained encoder because pretraining one from random weights takes far more
 than a demo's minutes on a CPU: a bert-mini pretrained for 4 minutes reached 0.633 on SST-2 test

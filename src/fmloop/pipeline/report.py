@@ -112,7 +112,10 @@ def verdicts(pipeline: Pipeline) -> list[str]:
         if stage.kind.name == "retrain":
             m = _read_json(stage.folder / "manifest.json")
             if m.get("status") == "finished":
-                lines.append(f"{stage.name}: challenger {m.get('challenger')} {_outcome(m)}. {m.get('reason')}")
+                if m.get("challenger") is None:
+                    lines.append(f"{stage.name}: {m.get('reason')}")
+                else:
+                    lines.append(f"{stage.name}: challenger {m.get('challenger')} {_outcome(m)}. {m.get('reason')}")
     return lines
 
 

@@ -151,6 +151,15 @@ _add(
 )
 _add(
     StageKind(
+        "labellers",
+        "fmloop.pipeline.users:LabellersConfig",
+        "fmloop.pipeline.users:label_queue",
+        "simulated labellers give the audit queue (what a pending challenger asked about) its true labels",
+        {"out": ""},
+    )
+)
+_add(
+    StageKind(
         "retrain",
         "fmloop.feedback.config:RetrainConfig",
         "fmloop.feedback.retrain:run",

@@ -8,6 +8,9 @@ sample its true labels. The feedback lands in OUT/feedback.db, which a retrain s
     OUT/users.json       served, served accuracy, corrections (wrong ones), audit labels
     OUT/server.log       the server's own log
     OUT/manifest.json    kind "users", with the same counts as metrics
+
+The labellers stage answers the audit queue of a store later (what a pending challenger asked
+about), with the true labels of the same data, as `fmloop feedback audit-import` would.
 """
 
 from __future__ import annotations
@@ -186,3 +189,49 @@ def _report(cfg: UsersConfig, counts: dict) -> str:
         f"<h1>Simulated users of {cfg.model}</h1>{html_table({**counts, 'data': f'{cfg.data} ({cfg.split})'})}"
         f"<pre>{json.dumps(cfg.resolved(), indent=2)}</pre>"
     )
+
+
+class LabellersConfig(StageConfig):
+    stage: ClassVar[str] = "labellers"
+    database: str = Field(description="the feedback store whose audit queue the labellers answer")
+    data: str = Field(description="labeled examples holding the true label of every input in the queue")
+    split: str = Field("test", description="which split of `data` holds them")
+    text_column: str | None = None
+    label_column: str | None = None
+    limit: int = Field(1000, ge=1, description="labels given at most (the oldest waiting first, as the queue orders)")
+
+
+def label_queue(cfg: LabellersConfig, out: str | Path) -> RunDir:
+    """Simulated labellers: every prediction waiting in the audit queue (the uniform sample, then
+    what a pending challenger asked about) gets its true label, as an audit label."""
+    from fmloop.feedback.schema import AUDIT
+    from fmloop.feedback.store import Store
+
+    out = require_new_folder(out)
+    run = RunDir(out).create()
+    run.write_config(cfg.resolved())
+    run.write_manifest(kind="labellers", status="running")
+    truth = dict(examples(UsersConfig(model="-", data=cfg.data, split=cfg.split, text_column=cfg.text_column,
+                                      label_column=cfg.label_column, requests=10**9)))  # fmt: skip
+    store = Store.open(cfg.database)
+    try:
+        queue = store.audit_queue(limit=cfg.limit)
+        answered = [p for p in queue if p.input in truth]
+        for prediction in answered:
+            _check_stop()
+            store.add_feedback(
+                key=f"labellers-{prediction.id}", body_hash=prediction.id, model_name=prediction.model_name,
+                label=truth[prediction.input], prediction_id=prediction.id, kind=AUDIT, user="labellers",
+            )  # fmt: skip
+    finally:
+        store.close()
+    counts = {
+        "waiting": len(queue),
+        "labelled": len(answered),
+        "asked_by_a_challenger": sum(p.audit_for is not None for p in answered),
+    }
+    log.info("labellers: %d audit labels (%d asked for by a challenger)", counts["labelled"],
+             counts["asked_by_a_challenger"])  # fmt: skip
+    atomic_write_json(out / "labellers.json", counts)
+    run.write_manifest(status="finished", metrics=counts)
+    return run
