@@ -217,8 +217,9 @@ def table(results: dict) -> str:
 
 def loop_pass(db: str, work: Path, args) -> dict:
     """One `fmloop loop` pass; what it did, and the gate's evidence when it judged a challenger."""
+    steps = [f"--retrain.train.max_steps={args.max_steps}"] if args.max_steps else []
     fmloop("loop", NAME, "--db", db, f"--retrain.replay_ratio={args.replay_ratio}",
-           f"--retrain.train.epochs={args.epochs}", f"--retrain.train.lr={args.lr}")  # fmt: skip
+           f"--retrain.train.epochs={args.epochs}", f"--retrain.train.lr={args.lr}", *steps)  # fmt: skip
     outcome = json.loads((work / "home" / "loop" / NAME / "state.json").read_text())["history"][-1]
     if outcome.get("run") and (Path(outcome["run"]) / "decision.json").exists():
         decision = json.loads((Path(outcome["run"]) / "decision.json").read_text())
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--audit-fraction", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=3e-5, help="the challengers' learning rate (the champion's: 1e-4)")
     parser.add_argument("--epochs", type=float, default=3, help="the challengers' epochs")
+    parser.add_argument("--max-steps", type=int, default=None, help="the challengers' optimizer steps (a time cap)")
     parser.add_argument("--replay-ratio", type=float, default=2, help="SST-2 rows replayed per correction")
     parser.add_argument("--eval-imdb", type=int, default=1000, help="IMDb test reviews scored after each round")
     parser.add_argument("--work", default=str(ROOT / "bench" / "results" / "feedback_loop"))
@@ -293,7 +295,7 @@ def main() -> None:
             log(f"round {r}: users done {row}")
             t1 = time.perf_counter()
             passes = [loop_pass(db, work, args)]
-            if passes[-1]["action"] == "reviewed" and passes[-1].get("decision") != "pending":
+            if passes[-1]["action"] == "reviewed" and passes[-1].get("decision") != "pending" and r < args.rounds:
                 passes.append(loop_pass(db, work, args))  # decided: the next cron pass trains a new challenger
             row["loop_s"] = time.perf_counter() - t1
             row["gates"] = [p["gate"] for p in passes if "gate" in p]

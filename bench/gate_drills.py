@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,9 @@ def main() -> None:
     if args.scores:
         stored = json.loads(open(args.scores).read())["target"]
         y, champion, challenger = (np.asarray(stored[k]) for k in ("y", "champion", "challenger"))
-        rate = float(np.mean(champion != challenger)) or args.disagreement
+        # the stream's disagreement rate is the retrain's (its labels were drawn where the two disagree)
+        decision = Path(args.scores).with_name("decision.json")
+        rate = json.loads(decision.read_text())["disagreement_rate"] if decision.exists() else args.disagreement
         source = f"{args.scores} ({len(y)} labels)"
     else:
         y, champion, challenger = synthetic_scores(2000, 0.82, args.disagreement)
