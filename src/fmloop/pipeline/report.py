@@ -80,6 +80,8 @@ def reached(kind: str, m: dict) -> str:
             f"({m.get('wrong_corrections')} wrong), {m.get('audit_labels')} audit labels"
         )
     if kind == "retrain":
+        if not m:  # a judge_only pass that found no challenger waiting
+            return "nothing to judge"
         target = (
             f"new audit labels: champion {m['champion_target']:.4f} vs challenger {m['challenger_target']:.4f}; "
             if "champion_target" in m
