@@ -63,7 +63,7 @@ def run_tfidf(rows, tests, labels, seed):
     return floor.predict([t for t, _ in tests])
 
 
-def run_fmloop(strategy, rows, tests, labels, seed, work: Path):
+def run_fmloop(strategy, rows, tests, seed, work: Path) -> float:
     folder = work / f"data-{strategy}"
     folder.mkdir(parents=True)
     for split, items in (("train", rows), ("test", tests)):
@@ -96,15 +96,16 @@ def run_setfit(rows, tests, labels, seed, iterations: int | None, work: Path):
 
 def cell(method, rows, tests, labels, seed, work):
     start = time.perf_counter()
-    truth = np.asarray([labels.index(label) for _, label in tests])
     if method.startswith("fmloop-"):
-        accuracy = run_fmloop(method.removeprefix("fmloop-"), rows, tests, labels, seed, work)
-        return float(accuracy), time.perf_counter() - start
+        accuracy = run_fmloop(method.removeprefix("fmloop-"), rows, tests, seed, work)
+        return accuracy, time.perf_counter() - start
     if method == "tfidf":
         predicted = run_tfidf(rows, tests, labels, seed)
     else:
         predicted = run_setfit(rows, tests, labels, seed, 20 if method == "setfit-20-iterations" else None, work)
-    return float((np.asarray(predicted) == truth).mean()), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    truth = np.asarray([labels.index(label) for _, label in tests])
+    return float((np.asarray(predicted) == truth).mean()), seconds
 
 
 def interval(values: list[float]) -> str:

@@ -80,7 +80,6 @@ def tick(cfg: LoopConfig) -> dict:
 def _pass(cfg: LoopConfig, state: dict) -> dict:
     champion = registry.get(f"models:/{cfg.name}@{registry.CHAMPION}")
     store = Store.open(cfg.database)
-    high_water = store.high_water()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     waiting = retrain.pending_challenger(champion)
     if waiting is not None:  # judge it on the labels that arrived: cheap (scoring only), so every pass
@@ -92,6 +91,7 @@ def _pass(cfg: LoopConfig, state: dict) -> dict:
         state["pending"] = pending
         write_state(cfg.name, state)
         return _retrain(cfg, state, pending, resume=False)
+    high_water = store.high_water()
     since = max(int(champion.tags.get(retrain.HIGH_WATER_TAG, "0") or 0), state["tried_high_water"])
     new = store.count_feedback(champion.name, since, high_water)
     drifted, drift_note = _drift(cfg)

@@ -181,9 +181,9 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
 
 
 def check_labels(feedback: list[Example], replay, labels: list[str], seed: int):
-    """(kept feedback rows, dropped ones, what was done): confident learning on TF-IDF features of
-    the feedback rows (corrections and accepted answers) and the replayed rows; only feedback rows
-    are dropped (the replay is the champion's curated data)."""
+    """(kept corrections, dropped ones, what was done): confident learning on TF-IDF features of the
+    corrections and the replayed rows; only corrections are dropped (the replay is the champion's
+    curated data, audit labels come from labellers)."""
     texts = [e.text for e in feedback] + [text for text, _ in replay]
     y = np.array([labels.index(e.label) for e in feedback] + [labels.index(label) for _, label in replay])
     try:

@@ -39,13 +39,18 @@ from fmloop.serve.ready import ServerExited, wait_until_ready
 log = logging.getLogger(__name__)
 
 
-class UsersConfig(StageConfig):
-    stage: ClassVar[str] = "users"
-    model: str = Field(description="the model to serve, usually a registry reference such as models:/NAME@champion")
-    data: str = Field(description="labeled examples the users send (their labels are the truth the users know)")
-    split: str = Field("test", description="which split of `data` the users send")
+class LabeledSource(StageConfig):
+    """Where the simulated people find the truth: labeled examples, one split of them."""
+
+    data: str = Field(description="labeled examples: the inputs sent and their true labels (what the people know)")
+    split: str = Field("test", description="which split of `data`")
     text_column: str | None = None
     label_column: str | None = None
+
+
+class UsersConfig(LabeledSource):
+    stage: ClassVar[str] = "users"
+    model: str = Field(description="the model to serve, usually a registry reference such as models:/NAME@champion")
     requests: int = Field(400, ge=1, description="examples sent to /v1/predict (at most the split's size)")
     correct_rate: float = Field(0.8, ge=0, le=1, description="share of wrong answers whose user sends a correction")
     wrong_rate: float = Field(0.1, ge=0, le=1, description="share of corrections that carry the wrong label")
@@ -95,15 +100,20 @@ def _check_stop() -> None:
         raise Interrupted(f"{stop.requested()} received: the simulated users stopped")
 
 
-def examples(cfg: UsersConfig) -> list[tuple[str, str]]:
-    """(text, true label name) pairs of the configured split, shuffled with the seed."""
+def labeled_pairs(source: LabeledSource) -> list[tuple[str, str]]:
+    """(text, true label name) pairs of the source's split, in the file's order."""
     from fmloop.data.labeled import load_labeled
 
-    data = load_labeled(cfg.data, text_column=cfg.text_column, label_column=cfg.label_column, hold_out=False)
-    if cfg.split not in data.splits:
-        raise DataError(f"{cfg.data} has no {cfg.split!r} split (it has {', '.join(data.splits)}); set `split`.")
-    rows = data.splits[cfg.split]
-    pairs = [(t, data.labels[y]) for t, y in zip(rows["text"], rows["label"])]
+    data = load_labeled(source.data, text_column=source.text_column, label_column=source.label_column, hold_out=False)
+    if source.split not in data.splits:
+        raise DataError(f"{source.data} has no {source.split!r} split (it has {', '.join(data.splits)}); set `split`.")
+    rows = data.splits[source.split]
+    return [(t, data.labels[y]) for t, y in zip(rows["text"], rows["label"])]
+
+
+def examples(cfg: UsersConfig) -> list[tuple[str, str]]:
+    """The pairs the users send: the split shuffled with the seed, the first `requests` of it."""
+    pairs = labeled_pairs(cfg)
     random.Random(cfg.seed).shuffle(pairs)
     return pairs[: cfg.requests]
 
@@ -191,13 +201,9 @@ def _report(cfg: UsersConfig, counts: dict) -> str:
     )
 
 
-class LabellersConfig(StageConfig):
+class LabellersConfig(LabeledSource):
     stage: ClassVar[str] = "labellers"
     database: str = Field(description="the feedback store whose audit queue the labellers answer")
-    data: str = Field(description="labeled examples holding the true label of every input in the queue")
-    split: str = Field("test", description="which split of `data` holds them")
-    text_column: str | None = None
-    label_column: str | None = None
     limit: int = Field(1000, ge=1, description="labels given at most (the oldest waiting first, as the queue orders)")
 
 
@@ -211,8 +217,7 @@ def label_queue(cfg: LabellersConfig, out: str | Path) -> RunDir:
     run = RunDir(out).create()
     run.write_config(cfg.resolved())
     run.write_manifest(kind="labellers", status="running")
-    truth = dict(examples(UsersConfig(model="-", data=cfg.data, split=cfg.split, text_column=cfg.text_column,
-                                      label_column=cfg.label_column, requests=10**9)))  # fmt: skip
+    truth = dict(labeled_pairs(cfg))
     store = Store.open(cfg.database)
     try:
         queue = store.audit_queue(limit=cfg.limit)
