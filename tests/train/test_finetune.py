@@ -74,7 +74,7 @@ def test_lora_model_reloads_with_identical_predictions(tiny_base, sentiment_dir,
     expected = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
     from fmloop.evaluate.evaluation import score
 
-    _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
+    _, _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     assert (logits.argmax(1) == y).mean() == expected
     # It learned (chance is 0.5). Not tighter: the tiny tokenizer behind tiny_base is retrained per
     # session and the tokenizers library breaks frequency ties differently from run to run, so the
@@ -237,7 +237,7 @@ def test_mean_pooling_for_sentence_models_saves_and_reloads_exactly(
     saved_accuracy = json.loads((run.path / "metrics.json").read_text())["metrics"]["accuracy"]
     from fmloop.evaluate.evaluation import score
 
-    _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
+    _, _, _, y, logits, _ = score(str(run.model_dir), str(sentiment_dir))
     # 48 of 60 right on CPU fp32; bf16 on a GPU lands a row or two either side
     assert (logits.argmax(1) == y).mean() == saved_accuracy >= 0.75
 

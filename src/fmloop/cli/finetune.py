@@ -119,9 +119,24 @@ def evaluate_command(
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
     batch_size: int = typer.Option(64, "--batch-size"),
+    slices: Optional[str] = typer.Option(
+        None,
+        "--slices",
+        help="Columns of the data to report metrics by, comma-separated (length and language always are).",
+    ),
+    robustness: bool = typer.Option(
+        False,
+        "--robustness",
+        help="Run the perturbation suite: typos, casing, punctuation, names, numbers (images: noise, blur, ...).",
+    ),
+    faithfulness: int = typer.Option(
+        100, "--faithfulness", help="Texts in the explanations' deletion test; 0 skips it and the explained mistakes."
+    ),
 ):
     """Score a model: accuracy, F1, per-class P/R/F1, confusion matrix, ROC-AUC, calibration (or
-    MSE/MAE/R2), with 95% bootstrap intervals; --baseline adds a paired comparison."""
+    MSE/MAE/R2), with 95% bootstrap intervals; --baseline adds a paired comparison. The report
+    also shows metrics per slice, the most confidently wrong examples explained, and how faithful
+    the explanations are; --robustness adds the perturbation suite (docs/trust.md)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -135,6 +150,9 @@ def evaluate_command(
         text_column=text_column,
         label_column=label_column,
         batch_size=batch_size,
+        slices=[c.strip() for c in (slices or "").split(",") if c.strip()],
+        robustness=robustness,
+        faithfulness=faithfulness,
     )
     setup_logging()
     from fmloop.evaluate import evaluation
@@ -160,6 +178,10 @@ def evaluate_command(
             row.append("" if b is None else f"{b:.4f}" + (f" [{bi[0]:.4f}, {bi[1]:.4f}]" if bi else ""))
         table.add_row(*row)
     Console().print(table)
+    from fmloop.trust.report import trust_lines
+
+    for line in trust_lines(result.get("trust", {})):
+        Console().print(line)
     if comparison:
         t = comparison["test"]
         Console().print(

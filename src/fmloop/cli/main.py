@@ -25,6 +25,7 @@ from fmloop.cli.registry import alias_command, models_app, register_command, rol
 from fmloop.cli.retrain import drift_command, loop_command, retrain_command
 from fmloop.cli.run import run_command
 from fmloop.cli.serve import serve_command
+from fmloop.cli.trust import explain_command
 
 app = typer.Typer(
     name="fmloop",
@@ -41,6 +42,7 @@ app.command("pretrain", context_settings=EXTRA)(pretrain_command)
 app.command("finetune", context_settings=EXTRA)(finetune_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("explain")(explain_command)
 app.command("distill", context_settings=EXTRA)(distill_command)
 app.command("prune", context_settings=EXTRA)(prune_command)
 app.command("quantize")(quantize_command)

@@ -30,6 +30,7 @@ from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ConfigError, ModelError
 from fmloop.data.augment import normalize, to_float
 from fmloop.evaluate.evaluation import labeled_inputs, model_logits
+from fmloop.models.calibration import copy_calibration
 from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, TEXT_INPUTS, OnnxModel
 from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.models.loading import load
@@ -114,6 +115,7 @@ def write_onnx_folder(
         )
         parent.tokenizer.save_pretrained(folder)
     parent.model.config.save_pretrained(folder)
+    copy_calibration(parent.folder, folder)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -34,6 +34,7 @@ from fmloop.compress.onnx_export import (
 from fmloop.compress.parity import gate
 from fmloop.core.artifacts import RunDir
 from fmloop.evaluate.evaluation import labeled_inputs, model_logits
+from fmloop.models.calibration import copy_calibration
 from fmloop.models.formats.int8 import QUANT_KEY, quantize_torch_dynamic
 from fmloop.models.loading import load
 from fmloop.models.vision import write_preprocessor
@@ -78,6 +79,7 @@ def save_torch_int8(parent, folder: Path) -> None:
     setattr(config, QUANT_KEY, {"method": "dynamic-int8", "backend": "torch", "modules": names})
     config.save_pretrained(folder)
     delattr(config, QUANT_KEY)
+    copy_calibration(parent.folder, folder)
     if parent.modality == "image":
         write_preprocessor(folder, parent.size, parent.channels, list(parent.mean), list(parent.std))
     else:

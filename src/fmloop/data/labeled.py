@@ -95,14 +95,17 @@ def load_labeled(
     labels: list[str] | None = None,
     need_labels: bool = True,
     hold_out: bool = True,
+    columns: tuple[str, ...] = (),
 ) -> LabeledData:
     """Load and validate labeled text. `labels` fixes the class list (e.g. a trained model's);
     otherwise it is read from the train split. `need_labels=False` allows unlabeled input
     (prediction): the `label` column is then absent unless `label_column` names one. `hold_out=False` never carves a validation
-    split (evaluation and prediction read every row)."""
+    split (evaluation and prediction read every row). `columns` are carried along as strings
+    (slicing an evaluation by them)."""
     if task not in TASKS:
         raise DataError(f"Unknown task {task!r}. Valid tasks: {', '.join(TASKS)}.")
     raw = read_splits(path)
+    keep = [c for c in columns if c not in ("text", "label")]
     description = raw.description
     if need_labels:
         description += drop_unlabeled_splits(raw, label_column)
@@ -124,6 +127,13 @@ def load_labeled(
             lcol = _choose(ds.column_names, label_column, LABEL_CANDIDATES, "label", where, "--label-column")
             values = _as_names(ds[lcol], ds.features[lcol])
             columns["label"], names = _encode(values, task, names, split, where, lcol)
+        for extra in keep:
+            if extra not in ds.column_names:
+                raise DataError(
+                    f"{where}: no column {extra!r} to slice by (columns: {', '.join(ds.column_names)}). "
+                    "Name an existing column in --slices."
+                )
+            columns[extra] = ["" if v is None else str(v) for v in ds[extra]]
         out[split] = Dataset.from_dict(columns)
 
     if "train" in out and "label" in out["train"].column_names and task == "classification" and labels is None:

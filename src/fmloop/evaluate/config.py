@@ -18,3 +18,10 @@ class EvaluateConfig(StageConfig):
     text_column: str | None = Field(None, description="the text column (images: the image column)")
     label_column: str | None = None
     batch_size: int = Field(64, ge=1)
+    slices: list[str] = Field(
+        default_factory=list, description="columns of the data to report metrics by (length and language always are)"
+    )
+    robustness: bool = Field(False, description="run the perturbation suite (rescores the data about a dozen times)")
+    faithfulness: int = Field(
+        100, ge=0, description="texts in the explanations' deletion test (0 skips it and the explained mistakes)"
+    )

@@ -23,6 +23,7 @@ from fmloop.models.loading import load
 from fmloop.tasks import get_task
 from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
 from fmloop.tasks.metrics import softmax
+from fmloop.trust.report import WRONG_SHOWN, TrustSettings, describe_settings, trust_checks
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ def labeled_inputs(
     splits=("test", "validation"),
     text_column: str | None = None,
     label_column: str | None = None,
+    columns: tuple[str, ...] = (),
 ):
     """(inputs, examples, y_true, where) for the first of `splits` that `data_path` has (else its
-    train split): texts or uint8 images, in the form `model.logits` takes."""
+    train split): texts or uint8 images, in the form `model.logits` takes; `examples["columns"]`
+    holds the values of `columns` (text data)."""
 
     if getattr(model, "modality", "text") == "image":
         data = load_images(
@@ -57,10 +60,12 @@ def labeled_inputs(
         label_column=label_column,
         labels=model.labels,
         hold_out=False,
+        columns=tuple(columns),
     )
     split = next((s for s in splits if s in data.splits), "train")
     ds = data.splits[split]
-    return ds["text"], {"texts": ds["text"]}, np.asarray(ds["label"]), data.origin.get(split, data_path)
+    examples = {"texts": ds["text"], "columns": {c: ds[c] for c in columns if c in ds.column_names}}
+    return ds["text"], examples, np.asarray(ds["label"]), data.origin.get(split, data_path)
 
 
 def score(
@@ -69,15 +74,17 @@ def score(
     text_column: str | None = None,
     label_column: str | None = None,
     batch_size: int = 64,
+    columns: tuple[str, ...] = (),
 ):
-    """(model, examples, y_true, logits, where) for every labeled row of `data_path` (a folder: its
-    test split, else validation)."""
+    """(model, inputs, examples, y_true, logits, where) for every labeled row of `data_path` (a
+    folder: its test split, else validation)."""
 
     model = load(model_path)
     inputs, examples, y_true, where = labeled_inputs(
-        model, data_path, text_column=text_column, label_column=label_column
+        model, data_path, text_column=text_column, label_column=label_column, columns=columns
     )
-    return model, examples, y_true, model_logits(model, inputs, batch_size, f"scoring {Path(model_path).name}"), where
+    logits = model_logits(model, inputs, batch_size, f"scoring {Path(model_path).name}")
+    return model, inputs, examples, y_true, logits, where
 
 
 def model_logits(model, inputs, batch_size: int = 64, what: str = "scoring") -> np.ndarray:
@@ -92,13 +99,15 @@ def model_logits(model, inputs, batch_size: int = 64, what: str = "scoring") -> 
 def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
     """Score `cfg.model` on `cfg.data` into `out` (default: beside the model): metrics.json,
     report.html and a manifest naming the model (and baseline) scored. Rerunning replaces them."""
-    model, examples, y_true, logits, where = score(
-        cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.batch_size
+    model, inputs, examples, y_true, logits, where = score(
+        cfg.model, cfg.data, cfg.text_column, cfg.label_column, cfg.batch_size, tuple(cfg.slices)
     )
+    if model.modality == "image" and cfg.slices:
+        raise DataError(f"--slices names columns of text data; {cfg.data} holds images (sliced by nothing yet).")
     run = RunDir(out or _default_out(model.folder))
     comparison, parents = None, [model.folder]
     if cfg.baseline:
-        base_model, _, base_y, base_logits, _ = score(
+        base_model, _, _, base_y, base_logits, _ = score(
             cfg.baseline, cfg.data, cfg.text_column, cfg.label_column, cfg.batch_size
         )
         if base_model.task != model.task or base_model.labels != model.labels:
@@ -113,6 +122,14 @@ def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
             "test": paired_bootstrap(model.task, y_true, logits, base_logits),
         }
         parents.append(base_model.folder)
+    settings = TrustSettings(
+        slices=tuple(cfg.slices),
+        robustness=cfg.robustness,
+        faithfulness=cfg.faithfulness,
+        explain_wrong=WRONG_SHOWN if cfg.faithfulness else 0,
+    )
+    log.info("trust checks: %s", describe_settings(settings, model.modality))
+    found, sections = trust_checks(model, inputs, y_true, logits, examples.pop("columns", {}), settings)
     log.info("writing metrics.json and report.html to %s", run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(cfg.resolved())
@@ -126,6 +143,10 @@ def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
         logits=logits,
         curves=read_jsonl(model.folder.parent / "metrics.jsonl"),
         comparison=comparison,
+        uncalibrated_logits=logits * model.temperature if model.temperature != 1.0 else None,
+        sections=sections,
+        extra={"trust": found},
+        explained_wrong="explanations" in found,
         **examples,
     )
     run.write_manifest(
@@ -166,9 +187,15 @@ def write_evaluation(
     comparison: dict | None = None,
     images: np.ndarray | None = None,
     names: list[str] | None = None,
+    uncalibrated_logits: np.ndarray | None = None,
+    sections: list[str] = (),
+    extra: dict | None = None,
+    explained_wrong: bool = False,
 ) -> dict:
     """metrics.json + report.html in `out`. The report's "most confidently wrong" section shows
-    `texts`, or a grid of `images` (uint8 N x H x W x C) captioned with `names`."""
+    `texts`, or a grid of `images` (uint8 N x H x W x C) captioned with `names`. With
+    `uncalibrated_logits` (the model's before its temperature), calibration is shown before and
+    after; `sections` (HTML) and `extra` (metrics.json keys) carry the trust checks."""
     metrics = get_task(task).metrics(y_true, logits, labels)
     result = {
         "model": str(model),
@@ -179,17 +206,22 @@ def write_evaluation(
         "metrics": metrics,
         "intervals_95": bootstrap_intervals(task, y_true, logits),
     }
+    if uncalibrated_logits is not None and "ece" in metrics:
+        before = get_task(task).metrics(y_true, uncalibrated_logits, labels)
+        result["uncalibrated"] = {"ece": before["ece"], "reliability": before["reliability"]}
     if comparison:
         result["comparison"] = comparison
+    result.update(extra or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "metrics.json", result)
-    wrong = (
-        _confidently_wrong_images(task, labels, y_true, logits, images, names)
-        if images is not None
-        else _confidently_wrong(task, labels, y_true, logits, texts or [])
-    )
-    atomic_write_text(out / "report.html", _report(result, curves or [], wrong))
+    if explained_wrong:
+        wrong = ""  # a trust section shows them, explained
+    elif images is not None:
+        wrong = _confidently_wrong_images(task, labels, y_true, logits, images, names)
+    else:
+        wrong = _confidently_wrong(task, labels, y_true, logits, texts or [])
+    atomic_write_text(out / "report.html", _report(result, curves or [], wrong + "".join(sections)))
     return result
 
 
@@ -224,7 +256,7 @@ def _confusion_plot(matrix: list[list[int]], labels: list[str]) -> str:
     return uri
 
 
-def _reliability_plot(rel: dict) -> str:
+def _reliability_plot(rel: dict, title: str = "reliability diagram") -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,7 +268,7 @@ def _reliability_plot(rel: dict) -> str:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.bar(centers, acc, width=edges[1] - edges[0], edgecolor="black", alpha=0.7, label="accuracy")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability diagram")
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left")
     uri = figure_to_data_uri(fig)
     plt.close(fig)
@@ -352,6 +384,14 @@ def _report(result: dict, curves, wrong: str) -> str:
             f'<img alt="reliability diagram" src="{_reliability_plot(metrics["reliability"])}">',
             f"<p>Expected calibration error: {metrics['ece']:.4f}</p>",
         ]
+        before = result.get("uncalibrated")
+        if before:
+            body += [
+                f"<p>Before temperature scaling the expected calibration error was {before['ece']:.4f} "
+                "(the model's own confidences, same answers):</p>",
+                f'<img alt="reliability diagram before calibration" '
+                f'src="{_reliability_plot(before["reliability"], "before temperature scaling")}">',
+            ]
     uri = training_curves(curves)
     if uri:
         body += ["<h2>Training curves</h2>", f'<img alt="training curves" src="{uri}">']

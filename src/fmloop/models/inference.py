@@ -22,6 +22,7 @@ from fmloop.core.runtime import resolve_device
 from fmloop.data.augment import normalize, to_float
 from fmloop.data.images import decode_images
 from fmloop.data.reading import Reading, reading_of
+from fmloop.models.calibration import read_temperature
 from fmloop.tasks import get_task
 from fmloop.tasks.catalog import task_of_config
 
@@ -150,7 +151,21 @@ class InferenceModel:
     labels: list[str] | None = None
     folder: Path
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature stored with the model (models.calibration); 1.0 without one."""
+        if not hasattr(self, "_temperature"):
+            self._temperature = read_temperature(self.folder) if self.task == "classification" else 1.0
+        return self._temperature
+
     def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+        """(N, K) calibrated logits: the model's own divided by its temperature (same answers,
+        confidences that mean what they say)."""
+        raw = self.raw_logits(inputs, batch_size, progress)
+        return raw if self.temperature == 1.0 else (raw / self.temperature).astype(np.float32)
+
+    def raw_logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+        """(N, K) logits as the network computes them, before calibration."""
         raise NotImplementedError
 
     def predict(self, inputs, batch_size: int = 64, progress=None) -> list[dict]:
@@ -184,7 +199,7 @@ class TextModel(InferenceModel):
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:
         return encode_texts(self.tokenizer, texts, self.reading)
 
-    def logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
+    def raw_logits(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
         return text_logits(self.model, self.tokenizer, texts, self.reading, self.device, batch_size, progress)
 
 
@@ -201,5 +216,5 @@ class ImageModel(InferenceModel):
         self.task = "classification"
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
-    def logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
+    def raw_logits(self, images, batch_size: int = 256, progress=None) -> np.ndarray:
         return image_logits(self.model, self.to_pixels(images), self.mean, self.std, self.device, batch_size, progress)

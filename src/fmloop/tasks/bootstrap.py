@@ -53,3 +53,12 @@ def paired_bootstrap(
         "better": better,
         "resamples": n,
     }
+
+
+def mean_interval(values: np.ndarray, rng: np.random.Generator, n: int = 2000) -> list[float]:
+    """The 95% percentile-bootstrap interval of the mean of per-example `values` ([nan, nan] for none)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return [float("nan"), float("nan")]
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(1)
+    return [round(float(np.quantile(means, 0.025)), 6), round(float(np.quantile(means, 0.975)), 6)]

@@ -43,6 +43,7 @@ from fmloop.core.errors import ResumeError
 from fmloop.core.runtime import Runtime
 from fmloop.evaluate.evaluation import write_evaluation
 from fmloop.evaluate.floor import MAX_FLOOR_ROWS, compare_floor, describe_floor
+from fmloop.models.calibration import MIN_ROWS, calibrate, write_calibration
 from fmloop.tasks import get_task
 from fmloop.train.callbacks import BestTracker, EarlyStopping, GracefulStop, MetricsLogger, ProgressBar, TimeBudget
 from fmloop.train.checkpoint import load_checkpoint
@@ -378,11 +379,14 @@ def write_results(
     for split in splits or ("validation", "test"):
         if split in inputs.y:
             final_logits[split] = inputs.logits(task_model, split)
-            final[split] = {
-                k: v
-                for k, v in task.metrics(inputs.y[split], final_logits[split], inputs.labels).items()
-                if isinstance(v, float)
-            }
+    calibration = _calibrate(cfg, run, inputs, final_logits)
+    uncalibrated = dict(final_logits)
+    if calibration:
+        manifest["calibration"] = calibration
+        final_logits = {split: logits / calibration["temperature"] for split, logits in final_logits.items()}
+    for split, logits in final_logits.items():
+        metrics = task.metrics(inputs.y[split], logits, inputs.labels)
+        final[split] = {k: v for k, v in metrics.items() if isinstance(v, float)}
     floor = _floor(cfg, inputs, final_logits, splits)
     if floor:
         manifest["floor"] = floor
@@ -402,8 +406,29 @@ def write_results(
         y_true=inputs.y[split],
         logits=final_logits[split],
         curves=run.read_metrics(),
+        uncalibrated_logits=uncalibrated[split] if calibration else None,
         **inputs.examples(split),
     )
+
+
+def _calibrate(cfg: FinetuneConfig, run: RunDir, inputs: TaskInputs, logits: dict) -> dict | None:
+    """Temperature scaling fitted on the validation split, stored in RUN/model (models.calibration);
+    None where it does not apply or there are too few validation rows to fit on."""
+    if cfg.task != "classification" or "validation" not in logits:
+        return None
+    y = inputs.y["validation"]
+    calibration = calibrate(logits["validation"], y, f"validation split ({len(y)} rows)")
+    if calibration is None:
+        log.info(
+            "calibration: %d validation rows, fewer than %d: the model keeps its own confidences", len(y), MIN_ROWS
+        )
+        return None
+    write_calibration(run.model_dir, calibration)
+    log.info(
+        "calibration: temperature %.3f fitted on %d validation rows (ECE %.4f -> %.4f there)",
+        calibration["temperature"], len(y), calibration["ece_before"], calibration["ece_after"],
+    )  # fmt: skip
+    return calibration
 
 
 def _floor(

@@ -42,7 +42,7 @@ class EnsembleModel(InferenceModel):
         members = [detect(folder / m).load(folder / m, device) for m in spec["members"]]
         return cls(folder, members, spec["method"], spec["weights"])
 
-    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+    def raw_logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
         if self.modality == "image":
             inputs = self.to_pixels(inputs)
         outputs = []

@@ -56,7 +56,7 @@ class OnnxModel(InferenceModel):
         session = ort.InferenceSession(str(folder / ONNX_FILE), options, providers=providers)
         return cls(folder, session, json.loads(meta_file.read_text()))
 
-    def logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
+    def raw_logits(self, inputs, batch_size: int = 64, progress=None) -> np.ndarray:
         if self.modality == "image":
             pixels = self.to_pixels(inputs)
 
