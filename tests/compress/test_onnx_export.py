@@ -13,6 +13,7 @@ from fmloop.compress import onnx_export
 from fmloop.compress.config import ExportConfig
 from fmloop.core.config import build_config
 from fmloop.core.errors import ConfigError, ParityError
+from fmloop.models.calibration import read_temperature
 from fmloop.models.loading import load
 from tests.conftest import parent_paths, run_cli
 
@@ -70,7 +71,10 @@ def test_onnx_runs_in_plain_onnxruntime_without_torch(text_run, sentiment_dir, t
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["labels"] == ["negative", "positive"]
-    assert np.abs(np.array(got["logits"]) - load(text_run).logits(texts)).max() < 1e-4
+    parent = load(text_run)
+    assert np.abs(np.array(got["logits"]) - parent.raw_logits(texts)).max() < 1e-4
+    # the graph computes the raw logits; the temperature travels beside it, and fmloop applies it
+    assert read_temperature(tmp_path / "onnx" / "model") == parent.temperature != 1.0
 
 
 def test_a_mismatching_export_fails_and_leaves_nothing(text_run, sentiment_dir, tmp_path, monkeypatch):

@@ -86,7 +86,7 @@ def test_head_pruning_shrinks_attention_and_reloads_exactly(fixture, request, tm
     assert len(json.loads((tmp_path / "m" / "config.json").read_text())[HEADS_KEY]) == 2
     texts = ["my friend sees the river and it was great today", "the cat likes a song and it was awful"]
     assert torch.allclose(
-        torch.from_numpy(load(tmp_path / "m").logits(texts)), torch.from_numpy(fitted.logits(texts)), atol=1e-5
+        torch.from_numpy(load(tmp_path / "m").raw_logits(texts)), torch.from_numpy(fitted.raw_logits(texts)), atol=1e-5
     )
 
 

@@ -79,6 +79,20 @@ class RetrainConfig(StageConfig):
         300, ge=0, description="audit labels asked for, at random, among those inputs where the two disagree"
     )
     max_labels: int = Field(600, ge=1, description="a challenger not proven better after this many labels is refused")
+    slice_tolerance: float = Field(
+        0.05,
+        ge=0,
+        description="refused when, on a slice of the champion's validation set (length, language; 50+ rows), "
+        "its accuracy falls further than this below the champion's",
+    )
+    robustness_tolerance: float = Field(
+        0.03,
+        ge=0,
+        description="refused when its accuracy under the perturbation suite falls further than this below the champion's",
+    )
+    robustness_rows: int = Field(
+        300, ge=0, description="validation rows the perturbation suite runs on for the gate (0: no robustness check)"
+    )
     shuffle_labels: bool = Field(False, description="train the challenger on shuffled labels (a deliberately bad one)")
     promote: bool = Field(True, description="move @champion when the gate says so (false: decide and register only)")
     seed: int = 0

@@ -28,6 +28,29 @@ class GateSettings:
     tolerance: float = 0.03  # non-inferiority margin on the champion's validation set
     margin: float = 0.0  # the estimated gain must also exceed this
     max_labels: int = 600  # target labels after which a challenger not proven better is refused
+    slice_tolerance: float = 0.05  # largest loss on any slice of the guard set
+    robustness_tolerance: float = 0.03  # largest loss of accuracy under the perturbation suite
+
+
+@dataclass
+class TrustGuard:
+    """Challenger against champion on the guard set's slices and under perturbations (trust/)."""
+
+    worst_slice: str | None = None  # "column = slice" where the challenger loses most
+    slice_rows: int = 0
+    slice_champion: float | None = None
+    slice_challenger: float | None = None
+    robustness_rows: int = 0
+    robust_champion: float | None = None  # mean accuracy under the perturbations
+    robust_challenger: float | None = None
+
+    @property
+    def slice_difference(self) -> float | None:
+        return None if self.worst_slice is None else self.slice_challenger - self.slice_champion
+
+    @property
+    def robustness_difference(self) -> float | None:
+        return None if self.robust_champion is None else self.robust_challenger - self.robust_champion
 
 
 @dataclass
@@ -74,6 +97,7 @@ class Decision:
     gain: list[float]  # estimated accuracy gain on the served stream: [estimate, low, high]
     disagreement_rate: float  # share of the recent served inputs where the two models disagree
     settings: GateSettings
+    trust: TrustGuard
 
     @property
     def promote(self) -> bool:
@@ -85,6 +109,11 @@ class Decision:
             "evidence": self.evidence.to_dict(),
             "forgetting": self.forgetting.to_dict(),
             "settings": asdict(self.settings),
+            "trust": {
+                **asdict(self.trust),
+                "slice_difference": self.trust.slice_difference,
+                "robustness_difference": self.trust.robustness_difference,
+            },
         }
 
 
@@ -96,6 +125,7 @@ def decide(
     settings: GateSettings,
     target_name: str = "the labels since the challenger's snapshot",
     guard_name: str = "the champion's validation set",
+    trust: TrustGuard | None = None,
 ) -> Decision:
     """`target` and `guard` are (labels, champion logits, challenger logits), the target's rows in
     the order their labels arrived; `index` is the challenger's place among its model's challengers."""
@@ -108,11 +138,32 @@ def decide(
     forgetting = non_inferiority(
         outcomes(gy, g_champion.argmax(-1), g_challenger.argmax(-1)), settings.tolerance, settings.alpha
     )
-    outcome, reason = _verdict(found, forgetting, estimate[0], settings, target_name, guard_name)
+    trust = trust or TrustGuard()
+    outcome, reason = _trust_verdict(trust, settings, guard_name) or _verdict(
+        found, forgetting, estimate[0], settings, target_name, guard_name
+    )
     return Decision(
         outcome, reason, compare(target_name, y, champion, challenger), compare(guard_name, gy, g_champion, g_challenger),
-        found, forgetting, estimate, disagreement_rate, settings,
+        found, forgetting, estimate, disagreement_rate, settings, trust,
     )  # fmt: skip
+
+
+def _trust_verdict(trust: TrustGuard, settings: GateSettings, guard: str) -> tuple[str, str] | None:
+    """A refusal when the challenger loses beyond its tolerance on a slice or under perturbations,
+    whatever the labels say; None otherwise."""
+    if trust.slice_difference is not None and trust.slice_difference < -settings.slice_tolerance:
+        return REFUSED, (
+            f"refused: on the slice {trust.worst_slice} of {guard} ({trust.slice_rows} rows) its accuracy is "
+            f"{trust.slice_challenger:.4f} against the champion's {trust.slice_champion:.4f} "
+            f"({trust.slice_difference:+.4f}, beyond the slice tolerance {settings.slice_tolerance:g})"
+        )
+    if trust.robustness_difference is not None and trust.robustness_difference < -settings.robustness_tolerance:
+        return REFUSED, (
+            f"refused: under the perturbation suite ({trust.robustness_rows} rows of {guard}) its accuracy is "
+            f"{trust.robust_challenger:.4f} against the champion's {trust.robust_champion:.4f} "
+            f"({trust.robustness_difference:+.4f}, beyond the robustness tolerance {settings.robustness_tolerance:g})"
+        )
+    return None
 
 
 def _verdict(found: Evidence, forgetting: NonInferiority, estimate: float, settings: GateSettings, target, guard):

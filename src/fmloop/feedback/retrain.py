@@ -52,7 +52,7 @@ from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
 from fmloop.feedback.config import RetrainConfig
-from fmloop.feedback.gate import PENDING, REFUSED, Decision, GateSettings, decide
+from fmloop.feedback.gate import PENDING, REFUSED, Decision, GateSettings, TrustGuard, decide
 from fmloop.feedback.schema import AUDIT
 from fmloop.feedback.snapshot import Example, Snapshot, read_snapshot
 from fmloop.feedback.store import Store
@@ -63,6 +63,8 @@ from fmloop.registry.names import check_name
 from fmloop.registry.tracking import track_quietly
 from fmloop.train import finetune
 from fmloop.train.config import FinetuneConfig
+from fmloop.trust.robustness import text_robustness
+from fmloop.trust.slices import automatic_slices, worst_slice_values
 
 log = logging.getLogger(__name__)
 
@@ -446,16 +448,70 @@ def judge(champion, challenger, target: list[Example], validation, labels, cfg, 
     new_t = new.logits(texts) if texts else np.zeros((0, width))
     val_texts, val_y = list(validation["text"]), np.asarray(validation["label"])
     old_v, new_v = old.logits(val_texts), new.logits(val_texts)
-    settings = GateSettings(cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels)
+    settings = GateSettings(
+        cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels, cfg.slice_tolerance, cfg.robustness_tolerance
+    )
+    trust = trust_guard(old, new, val_texts, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
     decision = decide(
         (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
-        target_name="the audit labels since its snapshot",
+        target_name="the audit labels since its snapshot", trust=trust,
     )  # fmt: skip
     scores = {
         name: {"y": truth.tolist(), "champion": a.argmax(-1).tolist(), "challenger": b.argmax(-1).tolist()}
         for name, truth, a, b in (("target", y, old_t, new_t), ("guard", val_y, old_v, new_v))
     }
     return decision, scores
+
+
+GATE_SLICE_ROWS = 50  # smaller slices move by several points from noise alone
+
+
+def trust_guard(old, new, texts: list[str], y: np.ndarray, old_logits, new_logits, rows: int, seed: int) -> TrustGuard:
+    """Where the challenger loses most against the champion on the guard set's slices (length,
+    language; slices of GATE_SLICE_ROWS+ rows), and both models' accuracy under the perturbation suite on
+    `rows` of it."""
+    slices = automatic_slices(texts, len(texts))
+    before = worst_slice_values("classification", y, old_logits, slices, GATE_SLICE_ROWS)
+    after = worst_slice_values("classification", y, new_logits, slices, GATE_SLICE_ROWS)
+    guard = TrustGuard()
+    if before:
+        key = min(before, key=lambda k: after[k] - before[k])
+        guard.worst_slice = f"{key[0]} = {key[1]}"
+        guard.slice_rows = int(sum(1 for v in slices[key[0]] if v == key[1]))
+        guard.slice_champion, guard.slice_challenger = before[key], after[key]
+    if rows and texts:
+        pick = np.random.default_rng(seed).permutation(len(texts))[:rows]
+        sample, sample_y = [texts[i] for i in pick], y[pick]
+        guard.robustness_rows = len(pick)
+        guard.robust_champion = text_robustness(old, sample, sample_y, seed)["summary"]["perturbed_accuracy"]
+        guard.robust_challenger = text_robustness(new, sample, sample_y, seed)["summary"]["perturbed_accuracy"]
+    log.info(
+        "trust: worst slice %s %s -> %s; under perturbations %s -> %s",
+        guard.worst_slice, guard.slice_champion, guard.slice_challenger, guard.robust_champion, guard.robust_challenger,
+    )  # fmt: skip
+    return guard
+
+
+def trust_rows(trust: TrustGuard) -> str:
+    rows = ""
+    if trust.worst_slice is not None:
+        rows += (
+            f"<tr><td>worst slice: {html.escape(trust.worst_slice)}</td><td>{trust.slice_rows}</td>"
+            f"<td>{trust.slice_champion:.4f}</td><td>{trust.slice_challenger:.4f}</td>"
+            f"<td>{trust.slice_difference:+.4f}</td></tr>"
+        )
+    if trust.robust_champion is not None:
+        rows += (
+            f"<tr><td>accuracy under perturbations</td><td>{trust.robustness_rows}</td>"
+            f"<td>{trust.robust_champion:.4f}</td><td>{trust.robust_challenger:.4f}</td>"
+            f"<td>{trust.robustness_difference:+.4f}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Slices and robustness (on the champion's validation set)</h2><table><tr><th>check</th><th>rows</th>"
+        f"<th>champion</th><th>challenger</th><th>difference</th></tr>{rows}</table>"
+    )
 
 
 def report(champion, challenger, decision: Decision, promoted: bool, training: TrainingSet | None) -> str:
@@ -508,6 +564,7 @@ def report(champion, challenger, decision: Decision, promoted: bool, training: T
         f"-{ni.margin:g} ({'non-inferior' if ni.passed else 'not shown non-inferior'}).</p>"
         f"<table><tr><th>set</th><th>n</th><th>champion</th><th>challenger</th><th>difference [95%]</th>"
         f"<th>only challenger / only champion right</th></tr>{rows}</table>"
+        + trust_rows(decision.trust)
         + trained
         + f"<h2>Gate settings</h2><pre>{yaml.safe_dump(decision.to_dict()['settings'])}</pre>"
     )

@@ -55,6 +55,7 @@ from fmloop.serve.guards import ApiError, BodyLimit, check_text, token_matches
 from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import ModelHolder, Served
 from fmloop.serve.ratelimit import RateLimiter
+from fmloop.trust.explain import explain_one
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,12 @@ class PredictionOut(BaseModel):
 class PredictResponse(BaseModel):
     model: ModelRef
     predictions: list[PredictionOut]
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str | ImageInput = Field(description="one text, or one image for an image model")
+    target: str | None = Field(None, description="the label to explain (default: the model's answer)")
 
 
 class FeedbackRequest(BaseModel):
@@ -337,6 +344,23 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             predictions=[PredictionOut(prediction_id=i, **p) for i, p in zip(ids, preds)],
         )
 
+    explaining = asyncio.Lock()  # one explanation at a time: each costs dozens of forward passes
+
+    @app.post("/v1/explain")
+    async def explain(body: ExplainRequest) -> dict:
+        """Word (or pixel) attributions of one input's answer (fmloop.trust.explain); 503 while
+        another explanation is being computed."""
+        served = current()
+        values, _, _ = _decode_inputs([body.input], served, config)
+        if body.target is not None and body.target not in (served.labels or []):
+            raise ApiError(422, f"target: {body.target!r} is not one of the model's labels {served.labels}")
+        if explaining.locked():
+            raise ApiError(503, "another explanation is being computed; retry shortly", {"Retry-After": "1"})
+        async with explaining:
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(None, lambda: explain_one(served.model, values[0], body.target))
+        return {"model": {"name": served.name, "version": served.version}, "explanation": found.as_dict()}
+
     @app.post("/v1/feedback", response_model=FeedbackResponse, dependencies=[Depends(require_token)])
     async def feedback(
         body: FeedbackRequest,
@@ -502,7 +526,18 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     return app
 
 
-ROUTES = {"/v1/predict", "/v1/feedback", "/v1/audit", "/v1/model", "/v1/recent", "/livez", "/readyz", "/metrics", "/"}
+ROUTES = {
+    "/v1/predict",
+    "/v1/explain",
+    "/v1/feedback",
+    "/v1/audit",
+    "/v1/model",
+    "/v1/recent",
+    "/livez",
+    "/readyz",
+    "/metrics",
+    "/",
+}
 
 
 def _decode_inputs(inputs: list, served: Served, config: ServeConfig) -> tuple[list, list[int], list[str]]:

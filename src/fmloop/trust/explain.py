@@ -204,6 +204,13 @@ def _word_ablation(model: InferenceModel, text: str, target: int | None) -> Expl
     )
 
 
+def explain_one(model: InferenceModel, value, target: str | None = None) -> Explanation:
+    """One text, or one uint8 image (H, W, C), explained."""
+    if model.modality == "image":
+        return explain_images(model, np.asarray(value)[None], target)[0]
+    return explain_texts(model, [value], target)[0]
+
+
 # Images --------------------------------------------------------------------------------------------
 
 

@@ -102,8 +102,10 @@ def slice_metrics(task: str, y: np.ndarray, logits: np.ndarray, slices: dict[str
     return {"metric": metric, "overall": round(float(per_example.mean()), 6), "columns": columns, "worst": worst}
 
 
-def worst_slice_values(task: str, y: np.ndarray, logits: np.ndarray, slices: dict[str, list[str]]) -> dict:
-    """{(column, slice): value} for slices of at least MIN_ROWS rows: what the gate compares
+def worst_slice_values(
+    task: str, y: np.ndarray, logits: np.ndarray, slices: dict[str, list[str]], min_rows: int = MIN_ROWS
+) -> dict:
+    """{(column, slice): value} for slices of at least `min_rows` rows: what the gate compares
     between two models scored on the same rows."""
     _, per_example = _score(task, y, logits)
     out = {}
@@ -111,6 +113,6 @@ def worst_slice_values(task: str, y: np.ndarray, logits: np.ndarray, slices: dic
         values = np.asarray(values, dtype=object)
         for name in np.unique(values):
             members = values == name
-            if members.sum() >= MIN_ROWS:
+            if members.sum() >= min_rows:
                 out[(column, str(name))] = float(per_example[members].mean())
     return out
