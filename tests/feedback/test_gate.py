@@ -3,6 +3,7 @@ a challenger that forgets, one shown worse, one whose labels run out, and one st
 evidence are refused or kept waiting, each with its reason."""
 
 import numpy as np
+import pytest
 
 from fmloop.feedback.gate import GateSettings, decide
 
@@ -48,3 +49,18 @@ def test_forgetting_a_worse_challenger_and_spent_labels_are_refused_and_little_e
     later = decide(_pair(60, 0.70, 0.80, seed=3), KEEPS, index=1, disagreement_rate=0.1, settings=GateSettings())
     tenth = decide(_pair(60, 0.70, 0.80, seed=3), KEEPS, index=10, disagreement_rate=0.1, settings=GateSettings())
     assert tenth.evidence.threshold == later.evidence.threshold * 100  # alpha spent across challengers
+
+
+def test_a_challenger_that_loses_a_slice_or_its_robustness_is_refused_whatever_the_labels_say():
+    from fmloop.feedback.gate import TrustGuard
+
+    winning = (_pair(400, 0.70, 0.80), KEEPS, 1, 0.1, GateSettings())
+    sliced = TrustGuard(worst_slice="length (words) = 1-5", slice_rows=120, slice_champion=0.85, slice_challenger=0.78)
+    refused = decide(*winning, trust=sliced)
+    assert refused.outcome == "refused" and "slice length (words) = 1-5" in refused.reason, refused.reason
+    assert refused.to_dict()["trust"]["slice_difference"] == pytest.approx(-0.07)
+    brittle = TrustGuard(robustness_rows=300, robust_champion=0.86, robust_challenger=0.80)
+    assert "perturbation suite" in decide(*winning, trust=brittle).reason
+    within = TrustGuard(slice_champion=0.85, slice_challenger=0.82, worst_slice="language = en", slice_rows=900)
+    assert decide(*winning, trust=within).promote  # a 3-point slice loss is within the default 0.05
+    assert decide(*winning[:4], GateSettings(slice_tolerance=0.02), trust=within).outcome == "refused"

@@ -186,3 +186,14 @@ def test_feedback_is_rate_limited_per_user(text_run, tmp_path):
         assert "too many corrections from 'ann'" in sent[2].json()["error"] and int(sent[2].headers["Retry-After"]) >= 1
         other = _feedback(client, {"prediction_id": pid, "label": "negative", "user": "bob"}, key="bob")
         assert other.status_code == 200
+
+
+def test_explain_answers_word_scores_for_the_answer_and_refuses_an_unknown_target(client):
+    text = "my friend sees the river and it was great today"
+    body = client.post("/v1/explain", json={"input": text}).json()
+    e = body["explanation"]
+    assert e["target"] == _predict(client, [text])["predictions"][0]["label"]
+    assert [w["word"] for w in e["words"]] == text.split() and "convergence_delta" in e
+    bad = client.post("/v1/explain", json={"input": text, "target": "neutral"})
+    assert bad.status_code == 422 and "target" in bad.json()["error"]
+    assert client.post("/v1/explain", json={"input": ""}).status_code == 422

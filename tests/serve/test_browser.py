@@ -65,6 +65,8 @@ def test_predict_correct_and_find_the_feedback(live_server, tmp_path):
         predicted = page.inner_text("#predicted")
         assert predicted in ("negative", "positive")
         assert page.locator("#bars .bar").count() == 2
+        page.wait_for_selector("#why:not([hidden])")  # the answer's words, shaded by attribution
+        assert page.locator("#why-words span").count() == 10 and predicted in page.inner_text("#why-note")
         other = "negative" if predicted == "positive" else "positive"
         page.click(f"#labels button[data-label='{other}']")
         page.wait_for_selector("#feedback-status.ok")
