@@ -1,7 +1,7 @@
 """The trust checks on a real model: how faithful its explanations are, what temperature scaling
 does to its calibration, and how long one explanation takes.
 
-    .venv/bin/python bench/trust.py RUN_OR_MODEL --data ../shared/datasets/text/sst2 [--n 500]
+    .venv/bin/python bench/trust.py RUN_OR_MODEL --data ../shared/datasets/text/sst2 [--n 500] [--fit-rows 100]
 
     faithfulness   explanations of `--n` test sentences (fmloop.trust.explain), then the deletion
                    test against random words (fmloop.trust.faithfulness)
@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="labeled data with validation and test splits")
     parser.add_argument("--n", type=int, default=500, help="test sentences in the deletion test")
     parser.add_argument("--out", default="bench/results/trust.json")
+    parser.add_argument(
+        "--fit-rows", type=int, default=0, help="fit the temperature on this many validation rows (seeded; 0: all)"
+    )
     args = parser.parse_args()
     model = load(args.model, device="cpu")
     model._temperature = 1.0  # measure from the raw logits
@@ -50,6 +53,9 @@ def main() -> None:
     raw_val = model.logits(list(val["text"]))
     raw_test = model.logits(list(test["text"]))
     y_val, y_test = np.asarray(val["label"]), np.asarray(test["label"])
+    if args.fit_rows:
+        pick = np.random.default_rng(0).permutation(len(y_val))[: args.fit_rows]
+        raw_val, y_val = raw_val[pick], y_val[pick]
     fitted = calibrate(raw_val, y_val, f"validation split ({len(y_val)} rows)")
     t = fitted["temperature"]
     ece_before = expected_calibration_error(y_test, softmax(raw_test))[0]
@@ -68,8 +74,15 @@ def main() -> None:
         f"{result['calibration']['test_accuracy_after']:.4f}"
     )
 
-    model._temperature = t  # explanations explain the served (calibrated) confidence
-    texts = list(test["text"])[: args.n]
+    if args.n:  # --n 0: calibration only
+        explain_part(model, t, list(test["text"])[: args.n], result)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out} ({result['cpu']})")
+
+
+def explain_part(model, temperature: float, texts: list[str], result: dict) -> None:
+    model._temperature = temperature  # explanations explain the served (calibrated) confidence
     start = time.perf_counter()
     explained = explain_texts(model, texts)
     explain_s = time.perf_counter() - start
@@ -89,9 +102,6 @@ def main() -> None:
     deltas = [e.convergence_delta for e in explained if e.convergence_delta is not None]
     if deltas:
         result["convergence_delta"] = {"median": float(np.median(deltas)), "max": float(np.max(deltas))}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} ({result['cpu']})")
 
 
 if __name__ == "__main__":

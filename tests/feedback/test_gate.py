@@ -59,7 +59,7 @@ def test_a_challenger_that_loses_a_slice_or_its_robustness_is_refused_whatever_t
     refused = decide(*winning, trust=sliced)
     assert refused.outcome == "refused" and "slice length (words) = 1-5" in refused.reason, refused.reason
     assert refused.to_dict()["trust"]["slice_difference"] == pytest.approx(-0.07)
-    brittle = TrustGuard(robustness_rows=300, robust_champion=0.86, robust_challenger=0.80)
+    brittle = TrustGuard(robustness_rows=300, robust_champion=0.01, robust_challenger=0.05)  # accuracy lost
     assert "perturbation suite" in decide(*winning, trust=brittle).reason
     within = TrustGuard(slice_champion=0.85, slice_challenger=0.82, worst_slice="language = en", slice_rows=900)
     assert decide(*winning, trust=within).promote  # a 3-point slice loss is within the default 0.05

@@ -32,6 +32,8 @@ def _retrain_options() -> list[str]:
         "--retrain.train.precision=fp32",
         "--retrain.alpha=0.999",
         "--retrain.tolerance=1.0",
+        "--retrain.slice_tolerance=1.0",
+        "--retrain.robustness_rows=0",
     ]
 
 

@@ -60,10 +60,11 @@ def test_a_refused_challenger_changes_nothing_and_a_promoted_one_is_served_under
                 results.append((response.status_code, version, time.perf_counter() - start))
 
     threads = [threading.Thread(target=client) for _ in range(3)]
-    # This test is about serving through a promotion. The tiny base learns the users' rule at some
-    # cost on its own validation rows, close to the default 0.03 margin (the good challenger lost
-    # 0.02 on one CI machine and was refused); the guard itself is tested in tests/feedback.
-    settings = dict(name="sst2", database=db, train=TRAIN, tolerance=0.15)
+    # This test is about serving through a promotion, not the gate's statistics (tests/feedback): the
+    # tiny base learns the users' rule at some cost on its own validation rows and robustness, close
+    # to the default margins (the good challenger lost 0.02 on one CI machine and was refused), and
+    # how many served inputs it disagrees on (the labels it can get) varies with the CPU's numerics.
+    settings = dict(name="sst2", database=db, train=TRAIN, tolerance=0.15, robustness_rows=0, alpha=0.5)
     try:
         for t in threads:
             t.start()

@@ -88,7 +88,7 @@ class RetrainConfig(StageConfig):
     robustness_tolerance: float = Field(
         0.03,
         ge=0,
-        description="refused when its accuracy under the perturbation suite falls further than this below the champion's",
+        description="refused when it loses more accuracy under the perturbation suite than the champion does, by more than this",
     )
     robustness_rows: int = Field(
         300, ge=0, description="validation rows the perturbation suite runs on for the gate (0: no robustness check)"

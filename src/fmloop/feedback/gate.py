@@ -29,7 +29,7 @@ class GateSettings:
     margin: float = 0.0  # the estimated gain must also exceed this
     max_labels: int = 600  # target labels after which a challenger not proven better is refused
     slice_tolerance: float = 0.05  # largest loss on any slice of the guard set
-    robustness_tolerance: float = 0.03  # largest loss of accuracy under the perturbation suite
+    robustness_tolerance: float = 0.03  # largest extra accuracy lost under the perturbation suite
 
 
 @dataclass
@@ -41,7 +41,9 @@ class TrustGuard:
     slice_champion: float | None = None
     slice_challenger: float | None = None
     robustness_rows: int = 0
-    robust_champion: float | None = None  # mean accuracy under the perturbations
+    # accuracy lost under the perturbations (clean minus the mean over the suite): how brittle
+    # each model is, apart from how accurate (forgetting is the other guard's)
+    robust_champion: float | None = None
     robust_challenger: float | None = None
 
     @property
@@ -50,6 +52,7 @@ class TrustGuard:
 
     @property
     def robustness_difference(self) -> float | None:
+        """How much more accuracy the challenger loses under perturbations than the champion."""
         return None if self.robust_champion is None else self.robust_challenger - self.robust_champion
 
 
@@ -139,9 +142,9 @@ def decide(
         outcomes(gy, g_champion.argmax(-1), g_challenger.argmax(-1)), settings.tolerance, settings.alpha
     )
     trust = trust or TrustGuard()
-    outcome, reason = _trust_verdict(trust, settings, guard_name) or _verdict(
-        found, forgetting, estimate[0], settings, target_name, guard_name
-    )
+    outcome, reason = _verdict(found, forgetting, estimate[0], settings, target_name, guard_name)
+    if forgetting.passed:  # forgetting is named first; then a lost slice or robustness, whatever the labels say
+        outcome, reason = _trust_verdict(trust, settings, guard_name) or (outcome, reason)
     return Decision(
         outcome, reason, compare(target_name, y, champion, challenger), compare(guard_name, gy, g_champion, g_challenger),
         found, forgetting, estimate, disagreement_rate, settings, trust,
@@ -157,11 +160,11 @@ def _trust_verdict(trust: TrustGuard, settings: GateSettings, guard: str) -> tup
             f"{trust.slice_challenger:.4f} against the champion's {trust.slice_champion:.4f} "
             f"({trust.slice_difference:+.4f}, beyond the slice tolerance {settings.slice_tolerance:g})"
         )
-    if trust.robustness_difference is not None and trust.robustness_difference < -settings.robustness_tolerance:
+    if trust.robustness_difference is not None and trust.robustness_difference > settings.robustness_tolerance:
         return REFUSED, (
-            f"refused: under the perturbation suite ({trust.robustness_rows} rows of {guard}) its accuracy is "
-            f"{trust.robust_challenger:.4f} against the champion's {trust.robust_champion:.4f} "
-            f"({trust.robustness_difference:+.4f}, beyond the robustness tolerance {settings.robustness_tolerance:g})"
+            f"refused: under the perturbation suite ({trust.robustness_rows} rows of {guard}) it loses "
+            f"{trust.robust_challenger:.4f} of its accuracy against the champion's {trust.robust_champion:.4f} "
+            f"({trust.robustness_difference:+.4f} more, beyond the robustness tolerance {settings.robustness_tolerance:g})"
         )
     return None
 

@@ -63,7 +63,7 @@ from fmloop.registry.names import check_name
 from fmloop.registry.tracking import track_quietly
 from fmloop.train import finetune
 from fmloop.train.config import FinetuneConfig
-from fmloop.trust.robustness import text_robustness
+from fmloop.trust.robustness import accuracy_lost, text_robustness
 from fmloop.trust.slices import automatic_slices, worst_slice_values
 
 log = logging.getLogger(__name__)
@@ -451,11 +451,16 @@ def judge(champion, challenger, target: list[Example], validation, labels, cfg, 
     settings = GateSettings(
         cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels, cfg.slice_tolerance, cfg.robustness_tolerance
     )
-    trust = trust_guard(old, new, val_texts, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
     decision = decide(
         (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
-        target_name="the audit labels since its snapshot", trust=trust,
+        target_name="the audit labels since its snapshot",
     )  # fmt: skip
+    if decision.forgetting.passed:  # the trust checks cost a dozen scorings: only where they can decide
+        trust = trust_guard(old, new, val_texts, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
+        decision = decide(
+            (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
+            target_name="the audit labels since its snapshot", trust=trust,
+        )  # fmt: skip
     scores = {
         name: {"y": truth.tolist(), "champion": a.argmax(-1).tolist(), "challenger": b.argmax(-1).tolist()}
         for name, truth, a, b in (("target", y, old_t, new_t), ("guard", val_y, old_v, new_v))
@@ -468,8 +473,8 @@ GATE_SLICE_ROWS = 50  # smaller slices move by several points from noise alone
 
 def trust_guard(old, new, texts: list[str], y: np.ndarray, old_logits, new_logits, rows: int, seed: int) -> TrustGuard:
     """Where the challenger loses most against the champion on the guard set's slices (length,
-    language; slices of GATE_SLICE_ROWS+ rows), and both models' accuracy under the perturbation suite on
-    `rows` of it."""
+    language; slices of GATE_SLICE_ROWS+ rows), and the accuracy each model loses under the
+    perturbation suite on `rows` of it."""
     slices = automatic_slices(texts, len(texts))
     before = worst_slice_values("classification", y, old_logits, slices, GATE_SLICE_ROWS)
     after = worst_slice_values("classification", y, new_logits, slices, GATE_SLICE_ROWS)
@@ -483,10 +488,10 @@ def trust_guard(old, new, texts: list[str], y: np.ndarray, old_logits, new_logit
         pick = np.random.default_rng(seed).permutation(len(texts))[:rows]
         sample, sample_y = [texts[i] for i in pick], y[pick]
         guard.robustness_rows = len(pick)
-        guard.robust_champion = text_robustness(old, sample, sample_y, seed)["summary"]["perturbed_accuracy"]
-        guard.robust_challenger = text_robustness(new, sample, sample_y, seed)["summary"]["perturbed_accuracy"]
+        guard.robust_champion = accuracy_lost(text_robustness(old, sample, sample_y, seed)["summary"])
+        guard.robust_challenger = accuracy_lost(text_robustness(new, sample, sample_y, seed)["summary"])
     log.info(
-        "trust: worst slice %s %s -> %s; under perturbations %s -> %s",
+        "trust: worst slice %s %s -> %s; accuracy lost under perturbations %s -> %s",
         guard.worst_slice, guard.slice_champion, guard.slice_challenger, guard.robust_champion, guard.robust_challenger,
     )  # fmt: skip
     return guard
@@ -502,7 +507,7 @@ def trust_rows(trust: TrustGuard) -> str:
         )
     if trust.robust_champion is not None:
         rows += (
-            f"<tr><td>accuracy under perturbations</td><td>{trust.robustness_rows}</td>"
+            f"<tr><td>accuracy lost under perturbations</td><td>{trust.robustness_rows}</td>"
             f"<td>{trust.robust_champion:.4f}</td><td>{trust.robust_challenger:.4f}</td>"
             f"<td>{trust.robustness_difference:+.4f}</td></tr>"
         )

@@ -169,6 +169,14 @@ def summarize(rows: list[dict], clean_pred: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+def accuracy_lost(summary: dict) -> float:
+    """Clean accuracy minus the mean accuracy under the perturbations: how brittle a model is,
+    apart from how accurate it is."""
+    if summary["perturbed_accuracy"] is None:
+        return 0.0
+    return round(summary["clean_accuracy"] - summary["perturbed_accuracy"], 6)
+
+
 def _directional(model: InferenceModel, texts, clean_logits, rng, batch_size) -> list[dict]:
     """Appending a clearly positive (negative) clause must not lower P(positive) (P(negative))."""
     labels = model.labels or []
