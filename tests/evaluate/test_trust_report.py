@@ -43,3 +43,13 @@ def test_a_slice_column_the_data_lacks_is_a_clear_error(text_run, sliced_data, t
     cfg = EvaluateConfig(model=str(text_run), data=str(sliced_data), slices=["region"], faithfulness=0)
     with pytest.raises(DataError, match=r"no column 'region' to slice by \(columns: text, label, source\)"):
         evaluation.run(cfg, tmp_path / "eval")
+
+
+def test_an_image_evaluation_explains_its_mistakes_once_and_runs_the_image_suite(image_run, image_dir, tmp_path):
+    cfg = EvaluateConfig(model=str(image_run), data=str(image_dir), robustness=True)
+    run = evaluation.run(cfg, tmp_path / "eval")
+    trust = json.loads((run.path / "metrics.json").read_text())["trust"]
+    assert len(trust["robustness"]["perturbations"]) == 15 and "slices" not in trust
+    report = (run.path / "report.html").read_text()
+    assert not ("<h2>Most confidently wrong" in report and "<h2>Why it was wrong" in report)
+    assert ("explanations" in trust) == ("<h2>Why it was wrong" in report)

@@ -165,7 +165,7 @@ def _write_heatmap(image, e, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
     axes[0].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
     axes[0].set_title(f"{e.target} {e.output:.2f}")
-    axes[1].imshow(heat, cmap="RdYlGn", vmin=-bound, vmax=bound)
+    axes[1].imshow(heat, cmap="PiYG", vmin=-bound, vmax=bound)
     axes[1].set_title("attribution")
     for ax in axes:
         ax.axis("off")

@@ -59,6 +59,10 @@ def trust_checks(
                 sections.append(wrong_texts_section(model, [texts[i] for i in wrong], y[wrong], explained))
             else:
                 explained = explain_images(model, inputs[wrong])
+                found["explanations"] = [  # the heatmaps are drawn in the report, not stored
+                    {"row": int(i), **{k: v for k, v in e.as_dict().items() if k != "heatmap"}}
+                    for i, e in zip(wrong, explained)
+                ]
                 sections.append(wrong_images_section(model, inputs[wrong], y[wrong], explained))
         if texts is not None and settings.faithfulness:
             sample = np.random.default_rng(settings.seed).permutation(len(texts))[: settings.faithfulness]
@@ -127,7 +131,7 @@ def wrong_images_section(model, pixels: np.ndarray, y: np.ndarray, explained: li
         axes[0, j].set_title(f"{e.target} {e.output:.2f}\ntrue: {model.labels[t]}", fontsize=7)
         heat = np.asarray(e.heatmap)
         bound = np.abs(heat).max() or 1.0
-        axes[1, j].imshow(heat, cmap="RdYlGn", vmin=-bound, vmax=bound)
+        axes[1, j].imshow(heat, cmap="PiYG", vmin=-bound, vmax=bound)
         for ax in axes[:, j]:
             ax.axis("off")
     fig.tight_layout()
@@ -136,7 +140,7 @@ def wrong_images_section(model, pixels: np.ndarray, y: np.ndarray, explained: li
     return (
         "<h2>Why it was wrong: the most confidently wrong, explained</h2>"
         f"<p>Below each image, its attribution to the wrong answer ({html.escape(explained[0].method)}): "
-        f'green pixels pushed towards it, red ones against it.</p><img alt="explained images" src="{uri}">'
+        f'green pixels pushed towards it, pink ones against it.</p><img alt="explained images" src="{uri}">'
     )
 
 

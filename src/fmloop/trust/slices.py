@@ -44,6 +44,10 @@ def automatic_slices(texts: list[str] | None, n: int) -> dict[str, list[str]]:
         return {}
     out = {LENGTH: length_buckets(texts)}
     langs = languages(texts)
+    # short texts get the odd spurious guess (SST-2: ten one-sentence "languages" besides English):
+    # languages under MIN_ROWS rows are pooled as "other"
+    counts = {lang: langs.count(lang) for lang in set(langs)}
+    langs = [lang if counts[lang] >= MIN_ROWS else "other" for lang in langs]
     if len(set(langs)) > 1:
         out[LANGUAGE] = langs
     return out
