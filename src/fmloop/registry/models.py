@@ -8,7 +8,9 @@ A version carries its lineage as tags: the weights fingerprint, the data fingerp
 version, the run's final metrics, and the registered versions its parents are (found by the
 parents' weight fingerprints in the run's manifest). Its files live in the registry's artifact
 store, so deleting the run dir loses nothing; a reference is downloaded once into the fmloop
-cache and checked against the fingerprint before it is used.
+cache and checked against the fingerprint before it is used. Beside the files, an MLmodel file
+makes each version an MLflow python_function model (registry/pyfunc.py), so
+`mlflow.pyfunc.load_model("models:/NAME@ALIAS")` and `mlflow models serve` read it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from fmloop.core.home import cache_dir, tracking_uri
 from fmloop.core.manifest import weights_fingerprint
 from fmloop.models.presets import model_dir_of
 from fmloop.registry.names import check_alias, check_name, parse_reference
+from fmloop.registry.pyfunc import MLMODEL, write_mlmodel
 from fmloop.registry.tracking import client, track
 
 log = logging.getLogger(__name__)
@@ -102,8 +106,12 @@ def register(
     try:
         mlflow = client()
         run_id = track(run.path)
-        if not mlflow.list_artifacts(run_id, "model"):
+        logged = {Path(a.path).name for a in mlflow.list_artifacts(run_id, "model")}
+        if not logged:
             mlflow.log_artifacts(run_id, str(run.model_dir), "model")
+        if MLMODEL not in logged:  # MLflow's tools read the version as a python_function model
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifact(run_id, str(write_mlmodel(Path(tmp), run_id)), "model")
         try:
             mlflow.create_registered_model(name)
         except MlflowException as err:
