@@ -33,7 +33,7 @@ from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.tasks import get_task
 
 WORD = re.compile(r"\S+")
-STEPS = 50  # integration steps, raised 4x and 16x while the scores do not add up (see _converged)
+STEPS = 50  # integration steps, raised 4x and 16x while the scores do not add up (see _until_complete)
 MAX_BATCH = 100  # interpolated inputs per forward pass
 
 
@@ -152,19 +152,9 @@ def _integrated_gradients(model: TextModel, text: str, target: int | None, steps
         with torch.no_grad():
             out = forward(input_ids, mask)[0]
             change = float((out if target is None else out[target]) - _pick(forward(baseline, mask)[0], target))
-        for n in (steps, steps * 4, steps * 16):
-            attributions, delta = ig.attribute(
-                input_ids,
-                baselines=baseline,
-                target=target,
-                additional_forward_args=(mask,),
-                n_steps=n,
-                internal_batch_size=min(n, MAX_BATCH),
-                return_convergence_delta=True,
-            )
-            if _converged(float(delta.abs().max()), change):
-                break
-        steps = n
+        attributions, delta, steps = _until_complete(
+            ig, input_ids, baseline, target, change, steps, additional_forward_args=(mask,)
+        )
     finally:
         net.train(was_training)
     token_scores = attributions.sum(-1)[0].detach().float().cpu().numpy()
@@ -181,10 +171,23 @@ def _pick(out: torch.Tensor, target: int | None) -> torch.Tensor:
     return out if target is None else out[target]
 
 
-def _converged(delta: float, change: float) -> bool:
-    """A sharp model (a near-step output along the path) needs more steps than a smooth one: the
-    scores must add up to the output's change within 5% of it (or 0.005 absolute)."""
-    return delta <= max(0.05 * abs(change), 0.005)
+def _until_complete(method, inputs, baseline, target, change: float, steps: int, **kwargs):
+    """(attributions, delta, steps used): `method` (captum's integrated gradients) at `steps`, then 4x
+    and 16x as many while the scores do not add up to the output's `change` within 5% of it (or
+    0.005 absolute). A sharp model (a near-step output along the path) needs more than a smooth one."""
+    for n in (steps, steps * 4, steps * 16):
+        attributions, delta = method.attribute(
+            inputs,
+            baselines=baseline,
+            target=target,
+            n_steps=n,
+            internal_batch_size=min(n, MAX_BATCH),
+            return_convergence_delta=True,
+            **kwargs,
+        )
+        if float(delta.abs().max()) <= max(0.05 * abs(change), 0.005):
+            break
+    return attributions, delta, n
 
 
 def without_words(text: str, spans: list[tuple[int, int]], drop: set[int]) -> str:
@@ -262,18 +265,7 @@ def _image_gradients(model: ImageModel, image: np.ndarray, target: int, steps: i
         with torch.no_grad():
             output = float(forward(x)[0, target])
             change = output - float(forward(black)[0, target])
-        for n in (steps, steps * 4, steps * 16):
-            attributions, delta = IntegratedGradients(forward).attribute(
-                x,
-                baselines=black,
-                target=target,
-                n_steps=n,
-                internal_batch_size=min(n, MAX_BATCH),
-                return_convergence_delta=True,
-            )
-            if _converged(float(delta.abs().max()), change):
-                break
-        steps = n
+        attributions, delta, steps = _until_complete(IntegratedGradients(forward), x, black, target, change, steps)
     finally:
         net.train(was_training)
     heat = attributions[0].sum(0).detach().float().cpu().numpy()  # (C, H, W) -> (H, W)
