@@ -23,7 +23,7 @@ from fmloop.models.loading import load
 from fmloop.tasks import get_task
 from fmloop.tasks.bootstrap import bootstrap_intervals, paired_bootstrap
 from fmloop.tasks.metrics import softmax
-from fmloop.trust.report import WRONG_SHOWN, TrustSettings, describe_settings, trust_checks
+from fmloop.trust.report import WRONG_SHOWN, TrustSettings, confidently_wrong, describe_settings, trust_checks
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,7 @@ def _confidently_wrong(task, labels, y_true, logits, texts, k=10) -> str:
         return ""
     probs = softmax(logits)
     pred = probs.argmax(1)
-    wrong = np.flatnonzero(pred != y_true)
-    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    wrong = confidently_wrong(y_true, logits, k)
     rows = "".join(
         f"<tr><td>{html.escape(texts[i][:300])}</td><td>{html.escape(labels[y_true[i]])}</td>"
         f"<td>{html.escape(labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td></tr>"
@@ -308,8 +307,7 @@ def _confidently_wrong_images(task, labels, y_true, logits, images, names, k=24)
 
     probs = softmax(logits)
     pred = probs.argmax(1)
-    wrong = np.flatnonzero(pred != y_true)
-    wrong = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    wrong = confidently_wrong(y_true, logits, k)
     if not len(wrong):
         return ""
     cols = min(8, len(wrong))

@@ -51,7 +51,7 @@ def trust_checks(
         found["slices"] = slice_metrics(model.task, y, logits, slices, settings.seed)
         sections.append(slices_section(found["slices"]))
     if model.task == "classification":
-        wrong = _confidently_wrong(y, logits, settings.explain_wrong)
+        wrong = confidently_wrong(y, logits, settings.explain_wrong)
         if len(wrong):
             if texts is not None:
                 explained = explain_texts(model, [texts[i] for i in wrong])
@@ -77,7 +77,8 @@ def trust_checks(
     return found, sections
 
 
-def _confidently_wrong(y: np.ndarray, logits: np.ndarray, k: int) -> np.ndarray:
+def confidently_wrong(y: np.ndarray, logits: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the (at most) k wrong answers given with the highest confidence, most confident first."""
     probs = softmax(logits)
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
