@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from fmloop.adapt import STRATEGY_NAMES
@@ -205,30 +204,13 @@ def predict_command(
     from rich.progress import Progress
 
     from fmloop.core.artifacts import atomic_open
-    from fmloop.data.labeled import load_labeled
+    from fmloop.evaluate.evaluation import unlabeled_inputs
     from fmloop.models.loading import load
 
     setup_logging()
     clf = load(model)
-    if clf.modality == "image":
-        from fmloop.data.images import load_images
-
-        data = load_images(
-            input,
-            need_labels=False,
-            image_column=text_column,
-            hold_out=False,
-            size=(clf.size, clf.size),
-            channels=clf.channels,
-        )
-        inputs = np.concatenate([s.pixels for s in data.splits.values()])
-        field, names = "image", [n for s in data.splits.values() for n in s.names]
-    else:
-        data = load_labeled(
-            input, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False, hold_out=False
-        )
-        inputs = names = [t for split in data.splits.values() for t in split["text"]]
-        field = "text"
+    inputs, names = unlabeled_inputs(clf, input, text_column)
+    field = "image" if clf.modality == "image" else "text"
     with Progress(console=err_console) as progress:
         task = progress.add_task("predicting", total=len(inputs))
         preds = clf.predict(inputs, batch_size, progress=lambda n: progress.advance(task, n))

@@ -36,6 +36,7 @@ def explain_command(
     ablation for ONNX, int8 and ensembles (docs/trust.md)."""
     setup_logging()
     from fmloop.data.images import is_image_source
+    from fmloop.evaluate.evaluation import unlabeled_inputs
     from fmloop.models.loading import load
     from fmloop.trust.explain import explain_images, explain_texts
 
@@ -55,7 +56,7 @@ def explain_command(
             _write_data(out, [dict(image=n, **e.as_dict()) for n, e in zip(names, explained)], None)
         return
     if path.exists() and not is_image_source(str(path)):
-        texts = _texts(clf, str(path), text_column)[:limit]
+        texts = unlabeled_inputs(clf, str(path), text_column)[0][:limit]
         explained = explain_texts(clf, texts, target)
         from fmloop.trust.report import shaded_words
 
@@ -69,33 +70,14 @@ def explain_command(
     _print_one(explanation.as_dict() if as_json else None, explanation, None)
 
 
-def _texts(clf, path: str, text_column: str | None) -> list[str]:
-    from fmloop.data.labeled import load_labeled
-
-    data = load_labeled(
-        path, task=clf.task, text_column=text_column, labels=clf.labels, need_labels=False, hold_out=False
-    )
-    return [t for split in data.splits.values() for t in split["text"]]
-
-
 def _images(clf, path: str, image_column: str | None, limit: int):
-    import numpy as np
-
-    from fmloop.data.images import IMAGE_EXT, load_images
+    from fmloop.data.images import IMAGE_EXT
+    from fmloop.evaluate.evaluation import unlabeled_inputs
 
     if Path(path).is_file() and Path(path).suffix.lower() in IMAGE_EXT:
         return clf.to_pixels([path]), [path]
-
-    data = load_images(
-        path,
-        need_labels=False,
-        image_column=image_column,
-        hold_out=False,
-        size=(clf.size, clf.size),
-        channels=clf.channels,
-    )
-    pixels = np.concatenate([s.pixels for s in data.splits.values()])[:limit]
-    return pixels, [n for s in data.splits.values() for n in s.names][:limit]
+    pixels, names = unlabeled_inputs(clf, path, image_column)
+    return pixels[:limit], names[:limit]
 
 
 def _print_one(as_json: dict | None, e, name: str | None) -> None:

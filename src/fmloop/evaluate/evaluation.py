@@ -68,6 +68,28 @@ def labeled_inputs(
     return ds["text"], examples, np.asarray(ds["label"]), data.origin.get(split, data_path)
 
 
+def unlabeled_inputs(model, path: str, column: str | None = None) -> tuple[list | np.ndarray, list[str]]:
+    """(inputs, names) of every row of `path`, in order, in the form `model.logits` takes: texts
+    (named by themselves), or uint8 images named by their file or row."""
+    if getattr(model, "modality", "text") == "image":
+        data = load_images(
+            path,
+            need_labels=False,
+            image_column=column,
+            hold_out=False,
+            size=(model.size, model.size),
+            channels=model.channels,
+        )
+        return np.concatenate([s.pixels for s in data.splits.values()]), [
+            n for s in data.splits.values() for n in s.names
+        ]
+    data = load_labeled(
+        path, task=model.task, text_column=column, labels=model.labels, need_labels=False, hold_out=False
+    )
+    texts = [t for split in data.splits.values() for t in split["text"]]
+    return texts, texts
+
+
 def score(
     model_path: str,
     data_path: str,
