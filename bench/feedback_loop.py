@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 
 from fmloop.pipeline.users import Server as Served
-from fmloop.pipeline.users import post_feedback
+from fmloop.pipeline.users import bearer, make_tokens, post_feedback
 from serving import cpu_model  # bench/ is the script's folder, so its sibling imports directly
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,8 @@ class Server(Served):
     """`fmloop serve models:/NAME@champion` in its own process, following the alias every second."""
 
     def __init__(self, work: Path, db: str, audit_fraction: float):
-        options = ("--follow-s", "1", "--threads", "2")
+        self.tokens = make_tokens(work / "tokens.txt", users=200)
+        options = ("--follow-s", "1", "--threads", "2", "--tokens", str(work / "tokens.txt"))
         super().__init__(f"models:/{NAME}@champion", db, audit_fraction, work / "server.log", options)
 
     def version(self) -> int:
@@ -109,14 +110,13 @@ def users_round(server: Server, reviews: list[tuple[str, str]], truth: dict, rng
             label = truth[text]
             if rng.random() < args.wrong_corrections:
                 label, misled = FLIP[label], misled + 1
-            post_feedback(
-                http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(200)}"}
-            )
-        audit = http.get("/v1/audit", params={"limit": 2000}).json()["predictions"]
+            user = bearer(server.tokens[f"user{rng.randrange(200)}"])
+            post_feedback(http, {"prediction_id": p["prediction_id"], "label": label}, user)
+        labellers = bearer(server.tokens["labellers"])
+        audit = http.get("/v1/audit", params={"limit": 2000}, headers=labellers).json()["predictions"]
         for item in audit:
-            post_feedback(
-                http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
-            )
+            body = {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
+            post_feedback(http, body, labellers)
     served_accuracy = 1 - len(wrong) / len(answers)
     return {"served": len(answers), "served_accuracy": served_accuracy, "corrections": len(sent),
             "wrong_corrections": misled, "audit_labels": len(audit)}  # fmt: skip

@@ -30,10 +30,10 @@ def _hash(body: str) -> str:
 
 
 def test_migrations_create_the_schema_once(store, store_url):
-    assert store.schema_version() == store.head_version() == "0003"
-    assert {"predictions", "feedback", "alembic_version"} <= set(inspect(store.engine).get_table_names())
+    assert store.schema_version() == store.head_version() == "0004"
+    assert {"predictions", "feedback", "erasures", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     again = Store.open(store_url)  # a second open migrates nothing and keeps the data
-    assert again.schema_version() == "0003"
+    assert again.schema_version() == "0004"
     again.close()
 
 
@@ -52,7 +52,7 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
         )
     old.close()
     upgraded = Store.open(store_url)
-    assert upgraded.schema_version() == "0003"
+    assert upgraded.schema_version() == "0004"
     (row,) = upgraded.recent_feedback()
     assert (row.input, row.kind) == ("kept", "correction")
     upgraded.close()
@@ -189,3 +189,50 @@ def test_a_challenger_asks_for_audit_labels_after_the_uniform_sample_in_its_rand
     again = store.add_predictions([_prediction("uniform")])  # sent again: one input, its newest answer
     served = store.served("sst2", 1, limit=10)
     assert len(served) == 4 and served[0][:2] == (again[0], "uniform") and len(store.served("sst2", 1, limit=1)) == 1
+
+
+def test_deleting_a_user_erases_their_inputs_and_feedback_and_is_recorded(store):
+    import dataclasses
+
+    from fmloop.feedback.schema import ERASED
+    from fmloop.feedback.snapshot import read_snapshot
+
+    ann_pred, bob_pred = store.add_predictions(
+        [dataclasses.replace(_prediction("ann's private text"), user="ann"), _prediction("bob's text")]
+    )
+    store.add_feedback(key="a1", body_hash="h", model_name="sst2", label="negative", prediction_id=bob_pred, user="ann")
+    store.add_feedback(key="a2", body_hash="h", model_name="sst2", label="negative", input="ann typed this", user="ann")
+    store.add_feedback(key="b1", body_hash="h", model_name="sst2", label="negative", prediction_id=ann_pred, user="bob")
+    record = store.erase_user("ann", done_by="admin")
+    assert (record.predictions, record.feedback, record.reason, record.subject) == (1, 2, "user", "ann")
+    assert store.prediction(ann_pred).input == ERASED and store.prediction(bob_pred).input == "bob's text"
+    assert [f.user for f in store.recent_feedback()] == ["bob"]
+    # bob's label of ann's erased input can no longer train anything
+    assert read_snapshot(store, "sst2").examples == []
+    assert store.served("sst2", 1, limit=10)[0][1] == "bob's text" and len(store.served("sst2", 1, limit=10)) == 1
+    again = store.erase_user("ann")
+    assert (again.predictions, again.feedback) == (0, 0)
+    assert [(e.reason, e.subject, e.done_by) for e in store.erasures()] == [
+        ("user", "ann", "admin"),
+        ("user", "ann", None),
+    ]
+
+
+def test_retention_erases_inputs_older_than_the_cut_off_only(store):
+    import datetime as dt
+
+    from fmloop.feedback.schema import ERASED, Feedback
+
+    old, new = store.add_predictions([_prediction("old text"), _prediction("new text")])
+    store.add_feedback(key="o", body_hash="h", model_name="sst2", label="negative", input="old free text")
+    store.add_feedback(key="n", body_hash="h", model_name="sst2", label="negative", prediction_id=old)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    with store.session() as session:
+        session.get(Prediction, old).created_at = long_ago
+        session.query(Feedback).filter(Feedback.idempotency_key == "o").one().created_at = long_ago
+    record = store.expire_inputs(dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc))
+    assert (record.predictions, record.feedback, record.reason) == (1, 1, "retention")
+    assert store.prediction(old).input == ERASED and store.prediction(new).input == "new text"
+    assert store.prediction(old).label == "positive"  # what the metrics count stays
+    assert {f.input for f in store.recent_feedback()} == {ERASED, None}
+    assert store.audit_queue("sst2") == [] and [t for _, t, _ in store.served("sst2", 1, 10)] == ["new text"]

@@ -14,6 +14,9 @@ SMALL = [
     "pretrain.train.max_steps=4", "pretrain.data.max_docs=100", "pretrain.train.seq_len=64",
     "finetune.train.limit_per_class=40", "finetune.train.epochs=1",
     "base.train.limit_per_class=40", "base.train.epochs=1",
+    # The fine-tune stops on its time budget, so its model (and how well int8 agrees with it: 96.7 to
+    # 99.5% seen) depends on the machine's speed; the agreement check has its own tests.
+    "quantize.min_agreement=0.9",
     # A champion trained this little may answer one class only, so every true correction would carry
     # the other one and the retrain would refuse single-class feedback: half the corrections are
     # made wrong on purpose and the label check is off, since this test is about the stages running

@@ -139,29 +139,30 @@ def test_without_a_store_predictions_go_on_and_feedback_is_503(text_run, tmp_pat
 def test_corrected_labels_take_the_task_s_form(task, labels, given, stored):
     from types import SimpleNamespace
 
-    from fmloop.serve.app import ApiError, _check_label
+    from fmloop.serve.guards import ApiError
+    from fmloop.serve.routes import check_label
 
     served = SimpleNamespace(task=task, labels=labels)
     if stored is None:
         with pytest.raises(ApiError) as err:
-            _check_label(given, served)
+            check_label(given, served)
         assert err.value.status == 422
     else:
-        assert _check_label(given, served) == stored
+        assert check_label(given, served) == stored
 
 
 def test_too_many_requests_in_progress_are_shed_with_retry_after(client):
-    client.app.state.server["in_flight"] = 256  # as if 256 predictions were in progress
+    client.app.state.server.in_flight = 256  # as if 256 predictions were in progress
     response = client.post("/v1/predict", json={"inputs": ["a text"]})
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-    client.app.state.server["in_flight"] = 0
+    client.app.state.server.in_flight = 0
     assert client.post("/v1/predict", json={"inputs": ["a text"]}).status_code == 200
 
 
 def test_sampled_predictions_wait_for_audit_labels(text_run, tmp_path):
     with make_client(text_run, tmp_path, audit_fraction=1.0) as client:
         ids = [p["prediction_id"] for p in _predict(client, TEXTS)["predictions"]]
-        client.app.state.server["writer"].flush()
+        client.app.state.server.writer.flush()
         queue = client.get("/v1/audit").json()
         assert {p["prediction_id"] for p in queue["predictions"]} == set(ids)
         assert "label" not in queue["predictions"][0] and queue["labels"] == ["negative", "positive"]
@@ -173,19 +174,6 @@ def test_sampled_predictions_wait_for_audit_labels(text_run, tmp_path):
         refused = _feedback(client, {"prediction_id": pid, "label": "positive", "kind": "audit"})
         assert refused.status_code == 422 and "not sampled for the audit" in refused.json()["error"]
         assert client.get("/v1/audit").json()["predictions"] == []
-
-
-def test_feedback_is_rate_limited_per_user(text_run, tmp_path):
-    with make_client(text_run, tmp_path, feedback_per_minute=2) as client:
-        pid = _predict(client, TEXTS[:1])["predictions"][0]["prediction_id"]
-        sent = [
-            _feedback(client, {"prediction_id": pid, "label": "negative", "user": "ann"}, key=f"ann{i}")
-            for i in range(3)
-        ]
-        assert [r.status_code for r in sent] == [200, 200, 429]
-        assert "too many corrections from 'ann'" in sent[2].json()["error"] and int(sent[2].headers["Retry-After"]) >= 1
-        other = _feedback(client, {"prediction_id": pid, "label": "negative", "user": "bob"}, key="bob")
-        assert other.status_code == 200
 
 
 def test_explain_answers_word_scores_for_the_answer_and_refuses_an_unknown_target(client):

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fmloop.serve.app import PredictionWriter
 from fmloop.serve.batching import Batcher
-from fmloop.serve.guards import ApiError, check_text, token_matches
+from fmloop.serve.guards import ApiError, check_text
+from fmloop.serve.identity import Credentials
 from fmloop.serve.metrics import ServerMetrics
+from fmloop.serve.writer import PredictionWriter
 from tests.serve.conftest import make_client
 
 GOOD = "my friend sees the river and it was great today"
@@ -50,10 +51,13 @@ def test_a_non_ascii_authorization_header_is_a_401(guarded, value):
 
 
 def test_token_comparison_never_raises():
-    assert token_matches("Bearer s3cret", "s3cret")
-    assert not token_matches("Bearer s\xe9cret", "s3cret")
-    assert not token_matches(None, "s3cret") and not token_matches("", "tökén")
-    assert token_matches("Bearer " + "tökén".encode().decode("latin-1"), "tökén")  # UTF-8 bytes, latin-1 decoded
+    def known(authorization, token):
+        return Credentials(shared_token=token).identify(authorization, "127.0.0.1") is not None
+
+    assert known("Bearer s3cret", "s3cret")
+    assert not known("Bearer s\xe9cret", "s3cret")
+    assert not known(None, "s3cret") and not known("", "tökén")
+    assert known("Bearer " + "tökén".encode().decode("latin-1"), "tökén")  # UTF-8 bytes, latin-1 decoded
 
 
 @pytest.mark.parametrize("text,why", [("good \ud800 film", "lone surrogate at character 5"), ("a\x00b", "NUL")])

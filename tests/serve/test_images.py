@@ -21,6 +21,6 @@ def test_images_are_predicted_like_the_loaded_model(image_run, image_dir, tmp_pa
         assert bad.status_code == 422 and "inputs.0.image_base64" in bad.json()["error"]
         text = client.post("/v1/predict", json={"inputs": ["a text"]})
         assert text.status_code == 422 and "reads images" in text.json()["error"]
-        client.app.state.server["writer"].flush()  # predictions reach the store from a background thread
+        client.app.state.server.writer.flush()  # predictions reach the store from a background thread
         recent = client.get("/v1/recent").json()["predictions"]
         assert all(p["input"].startswith("sha256:") for p in recent)

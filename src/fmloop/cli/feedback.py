@@ -1,4 +1,5 @@
-"""`fmloop feedback audit-export|audit-import`: the audit sample in Label Studio."""
+"""`fmloop feedback audit-export|audit-import|delete|expire`: the audit sample in Label Studio, and
+the deletion and retention of what users sent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import typer
 
 from fmloop.cli.common import err_console, setup_logging, user_errors
 
-feedback_app = typer.Typer(help="The feedback store: the audit sample in Label Studio.", no_args_is_help=True)
+feedback_app = typer.Typer(
+    help="The feedback store: the audit sample in Label Studio; deletion and retention.", no_args_is_help=True
+)
 
 
 def _champion_labels(name: str) -> list[str]:
@@ -61,3 +64,52 @@ def audit_import_command(
         f"[green]{summary['stored']} audit labels stored[/], {summary['already']} already there, "
         f"{len(summary['skipped'])} skipped"
     )
+
+
+@feedback_app.command("delete")
+@user_errors
+def delete_command(
+    user: str = typer.Option(..., "--user", help="The identity (its token's name) whose data is deleted."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+):
+    """Delete a user's data: their feedback rows, and the inputs of the predictions their token asked
+    for (erased; the rows stay for the counts). Recorded in the store's erasures table."""
+    setup_logging()
+    from fmloop.feedback.store import Store
+
+    record = Store.open(database).erase_user(user, done_by=_operator())
+    err_console.print(
+        f"[green]{user!r}[/]: {record.feedback} feedback rows deleted, {record.predictions} prediction inputs erased "
+        f"(erasure #{record.id})"
+    )
+
+
+@feedback_app.command("expire")
+@user_errors
+def expire_command(
+    days: float = typer.Option(..., "--days", min=0, help="Erase stored inputs older than this many days."),
+    database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+):
+    """Apply a retention period once: erase every stored input older than --days (labels, versions
+    and times stay for the metrics). `fmloop loop --retention-days N` does it on every pass."""
+    setup_logging()
+    import datetime as dt
+
+    from fmloop.feedback.store import Store
+
+    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)
+    record = Store.open(database).expire_inputs(cutoff, done_by=_operator())
+    err_console.print(
+        f"[green]{record.predictions + record.feedback} inputs[/] older than {cutoff:%Y-%m-%d %H:%M} UTC erased "
+        f"(erasure #{record.id})"
+    )
+
+
+def _operator() -> str:
+    """Who ran the command, for the erasures record."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (fmloop feedback)"
+    except (KeyError, OSError):
+        return "fmloop feedback"

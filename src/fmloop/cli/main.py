@@ -25,6 +25,7 @@ from fmloop.cli.registry import alias_command, models_app, register_command, rol
 from fmloop.cli.retrain import drift_command, loop_command, retrain_command
 from fmloop.cli.run import run_command
 from fmloop.cli.serve import serve_command
+from fmloop.cli.tokens import tokens_app
 from fmloop.cli.trust import explain_command
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.command("alias")(alias_command)
 app.command("rollback")(rollback_command)
 app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
+app.add_typer(tokens_app, name="tokens")
 app.command("retrain", context_settings=EXTRA)(retrain_command)
 app.command("drift")(drift_command)
 app.command("loop", context_settings=EXTRA)(loop_command)

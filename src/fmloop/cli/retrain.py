@@ -152,6 +152,9 @@ def loop_command(
     drift: bool = typer.Option(True, "--drift/--no-drift", help="Check drift each pass (drift retrains sooner)."),
     drift_n: int = typer.Option(300, "--drift-n", help="Newest served inputs the drift check compares."),
     drift_alpha: float = typer.Option(0.01, "--drift-alpha", help="Drift test p-value below this flags drift."),
+    retention_days: Optional[float] = typer.Option(
+        None, "--retention-days", help="Each pass erases stored inputs older than this (recorded)."
+    ),
 ):
     """Check the new feedback and the drift, and retrain through the gate when either calls for it.
     Safe from cron: a lock keeps passes from overlapping, a pass with nothing new does nothing, and
@@ -177,6 +180,7 @@ def loop_command(
         drift=drift,
         drift_n=drift_n,
         drift_alpha=drift_alpha,
+        retention_days=retention_days,
         retrain=overrides.get("retrain", {}),
     )
     build_stage_config(RetrainConfig, name=name, **cfg.retrain)  # a wrong retrain option fails now, not in an hour

@@ -17,7 +17,9 @@ SETTINGS_ENV = "FMLOOP_SERVE_CONFIG"
 def serve_command(
     model: str = typer.Argument(..., help="A model folder, run dir, or registry reference (models:/NAME@ALIAS)."),
     backend: str = typer.Option("torch", "--backend", help="torch, or onnx (a PyTorch model is exported once)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; beyond loopback needs FMLOOP_API_TOKEN."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Bind address; beyond loopback needs --tokens or FMLOOP_API_TOKEN."
+    ),
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(1, "--workers", help="Server processes sharing the feedback store."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Compute threads per worker."),
@@ -35,6 +37,10 @@ def serve_command(
     ),
     follow: float = typer.Option(5.0, "--follow-s", help="Seconds between checks of a followed alias (0: off)."),
     database: Optional[str] = typer.Option(None, "--db", help="Feedback store URL (default: FMLOOP_DB or SQLite)."),
+    tokens: Optional[str] = typer.Option(
+        None, "--tokens", help="Tokens file of identities and roles (fmloop tokens add); default FMLOOP_TOKENS_FILE."
+    ),
+    log_json: bool = typer.Option(False, "--log-json", help="One JSON line per request on stderr."),
 ):
     """Serve a model: POST /v1/predict, POST /v1/feedback, a web page at /, /metrics, /docs.
     Given models:/NAME@ALIAS, the server switches to the alias's new version by itself."""
@@ -58,13 +64,19 @@ def serve_command(
         feedback_per_minute=feedback_per_minute,
         follow_s=follow,
         database=database,
+        tokens=tokens or os.environ.get("FMLOOP_TOKENS_FILE"),
+        log_json=log_json,
     )
     check_model_name(model)
-    if not is_loopback(cfg.host) and not os.environ.get("FMLOOP_API_TOKEN"):
+    if not is_loopback(cfg.host) and not (cfg.tokens or os.environ.get("FMLOOP_API_TOKEN")):
         raise ConfigError(
-            f"--host {cfg.host} opens the server beyond this machine: set FMLOOP_API_TOKEN first "
-            f"(clients then send Authorization: Bearer <token> for feedback), or bind 127.0.0.1."
+            f"--host {cfg.host} opens the server beyond this machine: give it identities first (--tokens FILE, "
+            f"written by `fmloop tokens add`) or set FMLOOP_API_TOKEN, or bind 127.0.0.1."
         )
+    if cfg.tokens:
+        from fmloop.serve.identity import Credentials
+
+        Credentials(cfg.tokens)  # a missing or broken tokens file fails here, not in every worker
     setup_logging()
     import uvicorn
 

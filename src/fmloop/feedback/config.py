@@ -63,7 +63,15 @@ class RetrainConfig(StageConfig):
         True, description="drop corrections that confident learning flags as likely wrong (listed in the report)"
     )
     trust: dict[str, float] = Field(
-        default_factory=dict, description="weight of each user's votes (users not listed: 1; 0 ignores a user)"
+        default_factory=dict,
+        description="weight of each identity's votes (identities not listed: 1; 0 ignores one)",
+    )
+    max_identity_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="the most of the challenger's feedback rows that corrections from one identity alone may make "
+        "(a flood beyond it is sampled down; 1: no cap)",
     )
     alpha: float = Field(
         0.05, gt=0, lt=1, description="the gate's one-sided level, spent across the model's successive challengers"
@@ -125,6 +133,9 @@ class LoopConfig(StageConfig):
     drift: bool = Field(True, description="check drift each time; a drifted stream calls for a retrain sooner")
     drift_n: int = Field(300, ge=30, description="newest served inputs the drift check compares")
     drift_alpha: float = Field(0.01, gt=0, lt=1, description="a drift test with a p-value below this flags drift")
+    retention_days: float | None = Field(
+        None, gt=0, description="each pass erases stored inputs older than this many days (recorded; none: keep)"
+    )
     retrain: dict[str, Any] = Field(default_factory=dict, description="retrain settings, e.g. {'shadow_labels': 200}")
 
     @field_validator("retrain")

@@ -67,14 +67,32 @@ def tick(cfg: LoopConfig) -> dict:
         if not held:
             return {"action": "busy", "reason": f"another pass holds {folder(cfg.name) / 'lock'}; nothing done"}
         state = read_state(cfg.name)
+        erased = _expire(cfg)
         if state["pending"]:
             outcome = _retrain(cfg, state, state["pending"], resume=True)
         else:
             outcome = _pass(cfg, state)
         outcome["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if erased is not None:
+            outcome["erased_inputs"] = erased
         state["history"].append(outcome)
         write_state(cfg.name, state)
         return outcome
+
+
+def _expire(cfg: LoopConfig) -> int | None:
+    """The retention period: inputs older than `retention_days` erased (how many), None when unset."""
+    if cfg.retention_days is None:
+        return None
+    store = Store.open(cfg.database)
+    try:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=cfg.retention_days)
+        record = store.expire_inputs(cutoff, done_by="fmloop loop")
+    finally:
+        store.close()
+    if record.predictions or record.feedback:
+        log.info("retention: %d inputs older than %s erased", record.predictions + record.feedback, cutoff.date())
+    return record.predictions + record.feedback
 
 
 def _pass(cfg: LoopConfig, state: dict) -> dict:

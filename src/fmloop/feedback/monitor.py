@@ -23,13 +23,13 @@ from fmloop.core.errors import FmloopError
 from fmloop.core.html import CSS, figure_to_data_uri
 from fmloop.data.labeled import load_labeled
 from fmloop.feedback.drift import confidence_test, label_test, latest_path, mmd_test
-from fmloop.feedback.retrain import champion_recipe
-from fmloop.feedback.schema import Prediction
+from fmloop.feedback.schema import ERASED, Prediction
 from fmloop.feedback.store import Store
 from fmloop.models.inference import TextModel, batched_by_length, encode_texts
 from fmloop.models.loading import load
 from fmloop.models.pooled import mean_pool
 from fmloop.registry import models as registry
+from fmloop.registry.recipe import training_recipe
 from fmloop.tasks import get_task
 
 
@@ -55,7 +55,7 @@ def recent_inputs(store: Store, name: str, n: int) -> list[str]:
     with store.session() as session:
         rows = session.scalars(
             select(Prediction.input)
-            .where(Prediction.model_name == name, Prediction.input_kind == "text")
+            .where(Prediction.model_name == name, Prediction.input_kind == "text", Prediction.input != ERASED)
             .order_by(Prediction.created_at.desc())
             .limit(n)
         )
@@ -64,7 +64,7 @@ def recent_inputs(store: Store, name: str, n: int) -> list[str]:
 
 def check(name: str, database: str | None = None, n: int = 300, alpha: float = 0.01, seed: int = 0) -> dict:
     champion = registry.get(f"models:/{name}@{registry.CHAMPION}")
-    _, data_path = champion_recipe(champion)
+    _, data_path = training_recipe(champion)
     store = Store.open(database)
     current = recent_inputs(store, champion.name, n)
     if len(current) < 30:

@@ -47,7 +47,7 @@ from fmloop.core.artifacts import (
     require_new_folder,
 )
 from fmloop.core.config import build_config, deep_merge
-from fmloop.core.errors import ConfigError, DataError, FmloopError, Interrupted, NotEnoughFeedback, RegistryError
+from fmloop.core.errors import ConfigError, DataError, FmloopError, Interrupted, NotEnoughFeedback
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.data.labeled import load_labeled
@@ -60,6 +60,7 @@ from fmloop.label.issues import text_label_issues
 from fmloop.models.loading import load
 from fmloop.registry import models as registry
 from fmloop.registry.names import check_name
+from fmloop.registry.recipe import training_recipe
 from fmloop.registry.tracking import track_quietly
 from fmloop.train import finetune
 from fmloop.train.config import FinetuneConfig
@@ -73,24 +74,6 @@ GATE_TAG = "fmloop.gate"  # pending | passed | refused
 INDEX_TAG = "fmloop.gate_index"  # the challenger's place among its model's challengers (alpha spending)
 AGAINST_TAG = "fmloop.gate_champion"  # the champion it was trained to replace
 RATE_TAG = "fmloop.disagreement_rate"
-
-
-def champion_recipe(champion: registry.Version) -> tuple[dict, str]:
-    """(the champion's resolved fine-tuning config, the path of its training data)."""
-    run = RunDir(champion.tags.get("fmloop.run_dir", ""))
-    if not run.config_path.exists():
-        raise RegistryError(
-            f"The run dir of {champion.reference} ({run.path}) is gone: its recipe and training data cannot be "
-            f"found. Retrain needs them to replay and to validate against."
-        )
-    config = run.read_config()
-    data = (config.get("data") or {}).get("path")
-    if not data or not Path(data).exists():
-        raise DataError(
-            f"The training data of {champion.reference} ({data}) cannot be found; put it back there, or register "
-            f"a champion trained on data that is reachable."
-        )
-    return config, data
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -130,13 +113,21 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         )
     audited = {e.text for e in audit}  # a labeller's audit label wins over a user's correction
     corrections = [e for e in snapshot.examples if e.label in labels and e.text not in audited]
+    rng = random.Random(cfg.seed)
+    corrections, capped = cap_identities(corrections, len(audit), cfg.max_identity_share, rng)
+    if capped and len(corrections) < cfg.min_corrections:
+        raise NotEnoughFeedback(
+            f"{len(corrections)} corrected inputs of {champion.name} remain once no identity makes more than "
+            f"{cfg.max_identity_share:.0%} of them ({capped}; min_corrections {cfg.min_corrections}): too few "
+            f"identities have sent feedback. Raise max_identity_share if these senders are trusted. "
+            f"The registry is unchanged."
+        )
     if len({e.label for e in corrections + audit}) < 2:
         raise NotEnoughFeedback(
             f"All {len(corrections)} usable corrections of {champion.name} carry one label "
             f"({corrections[0].label if corrections else 'none'!r}): a challenger needs labels of at least two "
             f"classes. The registry is unchanged."
         )
-    rng = random.Random(cfg.seed)
     taken = audited | {e.text for e in corrections}
     accepted = [
         Example(text, label, 0.0, "accepted")
@@ -172,6 +163,7 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "ties": len(snapshot.ties),
         "audit": len(audit),
         "accepted": len(accepted),
+        "capped_per_identity": capped,
         "dropped_by_label_check": len(dropped),
         "checkpoint_picking": len(picking),
         "trained_on": sum(e.source == "correction" for e in feedback),
@@ -180,6 +172,33 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "replayed": n_replay,
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
+
+
+def cap_identities(
+    corrections: list[Example], others: int, share: float, rng: random.Random
+) -> tuple[list[Example], dict[str, int]]:
+    """(kept corrections, {identity: rows left out}) so that the corrections one identity alone
+    backs make at most `share` of the challenger's feedback rows (these corrections plus `others`
+    audit labels): an identity over it keeps a random sample of share/(1-share) times what everyone
+    else brings. A correction two identities agree on belongs to neither alone; rows stored without
+    an identity are not capped. Repeated until no identity is over, since each cut shrinks the total."""
+    if share >= 1:
+        return corrections, {}
+    kept, capped = list(corrections), {}
+    while True:
+        owned: dict[str, list[Example]] = {}
+        for e in kept:
+            if len(e.users) == 1:
+                owned.setdefault(e.users[0], []).append(e)
+        total = len(kept) + others
+        over = {user: rows for user, rows in owned.items() if len(rows) > share * total}
+        if not over:
+            return kept, capped
+        user, rows = max(over.items(), key=lambda item: (len(item[1]), item[0]))  # the largest first
+        allowed = int(share / (1 - share) * (total - len(rows)))
+        dropped = {id(e) for e in rng.sample(rows, len(rows) - allowed)}
+        kept = [e for e in kept if id(e) not in dropped]
+        capped[user] = capped.get(user, 0) + len(dropped)
 
 
 def check_labels(feedback: list[Example], replay, labels: list[str], seed: int):
@@ -253,7 +272,7 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     if champion.tags.get("fmloop.task") not in (None, "", "classification"):
         raise ConfigError(f"{champion.reference} is a {champion.tags['fmloop.task']} model: retrain and its gate "
                           f"take single-label classification models.")  # fmt: skip
-    recipe, data_path = champion_recipe(champion)
+    recipe, data_path = training_recipe(champion)
     labels = champion.labels or []
     champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
     validation = champion_data.splits["validation"]

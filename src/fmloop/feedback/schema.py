@@ -36,10 +36,12 @@ class Prediction(Base):
     # disagreement with the champion asked for this label, and its place in a random order
     audit_for: Mapped[str | None] = mapped_column(String(120), nullable=True)
     audit_rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # the caller's identity
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
 
 
 CORRECTION, AUDIT = "correction", "audit"
+ERASED = "[erased]"  # what a deleted or expired input reads as: its row stays, its content is gone
 
 
 class Feedback(Base):
@@ -57,7 +59,21 @@ class Feedback(Base):
     input: Mapped[str | None] = mapped_column(Text, nullable=True)  # only without a prediction
     label: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(10), default=CORRECTION, index=True)  # correction | audit
-    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # the sender's identity
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     body_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+
+
+class Erasure(Base):
+    """One deletion of a user's data or one retention pass: what, when, by whom, how many rows."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reason: Mapped[str] = mapped_column(String(20))  # user | retention
+    subject: Mapped[str] = mapped_column(String(200))  # the identity, or the cut-off time
+    predictions: Mapped[int] = mapped_column(Integer)  # inputs erased
+    feedback: Mapped[int] = mapped_column(Integer)  # feedback rows deleted or erased
+    done_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)

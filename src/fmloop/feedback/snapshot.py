@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from fmloop.feedback.schema import CORRECTION, Feedback, Prediction
+from fmloop.feedback.schema import CORRECTION, ERASED, Feedback, Prediction
 from fmloop.feedback.store import Store
 
 
@@ -20,8 +20,9 @@ from fmloop.feedback.store import Store
 class Example:
     text: str
     label: str
-    votes: float  # the weight of the labels that agreed (one per label unless users carry trust weights)
+    votes: float  # the weight of the identities that agreed (one each unless they carry trust weights)
     source: str = "correction"  # correction | audit | accepted (a served answer nobody corrected)
+    users: tuple[str, ...] = ()  # the identities whose votes carried the label (none for older rows)
 
 
 @dataclass
@@ -47,7 +48,9 @@ def read_snapshot(
 ) -> Snapshot:
     """Feedback of `kind` for `model_name` with `since` < id <= `high_water` (default: the newest
     id now), one example per input: the label with the most votes, ties reported and left out.
-    A vote weighs `trust[user]` (1 for users not listed; 0 ignores a user)."""
+    Each identity has one vote per input (its latest label: sending a correction again, or under
+    fresh idempotency keys, changes nothing), weighing `trust[identity]` (1 for identities not listed;
+    0 ignores one). Rows stored without an identity vote one each."""
     trust = trust or {}
     with store.session() as session:
         if high_water is None:
@@ -63,19 +66,26 @@ def read_snapshot(
             )
             .order_by(Feedback.id)
         ).all()
-    votes: dict[str, Counter] = {}
-    for _, label, user, own_input, predicted_input in rows:
+    ballots: dict[str, dict] = {}  # input -> {voter: its latest label}
+    for feedback_id, label, user, own_input, predicted_input in rows:
         text = own_input if own_input is not None else predicted_input
-        if text is None or text.startswith("sha256:"):
-            continue  # an image's digest: its pixels are not stored
-        weight = trust.get(user, 1.0) if user is not None else 1.0
-        if weight > 0:
-            votes.setdefault(text, Counter())[label] += weight
+        if text is None or text == ERASED or text.startswith("sha256:"):
+            continue  # erased, or an image's digest: its pixels are not stored
+        ballots.setdefault(text, {})[user if user is not None else feedback_id] = label
     examples, ties = [], []
-    for text, counter in votes.items():
+    for text, ballot in ballots.items():
+        counter: Counter = Counter()
+        for voter, label in ballot.items():
+            weight = trust.get(voter, 1.0) if isinstance(voter, str) else 1.0
+            if weight > 0:
+                counter[label] += weight
         ranked = counter.most_common()
+        if not ranked:
+            continue
         if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
             ties.append({"input": text[:200], "votes": dict(counter)})
             continue
-        examples.append(Example(text, ranked[0][0], ranked[0][1], kind))
+        label = ranked[0][0]
+        users = tuple(sorted(v for v, given in ballot.items() if isinstance(v, str) and given == label))
+        examples.append(Example(text, label, ranked[0][1], kind, users))
     return Snapshot(model_name, high_water, examples, ties, len(rows))

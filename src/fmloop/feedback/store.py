@@ -13,6 +13,7 @@ body is a conflict. A correction is acknowledged only once its transaction has c
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import logging
 import uuid
@@ -24,14 +25,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import case, create_engine, event, func, select, text, update
+from sqlalchemy import case, create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fmloop.core.errors import FmloopError, RegistryError
 from fmloop.core.home import database_url
-from fmloop.feedback.schema import AUDIT, CORRECTION, Feedback, Prediction, now
+from fmloop.feedback.schema import AUDIT, CORRECTION, ERASED, Erasure, Feedback, Prediction, now
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class NewPrediction:
     score: float | None
     latency_ms: float
     audit: bool = False
+    user: str | None = None  # the identity whose token asked for it
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -263,7 +265,7 @@ class Store:
         targeted = case((Prediction.audit_for.is_(None), 0), else_=1)
         query = (
             select(Prediction)
-            .where(Prediction.audit.is_(True), Prediction.id.not_in(labelled))
+            .where(Prediction.audit.is_(True), Prediction.id.not_in(labelled), Prediction.input != ERASED)
             .order_by(targeted, Prediction.audit_rank, Prediction.created_at, Prediction.id)
             .limit(limit)
         )
@@ -293,6 +295,7 @@ class Store:
             Prediction.model_version == version,
             Prediction.input_kind == "text",
             Prediction.label.is_not(None),
+            Prediction.input != ERASED,
         )
         newest = func.max(Prediction.created_at).label("newest")
         inputs = select(Prediction.input, newest).where(*served).group_by(Prediction.input)
@@ -337,6 +340,7 @@ class Store:
                 .where(
                     Prediction.model_name == model_name,
                     Prediction.input_kind == "text",
+                    Prediction.input != ERASED,
                     Prediction.audit.is_(False),
                     Prediction.label.is_not(None),
                     Prediction.id.not_in(answered),
@@ -355,6 +359,46 @@ class Store:
             query = query.where(Feedback.id <= high_water)
         with self.session() as session:
             return session.scalar(query) or 0
+
+    # Deletion and retention ----------------------------------------------------------------------
+    def erase_user(self, user: str, done_by: str | None = None) -> Erasure:
+        """Delete everything `user` sent: their feedback rows go, the inputs of the predictions their
+        token asked for are erased (the rows stay, so counts and other users' labels keep their
+        place). Recorded in the erasures table, in the same transaction."""
+        with self.session() as session:
+            feedback = session.execute(delete(Feedback).where(Feedback.user == user)).rowcount
+            predictions = session.execute(
+                update(Prediction)
+                .where(Prediction.user == user, Prediction.input != ERASED)
+                .values(input=ERASED, probabilities=None)
+            ).rowcount
+            record = Erasure(reason="user", subject=user[:200], predictions=predictions, feedback=feedback,
+                             done_by=done_by, created_at=now())  # fmt: skip
+            session.add(record)
+        return record
+
+    def expire_inputs(self, before: dt.datetime, done_by: str | None = None) -> Erasure:
+        """Retention: erase every stored input (predictions, and feedback that carried its own) made
+        before `before`; labels, versions and times stay for the metrics. Recorded like a deletion."""
+        with self.session() as session:
+            predictions = session.execute(
+                update(Prediction)
+                .where(Prediction.created_at < before, Prediction.input != ERASED)
+                .values(input=ERASED, probabilities=None)
+            ).rowcount
+            feedback = session.execute(
+                update(Feedback)
+                .where(Feedback.created_at < before, Feedback.input.is_not(None), Feedback.input != ERASED)
+                .values(input=ERASED)
+            ).rowcount
+            record = Erasure(reason="retention", subject=before.isoformat(), predictions=predictions,
+                             feedback=feedback, done_by=done_by, created_at=now())  # fmt: skip
+            session.add(record)
+        return record
+
+    def erasures(self) -> list[Erasure]:
+        with self.session() as session:
+            return list(session.scalars(select(Erasure).order_by(Erasure.id)))
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

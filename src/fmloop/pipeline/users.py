@@ -7,6 +7,7 @@ sample its true labels. The feedback lands in OUT/feedback.db, which a retrain s
     OUT/feedback.db      predictions, corrections and audit labels (SQLite)
     OUT/users.json       served, served accuracy, corrections (wrong ones), audit labels
     OUT/server.log       the server's own log
+    OUT/tokens.txt       the identities of the users and the labellers (hashes of their tokens)
     OUT/manifest.json    kind "users", with the same counts as metrics
 
 The labellers stage answers the audit queue of a store later (what a pending challenger asked
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import subprocess
 import sys
@@ -84,10 +84,10 @@ class Server:
         self.log.close()
 
 
-def post_feedback(http, body: dict) -> None:
-    """Send one feedback, waiting out the per-user rate limit (429 + Retry-After)."""
+def post_feedback(http, body: dict, headers: dict[str, str]) -> None:
+    """Send one feedback, waiting out the per-identity rate limit (429 + Retry-After)."""
     for _ in range(20):
-        response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        response = http.post("/v1/feedback", json=body, headers={"Idempotency-Key": uuid.uuid4().hex, **headers})
         if response.status_code != 429:
             response.raise_for_status()
             return
@@ -118,17 +118,34 @@ def examples(cfg: UsersConfig) -> list[tuple[str, str]]:
     return pairs[: cfg.requests]
 
 
-def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
-    """Predictions, then corrections of wrong answers, then audit labels; returns the counts."""
+USERS = 50  # simulated users, each with a token of its own
+
+
+def make_tokens(path: Path, users: int = USERS) -> dict[str, str]:
+    """Tokens for `users` simulated users (role user) and the labellers (role labeller), written to
+    `path` for the server; returns {identity: token}."""
+    from fmloop.serve.identity import add_token
+
+    names = [f"user{i}" for i in range(users)]
+    tokens = {name: add_token(path, name, "user") for name in names}
+    tokens["labellers"] = add_token(path, "labellers", "labeller")
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig, tokens: dict[str, str]) -> dict:
+    """Predictions, then corrections of wrong answers (each from one of the users, with its own
+    token), then audit labels from the labellers; returns the counts."""
     import httpx
 
     rng = random.Random(cfg.seed)
     truth = dict(pairs)
     answers = []
-    # the server inherits FMLOOP_API_TOKEN from this process: the users then send it, as a page would
-    token = os.environ.get("FMLOOP_API_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=url, timeout=120, headers=headers) as http:
+    users = sorted(name for name in tokens if name != "labellers")
+    with httpx.Client(base_url=url, timeout=120) as http:
         for start in range(0, len(pairs), 8):
             _check_stop()
             chunk = [text for text, _ in pairs[start : start + 8]]
@@ -145,14 +162,16 @@ def simulate(url: str, pairs: list[tuple[str, str]], cfg: UsersConfig) -> dict:
             label = truth[text]
             if rng.random() < cfg.wrong_rate:
                 label, misled = rng.choice([name for name in labels if name != label] or [label]), misled + 1
-            post_feedback(
-                http, {"prediction_id": p["prediction_id"], "label": label, "user": f"user{rng.randrange(50)}"}
-            )
+            user = rng.choice(users)
+            post_feedback(http, {"prediction_id": p["prediction_id"], "label": label}, bearer(tokens[user]))
             corrections += 1
-        audit = http.get("/v1/audit", params={"limit": 1000}).json()["predictions"]
+        labellers = bearer(tokens["labellers"])
+        audit = http.get("/v1/audit", params={"limit": 1000}, headers=labellers).json()["predictions"]
         for item in audit:
             post_feedback(
-                http, {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"}
+                http,
+                {"prediction_id": item["prediction_id"], "label": truth[item["input"]], "kind": "audit"},
+                labellers,
             )
     return {
         "served": len(answers),
@@ -173,9 +192,10 @@ def run(cfg: UsersConfig, out: str | Path) -> RunDir:
     pairs = examples(cfg)
     database = f"sqlite:///{(out / 'feedback.db').resolve()}"
     log.info("serving %s; %d simulated users send %s examples", cfg.model, len(pairs), cfg.split)
-    server = Server(cfg.model, database, cfg.audit_fraction, out / "server.log")
+    tokens = make_tokens(out / "tokens.txt")
+    server = Server(cfg.model, database, cfg.audit_fraction, out / "server.log", ("--tokens", str(out / "tokens.txt")))
     try:
-        counts = simulate(server.url, pairs, cfg)
+        counts = simulate(server.url, pairs, cfg, tokens)
     except httpx.HTTPError as err:
         raise FmloopError(
             f"the server stopped answering the users ({type(err).__name__}: {err}); see {out / 'server.log'}"

@@ -8,7 +8,8 @@ A version carries its lineage as tags: the weights fingerprint, the data fingerp
 version, the run's final metrics, and the registered versions its parents are (found by the
 parents' weight fingerprints in the run's manifest). Its files live in the registry's artifact
 store, so deleting the run dir loses nothing; a reference is downloaded once into the fmloop
-cache and checked against the fingerprint before it is used. Beside the files, an MLmodel file
+cache and checked against the fingerprint before it is used; its recipe (config and training
+data) is kept beside it (registry/recipe.py). Beside the files, an MLmodel file
 makes each version an MLflow python_function model (registry/pyfunc.py), so
 `mlflow.pyfunc.load_model("models:/NAME@ALIAS")` and `mlflow models serve` read it.
 """
@@ -33,6 +34,7 @@ from fmloop.core.manifest import weights_fingerprint
 from fmloop.models.presets import model_dir_of
 from fmloop.registry.names import check_alias, check_name, parse_reference
 from fmloop.registry.pyfunc import MLMODEL, write_mlmodel
+from fmloop.registry.recipe import TRAINING_DATA_TAG, log_training_data
 from fmloop.registry.tracking import client, track
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ def register(
         if MLMODEL not in logged:  # MLflow's tools read the version as a python_function model
             with tempfile.TemporaryDirectory() as tmp:
                 mlflow.log_artifact(run_id, str(write_mlmodel(Path(tmp), run_id)), "model")
+        training_data = log_training_data(mlflow, run_id, run)  # so retrain and drift run on any machine
         try:
             mlflow.create_registered_model(name)
         except MlflowException as err:
@@ -127,6 +130,7 @@ def register(
             "fmloop.version": manifest.fmloop_version or "",
             "fmloop.run_dir": str(run.path.resolve()),
             "fmloop.parent_versions": ",".join(parents),
+            TRAINING_DATA_TAG: training_data,
             **(tags or {}),
         }
         for key, value in manifest.metrics.items():

@@ -1,5 +1,6 @@
 """The server's settings: a pydantic model without torch, so `fmloop serve` checks its command line
-at once. The API token is read from FMLOOP_API_TOKEN only, never from a file or argument."""
+at once. Credentials come from a tokens file of hashes (`tokens`) or FMLOOP_API_TOKEN, never from an
+argument."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class ServeConfig(StageConfig):
     stage: ClassVar[str] = "serve"
     model: str = Field(description="a model folder, run dir, or registry reference (models:/NAME@ALIAS)")
     backend: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx (exported at start-up if needed)")
-    host: str = Field("127.0.0.1", description="bind address; anything but loopback needs FMLOOP_API_TOKEN")
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback needs tokens or FMLOOP_API_TOKEN")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes (each loads the model)")
     threads: int | None = Field(None, ge=1, description="torch / ONNX Runtime threads per worker (default: all cores)")
@@ -39,10 +40,14 @@ class ServeConfig(StageConfig):
         0.05, ge=0, le=1, description="share of predictions sampled for audit labels (the promotion gate's target set)"
     )
     feedback_per_minute: int = Field(
-        60, ge=0, description="feedback requests per user (or client address) per minute and worker; 0: no limit"
+        60, ge=0, description="feedback requests per identity (or client address) per minute and worker; 0: no limit"
     )
     follow_s: float = Field(5.0, ge=0, description="seconds between checks of a followed alias (0: never)")
     database: str | None = Field(None, description="feedback store URL (default: FMLOOP_DB, else SQLite in the home)")
+    tokens: str | None = Field(
+        None, description="tokens file: identities and roles (`fmloop tokens add`); default FMLOOP_TOKENS_FILE"
+    )
+    log_json: bool = Field(False, description="one JSON line per request on stderr (id, route, status, latency, model)")
 
 
 def is_loopback(host: str) -> bool:

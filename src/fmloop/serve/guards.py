@@ -1,11 +1,9 @@
 """What stands between a request and the model or the store: the body limit on the bytes actually
-read, the text check every input passes before the tokenizer or the database sees it, and the
-token comparison. Each failure is one request's 4xx, never a 500 and never another request's."""
+read and the text check every input passes before the tokenizer or the database sees it. Each failure is one request's 4xx, never a 500 and never another request's."""
 
 from __future__ import annotations
 
 import json
-import secrets
 
 
 class ApiError(Exception):
@@ -26,15 +24,6 @@ def check_text(value: str, where: str) -> str:
     if "\x00" in value:
         raise ApiError(422, f"{where}: contains a NUL character (at {value.index(chr(0))}); remove it")
     return value
-
-
-def token_matches(authorization: str | None, token: str) -> bool:
-    """Constant-time comparison of `Authorization: Bearer <token>` with the server's token, as bytes:
-    header values arrive decoded as latin-1, and comparing non-ASCII str raises instead of failing."""
-    if not authorization:
-        return False
-    given = authorization.removeprefix("Bearer ").strip().encode("latin-1", "replace")
-    return secrets.compare_digest(given, token.encode("utf-8"))
 
 
 class BodyLimit:
