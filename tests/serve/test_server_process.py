@@ -1,6 +1,6 @@
 """`fmloop serve` as a real process: retrains under load (a refused challenger is never served, a
 promoted one is picked up with no failed request), a kill -9 under a feedback load loses no
-acknowledged row, and two workers share one PostgreSQL store."""
+acknowledged row, and two workers share one PostgreSQL store and their metrics."""
 
 import os
 import subprocess
@@ -146,6 +146,12 @@ def test_two_workers_share_one_postgresql_store(home, text_run):
                 "/v1/feedback", json={"prediction_id": ids[0], "label": "positive"}, headers={"Idempotency-Key": "k0"}
             )
             assert replay.json()["stored"] is False
+        # /metrics from either worker counts the requests of both (prometheus multiprocess mode)
+        for _ in range(4):
+            text = httpx.get(f"{server.url}/metrics", timeout=10).text  # a new connection each time
+            assert 'fmloop_requests_total{route="/v1/predict",status="200"} 20.0' in text, text[:2000]
+            assert 'fmloop_requests_total{route="/v1/feedback",status="200"} 21.0' in text
+            assert text.count("fmloop_model_version{") == 2  # one line per live worker (pid label)
     finally:
         server.stop()
     store = Store.open(db)

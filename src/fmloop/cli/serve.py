@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from typing import Optional
 
 import typer
@@ -82,12 +84,30 @@ def serve_command(
 
     os.environ[SETTINGS_ENV] = json.dumps(cfg.resolved())
     err_console.print(f"serving {model} on http://{cfg.host}:{cfg.port} (web page /, API docs /docs)")
-    uvicorn.run(
-        "fmloop.serve.main:app_from_environment",
-        factory=True,
-        host=cfg.host,
-        port=cfg.port,
-        workers=cfg.workers,
-        log_level="warning",
-        timeout_graceful_shutdown=30,
-    )
+    with _shared_metrics(cfg.workers):
+        uvicorn.run(
+            "fmloop.serve.main:app_from_environment",
+            factory=True,
+            host=cfg.host,
+            port=cfg.port,
+            workers=cfg.workers,
+            log_level="warning",
+            timeout_graceful_shutdown=30,
+        )
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int):
+    """Several workers write their Prometheus values to one fresh folder that /metrics reads
+    (removed at exit); a folder the caller named in PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    from fmloop.serve.metrics import MULTIPROC_ENV
+
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="fmloop-metrics-") as folder:
+        os.environ[MULTIPROC_ENV] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]

@@ -29,7 +29,7 @@ from fmloop.serve.batching import Batcher
 from fmloop.serve.config import ServeConfig
 from fmloop.serve.guards import ApiError, BodyLimit
 from fmloop.serve.identity import Credentials
-from fmloop.serve.metrics import ServerMetrics
+from fmloop.serve.metrics import ServerMetrics, worker_exited
 from fmloop.serve.model import ModelHolder
 from fmloop.serve.ratelimit import RateLimiter
 from fmloop.serve.state import ServerState
@@ -97,6 +97,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         holder.stop()
         await loop.run_in_executor(None, batcher.stop)
         await loop.run_in_executor(None, state.writer.stop)
+        worker_exited()
 
     app = FastAPI(
         title="fmloop",
