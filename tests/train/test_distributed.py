@@ -64,3 +64,41 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     w1, w2 = (load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("one", "two"))
     for key in w1:
         assert (w1[key] - w2[key]).abs().max() < 1e-4, key
+
+
+def test_two_process_finetune_matches_one_process(tiny_base, sentiment_dir, tmp_path):
+    """Fine-tuning (full strategy, a classification head) under torchrun: the same steps, losses and
+    weights as one process at the same global batch."""
+
+    def args(out):
+        overrides = {
+            "model": {"name": str(tiny_base), "dropout": 0.0},
+            "data": {"path": str(sentiment_dir)},
+            "strategy": "full",
+            "train": {"lr": 3e-3, "max_steps": 8, "batch_size": 8, "checkpoint_every": 4,
+                      "tensorboard": False, "seed": 0, "threads": 1, "log_every": 1, "device": "cpu"},
+        }  # fmt: skip
+        return ["finetune", "--out", str(out), *overrides_to_args(overrides)]
+
+    single = run_cli(*args(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "fmloop", *args(tmp_path / "two")],
+        capture_output=True, text=True, timeout=600, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert "world_size=2" in manifest["runtime"] and manifest["status"] == "finished"
+    log = lambda run: [json.loads(l) for l in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+    one, two = log("one"), log("two")
+    assert [r["step"] for r in one] == [r["step"] for r in two]
+    for a, b in zip(one, two):
+        for key in ("loss", "eval_loss", "eval_accuracy"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+    w1, w2 = (load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("one", "two"))
+    assert w1.keys() == w2.keys()
+    for key in w1:
+        assert (w1[key] - w2[key]).abs().max() < 1e-4, key

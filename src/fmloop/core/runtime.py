@@ -133,6 +133,13 @@ def resolve_device(
         ) from exc
 
 
+def launched_as_main() -> bool:
+    """True in the process that owns the run dir: the only one, or rank 0 under torchrun. Checked
+    before torch.distributed starts, so that one process alone decides what the folder holds (others
+    seeing rank 0's first files would take the run for someone else's)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup_runtime(
     *,
     device: str = "auto",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError
-from fmloop.core.runtime import running
+from fmloop.core.runtime import launched_as_main, running
 from fmloop.data.images import is_image_source
 from fmloop.train.choose import resolve_auto
 from fmloop.train.config import FinetuneConfig
@@ -44,7 +44,7 @@ def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite
     check(cfg)
     cfg = resolve_auto(cfg)
     out = Path(out)
-    if not resume:
+    if not resume and launched_as_main():
         if overwrite:
             remove_output(out)
         require_new_folder(out)

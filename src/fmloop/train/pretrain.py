@@ -20,7 +20,7 @@ from torch import nn
 
 from fmloop.core.artifacts import RunDir, building, config_hash, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError, ResumeError
-from fmloop.core.runtime import Runtime, main_process_first, running
+from fmloop.core.runtime import Runtime, launched_as_main, main_process_first, running
 from fmloop.data.images import is_image_source
 from fmloop.data.sources import TextCorpus, load_text_corpus
 from fmloop.data.text import (
@@ -122,7 +122,7 @@ def run(
     dir holding `model/`, metrics and the report."""
     if cfg.data.path is None:
         raise ConfigError("The 'data.path' parameter of pretrain is required. Pass --data PATH.")
-    if not resume:
+    if not resume and launched_as_main():
         if overwrite:
             remove_output(out)
         require_new_folder(out)

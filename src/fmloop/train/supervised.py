@@ -207,14 +207,16 @@ def run_supervised(
                 f"the same run. Start a new run with --out."
             )
         state = load_checkpoint(run.checkpoints_dir, task_model, optimizer, scheduler, runtime)
-    else:
+    elif runtime.is_main:  # under torchrun, rank 0 alone writes the run dir
         run.create()
         run.write_config(resolved)
     trainable = sum(p.numel() for p in task_model.parameters() if p.requires_grad)
-    write_running_manifest(
-        run, cfg, inputs, runtime, resolved, kind=kind, detail=plan.description, n_params=n_params,
-        trainable=trainable, parents=parents,
-    )  # fmt: skip
+    if runtime.is_main:
+        write_running_manifest(
+            run, cfg, inputs, runtime, resolved, kind=kind, detail=plan.description, n_params=n_params,
+            trainable=trainable, parents=parents,
+        )  # fmt: skip
+    runtime.barrier()
     log.info(
         "model: %s (%s%.1fM parameters, %.2fM trainable: %s); %d steps of %d, lr %.2g, %s",
         cfg.model.name,
@@ -271,8 +273,9 @@ def run_supervised(
         state=state,
     )
     state = loop.run()
-    if stopped_by_signal(run, state, total_steps):
+    if stopped_by_signal(run, state, total_steps, write=runtime.is_main):
         return run
+    runtime.barrier()  # rank 0's best weights are on disk before any process reads them
     if best.restore(task_model):
         log.info("restored the best weights: %s %.4f at step %s", metric, state.best_metric, state.best_step)
         if state.best_step == 0 and total_steps > 0:
@@ -281,8 +284,10 @@ def run_supervised(
                 "on it, so the saved model is the untrained start. Train longer, or change the lr.",
                 metric,
             )
-    save_model(run, task_model, inputs, cfg.strategy)
-    _finish(cfg, run, inputs, task_model, state, batch_size)
+    if runtime.is_main:
+        save_model(run, task_model, inputs, cfg.strategy)
+        _finish(cfg, run, inputs, task_model, state, batch_size)
+    runtime.barrier()
     return run
 
 
@@ -312,11 +317,14 @@ def write_running_manifest(
     )
 
 
-def stopped_by_signal(run: RunDir, state, total_steps: int) -> bool:
+def stopped_by_signal(run: RunDir, state, total_steps: int, write: bool = True) -> bool:
     """After the loop: a run Ctrl-C or SIGTERM stopped has its checkpoint and can be resumed, but no
-    model yet; its manifest says so (True). False for a run that went to its end."""
+    model yet; its manifest says so (True; written when `write`, by one process). False for a run
+    that went to its end."""
     if state.step >= total_steps or not loop_stopped_by_signal(state.stop_reason):
         return False
+    if not write:
+        return True
     run.write_manifest(
         status="stopped",
         stop_reason=state.stop_reason,
