@@ -73,7 +73,7 @@ def check(name: str, database: str | None = None, n: int = 300, alpha: float = 0
         )
     train = load_labeled(data_path, labels=champion.labels, hold_out=False).splits["train"]["text"]
     reference = random.Random(seed).sample(list(train), min(len(train), len(current)))
-    model = load(registry.local_folder(champion.reference), device="cpu")
+    model = load(champion.reference, device="cpu")
     task = get_task(model.task)
     probs_ref, probs_cur = (task.probabilities(model.logits(t)) for t in (reference, current))
     tests = [

@@ -57,7 +57,7 @@ from fmloop.feedback.schema import AUDIT
 from fmloop.feedback.snapshot import Example, Snapshot, read_snapshot
 from fmloop.feedback.store import Store
 from fmloop.label.issues import text_label_issues
-from fmloop.models.loading import load
+from fmloop.models.loading import load, resolve
 from fmloop.registry import models as registry
 from fmloop.registry.names import check_name
 from fmloop.registry.recipe import training_recipe
@@ -322,7 +322,7 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         len(training.picking),
     )
 
-    champion_folder = registry.local_folder(champion.reference)
+    champion_folder = resolve(champion.reference)
     challenger_run = train_challenger(cfg, recipe, champion_folder, run.path / "challenger")
     track_quietly(challenger_run.path)
     crash_point("retrain:trained")
@@ -458,8 +458,8 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
 def judge(champion, challenger, target: list[Example], validation, labels, cfg, index: int, rate: float):
     """Score both models on the same examples through the one scoring path: (the gate's decision,
     the labels and both models' answers on each set, in order)."""
-    old = load(registry.local_folder(champion.reference), device="cpu")
-    new = load(registry.local_folder(challenger.reference), device="cpu")
+    old = load(champion.reference, device="cpu")
+    new = load(challenger.reference, device="cpu")
     texts = [e.text for e in target]
     y = np.array([labels.index(e.label) for e in target], dtype=np.int64)
     width = len(labels)

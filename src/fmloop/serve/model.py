@@ -63,8 +63,8 @@ def load_served(ref: str, backend: str = "torch", threads: int | None = None) ->
     if threads:
         torch.set_num_threads(threads)
     if ref.startswith("models:/"):
-        version = registry.get(ref)
-        folder = registry.local_folder(version.reference)
+        version = registry.get(ref)  # the alias read now: a followed alias is read again at each check
+        folder = resolve(version.reference)  # a pinned version: the one resolver every command uses
         name, number = version.name, version.version
     else:
         folder = resolve(ref)
