@@ -1,6 +1,8 @@
-"""Serving throughput and latency: `fmloop serve` (torch, ONNX fp32, ONNX int8) against the peer, a
-FastAPI app that calls a transformers `pipeline("text-classification")` per request (no batching),
-on the same fine-tuned MiniLM SST-2 model, the same thread count, and the same load generator.
+"""Serving throughput and latency: `fmloop serve` (torch, ONNX fp32, ONNX int8) against two peers on
+the same fine-tuned MiniLM SST-2 model, the same thread count and the same load generator: LitServe
+(batching in a worker process, max batch 32, 5 ms timeout; installed for the benchmark only:
+`pip install litserve==0.2.19`) and a FastAPI app that calls a transformers
+`pipeline("text-classification")` per request (no batching).
 
     .venv/bin/python bench/serving.py --model RUN     # a fine-tuned MiniLM SST-2 run (native pooling)
     .venv/bin/python bench/serving.py                 # fine-tune one first (1,500 SST-2 rows, 1 epoch)
@@ -61,6 +63,38 @@ PEER = textwrap.dedent("""
     def ready():
         return {"status": "ready"}
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+""")
+
+
+# LitServe, the batching server people pick for a model like this: its own worker process fed by
+# queues, max batch 32 and a 5 ms batch timeout (fmloop's defaults), the same model read by
+# transformers, the same thread count.
+LITSERVE = textwrap.dedent("""
+    import sys, torch
+    import litserve as ls
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    folder, port, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+    class Classifier(ls.LitAPI):
+        def setup(self, device):
+            torch.set_num_threads(threads)
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+            self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        def decode_request(self, request):
+            return request["inputs"][0]
+        def predict(self, texts):
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+            with torch.inference_mode():
+                return torch.softmax(self.model(**batch).logits, -1).tolist()
+        def encode_response(self, probs):
+            best = max(range(len(probs)), key=probs.__getitem__)
+            return {"predictions": [{"label": self.labels[best],
+                                     "probabilities": dict(zip(self.labels, probs))}]}
+
+    api = Classifier(max_batch_size=32, batch_timeout=0.005, api_path="/v1/predict")
+    server = ls.LitServer(api, accelerator="cpu", healthcheck_path="/readyz")
+    server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
 """)
 
 
@@ -225,6 +259,7 @@ def main() -> None:
     rows = []
     servers = {
         "peer: FastAPI + transformers pipeline": [PY, "-c", PEER, str(run / "model"), "{port}", str(args.threads)],
+        "peer: LitServe 0.2.19, torch": [PY, "-c", LITSERVE, str(run / "model"), "{port}", str(args.threads)],
         "fmloop serve --backend torch": [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads)],
         "fmloop serve --backend onnx (fp32)": [PY, "-m", "fmloop", "serve", str(run), "--backend", "onnx",
                                                "--threads", str(args.threads)],

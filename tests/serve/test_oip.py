@@ -58,6 +58,7 @@ def test_health_metadata_and_infer_match_v1(client, text_run):
         (None, [1, 2], None, "BYTES", 422, "send a string"),
         (None, TEXTS, [2, 2], "BYTES", 422, "shape [2, 2]"),
         (None, [""], None, "BYTES", 422, "empty text"),
+        (None, [], [0], "BYTES", 422, "no data"),
     ],
 )
 def test_bad_requests_are_named(client, text_run, path_name, data, shape, datatype, status, words):

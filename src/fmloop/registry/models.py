@@ -262,7 +262,11 @@ def local_folder(ref: str) -> Path | None:
 
     with building(folder, replace=True) as tmp:
         try:
-            got = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp / "download")))
+            got = Path(
+                download_artifacts(
+                    artifact_uri=version.source, dst_path=str(tmp / "download"), tracking_uri=tracking_uri()
+                )
+            )  # the tracking URI named: MLflow's process-wide one may point elsewhere
         except (MlflowException, OSError) as err:
             raise RegistryError(
                 f"{ref}: the files of {version.reference} cannot be read from {version.source}: {err}"

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from fmloop.core.artifacts import RunDir, building
 from fmloop.core.errors import DataError, RegistryError
-from fmloop.core.home import cache_dir
+from fmloop.core.home import cache_dir, tracking_uri
 
 TRAINING_DATA_TAG = "fmloop.training_data"
 ARTIFACT_PREFIX = "artifact:"
@@ -81,9 +81,15 @@ def _from_registry(version) -> tuple[dict, str]:
 
         with building(folder, replace=True) as tmp:
             try:
-                download_artifacts(artifact_uri=f"{root}/config.yaml", dst_path=str(tmp))
+                # the tracking URI named: MLflow's process-wide one may point elsewhere
+                uri = tracking_uri()
+                download_artifacts(artifact_uri=f"{root}/config.yaml", dst_path=str(tmp), tracking_uri=uri)
                 if recorded.startswith(ARTIFACT_PREFIX):
-                    got = Path(download_artifacts(artifact_uri=f"{root}/{SNAPSHOT_FOLDER}", dst_path=str(tmp)))
+                    got = Path(
+                        download_artifacts(
+                            artifact_uri=f"{root}/{SNAPSHOT_FOLDER}", dst_path=str(tmp), tracking_uri=uri
+                        )
+                    )
                     if got != tmp / SNAPSHOT_FOLDER:
                         shutil.move(str(got), tmp / SNAPSHOT_FOLDER)
             except (MlflowException, OSError) as err:

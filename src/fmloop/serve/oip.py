@@ -142,6 +142,8 @@ def _texts(tensor: InferTensor) -> list[str]:
     if not (len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1)):
         raise ApiError(422, f"{where}: shape {tensor.shape}; send [N] or [N, 1]")
     data = [row[0] if isinstance(row, list) and len(row) == 1 else row for row in tensor.data]
+    if not data:
+        raise ApiError(422, f"{where}: no data; send at least one input")
     if len(data) != tensor.shape[0]:
         raise ApiError(422, f"{where}: shape says {tensor.shape[0]} items, data holds {len(data)}")
     for i, item in enumerate(data):
