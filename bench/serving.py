@@ -73,7 +73,7 @@ LITSERVE = textwrap.dedent("""
     import sys, torch
     import litserve as ls
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    folder, port, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    folder, threads = sys.argv[1], int(sys.argv[3])
 
     class Classifier(ls.LitAPI):
         def setup(self, device):
@@ -92,10 +92,16 @@ LITSERVE = textwrap.dedent("""
             return {"predictions": [{"label": self.labels[best],
                                      "probabilities": dict(zip(self.labels, probs))}]}
 
-    api = Classifier(max_batch_size=32, batch_timeout=0.005, api_path="/v1/predict")
-    server = ls.LitServer(api, accelerator="cpu", healthcheck_path="/readyz")
-    server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
+    if __name__ == "__main__":
+        api = Classifier(max_batch_size=32, batch_timeout=0.005, api_path="/v1/predict")
+        server = ls.LitServer(api, accelerator="cpu", healthcheck_path="/readyz")
+        server.run(host="127.0.0.1", port=int(sys.argv[2]), generate_client_file=False, log_level="warning")
 """)
+
+
+def script(path: Path, source: str) -> Path:
+    path.write_text(source)
+    return path
 
 
 def cpu_model() -> str:
@@ -259,7 +265,9 @@ def main() -> None:
     rows = []
     servers = {
         "peer: FastAPI + transformers pipeline": [PY, "-c", PEER, str(run / "model"), "{port}", str(args.threads)],
-        "peer: LitServe 0.2.19, torch": [PY, "-c", LITSERVE, str(run / "model"), "{port}", str(args.threads)],
+        # a file, not -c: LitServe's worker processes re-import the script that defines the API
+        "peer: LitServe 0.2.19, torch": [PY, str(script(work / "litserve_peer.py", LITSERVE)), str(run / "model"),
+                                         "{port}", str(args.threads)],
         "fmloop serve --backend torch": [PY, "-m", "fmloop", "serve", str(run), "--threads", str(args.threads)],
         "fmloop serve --backend onnx (fp32)": [PY, "-m", "fmloop", "serve", str(run), "--backend", "onnx",
                                                "--threads", str(args.threads)],

@@ -181,11 +181,27 @@ def test_the_store_s_url_never_reaches_a_client(text_run, tmp_path):
 
 class _SlowStore:
     def __init__(self):
-        self.release, self.rows = threading.Event(), []
+        self.release, self.rows, self.calls, self.entered = threading.Event(), [], 0, threading.Event()
 
     def add_predictions(self, rows, ids):
+        self.calls += 1
+        self.entered.set()
         self.release.wait(10)
         self.rows += rows
+
+
+def test_requests_queued_during_a_commit_share_the_next_transaction():
+    store = _SlowStore()
+    writer = PredictionWriter(store, ServerMetrics())
+    writer.start()
+    writer.put(["id0"], ["row0"])
+    assert store.entered.wait(10)  # the first transaction is committing (held)
+    for i in range(1, 10):
+        writer.put([f"id{i}"], [f"row{i}"])
+    store.release.set()
+    writer.flush()
+    assert store.rows == [f"row{i}" for i in range(10)] and store.calls == 2
+    writer.stop()
 
 
 def test_the_prediction_write_queue_is_bounded_and_drains_on_stop():
