@@ -3,6 +3,7 @@ of hashes (the server re-reads it when it changes)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -15,8 +16,6 @@ FILE_HELP = "The tokens file (`fmloop serve --tokens`); default FMLOOP_TOKENS_FI
 
 
 def _file(path: Path | None) -> Path:
-    import os
-
     from fmloop.core.errors import ConfigError
 
     given = path or (Path(os.environ["FMLOOP_TOKENS_FILE"]) if os.environ.get("FMLOOP_TOKENS_FILE") else None)

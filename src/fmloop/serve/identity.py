@@ -68,6 +68,8 @@ def check_role(role: str) -> str:
 
 def read_tokens(path: Path) -> dict[str, tuple[str, str]]:
     """{token hash: (name, role)} from a tokens file; a bad line is an error naming the file and line."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such tokens file; create it with `fmloop tokens add NAME --file {path}`")
     found: dict[str, tuple[str, str]] = {}
     names: set[str] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
