@@ -18,7 +18,14 @@ SETTINGS_ENV = "FMLOOP_SERVE_CONFIG"
 @user_errors
 def serve_command(
     model: str = typer.Argument(..., help="A model folder, run dir, or registry reference (models:/NAME@ALIAS)."),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnx (a PyTorch model is exported once)."),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto (the fastest engine whose answers match the PyTorch model's), torch, or onnx (exported once).",
+    ),
+    model_process: bool = typer.Option(
+        True, "--model-process/--in-process", help="Run the model in a process of its own (default) or in the server's."
+    ),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Bind address; beyond loopback needs --tokens or FMLOOP_API_TOKEN."
     ),
@@ -54,6 +61,7 @@ def serve_command(
         ServeConfig,
         model=model,
         backend=backend,
+        model_process=model_process,
         host=host,
         port=port,
         workers=workers,

@@ -31,6 +31,7 @@ from fmloop.serve.guards import ApiError, BodyLimit
 from fmloop.serve.identity import Credentials
 from fmloop.serve.metrics import ServerMetrics, worker_exited
 from fmloop.serve.model import ModelHolder
+from fmloop.serve.process import ModelClosed
 from fmloop.serve.ratelimit import RateLimiter
 from fmloop.serve.state import ServerState
 from fmloop.serve.writer import PredictionWriter
@@ -47,12 +48,16 @@ ROUTES = {"/v1/predict", "/v1/explain", "/v1/feedback", "/v1/audit", "/v1/model"
 def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: Store | None = None) -> FastAPI:
     """The server for `config`; tests pass a holder or store of their own."""
     metrics = ServerMetrics()
-    holder = holder or ModelHolder(config.model, config.backend, config.threads)
+    holder = holder or ModelHolder(config.model, config.backend, config.threads, config.model_process)
     holder.on_swap = lambda served: metrics.model_version.labels(served.name).set(served.version)
 
     def run_batch(values: list) -> list:
-        served = holder.current
-        return [(served, p) for p in served.predict(values)]
+        try:
+            served = holder.current
+            return [(served, p) for p in served.predict(values)]
+        except ModelClosed:  # swapped out between taking the batch and scoring it: the new version scores it
+            served = holder.current
+            return [(served, p) for p in served.predict(values)]
 
     batcher = Batcher(
         run_batch,
@@ -96,6 +101,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
         state.ready = False  # SIGTERM: uvicorn stops accepting, in-flight requests finish
         holder.stop()
         await loop.run_in_executor(None, batcher.stop)
+        await loop.run_in_executor(None, holder.close)
         await loop.run_in_executor(None, state.writer.stop)
         worker_exited()
 

@@ -15,7 +15,13 @@ from fmloop.core.config import StageConfig
 class ServeConfig(StageConfig):
     stage: ClassVar[str] = "serve"
     model: str = Field(description="a model folder, run dir, or registry reference (models:/NAME@ALIAS)")
-    backend: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx (exported at start-up if needed)")
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="auto: the fastest engine whose answers match the PyTorch model's (printed at start-up); torch; onnx",
+    )
+    model_process: bool = Field(
+        True, description="run the model in a process of its own, so request handling never stalls the forward pass"
+    )
     host: str = Field("127.0.0.1", description="bind address; anything but loopback needs tokens or FMLOOP_API_TOKEN")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="server processes (each loads the model)")

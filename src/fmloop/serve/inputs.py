@@ -50,8 +50,8 @@ def decode_images(inputs: list, served: Served) -> tuple[list, list[int], list[s
             raw = base64.b64decode(item.image_base64, validate=True)
             with Image.open(io.BytesIO(raw)) as image:
                 image.load()
-                mode = "L" if served.model.channels == 1 else "RGB"
-                size = (served.model.size, served.model.size)
+                side, channels = served.image_shape
+                mode, size = ("L" if channels == 1 else "RGB"), (side, side)
                 pixels = np.asarray(image.convert(mode).resize(size), dtype=np.uint8)
         except (binascii.Error, ValueError):
             raise ApiError(422, f"inputs.{i}.image_base64: not valid base64") from None

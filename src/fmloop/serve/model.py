@@ -1,7 +1,12 @@
 """The model a server answers with, and how it changes: loaded from a folder or a registry
-reference, optionally exported to ONNX Runtime, warmed up before it serves, and swapped for a new
-version when a followed alias moves (loaded and warmed beside the old one, then swapped in one
-assignment, so no request fails and none waits for the load)."""
+reference, run on the engine `serve.backends` picks, warmed up before it serves, and swapped for a
+new version when a followed alias moves (loaded and warmed beside the old one, then swapped in one
+assignment, so no request fails and none waits for the load).
+
+Two ways to hold it: in the server's own process (`Served`), or in a model process of its own
+(`serve.process.ModelProcess`, the default for `fmloop serve`), where the HTTP side's Python work
+cannot hold up the forward pass. Both answer the same questions (name, version, task, labels,
+modality, image shape, backend) and `predict(batch)`."""
 
 from __future__ import annotations
 
@@ -14,29 +19,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmloop.compress.onnx_export import example_inputs, write_onnx_folder
-from fmloop.core.artifacts import building
-from fmloop.core.home import cache_dir
-from fmloop.core.manifest import weights_fingerprint
-from fmloop.models.formats.onnx import OnnxModel
 from fmloop.models.inference import InferenceModel
 from fmloop.models.loading import load, resolve
 from fmloop.registry import models as registry
 from fmloop.registry.names import parse_reference
+from fmloop.serve.backends import choose
 from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
+
+# Inputs per forward pass within a served batch of texts on a CPU. Measured on SST-2 sentences
+# (MiniLM, 2 threads, Zen 3; docs/benchmarks.md): ONNX 12.7 ms an input in passes of 32, 10.8 in
+# passes of 8; PyTorch 18.0 and 15.1.
+CPU_TEXT_PASS = 8
 
 WARMUP_TEXTS = ["a short warm-up input", "a longer warm-up input that makes the first padded batch take its real shape"]
 
 
 @dataclass
 class Served:
-    """One loaded, warmed-up model version."""
+    """One loaded, warmed-up model version, in this process."""
 
     name: str
     version: int  # 0: a folder, not a registry version
-    model: InferenceModel
+    model: InferenceModel  # the engine that answers
+    reference: InferenceModel | None = None  # the PyTorch model, for explanations
+    backend: dict = field(default_factory=lambda: {"name": "torch"})
+    folder: Path | None = None  # where it was loaded from
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -51,51 +60,65 @@ class Served:
     def modality(self) -> str:
         return self.model.modality
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(size, channels) an image input is decoded to."""
+        return self.model.size, self.model.channels
+
     def predict(self, inputs: list) -> list[dict]:
-        """Decoded predictions for a batch: texts, or uint8 image arrays (H, W, C)."""
+        """Decoded predictions for a batch: texts, or uint8 image arrays (H, W, C). On a CPU a batch
+        of texts runs as length-sorted passes of CPU_TEXT_PASS: every row of a pass is padded to
+        its longest, and on a CPU the padding costs more than the extra passes."""
         batch = np.stack(inputs) if self.modality == "image" else list(inputs)
-        logits = self.model.logits(batch, batch_size=max(len(inputs), 1))
+        on_cpu = getattr(self.model, "device", torch.device("cpu")).type == "cpu"
+        size = CPU_TEXT_PASS if self.modality == "text" and on_cpu else len(inputs)
+        logits = self.model.logits(batch, batch_size=max(min(size, len(inputs)), 1))
         return get_task(self.task).decode(logits, self.labels)
 
+    def explainer(self) -> InferenceModel:
+        """The model explanations run on: the PyTorch one when the engine is another."""
+        return self.reference or self.model
 
-def load_served(ref: str, backend: str = "torch", threads: int | None = None) -> Served:
-    """Load, convert (ONNX) and warm up the model `ref` names."""
-    if threads:
-        torch.set_num_threads(threads)
+    def close(self) -> None:
+        """Nothing to let go: the model is this process's memory."""
+
+
+def locate(ref: str) -> tuple[Path, str, int]:
+    """(folder, name, version) of a model reference; version 0 for a folder."""
     if ref.startswith("models:/"):
         version = registry.get(ref)  # the alias read now: a followed alias is read again at each check
-        folder = resolve(version.reference)  # a pinned version: the one resolver every command uses
-        name, number = version.name, version.version
-    else:
-        folder = resolve(ref)
-        name, number = (folder.parent.name if folder.name == "model" else folder.name), 0
-    model = load(folder, device="cpu")
-    if backend == "onnx" and not isinstance(model, OnnxModel):
-        model = as_onnx(model, folder, threads)
-    served = Served(name, number, model)
+        return resolve(version.reference), version.name, version.version  # the one resolver of every command
+    folder = resolve(ref)
+    return folder, (folder.parent.name if folder.name == "model" else folder.name), 0
+
+
+def load_served(ref: str, backend: str = "auto", threads: int | None = None) -> Served:
+    """Load the model `ref` names, put it on the engine `backend` chooses, and warm it up."""
+    if threads:
+        torch.set_num_threads(threads)
+    folder, name, number = locate(ref)
+    model = load(folder, device="auto" if backend == "auto" else "cpu")
+    choice = choose(model, folder, backend, threads)
+    reference = model if choice.model is not model else None
+    served = Served(name, number, choice.model, reference, choice.describe(), folder)
     warm_up(served)
-    log.info("serving %s version %d (%s, %s backend) from %s", name, number, served.task, backend, folder)
+    log.info(
+        "serving %s version %d (%s) on %s: %s; from %s",
+        name,
+        number,
+        served.task,
+        choice.backend,
+        choice.reason,
+        folder,
+    )
     return served
 
 
-def as_onnx(model: InferenceModel, folder: Path, threads: int | None) -> OnnxModel:
-    """The ONNX Runtime twin of a PyTorch model, exported once per weights into the fmloop cache."""
-    target = cache_dir("onnx", weights_fingerprint(folder) or folder.name)
-    if not (target / "model.onnx").exists():
-        sample = (
-            WARMUP_TEXTS
-            if model.modality == "text"
-            else np.zeros((2, model.size, model.size, model.channels), np.uint8)
-        )
-        with building(target, replace=True) as tmp:
-            write_onnx_folder(model, tmp, example_inputs(model, sample))
-    return OnnxModel.load(target, threads=threads)
-
-
-def warm_up(served: Served) -> None:
+def warm_up(served) -> None:
     """Run a few batches so the first user request does not pay for lazy initialisation."""
     if served.modality == "image":
-        sample = [np.zeros((served.model.size, served.model.size, served.model.channels), np.uint8)] * 2
+        size, channels = served.image_shape
+        sample = [np.zeros((size, size, channels), np.uint8)] * 2
     else:
         sample = WARMUP_TEXTS
     for _ in range(2):
@@ -103,17 +126,25 @@ def warm_up(served: Served) -> None:
 
 
 class ModelHolder:
-    """The current model; `follow` keeps it on the version an alias points at."""
+    """The current model; `follow` keeps it on the version an alias points at. With `process`,
+    each version runs in a model process of its own (serve.process)."""
 
-    def __init__(self, ref: str, backend: str, threads: int | None):
-        self.ref, self.backend, self.threads = ref, backend, threads
-        self.current: Served | None = None
+    def __init__(self, ref: str, backend: str, threads: int | None, process: bool = False):
+        self.ref, self.backend, self.threads, self.process = ref, backend, threads, process
+        self.current = None  # Served, or a ModelProcess answering the same questions
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_swap = None  # callback(Served) for metrics
+        self.on_swap = None  # callback(served) for metrics
 
-    def load(self) -> Served:
-        self.current = load_served(self.ref, self.backend, self.threads)
+    def _open(self, ref: str):
+        if self.process:
+            from fmloop.serve.process import ModelProcess
+
+            return ModelProcess.start(ref, self.backend, self.threads)
+        return load_served(ref, self.backend, self.threads)
+
+    def load(self):
+        self.current = self._open(self.ref)
         if self.on_swap:
             self.on_swap(self.current)
         return self.current
@@ -128,12 +159,14 @@ class ModelHolder:
         if self.current is not None and version.version == self.current.version:
             return False
         log.info("%s moved to version %d: loading it beside the current one", self.ref, version.version)
-        new = load_served(version.reference, self.backend, self.threads)
+        new = self._open(version.reference)
         new.name = version.name
-        self.current = new  # one assignment: the next batch uses the new version
+        old, self.current = self.current, new  # one assignment: the next batch uses the new version
         if self.on_swap:
             self.on_swap(new)
         log.info("now serving %s version %d", new.name, new.version)
+        if old is not None:
+            old.close()  # waits for a batch it is scoring, then lets it go
         return True
 
     def follow(self, every_s: float) -> None:
@@ -151,4 +184,10 @@ class ModelHolder:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following the alias (the model keeps answering what is queued)."""
         self._stop.set()
+
+    def close(self) -> None:
+        """Let the model go (after the batcher has drained)."""
+        if self.current is not None:
+            self.current.close()

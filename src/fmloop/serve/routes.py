@@ -127,7 +127,7 @@ async def explain(body: ExplainRequest, state: State) -> dict:
         raise ApiError(503, "another explanation is being computed; retry shortly", {"Retry-After": "1"})
     async with state.explaining:
         loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, lambda: explain_one(served.model, values[0], body.target))
+        found = await loop.run_in_executor(None, lambda: explain_one(served.explainer(), values[0], body.target))
     return {"model": {"name": served.name, "version": served.version}, "explanation": found.as_dict()}
 
 
@@ -240,6 +240,7 @@ async def model_info(state: State, identity: Annotated[Identity | None, Depends(
         "task": served.task,
         "modality": served.modality,
         "labels": served.labels,
+        "backend": served.backend,
         "auth": state.credentials.required,
         "limits": {"max_inputs": state.config.max_inputs, "max_text_chars": state.config.max_text_chars},
     }

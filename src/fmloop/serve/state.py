@@ -21,6 +21,7 @@ from fmloop.serve.guards import ApiError
 from fmloop.serve.identity import Credentials, Identity
 from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import ModelHolder, Served
+from fmloop.serve.process import ModelUnavailable
 from fmloop.serve.ratelimit import RateLimiter
 from fmloop.serve.writer import PredictionWriter
 
@@ -60,7 +61,10 @@ class ServerState:
         except QueueFull as err:
             raise ApiError(503, f"the server is busy ({err}); retry shortly", {"Retry-After": "1"}) from None
         self.metrics.queue_depth.set(self.batcher.depth)
-        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        try:
+            results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        except ModelUnavailable as err:
+            raise ApiError(503, f"{err}; retry shortly", {"Retry-After": "2"}) from None
         latency_ms = (time.perf_counter() - start) * 1000
         used = results[0][0]  # one request, one version (a swap lands between batches)
         preds = [p for _, p in results]
