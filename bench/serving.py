@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,8 +120,14 @@ def sentences(n: int) -> list[str]:
 
 
 def start(command: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
+    # its own session: stop() ends the server and every process it started (LitServe's workers
+    # outlive a terminated parent and keep polling their queues, taking CPU from the next server)
     proc = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout_s=600, exit_code=proc.poll)
@@ -230,8 +238,19 @@ def measure(
             rows.append(row)
         return rows
     finally:
-        proc.terminate()
-        proc.wait(60)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's whole process group, SIGKILL to whatever is left after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
 
 
 def median_rows(rows: list[dict]) -> list[dict]:

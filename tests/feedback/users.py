@@ -50,7 +50,10 @@ def send_feedback(
                 "sst2", version, "text", t, "positive", None, None, 1.0, audit=corrections <= i < corrections + audit
             )
             for i, (t, _) in enumerate(rows)
-        ]
+        ],
+        # fixed ids: the rows share one timestamp, and the store breaks ties by id, so random ids
+        # would change which answers a retrain takes as accepted from one run to the next
+        ids=[f"{seed:04x}{i:028x}" for i in range(len(rows))],
     )
     rows, ids = rows[: corrections + audit], ids[: corrections + audit]
     for i, (pid, (_, label)) in enumerate(zip(ids, rows)):
