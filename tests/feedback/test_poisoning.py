@@ -34,9 +34,9 @@ def test_a_flood_of_contradictory_corrections_from_one_identity_stays_within_the
     for i, (pid, (_, label)) in enumerate(zip(ids[len(honest) :], flood)):
         store.add_feedback(key=f"m{i}", body_hash="h", model_name="sst2", label=FLIP[label], prediction_id=pid,
                            user="mallory")  # fmt: skip
-    train_split = [{"text": "a dog sees the river", "label": 0}] * 10
+    train_split = [("a dog sees the river", champion.labels[0])] * 10
     cfg = RetrainConfig(name="sst2", label_check=False, accepted_ratio=0, replay_ratio=0)
-    training = plan(store, champion, cfg, since=0, high_water=store.high_water(), train_split=train_split)
+    training = plan(store, champion, cfg, since=0, high_water=store.high_water(), pool=train_split)
     flooded = {t for t, _ in flood}
     rows = [(e.text, e.label) for e in training.picking] + training.rows
     from_mallory = sum(t in flooded for t, _ in rows)

@@ -30,10 +30,10 @@ def _hash(body: str) -> str:
 
 
 def test_migrations_create_the_schema_once(store, store_url):
-    assert store.schema_version() == store.head_version() == "0004"
+    assert store.schema_version() == store.head_version() == "0005"
     assert {"predictions", "feedback", "erasures", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     again = Store.open(store_url)  # a second open migrates nothing and keeps the data
-    assert again.schema_version() == "0004"
+    assert again.schema_version() == "0005"
     again.close()
 
 
@@ -52,7 +52,7 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
         )
     old.close()
     upgraded = Store.open(store_url)
-    assert upgraded.schema_version() == "0004"
+    assert upgraded.schema_version() == "0005"
     (row,) = upgraded.recent_feedback()
     assert (row.input, row.kind) == ("kept", "correction")
     upgraded.close()

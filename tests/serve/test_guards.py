@@ -183,7 +183,7 @@ class _SlowStore:
     def __init__(self):
         self.release, self.rows, self.calls, self.entered = threading.Event(), [], 0, threading.Event()
 
-    def add_predictions(self, rows, ids):
+    def add_predictions(self, rows, ids, images=None):
         self.calls += 1
         self.entered.set()
         self.release.wait(10)

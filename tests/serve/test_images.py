@@ -1,9 +1,14 @@
 """An image model behind the API: base64 image files in, the same labels as fmloop.load out; a file
-that is not an image is a 422 naming the input."""
+that is not an image is a 422 naming the input; the images corrections are about, and those drawn
+for the audit, kept in the store for retraining and erased with their user."""
 
 import base64
 
+from fmloop.feedback.schema import image_digest
+from fmloop.feedback.snapshot import read_snapshot
+from fmloop.feedback.store import Store
 from fmloop.models.loading import load
+from fmloop.serve.recent import RecentImages
 from tests.serve.conftest import make_client
 
 
@@ -24,3 +29,47 @@ def test_images_are_predicted_like_the_loaded_model(image_run, image_dir, tmp_pa
         client.app.state.server.writer.flush()  # predictions reach the store from a background thread
         recent = client.get("/v1/recent").json()["predictions"]
         assert all(p["input"].startswith("sha256:") for p in recent)
+
+
+def test_corrected_and_audited_images_are_kept_for_retraining_and_erased_with_their_user(
+    image_run, image_dir, tmp_path
+):
+    files = sorted(image_dir.rglob("*.png"))[:6]
+    raw = [f.read_bytes() for f in files]
+    encoded = [base64.b64encode(b).decode() for b in raw]
+    db = f"sqlite:///{tmp_path / 'feedback.db'}"
+    with make_client(image_run, tmp_path, audit_fraction=0.0, image_memory_mb=1) as client:
+        answer = client.post("/v1/predict", json={"inputs": [{"image_base64": e} for e in encoded[:3]]}).json()
+        ids = [p["prediction_id"] for p in answer["predictions"]]
+        labels = client.get("/v1/model").json()["labels"]
+        wrong = [next(x for x in labels if x != p["label"]) for p in answer["predictions"]]
+        state = client.app.state.server
+        state.writer.flush()
+
+        def correct(i, key, **extra):
+            body = {"prediction_id": ids[i], "label": wrong[i], **extra}
+            return client.post("/v1/feedback", json=body, headers={"Idempotency-Key": key})
+
+        assert correct(0, "k0").status_code == 200  # the server still holds the image it answered
+        state.recent_images = RecentImages(0)  # as after a restart, or at another worker
+        assert correct(1, "k1").status_code == 200  # kept without its bytes: not trainable
+        assert correct(2, "k2", image_base64=encoded[2]).status_code == 200  # sent again: kept
+        mismatch = correct(2, "k3", image_base64=encoded[4])
+        assert mismatch.status_code == 422 and "not the image" in mismatch.json()["error"]
+        store = state.store
+        assert store.image(image_digest(raw[0])) == raw[0] and store.image(image_digest(raw[2])) == raw[2]
+        assert store.image(image_digest(raw[1])) is None
+
+        snapshot = read_snapshot(store, answer["model"]["name"])
+        assert {e.text: e.label for e in snapshot.examples} == {
+            image_digest(raw[0]): wrong[0],
+            image_digest(raw[2]): wrong[2],
+        }
+
+    with make_client(image_run, tmp_path, audit_fraction=1.0) as client:  # drawn for the audit: kept at once
+        client.post("/v1/predict", json={"inputs": [{"image_base64": encoded[5]}]})
+        client.app.state.server.writer.flush()
+    reopened = Store.open(db)
+    assert reopened.image(image_digest(raw[5])) == raw[5]
+    reopened.erase_user("local")  # every prediction here was made by the loopback identity
+    assert all(reopened.image(image_digest(b)) is None for b in raw)

@@ -38,6 +38,9 @@ def serve_command(
     max_in_flight: int = typer.Option(
         256, "--max-in-flight", help="Prediction requests in progress per worker; beyond it: 503 at once."
     ),
+    image_memory_mb: int = typer.Option(
+        64, "--image-memory-mb", help="Recently served image files held in memory, for the corrections that follow."
+    ),
     audit_fraction: float = typer.Option(
         0.05, "--audit-fraction", help="Share of predictions sampled for audit labels (the gate's target set)."
     ),
@@ -70,6 +73,7 @@ def serve_command(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         max_in_flight=max_in_flight,
+        image_memory_mb=image_memory_mb,
         audit_fraction=audit_fraction,
         feedback_per_minute=feedback_per_minute,
         follow_s=follow,

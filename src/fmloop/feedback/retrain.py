@@ -28,7 +28,6 @@ checkpoint, the version it registered.
 
 from __future__ import annotations
 
-import csv
 import html
 import logging
 import random
@@ -50,9 +49,9 @@ from fmloop.core.config import build_config, deep_merge
 from fmloop.core.errors import ConfigError, DataError, FmloopError, Interrupted, NotEnoughFeedback
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
-from fmloop.data.labeled import load_labeled
 from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.gate import PENDING, REFUSED, Decision, GateSettings, TrustGuard, decide
+from fmloop.feedback.inputs import inputs_for
 from fmloop.feedback.schema import AUDIT
 from fmloop.feedback.snapshot import Example, Snapshot, read_snapshot
 from fmloop.feedback.store import Store
@@ -76,30 +75,31 @@ AGAINST_TAG = "fmloop.gate_champion"  # the champion it was trained to replace
 RATE_TAG = "fmloop.disagreement_rate"
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-
-
 @dataclass
 class TrainingSet:
     """What the challenger learns from, all from one feedback snapshot."""
 
     snapshot: Snapshot  # the corrections since the champion's snapshot
     audit: list[Example]  # audit labels up to the same high-water id (trained on too)
-    rows: list[tuple[str, str]]  # the challenger's training rows: kept feedback rows + replay
+    rows: list[tuple[object, str]]  # the challenger's training rows (input, label): feedback rows + replay
     picking: list[Example]  # held-out labels that pick the checkpoint
     dropped: list[dict] = field(default_factory=list)  # corrections the label check flagged
     label_check: str = ""  # what the label check did
     counts: dict = field(default_factory=dict)
 
 
-def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: int, high_water: int, train_split):
+def plan(
+    store: Store,
+    champion: registry.Version,
+    cfg: RetrainConfig,
+    since: int,
+    high_water: int,
+    pool: list[tuple[object, str]],
+    modality: str = "text",
+):
     """The training set for a challenger of `champion`, or a clear error when there is nothing to
-    train on (raised before anything is written)."""
+    train on (raised before anything is written). `pool`: the champion's training rows (input,
+    label), which the replay samples."""
     labels = champion.labels or []
     snapshot = read_snapshot(store, champion.name, high_water, since=since, trust=cfg.trust)
     audit = [
@@ -136,12 +136,17 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         ).items()
         if text not in taken and label in labels
     ]
-    n_replay = min(len(train_split), int(round(cfg.replay_ratio * len(corrections))))
-    replay = [
-        (train_split[i]["text"], labels[train_split[i]["label"]]) for i in rng.sample(range(len(train_split)), n_replay)
-    ]
+    n_replay = min(len(pool), int(round(cfg.replay_ratio * len(corrections))))
+    replay = [pool[i] for i in rng.sample(range(len(pool)), n_replay)]
+    if modality == "image":  # an image challenger's classes come from its folders: every class needs one
+        present = {label for _, label in replay} | {e.label for e in corrections + audit}
+        for label in labels:
+            if label not in present:
+                replay += [row for row in pool if row[1] == label][:1]
     dropped, note = [], "off"
-    if cfg.label_check:
+    if cfg.label_check and modality != "text":
+        note = "off: the label check reads text features"
+    elif cfg.label_check:
         corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
     # A fifth of the labels (corrections and audit labels, never the champion's own answers) is
     # held out to pick the challenger's best checkpoint.
@@ -169,7 +174,7 @@ def plan(store: Store, champion: registry.Version, cfg: RetrainConfig, since: in
         "trained_on": sum(e.source == "correction" for e in feedback),
         "trained_on_audit": sum(e.source == AUDIT for e in feedback),
         "trained_on_accepted": len(accepted),
-        "replayed": n_replay,
+        "replayed": len(replay),
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
 
@@ -274,13 +279,18 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
                           f"take single-label classification models.")  # fmt: skip
     recipe, data_path = training_recipe(champion)
     labels = champion.labels or []
-    champion_data = load_labeled(data_path, labels=labels, seed=recipe.get("train", {}).get("seed", 42))
-    validation = champion_data.splits["validation"]
+    inputs = inputs_for(load(champion.reference, device="cpu"), store)
+    champion_data = inputs.champion_data(
+        data_path,
+        labels,
+        seed=recipe.get("train", {}).get("seed", 42),
+        validation_fraction=recipe.get("data", {}).get("validation_fraction", 0.1),
+    )
     waiting = registry.get(earlier["challenger"]) if earlier and earlier.get("kind") == "review" else None
     if earlier is None:
         waiting = pending_challenger(champion)
     if waiting is not None:
-        return review(cfg, run, store, champion, waiting, validation, labels, resumed=earlier is not None)
+        return review(cfg, run, store, champion, waiting, champion_data, inputs, labels, resumed=earlier is not None)
     if cfg.judge_only:
         reason = f"no challenger of {champion.reference} waits for labels: nothing to judge (judge_only)"
         log.info(reason)
@@ -295,13 +305,13 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         high_water = earlier["feedback"]["high_water"]
     else:
         high_water = cfg.high_water if cfg.high_water is not None else store.high_water()
-    training = plan(store, champion, cfg, since, high_water, champion_data.splits["train"])
+    training = plan(store, champion, cfg, since, high_water, champion_data.pool, inputs.modality)
 
     if earlier is None:
         run.create()
     run.write_config(cfg.resolved())
-    write_csv(run.path / "data" / "train.csv", training.rows)
-    write_csv(run.path / "data" / "validation.csv", [(e.text, e.label) for e in training.picking])
+    inputs.write_split(run.path / "data", "train", training.rows)
+    inputs.write_split(run.path / "data", "validation", [(e.text, e.label) for e in training.picking])
     run.write_manifest(
         kind="retrain",
         status="running",
@@ -324,6 +334,12 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
 
     champion_folder = resolve(champion.reference)
     challenger_run = train_challenger(cfg, recipe, champion_folder, run.path / "challenger")
+    trained_labels = challenger_run.read_manifest().get("labels")
+    if trained_labels and trained_labels != labels:
+        raise FmloopError(
+            f"The challenger learned the classes {trained_labels}, not the champion's {labels}; the registry is "
+            f"unchanged."
+        )
     track_quietly(challenger_run.path)
     crash_point("retrain:trained")
 
@@ -339,26 +355,30 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         },
     )
     crash_point("retrain:registered")
-    trained = {text for text, _ in training.rows} | {e.text for e in training.picking}
-    shadow = shadow_scores(store, champion, challenger_run.model_dir, trained, version, cfg)
+    trained = {text for text, _ in training.rows if isinstance(text, str)} | {e.text for e in training.picking}
+    shadow = shadow_scores(store, champion, challenger_run.model_dir, trained, version, cfg, inputs)
     registry.set_tags(champion.name, version.version, {RATE_TAG: repr(shadow["disagreement_rate"])})
     version = registry.get(version.reference)
     log.info(
         "%s disagrees with %s on %d of %d recent served inputs it never trained on",
         version.reference, champion.reference, shadow["disagreements"], shadow["scored"],
     )  # fmt: skip
-    return review(cfg, run, store, champion, version, validation, labels, training=training, shadow=shadow)
+    return review(cfg, run, store, champion, version, champion_data, inputs, labels, training=training, shadow=shadow)
 
 
-def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[str], version, cfg) -> dict:
+def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[str], version, cfg, inputs) -> dict:
     """Score the challenger on the newest inputs the champion served (those it never trained on):
     the share where its answer differs from the champion's, and a uniform random order of those
     inputs' prediction ids (`ask`), the same on a resumed run."""
-    served = [row for row in store.served(champion.name, champion.version, cfg.shadow_n) if row[1] not in trained]
+    served = [
+        row
+        for row in store.served(champion.name, champion.version, cfg.shadow_n, kind=inputs.modality)
+        if row[1] not in trained
+    ]
     if not served:
         return {"scored": 0, "disagreements": 0, "disagreement_rate": 1.0, "ask": []}
     model = load(challenger_folder, device="cpu")
-    answers = [model.labels[k] for k in model.logits([text for _, text, _ in served]).argmax(-1)]
+    answers = [model.labels[k] for k in model.logits(inputs.read([key for _, key, _ in served])).argmax(-1)]
     disagree = [pid for (pid, _, label), answer in zip(served, answers) if answer != label]
     random.Random(f"{cfg.seed}-{version.version}").shuffle(disagree)
     return {
@@ -370,7 +390,7 @@ def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[
 
 
 def review(
-    cfg, run: RunDir, store, champion, challenger, validation, labels, training=None, resumed=False, shadow=None
+    cfg, run: RunDir, store, champion, challenger, data, inputs, labels, training=None, resumed=False, shadow=None
 ) -> RunDir:
     """Judge a pending challenger on the audit labels that arrived after its snapshot; promote,
     refuse or leave it pending, and write the decision, the report and the manifest. A new
@@ -388,7 +408,7 @@ def review(
     ]  # fmt: skip
     index = int(challenger.tags.get(INDEX_TAG, "1"))
     rate = float(challenger.tags.get(RATE_TAG, "1.0"))
-    decision, scores = judge(champion, challenger, target, validation, labels, cfg, index, rate)
+    decision, scores = judge(champion, challenger, target, data, inputs, labels, cfg, index, rate)
     atomic_write_json(run.path / "decision.json", decision.to_dict())
     atomic_write_json(run.path / "scores.json", scores)  # what the drills replay (bench/gate_drills.py)
     if shadow is not None:
@@ -455,18 +475,18 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
     return challenger
 
 
-def judge(champion, challenger, target: list[Example], validation, labels, cfg, index: int, rate: float):
+def judge(champion, challenger, target: list[Example], data, inputs, labels, cfg, index: int, rate: float):
     """Score both models on the same examples through the one scoring path: (the gate's decision,
     the labels and both models' answers on each set, in order)."""
     old = load(champion.reference, device="cpu")
     new = load(challenger.reference, device="cpu")
-    texts = [e.text for e in target]
+    seen = inputs.read([e.text for e in target])
     y = np.array([labels.index(e.label) for e in target], dtype=np.int64)
     width = len(labels)
-    old_t = old.logits(texts) if texts else np.zeros((0, width))
-    new_t = new.logits(texts) if texts else np.zeros((0, width))
-    val_texts, val_y = list(validation["text"]), np.asarray(validation["label"])
-    old_v, new_v = old.logits(val_texts), new.logits(val_texts)
+    old_t = old.logits(seen) if len(target) else np.zeros((0, width))
+    new_t = new.logits(seen) if len(target) else np.zeros((0, width))
+    val_inputs, val_y = data.validation, np.asarray(data.validation_y)
+    old_v, new_v = old.logits(val_inputs), new.logits(val_inputs)
     settings = GateSettings(
         cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels, cfg.slice_tolerance, cfg.robustness_tolerance
     )
@@ -474,8 +494,10 @@ def judge(champion, challenger, target: list[Example], validation, labels, cfg, 
         (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
         target_name="the audit labels since its snapshot",
     )  # fmt: skip
-    if decision.forgetting.passed:  # the trust checks cost a dozen scorings: only where they can decide
-        trust = trust_guard(old, new, val_texts, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
+    # the trust checks cost a dozen scorings: only where they can decide; their slices and
+    # perturbations are of texts
+    if decision.forgetting.passed and inputs.modality == "text":
+        trust = trust_guard(old, new, val_inputs, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
         decision = decide(
             (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
             target_name="the audit labels since its snapshot", trust=trust,

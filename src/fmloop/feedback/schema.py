@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -26,7 +27,7 @@ class Prediction(Base):
     model_name: Mapped[str] = mapped_column(String(100), index=True)
     model_version: Mapped[int] = mapped_column(Integer)
     input_kind: Mapped[str] = mapped_column(String(10))  # text | image
-    input: Mapped[str] = mapped_column(Text)  # the text, or sha256:<digest> of an image's bytes
+    input: Mapped[str] = mapped_column(Text)  # the text, or sha256:<digest> of an image's bytes (StoredImage)
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression
@@ -77,3 +78,20 @@ class Erasure(Base):
     feedback: Mapped[int] = mapped_column(Integer)  # feedback rows deleted or erased
     done_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class StoredImage(Base):
+    """The bytes of an image input that got feedback or was drawn for the audit, by the digest its
+    predictions store as their `input`: one row however many predictions show the image. Rows no
+    prediction refers to any more (erased, expired) are deleted with the erasure."""
+
+    __tablename__ = "images"
+
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)  # sha256:<64 hex>
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+def image_digest(data: bytes) -> str:
+    """How an image input is named in the store: the SHA-256 of its file's bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -15,10 +15,12 @@ from sqlalchemy import select
 from fmloop.feedback.schema import CORRECTION, ERASED, Feedback, Prediction
 from fmloop.feedback.store import Store
 
+IMAGE_PREFIX = "sha256:"  # an image input is stored as its digest; its bytes by store.image(digest)
+
 
 @dataclass
 class Example:
-    text: str
+    text: str  # the text, or an image's digest
     label: str
     votes: float  # the weight of the identities that agreed (one each unless they carry trust weights)
     source: str = "correction"  # correction | audit | accepted (a served answer nobody corrected)
@@ -66,11 +68,13 @@ def read_snapshot(
             )
             .order_by(Feedback.id)
         ).all()
-    ballots: dict[str, dict] = {}  # input -> {voter: its latest label}
+    images = {p for *_, own, p in rows if own is None and p is not None and p.startswith(IMAGE_PREFIX)}
+    kept_images = store.stored_images(images)
+    ballots: dict[str, dict] = {}  # input (a text, or an image's digest) -> {voter: its latest label}
     for feedback_id, label, user, own_input, predicted_input in rows:
         text = own_input if own_input is not None else predicted_input
-        if text is None or text == ERASED or text.startswith("sha256:"):
-            continue  # erased, or an image's digest: its pixels are not stored
+        if text is None or text == ERASED or (text.startswith(IMAGE_PREFIX) and text not in kept_images):
+            continue  # erased, or an image whose bytes were not kept (store.image gives those that were)
         ballots.setdefault(text, {})[user if user is not None else feedback_id] = label
     examples, ties = [], []
     for text, ballot in ballots.items():

@@ -19,7 +19,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -32,7 +32,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fmloop.core.errors import FmloopError, RegistryError
 from fmloop.core.home import database_url
-from fmloop.feedback.schema import AUDIT, CORRECTION, ERASED, Erasure, Feedback, Prediction, now
+from fmloop.feedback.schema import (
+    AUDIT,
+    CORRECTION,
+    ERASED,
+    Erasure,
+    Feedback,
+    Prediction,
+    StoredImage,
+    image_digest,
+    now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,10 @@ class IdempotencyConflict(FmloopError):
 
 class UnknownPrediction(FmloopError):
     """Feedback names a prediction id the store does not hold."""
+
+
+class ImageMismatch(FmloopError):
+    """The image sent with a correction is not the one the prediction was made for."""
 
 
 class NotAudited(FmloopError):
@@ -167,13 +181,47 @@ class Store:
         except OperationalError as err:
             raise self._unavailable(err) from None
 
-    def add_predictions(self, rows: list[NewPrediction], ids: list[str] | None = None) -> list[str]:
-        """Store a batch of predictions in one transaction; returns their ids, in order."""
+    def add_predictions(
+        self, rows: list[NewPrediction], ids: list[str] | None = None, images: dict[str, bytes] | None = None
+    ) -> list[str]:
+        """Store a batch of predictions in one transaction, with the bytes of the image inputs in
+        `images` (digest -> bytes; those drawn for the audit); returns their ids, in order."""
         ids = ids or [uuid.uuid4().hex for _ in rows]
         created = now()
         with self.session() as session:
             session.add_all(Prediction(id=i, created_at=created, **vars(r)) for i, r in zip(ids, rows))
+            self._keep_images(session, images or {})
         return ids
+
+    def _keep_images(self, session: Session, images: dict[str, bytes]) -> None:
+        """Insert the images not stored yet; one another server stores meanwhile is left as it is."""
+        if not images:
+            return
+        rows = [{"digest": d, "data": b, "created_at": now()} for d, b in images.items()]
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        session.execute(insert(StoredImage).on_conflict_do_nothing(index_elements=["digest"]), rows)
+
+    def image(self, digest: str) -> bytes | None:
+        """The stored bytes of the image input named `digest` (None: never kept, or erased)."""
+        with self.session() as session:
+            row = session.get(StoredImage, digest)
+            return row.data if row is not None else None
+
+    def stored_images(self, digests: set[str]) -> set[str]:
+        """Which of `digests` have their bytes stored."""
+        if not digests:
+            return set()
+        with self.session() as session:
+            found = set()
+            ordered = sorted(digests)
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start : start + 500]
+                found.update(session.scalars(select(StoredImage.digest).where(StoredImage.digest.in_(chunk))))
+            return found
 
     def add_feedback(
         self,
@@ -186,9 +234,12 @@ class Store:
         input: str | None = None,
         user: str | None = None,
         kind: str = CORRECTION,
+        image: Callable[[str], bytes | None] | None = None,
     ) -> tuple[Feedback, bool]:
         """(row, created). A replay of `key` with the same body returns the first row and False.
-        An audit label must name a prediction the server sampled for the audit."""
+        An audit label must name a prediction the server sampled for the audit. When the prediction
+        was of an image, `image(digest)` gives its bytes (the server's recent images, or the ones
+        the correction carried), kept in the same transaction so retrain can train on them."""
         first = self.feedback_by_key(key)
         if first is not None:
             return self._replay(first, body_hash, key), False
@@ -202,6 +253,15 @@ class Store:
                         f"Prediction {prediction_id!r} was not sampled for the audit: send an audit label only for "
                         f"a prediction GET /v1/audit lists; a user's correction has kind 'correction'."
                     )
+                if predicted is not None and predicted.input_kind == "image" and image is not None:
+                    data = image(predicted.input)
+                    if data is not None:
+                        if image_digest(data) != predicted.input:
+                            raise ImageMismatch(
+                                f"image_base64 is not the image prediction {prediction_id!r} was made for; "
+                                f"send that image's bytes, or no image."
+                            )
+                        self._keep_images(session, {predicted.input: data})
                 row = Feedback(
                     prediction_id=prediction_id,
                     model_name=model_name,
@@ -287,16 +347,19 @@ class Store:
                 ).rowcount
         return joined
 
-    def served(self, model_name: str, version: int, limit: int) -> list[tuple[str, str, str]]:
-        """(prediction id, input, label) of the `limit` newest distinct text inputs `version` of
-        `model_name` answered (an input sent many times counts once: its newest prediction)."""
+    def served(self, model_name: str, version: int, limit: int, kind: str = "text") -> list[tuple[str, str, str]]:
+        """(prediction id, input, label) of the `limit` newest distinct inputs of `kind` that `version`
+        of `model_name` answered (an input sent many times counts once: its newest prediction);
+        images only where their files were kept."""
         served = (
             Prediction.model_name == model_name,
             Prediction.model_version == version,
-            Prediction.input_kind == "text",
+            Prediction.input_kind == kind,
             Prediction.label.is_not(None),
             Prediction.input != ERASED,
         )
+        if kind == "image":
+            served += (Prediction.input.in_(select(StoredImage.digest)),)
         newest = func.max(Prediction.created_at).label("newest")
         inputs = select(Prediction.input, newest).where(*served).group_by(Prediction.input)
         with self.session() as session:
@@ -372,6 +435,7 @@ class Store:
                 .where(Prediction.user == user, Prediction.input != ERASED)
                 .values(input=ERASED, probabilities=None)
             ).rowcount
+            self._drop_orphan_images(session)
             record = Erasure(reason="user", subject=user[:200], predictions=predictions, feedback=feedback,
                              done_by=done_by, created_at=now())  # fmt: skip
             session.add(record)
@@ -391,10 +455,17 @@ class Store:
                 .where(Feedback.created_at < before, Feedback.input.is_not(None), Feedback.input != ERASED)
                 .values(input=ERASED)
             ).rowcount
+            self._drop_orphan_images(session)
             record = Erasure(reason="retention", subject=before.isoformat(), predictions=predictions,
                              feedback=feedback, done_by=done_by, created_at=now())  # fmt: skip
             session.add(record)
         return record
+
+    @staticmethod
+    def _drop_orphan_images(session: Session) -> None:
+        """Image bytes no prediction names any more go with the inputs that named them."""
+        named = select(Prediction.input).where(Prediction.input_kind == "image", Prediction.input != ERASED)
+        session.execute(delete(StoredImage).where(StoredImage.digest.not_in(named)))
 
     def erasures(self) -> list[Erasure]:
         with self.session() as session:

@@ -33,6 +33,7 @@ from fmloop.serve.metrics import ServerMetrics, worker_exited
 from fmloop.serve.model import ModelHolder
 from fmloop.serve.process import ModelClosed
 from fmloop.serve.ratelimit import RateLimiter
+from fmloop.serve.recent import RecentImages
 from fmloop.serve.state import ServerState
 from fmloop.serve.writer import PredictionWriter
 
@@ -75,6 +76,7 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
             config.tokens or os.environ.get("FMLOOP_TOKENS_FILE"), os.environ.get("FMLOOP_API_TOKEN")
         ),
         limiter=RateLimiter(config.feedback_per_minute),
+        recent_images=RecentImages(config.image_memory_mb * 1_000_000),
         store=store,
     )
     if config.log_json:

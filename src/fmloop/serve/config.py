@@ -42,6 +42,9 @@ class ServeConfig(StageConfig):
         ge=1,
         description="predictions waiting to be stored; beyond it they are answered but not stored (counted on /metrics)",
     )
+    image_memory_mb: int = Field(
+        64, ge=0, description="recently served image files held in memory, so corrections can keep them for retraining"
+    )
     audit_fraction: float = Field(
         0.05, ge=0, le=1, description="share of predictions sampled for audit labels (the promotion gate's target set)"
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fmloop.feedback.schema import image_digest
 from fmloop.serve.config import ServeConfig
 from fmloop.serve.guards import ApiError, check_text
 from fmloop.serve.model import Served
@@ -21,8 +21,11 @@ class ImageInput(BaseModel):
     image_base64: str = Field(description="the image file's bytes (PNG, JPEG, ...), base64-encoded")
 
 
-def decode_inputs(inputs: list, served: Served, config: ServeConfig) -> tuple[list, list[int], list[str]]:
-    """(values for the model, lengths for batching, what the store keeps) with 413/422 for bad input."""
+def decode_inputs(
+    inputs: list, served: Served, config: ServeConfig
+) -> tuple[list, list[int], list[str], dict[str, bytes]]:
+    """(values for the model, lengths for batching, what the store keeps as each input, the image
+    files' bytes by digest) with 413/422 for bad input."""
     if len(inputs) > config.max_inputs:
         raise ApiError(413, f"inputs: {len(inputs)} items, over the limit of {config.max_inputs} per request")
     if served.modality == "image":
@@ -36,13 +39,13 @@ def decode_inputs(inputs: list, served: Served, config: ServeConfig) -> tuple[li
         if len(item) > config.max_text_chars:
             raise ApiError(422, f"inputs.{i}: {len(item)} characters, over the limit of {config.max_text_chars}")
         values.append(check_text(item, f"inputs.{i}"))
-    return values, [len(v) for v in values], values
+    return values, [len(v) for v in values], values, {}
 
 
-def decode_images(inputs: list, served: Served) -> tuple[list, list[int], list[str]]:
+def decode_images(inputs: list, served: Served) -> tuple[list, list[int], list[str], dict[str, bytes]]:
     from PIL import Image, UnidentifiedImageError
 
-    values, kept = [], []
+    values, kept, files = [], [], {}
     for i, item in enumerate(inputs):
         if not isinstance(item, ImageInput):
             raise ApiError(422, f"inputs.{i}: this model reads images; send {{'image_base64': ...}}")
@@ -58,5 +61,6 @@ def decode_images(inputs: list, served: Served) -> tuple[list, list[int], list[s
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             raise ApiError(422, f"inputs.{i}.image_base64: not an image file PIL can read") from None
         values.append(pixels if pixels.ndim == 3 else pixels[..., None])
-        kept.append("sha256:" + hashlib.sha256(raw).hexdigest())
-    return values, [0] * len(values), kept
+        kept.append(image_digest(raw))
+        files[kept[-1]] = raw
+    return values, [0] * len(values), kept, files

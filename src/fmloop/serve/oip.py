@@ -108,8 +108,9 @@ async def infer(
     tensor = body.inputs[0]
     texts = _texts(tensor)
     inputs = [ImageInput(image_base64=t) for t in texts] if served.modality == "image" else texts
-    values, lengths, stored = decode_inputs(inputs, served, state.config)
-    used, preds, ids = await state.predict(request, values, lengths, stored, identity.name if identity else None)
+    values, lengths, stored, images = decode_inputs(inputs, served, state.config)
+    user = identity.name if identity else None
+    used, preds, ids = await state.predict(request, values, lengths, stored, user, images)
     outputs = _outputs(used, preds, ids)
     if body.outputs:
         wanted = [o.name for o in body.outputs]

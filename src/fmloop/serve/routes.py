@@ -13,6 +13,8 @@ the model's description; and health, metrics and the web page.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fmloop.feedback.drift import latest_path
 from fmloop.feedback.schema import AUDIT, CORRECTION
-from fmloop.feedback.store import IdempotencyConflict, NotAudited, StoreUnavailable, UnknownPrediction
+from fmloop.feedback.store import (
+    IdempotencyConflict,
+    ImageMismatch,
+    NotAudited,
+    StoreUnavailable,
+    UnknownPrediction,
+)
 from fmloop.serve.guards import ApiError, check_text
 from fmloop.serve.identity import Identity
 from fmloop.serve.inputs import ImageInput, decode_inputs
@@ -89,6 +97,10 @@ class FeedbackRequest(BaseModel):
         max_length=200,
         description="ignored: the sender is the identity its API token names (accepted so older clients work)",
     )
+    image_base64: str | None = Field(
+        None,
+        description="the predicted image's file again (base64), kept for retraining when the server no longer holds it",
+    )
 
 
 class FeedbackResponse(BaseModel):
@@ -107,8 +119,9 @@ async def predict(
 ) -> PredictResponse:
     """Predictions need no token; one that is sent names the identity the predictions are stored under."""
     served = state.current()
-    values, lengths, stored = decode_inputs(body.inputs, served, state.config)
-    used, preds, ids = await state.predict(request, values, lengths, stored, identity.name if identity else None)
+    values, lengths, stored, images = decode_inputs(body.inputs, served, state.config)
+    user = identity.name if identity else None
+    used, preds, ids = await state.predict(request, values, lengths, stored, user, images)
     return PredictResponse(
         model=ModelRef(name=used.name, version=used.version),
         predictions=[PredictionOut(prediction_id=i, **p) for i, p in zip(ids, preds)],
@@ -120,7 +133,7 @@ async def explain(body: ExplainRequest, state: State) -> dict:
     """Word (or pixel) attributions of one input's answer (fmloop.trust.explain); 503 while another
     explanation is being computed."""
     served = state.current()
-    values, _, _ = decode_inputs([body.input], served, state.config)
+    values, *_ = decode_inputs([body.input], served, state.config)
     if body.target is not None and body.target not in (served.labels or []):
         raise ApiError(422, f"target: {body.target!r} is not one of the model's labels {served.labels}")
     if state.explaining.locked():
@@ -167,6 +180,7 @@ async def feedback(
         for i, name in enumerate(body.label):
             check_text(name, f"label.{i}")
     label = check_label(body.label, served)
+    sent_image = _sent_image(body)
     wait = state.limiter.wait_s(identity.rate_key)
     if wait:
         raise ApiError(
@@ -178,7 +192,9 @@ async def feedback(
     if store is None:
         raise ApiError(503, "the feedback store cannot be reached; retry later", {"Retry-After": "5"})
     # the key's body includes who sent it: the same key from another identity is a conflict
-    canonical = json.dumps({**body.model_dump(exclude={"user"}), "identity": identity.name}, sort_keys=True)
+    canonical = json.dumps(
+        {**body.model_dump(exclude={"user", "image_base64"}), "identity": identity.name}, sort_keys=True
+    )
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     kwargs = dict(
         key=idempotency_key,
@@ -189,6 +205,8 @@ async def feedback(
         input=body.input,
         user=identity.name,
         kind=body.kind,
+        # the image a correction is about: as sent again, else as this server answered it lately
+        image=lambda digest: sent_image if sent_image is not None else state.recent_images.get(digest),
     )
 
     def write():
@@ -204,11 +222,22 @@ async def feedback(
         raise ApiError(404, f"{err} Send the prediction_id a /v1/predict answer gave, or input.") from None
     except IdempotencyConflict as err:
         raise ApiError(409, str(err)) from None
-    except NotAudited as err:
+    except (NotAudited, ImageMismatch) as err:
         raise ApiError(422, str(err)) from None
     except StoreUnavailable as err:
         raise store_down(err) from None
     return FeedbackResponse(feedback_id=row.id, prediction_id=row.prediction_id, label=row.label, stored=created)
+
+
+def _sent_image(body: FeedbackRequest) -> bytes | None:
+    if body.image_base64 is None:
+        return None
+    if body.prediction_id is None:
+        raise ApiError(422, "image_base64: send it with the prediction_id of the image's prediction")
+    try:
+        return base64.b64decode(body.image_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "image_base64: not valid base64") from None
 
 
 def check_label(label, served: Served) -> str:

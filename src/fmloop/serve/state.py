@@ -23,6 +23,7 @@ from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import ModelHolder, Served
 from fmloop.serve.process import ModelUnavailable
 from fmloop.serve.ratelimit import RateLimiter
+from fmloop.serve.recent import RecentImages
 from fmloop.serve.writer import PredictionWriter
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ServerState:
     metrics: ServerMetrics
     credentials: Credentials
     limiter: RateLimiter
+    recent_images: RecentImages
     store: Store | None = None
     writer: PredictionWriter | None = None
     ready: bool = False
@@ -50,10 +52,17 @@ class ServerState:
         return self.holder.current
 
     async def predict(
-        self, request: Request, values: list, lengths: list[int], stored: list[str], user: str | None
+        self,
+        request: Request,
+        values: list,
+        lengths: list[int],
+        stored: list[str],
+        user: str | None,
+        images: dict[str, bytes] | None = None,
     ) -> tuple[Served, list[dict], list[str]]:
         """(the version that answered, its predictions, their ids), queued for the store; a random
-        `audit_fraction` of them joins the audit sample."""
+        `audit_fraction` of them joins the audit sample. Image files (`images`, by digest) are kept
+        in the store when drawn for the audit, and in memory for a while for corrections."""
         start = time.perf_counter()
         try:
             futures = self.batcher.submit(values, lengths, announced=True)
@@ -69,6 +78,10 @@ class ServerState:
         used = results[0][0]  # one request, one version (a swap lands between batches)
         preds = [p for _, p in results]
         ids = [secrets.token_hex(16) for _ in preds]
+        audit = [self.sampler.random() < self.config.audit_fraction for _ in preds]
+        images = images or {}
+        for digest, data in images.items():
+            self.recent_images.put(digest, data)
         self.writer.put(
             ids,
             [
@@ -81,11 +94,12 @@ class ServerState:
                     probabilities=p.get("probabilities"),
                     score=p.get("score"),
                     latency_ms=latency_ms,
-                    audit=self.sampler.random() < self.config.audit_fraction,
+                    audit=drawn,
                     user=user,
                 )
-                for text, p in zip(stored, preds)
+                for text, p, drawn in zip(stored, preds, audit)
             ],
+            {text: images[text] for text, drawn in zip(stored, audit) if drawn and text in images},
         )
         return used, preds, ids
 

@@ -36,15 +36,16 @@ class PredictionWriter:
     def start(self) -> None:
         self.thread.start()
 
-    def put(self, ids: list[str], rows: list[NewPrediction]) -> bool:
-        """Queue rows for the store; False (and counted) when the queue is full."""
+    def put(self, ids: list[str], rows: list[NewPrediction], images: dict[str, bytes] | None = None) -> bool:
+        """Queue rows (and image files to keep, by digest) for the store; False (and counted) when
+        the queue is full."""
         with self._lock:
             if self._waiting + len(rows) > self.max_rows:
                 self.metrics.predictions_not_stored.inc(len(rows))
                 self._warn(f"{self._waiting} predictions are waiting for the store (max_write_queue)")
                 return False
             self._waiting += len(rows)
-        self.queue.put((ids, rows))
+        self.queue.put((ids, rows, images or {}))
         return True
 
     def flush(self, timeout: float = 5.0) -> None:
@@ -69,7 +70,7 @@ class PredictionWriter:
                     items.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            ids, rows, flushed, stopping = [], [], [], False
+            ids, rows, images, flushed, stopping = [], [], {}, [], False
             for item in items:
                 if item is None:
                     stopping = True
@@ -78,17 +79,18 @@ class PredictionWriter:
                 else:
                     ids += item[0]
                     rows += item[1]
+                    images.update(item[2])
             if rows:
-                self._write(ids, rows)
+                self._write(ids, rows, images)
             for event in flushed:  # everything queued before it is written
                 event.set()
             if stopping:
                 return
 
-    def _write(self, ids: list[str], rows: list[NewPrediction]) -> None:
+    def _write(self, ids: list[str], rows: list[NewPrediction], images: dict[str, bytes]) -> None:
         try:
             if self.store is not None:
-                self.store.add_predictions(rows, ids)
+                self.store.add_predictions(rows, ids, images)
         except Exception as err:  # predictions keep being served
             self.metrics.predictions_not_stored.inc(len(rows))
             self._warn(str(err).splitlines()[0])

@@ -1,0 +1,119 @@
+"""What a retrain's inputs are, for each modality: where the champion's own data comes from, how a
+stored input becomes what the models read, and how the challenger's training folder is written.
+
+Text inputs are stored as themselves. Image inputs are stored as their digest (`sha256:...`), their
+files in the store's images table (kept when corrected or drawn for the audit): a retrain reads the
+files back, and writes the challenger's data as one folder per class, the layout image fine-tuning
+reads, beside a replay of the champion's own images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmloop.core.errors import DataError
+from fmloop.data.images import decode_images, load_images
+from fmloop.data.labeled import load_labeled
+from fmloop.data.sampling import stratified_holdout
+from fmloop.feedback.store import Store
+
+
+@dataclass
+class ChampionData:
+    pool: list[tuple[object, str]]  # its training rows (input, label name): the replay draws from them
+    validation: object  # its validation inputs (texts, or uint8 images N x H x W x C)
+    validation_y: np.ndarray  # their class ids
+
+
+class TextInputs:
+    modality = "text"
+
+    def champion_data(
+        self, data_path: str, labels: list[str], seed: int, validation_fraction: float = 0.1
+    ) -> ChampionData:
+        data = load_labeled(data_path, labels=labels, seed=seed)
+        train, validation = data.splits["train"], data.splits["validation"]
+        pool = [(row["text"], labels[row["label"]]) for row in train]
+        return ChampionData(pool, list(validation["text"]), np.asarray(validation["label"]))
+
+    def read(self, keys: list[str]) -> list[str]:
+        """What the models read for stored inputs `keys`."""
+        return list(keys)
+
+    def write_split(self, folder: Path, split: str, rows: list[tuple[object, str]]) -> None:
+        path = folder / f"{split}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            writer.writerows(rows)
+
+
+class ImageInputs:
+    modality = "image"
+
+    def __init__(self, store: Store, size: int, channels: int):
+        self.store, self.size, self.channels = store, size, channels
+
+    def champion_data(
+        self, data_path: str, labels: list[str], seed: int, validation_fraction: float = 0.1
+    ) -> ChampionData:
+        data = load_images(
+            data_path, labels=labels, seed=seed, hold_out=False, size=(self.size, self.size), channels=self.channels
+        )
+        if data.labels != labels:
+            raise DataError(
+                f"{data_path}: its classes {data.labels} are not the champion's {labels}; "
+                f"the champion's training data has changed since it was trained."
+            )
+        train = data.splits["train"]
+        pool = [(train.pixels[i], labels[int(train.labels[i])]) for i in range(len(train))]
+        if "validation" in data.splits:
+            validation = data.splits["validation"]
+        else:  # held out as fine-tuning did: the same seed, the same rows
+            keep, held = stratified_holdout(train.labels, len(train), validation_fraction, seed)
+            validation = train.subset(held)
+            pool = [pool[i] for i in keep]
+        return ChampionData(pool, validation.pixels, validation.labels)
+
+    def read(self, keys: list[str]) -> np.ndarray:
+        """uint8 images (N, H, W, C) at the model's size for stored digests `keys`."""
+        if not keys:
+            return np.zeros((0, self.size, self.size, self.channels), np.uint8)
+        files = [(key, self.store.image(key)) for key in keys]
+        pixels, kept, skipped = decode_images(files, (self.size, self.size), self.channels, progress=False)
+        if skipped:
+            raise DataError(f"the stored image {skipped[0][0]} cannot be read back: {skipped[0][1]}")
+        return pixels
+
+    def write_split(self, folder: Path, split: str, rows: list[tuple[object, str]]) -> None:
+        """One sub-folder per class: kept files as they were sent, replayed images as PNG."""
+        from PIL import Image
+
+        root = folder / split
+        for i, (value, label) in enumerate(rows):
+            if "/" in label or label.startswith("."):
+                raise DataError(f"the class {label!r} cannot name a folder; image retraining needs plain class names")
+            target = root / label
+            target.mkdir(parents=True, exist_ok=True)
+            if isinstance(value, str):  # a stored digest
+                data = self.store.image(value)
+                if data is None:
+                    raise DataError(f"the image {value} was erased while the retrain read it; run it again")
+                image = Image.open(io.BytesIO(data))
+                image.save(target / f"{value.removeprefix('sha256:')[:32]}.png")
+            else:
+                array = value[..., 0] if value.shape[-1] == 1 else value
+                Image.fromarray(array).save(target / f"replay-{i:06d}.png")
+
+
+def inputs_for(model, store: Store) -> TextInputs | ImageInputs:
+    """The inputs of a retrain of `model` (the champion, loaded)."""
+    if model.modality == "image":
+        return ImageInputs(store, model.size, model.channels)
+    return TextInputs()
