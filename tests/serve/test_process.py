@@ -2,6 +2,7 @@
 from the server's side, a model process killed mid-service started again for the next batch, and
 a model that cannot load is a one-line error at start-up."""
 
+import base64
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -44,3 +45,15 @@ def test_a_model_that_cannot_load_is_one_line_naming_it(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="empty"):
         ModelProcess.start(str(tmp_path / "empty"), "torch", 1)
+
+
+def test_images_cross_the_pipe_as_raw_bytes_and_come_back_as_in_process(image_run, image_dir, tmp_path):
+    files = sorted(image_dir.rglob("*.png"))[:4]
+    inputs = [{"image_base64": base64.b64encode(f.read_bytes()).decode()} for f in files]
+    answers = []
+    for process in (True, False):
+        with make_client(image_run, tmp_path / str(process), model_process=process, backend="torch") as client:
+            response = client.post("/v1/predict", json={"inputs": inputs})
+            assert response.status_code == 200, response.text
+            answers.append([(p["label"], p["probabilities"]) for p in response.json()["predictions"]])
+    assert answers[0] == answers[1]

@@ -119,7 +119,7 @@ class ModelProcess:
                 if self.modality == "image":
                     pixels = np.ascontiguousarray(np.stack(inputs), dtype=np.uint8)
                     self._conn.send_bytes(json.dumps({"op": "predict", "shape": pixels.shape}).encode())
-                    self._conn.send_bytes(pixels.data)
+                    self._conn.send_bytes(pixels.tobytes())  # flat: a (N, H, W, C) view would frame N bytes
                 else:
                     self._conn.send_bytes(json.dumps({"op": "predict", "texts": list(inputs)}).encode())
                 answer = json.loads(self._conn.recv_bytes())
