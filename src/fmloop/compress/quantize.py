@@ -151,6 +151,17 @@ def quantize_onnx_file(fp32: Path, out: Path, mode: str, feeds: list[dict] | Non
         root.level = level
 
 
+def write_int8_onnx_folder(parent, fp32: Path, folder: Path, mode: str, feeds: list[dict] | None = None) -> None:
+    """An ONNX model folder (as `fmloop export` writes) holding `fp32` quantized to int8 in `mode`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        int8 = Path(tmp) / "int8.onnx"
+        quantize_onnx_file(fp32, int8, mode, feeds)
+        write_onnx_folder(parent, folder, None, onnx_file=int8)
+    meta = json.loads((folder / "fmloop_onnx.json").read_text())
+    meta["quantization"] = f"{mode}-int8"
+    (folder / "fmloop_onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 # The command -----------------------------------------------------------------------------------------
 
 
@@ -174,13 +185,9 @@ def run(cfg: QuantizeConfig, out: str | Path, *, overwrite: bool = False) -> Run
             child = load(folder)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+                fp32 = Path(tmp) / "fp32.onnx"
                 torch_to_onnx(parent, fp32, example_inputs(parent, inputs))
-                quantize_onnx_file(fp32, int8, cfg.mode, feeds)
-                write_onnx_folder(parent, folder, None, onnx_file=int8)
-            meta = json.loads((folder / "fmloop_onnx.json").read_text())
-            meta["quantization"] = f"{cfg.mode}-int8"
-            (folder / "fmloop_onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
+                write_int8_onnx_folder(parent, fp32, folder, cfg.mode, feeds)
             child = OnnxModel.load(folder)
         return gate(
             child,

@@ -33,7 +33,7 @@ from fmloop.core.home import cache_dir
 from fmloop.core.manifest import weights_fingerprint
 from fmloop.core.runtime import cpu_supports_bf16
 from fmloop.data.locate import EMBEDDED
-from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, OnnxModel
+from fmloop.models.formats.onnx import ONNX_FILE, OnnxModel
 from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.models.loading import load
 from fmloop.tasks import get_task
@@ -183,19 +183,14 @@ def as_onnx(model: InferenceModel, folder: Path, threads: int | None) -> OnnxMod
 
 
 def as_onnx_int8(model: InferenceModel, folder: Path, threads: int | None) -> OnnxModel:
-    """The ONNX twin with int8 weights (dynamic quantization), cached beside it."""
-    from fmloop.compress.quantize import quantize_onnx_file
+    """The ONNX twin with int8 weights (dynamic quantization, as `fmloop quantize` makes), cached."""
+    from fmloop.compress.quantize import write_int8_onnx_folder
 
     fp32 = as_onnx(model, folder, threads).folder
     target = cache_dir("onnx-int8", weights_fingerprint(folder) or folder.name)
     if not (target / ONNX_FILE).exists():
         with building(target, replace=True) as tmp:
-            for item in fp32.iterdir():  # tokenizer, config and metadata as exported
-                if item.name != ONNX_FILE and item.is_file():
-                    (tmp / item.name).write_bytes(item.read_bytes())
-            quantize_onnx_file(fp32 / ONNX_FILE, tmp / ONNX_FILE, "dynamic")
-            meta = json.loads((tmp / META_FILE).read_text())
-            (tmp / META_FILE).write_text(json.dumps({**meta, "quantized": "int8 dynamic"}, indent=2) + "\n")
+            write_int8_onnx_folder(model, fp32 / ONNX_FILE, tmp, "dynamic")
     return OnnxModel.load(target, threads=threads)
 
 
