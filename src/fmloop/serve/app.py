@@ -52,13 +52,15 @@ def create_app(config: ServeConfig, holder: ModelHolder | None = None, store: St
     holder = holder or ModelHolder(config.model, config.backend, config.threads, config.model_process)
     holder.on_swap = lambda served: metrics.model_version.labels(served.name).set(served.version)
 
+    def score(values: list) -> list:
+        served = holder.current
+        return [(served, p) for p in served.predict(values)]
+
     def run_batch(values: list) -> list:
         try:
-            served = holder.current
-            return [(served, p) for p in served.predict(values)]
+            return score(values)
         except ModelClosed:  # swapped out between taking the batch and scoring it: the new version scores it
-            served = holder.current
-            return [(served, p) for p in served.predict(values)]
+            return score(values)
 
     batcher = Batcher(
         run_batch,
