@@ -248,3 +248,55 @@ def image_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def image_run(image_dir, tmp_path_factory) -> Path:
     return finetune_tiny("cnn-small", image_dir, tmp_path_factory.mktemp("image") / "run", epochs=2, batch_size=8).path
+
+
+# Token classification (tagged sentences, a tiny tagger) ---------------------------------------------
+
+PEOPLE = [["anna"], ["tom", "smith"], ["maria", "lopez"], ["jack"]]
+PLACES = [["paris"], ["new", "york"], ["rome"], ["london"]]
+FILLER = ["the", "film", "was", "good", "and", "we", "saw", "it", "with", "in", "today"]
+
+
+def tagged_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    """Filler words around a person and a place: the tag is decided by the word itself."""
+    person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+    words = [(w, "O") for w in rng.sample(FILLER, rng.randint(0, 3))]
+    words += [(w, ("B-" if i == 0 else "I-") + "PER") for i, w in enumerate(person)]
+    words += [(w, "O") for w in rng.sample(FILLER, rng.randint(1, 3))]
+    words += [(w, ("B-" if i == 0 else "I-") + "LOC") for i, w in enumerate(place)]
+    return words + [(w, "O") for w in rng.sample(FILLER, rng.randint(0, 2))]
+
+
+def write_conll(path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    sentences = ["\n".join(f"{w}\t{t}" for w, t in tagged_sentence(rng)) for _ in range(n)]
+    path.write_text("\n\n".join(sentences) + "\n")
+
+
+@pytest.fixture(scope="session")
+def tagged_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tagged")
+    write_conll(folder / "train.conll", 160, seed=1)
+    write_conll(folder / "dev.conll", 100, seed=2)
+    write_conll(folder / "test.conll", 40, seed=3)
+    return folder
+
+
+def finetune_tokens(base, data, out, strategy="full", **train):
+    from fmloop.core.config import load_config
+    from fmloop.train.config import FinetuneConfig
+    from fmloop.train.finetune import run as finetune
+
+    tree = {
+        "task": "tokens",
+        "strategy": strategy,
+        "model": {"name": str(base)},
+        "data": {"path": str(data)},
+        "train": {"lr": 3e-3, "epochs": 6, **FAST, **train},
+    }
+    return finetune(load_config(FinetuneConfig, overrides=tree), out)
+
+
+@pytest.fixture(scope="session")
+def token_run(tiny_base, tagged_dir, tmp_path_factory):
+    return finetune_tokens(tiny_base, tagged_dir, tmp_path_factory.mktemp("tokens") / "run").path

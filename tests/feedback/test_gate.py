@@ -64,3 +64,28 @@ def test_a_challenger_that_loses_a_slice_or_its_robustness_is_refused_whatever_t
     within = TrustGuard(slice_champion=0.85, slice_challenger=0.82, worst_slice="language = en", slice_rows=900)
     assert decide(*winning, trust=within).promote  # a 3-point slice loss is within the default 0.05
     assert decide(*winning[:4], GateSettings(slice_tolerance=0.02), trust=within).outcome == "refused"
+
+
+def test_each_task_is_judged_by_its_own_paired_comparison():
+    """Regression: the challenger with the smaller error on most examples is promoted; multi-label:
+    the one deciding more labels right; neither by an accuracy of argmaxes."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=400)
+    champion = (y + rng.normal(0, 1.0, 400))[:, None].astype(np.float32)
+    challenger = (y + rng.normal(0, 0.3, 400))[:, None].astype(np.float32)
+    keeps = (y, challenger, challenger)
+    decision = decide((y, champion, challenger), keeps, index=1, disagreement_rate=1.0, settings=GateSettings(),
+                      task="regression")  # fmt: skip
+    assert decision.promote, decision.reason
+    assert decision.target.metric == "mse" and decision.target.challenger < decision.target.champion
+    worse = decide((y, challenger, champion), keeps, index=1, disagreement_rate=1.0, settings=GateSettings(),
+                   task="regression")  # fmt: skip
+    assert not worse.promote
+
+    truth = (rng.random((400, 3)) < 0.5).astype(np.float32)
+    exact = np.where(truth > 0.5, 2.0, -2.0).astype(np.float32)
+    one_wrong = exact.copy()
+    one_wrong[:, 0] *= -1  # the champion gets the first label wrong everywhere, the rest right
+    decision = decide((truth, one_wrong, exact), (truth, exact, exact), index=1, disagreement_rate=1.0,
+                      settings=GateSettings(), task="multilabel")  # fmt: skip
+    assert decision.promote and decision.target.metric == "micro_f1", decision.reason

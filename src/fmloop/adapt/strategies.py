@@ -153,7 +153,12 @@ def _lora(
     # The head (and a pooler, which BERT-style heads read) must be saved with the adapter:
     # otherwise it is re-initialised at load time and the reloaded model predicts differently.
     to_save = sorted({p.split(".")[-1] for p in head_prefixes(model)})
-    task_type = None if getattr(model, "main_input_name", "") == "pixel_values" else TaskType.SEQ_CLS
+    if getattr(model, "main_input_name", "") == "pixel_values":
+        task_type = None
+    elif type(model).__name__.endswith("ForTokenClassification"):
+        task_type = TaskType.TOKEN_CLS
+    else:
+        task_type = TaskType.SEQ_CLS
     config = LoraConfig(
         task_type=task_type,
         r=r,

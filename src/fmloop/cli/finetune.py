@@ -34,7 +34,10 @@ def finetune_command(
         None, "--data", help="Labeled text: a file, or a folder with train/validation/test files."
     ),
     task: Optional[str] = typer.Option(
-        None, "--task", help="classification, multilabel or regression. Default: classification."
+        None,
+        "--task",
+        help="classification, multilabel, regression, or tokens (a tag per word: named entities, from CoNLL or "
+        "JSONL tagged data). Default: classification.",
     ),
     strategy: Optional[str] = typer.Option(
         None,
@@ -200,7 +203,8 @@ def predict_command(
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     batch_size: int = typer.Option(64, "--batch-size"),
 ):
-    """Predict labels and probabilities (or scores), one JSON line per input row, in input order."""
+    """Predict labels and probabilities (or scores; for a token model, entities with character
+    offsets), one JSON line per input row, in input order."""
     from rich.progress import Progress
 
     from fmloop.core.artifacts import atomic_open

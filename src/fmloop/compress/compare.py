@@ -110,7 +110,7 @@ def compare_models(
         logits = model_logits(model, inputs, batch_size, f"scoring {path}")
         metric, _ = get_task(task).headline
         metrics = get_task(task).metrics(y, logits, labels)
-        intervals = bootstrap_intervals(task, y, logits)
+        intervals = bootstrap_intervals(task, y, logits, labels=labels)
         log.info("timing %s", path)
         row = {
             "model": str(path),

@@ -34,6 +34,7 @@ from fmloop.models.calibration import copy_calibration
 from fmloop.models.formats.onnx import META_FILE, ONNX_FILE, TEXT_INPUTS, OnnxModel
 from fmloop.models.inference import ImageModel, InferenceModel, TextModel
 from fmloop.models.loading import load
+from fmloop.models.tokens import TokenModel
 from fmloop.models.vision import write_preprocessor
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def torch_to_onnx(parent: InferenceModel, path: Path, sample: tuple[torch.Tensor
         )
     names = ["pixel_values"] if parent.modality == "image" else list(TEXT_INPUTS)
     axes = {name: {0: "batch"} if parent.modality == "image" else {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
+    axes["logits"] = {0: "batch", 1: "sequence"} if parent.task == "tokens" else {0: "batch"}
     module = _Logits(parent.model, parent.modality).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
@@ -122,7 +123,7 @@ def write_onnx_folder(
 def load_parent(model_path: str) -> InferenceModel:
 
     parent = load(model_path, device="cpu")  # exported and quantized from the CPU, where they will run
-    if not isinstance(parent, (TextModel, ImageModel)):
+    if not isinstance(parent, (TextModel, ImageModel, TokenModel)):
         raise ConfigError(
             f"{model_path} is a {type(parent).__name__}, not a PyTorch model fmloop can export; "
             f"export or quantize the model it was made from."
@@ -167,6 +168,7 @@ def run(cfg: ExportConfig, out: str | Path, *, overwrite: bool = False) -> RunDi
             where,
             folder,
             task=parent.task,
+            labels=parent.labels,
             min_agreement=cfg.min_agreement,
             max_abs_diff=cfg.max_abs_diff,
             what="the ONNX export",

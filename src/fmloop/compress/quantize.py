@@ -197,6 +197,7 @@ def run(cfg: QuantizeConfig, out: str | Path, *, overwrite: bool = False) -> Run
             where,
             folder,
             task=parent.task,
+            labels=parent.labels,
             min_agreement=cfg.min_agreement,
             max_abs_diff=None,
             what=f"the {cfg.backend} {cfg.mode} int8 model",

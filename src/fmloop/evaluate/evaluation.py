@@ -17,6 +17,7 @@ from fmloop.core.errors import DataError
 from fmloop.core.html import CSS, figure_to_data_uri, html_table
 from fmloop.data.images import load_images
 from fmloop.data.labeled import load_labeled
+from fmloop.data.tagged import is_tagged_source, read_tagged, tag_ids
 from fmloop.evaluate.config import EvaluateConfig
 from fmloop.evaluate.report import training_curves
 from fmloop.models.loading import load
@@ -53,6 +54,12 @@ def labeled_inputs(
         split = next((s for s in splits if s in data.splits), "train")
         images = data.splits[split]
         return images.pixels, {"images": images.pixels, "names": images.names}, images.labels, f"{data_path} [{split}]"
+    if model.task == "tokens":
+        tagged = read_tagged(data_path, labels=model.labels, hold_out=False)
+        split = next((s for s in splits if s in tagged.splits), "train")
+        sentences = tagged.splits[split]
+        examples = {"texts": [" ".join(words) for words in sentences.words], "columns": {}}
+        return sentences.words, examples, tag_ids(sentences.tags, model.labels), tagged.origin[split]
     data = load_labeled(
         data_path,
         task=model.task,
@@ -83,9 +90,16 @@ def unlabeled_inputs(model, path: str, column: str | None = None) -> tuple[list 
         return np.concatenate([s.pixels for s in data.splits.values()]), [
             n for s in data.splits.values() for n in s.names
         ]
-    data = load_labeled(
-        path, task=model.task, text_column=column, labels=model.labels, need_labels=False, hold_out=False
-    )
+    if model.task == "tokens" and is_tagged_source(path):  # words as split there (tags, if any, unread)
+        tagged = read_tagged(path, hold_out=False, need_tags=False)
+        words = [w for split in tagged.splits.values() for w in split.words]
+        return words, [" ".join(w) for w in words]
+    if model.task == "tokens":  # raw texts, split into words by the model
+        data = load_labeled(path, text_column=column, need_labels=False, hold_out=False)
+    else:
+        data = load_labeled(
+            path, task=model.task, text_column=column, labels=model.labels, need_labels=False, hold_out=False
+        )
     texts = [t for split in data.splits.values() for t in split["text"]]
     return texts, texts
 
@@ -140,8 +154,8 @@ def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
         comparison = {
             "baseline": cfg.baseline,
             "baseline_metrics": _scalars(get_task(model.task).metrics(base_y, base_logits, model.labels)),
-            "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits),
-            "test": paired_bootstrap(model.task, y_true, logits, base_logits),
+            "baseline_intervals": bootstrap_intervals(model.task, base_y, base_logits, labels=model.labels),
+            "test": paired_bootstrap(model.task, y_true, logits, base_logits, labels=model.labels),
         }
         parents.append(base_model.folder)
     settings = TrustSettings(
@@ -150,8 +164,13 @@ def run(cfg: EvaluateConfig, out: str | Path | None = None) -> RunDir:
         faithfulness=cfg.faithfulness,
         explain_wrong=WRONG_SHOWN if cfg.faithfulness else 0,
     )
-    log.info("trust checks: %s", describe_settings(settings, model.modality))
-    found, sections = trust_checks(model, inputs, y_true, logits, examples.pop("columns", {}), settings)
+    if model.task == "tokens":  # the slices, perturbations and attributions read one label per input
+        log.info("trust checks: none for token classification yet")
+        found, sections = {}, []
+        examples.pop("columns", None)
+    else:
+        log.info("trust checks: %s", describe_settings(settings, model.modality))
+        found, sections = trust_checks(model, inputs, y_true, logits, examples.pop("columns", {}), settings)
     log.info("writing metrics.json and report.html to %s", run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(cfg.resolved())
@@ -226,7 +245,7 @@ def write_evaluation(
         "n": int(len(y_true)),
         "labels": labels,
         "metrics": metrics,
-        "intervals_95": bootstrap_intervals(task, y_true, logits),
+        "intervals_95": bootstrap_intervals(task, y_true, logits, labels=labels),
     }
     if uncalibrated_logits is not None and "ece" in metrics:
         before = get_task(task).metrics(y_true, uncalibrated_logits, labels)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fmloop.feedback.sequential import Evidence, NonInferiority, alpha_for, evidence, gain, non_inferiority, outcomes
-from fmloop.tasks import get_task
+from fmloop.feedback.sequential import Evidence, NonInferiority, alpha_for, evidence, gain, non_inferiority
+from fmloop.tasks import Task, get_task
 from fmloop.tasks.bootstrap import paired_bootstrap
 
 PROMOTED, REFUSED, PENDING = "promoted", "refused", "pending"
@@ -70,19 +70,23 @@ class Comparison:
     discordant: list[int]  # [challenger right & champion wrong, the reverse]
 
 
-def compare(name: str, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> Comparison:
-    """Paired accuracies of two models' logits on the same labeled examples."""
-    task = get_task("classification")
-    steps = outcomes(y, champion.argmax(-1), challenger.argmax(-1))
+def compare(
+    name: str, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, task: Task | str = "classification",
+    labels: list[str] | None = None,
+) -> Comparison:  # fmt: skip
+    """The task's headline metric of two models' logits on the same labeled examples, paired."""
+    task = get_task(task)
+    metric = "accuracy" if task.name == "classification" else task.headline[0]
     if not len(y):
-        return Comparison(name, 0, "accuracy", float("nan"), float("nan"), 0.0, [0.0, 0.0], [0, 0])
-    test = paired_bootstrap(task, y, challenger, champion)
+        return Comparison(name, 0, metric, float("nan"), float("nan"), 0.0, [0.0, 0.0], [0, 0])
+    steps = task.paired_outcomes(y, champion, challenger, labels)
+    test = paired_bootstrap(task, y, challenger, champion, labels=labels)
     return Comparison(
         name=name,
         n=int(len(y)),
-        metric="accuracy",
-        champion=float(task.scalar("accuracy", y, champion)),
-        challenger=float(task.scalar("accuracy", y, challenger)),
+        metric=metric,
+        champion=float(task.scalar(metric, y, champion, labels)),
+        challenger=float(task.scalar(metric, y, challenger, labels)),
         difference=test["difference"],
         interval=test["interval"],
         discordant=[int((steps > 0).sum()), int((steps < 0).sum())],
@@ -129,24 +133,31 @@ def decide(
     target_name: str = "the labels since the challenger's snapshot",
     guard_name: str = "the champion's validation set",
     trust: TrustGuard | None = None,
+    task: Task | str = "classification",
+    labels: list[str] | None = None,
 ) -> Decision:
     """`target` and `guard` are (labels, champion logits, challenger logits), the target's rows in
-    the order their labels arrived; `index` is the challenger's place among its model's challengers."""
+    the order their labels arrived; `index` is the challenger's place among its model's challengers.
+    Each labeled example is a win, a loss or neither as the task compares two answers
+    (`Task.paired_outcomes`: right against wrong for a classifier, more labels decided right for a
+    multi-label one, a smaller error for a regressor, fewer entity errors for a tagger)."""
+    task = get_task(task)
     y, champion, challenger = target
-    steps = outcomes(y, champion.argmax(-1), challenger.argmax(-1))
+    steps = task.paired_outcomes(y, champion, challenger, labels)
     found = evidence(steps, alpha_for(index, settings.alpha))
-    disagree = champion.argmax(-1) != challenger.argmax(-1)
+    disagree = ~task.agreement(champion, challenger)
     estimate = list(gain(steps[disagree], disagreement_rate)) if disagree.any() else [0.0, 0.0, 0.0]
     gy, g_champion, g_challenger = guard
     forgetting = non_inferiority(
-        outcomes(gy, g_champion.argmax(-1), g_challenger.argmax(-1)), settings.tolerance, settings.alpha
+        task.paired_outcomes(gy, g_champion, g_challenger, labels), settings.tolerance, settings.alpha
     )
     trust = trust or TrustGuard()
     outcome, reason = _verdict(found, forgetting, estimate[0], settings, target_name, guard_name)
     if forgetting.passed:  # forgetting is named first; then a lost slice or robustness, whatever the labels say
         outcome, reason = _trust_verdict(trust, settings, guard_name) or (outcome, reason)
     return Decision(
-        outcome, reason, compare(target_name, y, champion, challenger), compare(guard_name, gy, g_champion, g_challenger),
+        outcome, reason, compare(target_name, y, champion, challenger, task, labels),
+        compare(guard_name, gy, g_champion, g_challenger, task, labels),
         found, forgetting, estimate, disagreement_rate, settings, trust,
     )  # fmt: skip
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoModel, AutoModelForSequenceClassification
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ModelError
@@ -26,7 +26,7 @@ from fmloop.models.formats import hf as hf_format
 from fmloop.models.formats import lora as lora_format
 from fmloop.models.heads import from_pretrained
 from fmloop.models.pooled import HEAD_FILE, MeanPoolClassifier, is_sentence_transformer
-from fmloop.models.presets import PRESETS, is_model_folder, model_dir_of
+from fmloop.models.presets import PRESETS, is_model_folder, model_dir_of, read_config
 from fmloop.tasks import get_task
 from fmloop.tasks.catalog import task_of_config
 
@@ -205,12 +205,7 @@ def _replace_head(model: nn.Module, new: nn.Linear) -> None:
 
 def _from_base(folder: Path, task: str, labels, tokenizer, dropout, pooling: str) -> StartingModel:
     fields = task_config_fields(task, labels)
-    try:
-        config = AutoConfig.from_pretrained(str(folder), **fields)
-    except Exception as err:
-        raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
-    if getattr(config, "auto_map", None):
-        raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
+    config = read_config(folder, **fields)
     set_dropout(config, dropout)
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id

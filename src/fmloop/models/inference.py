@@ -170,7 +170,12 @@ class InferenceModel:
 
     def predict(self, inputs, batch_size: int = 64, progress=None) -> list[dict]:
         """One dict per input: {"label", "probabilities"} (classification), {"labels", "probabilities"}
-        (multi-label, threshold 0.5) or {"score"} (regression)."""
+        (multi-label, threshold 0.5), {"score"} (regression) or {"entities", "words", "tags"}
+        (token classification)."""
+        if self.task == "tokens":  # entities with their characters (models/tokens.py imports this module)
+            from fmloop.models.tokens import predict_entities
+
+            return predict_entities(self, inputs, batch_size, progress)
         raw = self.logits(inputs if self.modality == "image" else list(inputs), batch_size, progress)
         return get_task(self.task).decode(raw, self.labels)
 

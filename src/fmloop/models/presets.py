@@ -148,18 +148,24 @@ def resolve_preset(name: str, objective: str) -> Preset:
     return preset
 
 
+def read_config(folder: Path, **fields):
+    """The config of a local model folder (with `fields` set), refusing one that needs remote code."""
+    try:
+        config = AutoConfig.from_pretrained(str(folder), **fields)
+    except Exception as err:
+        raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
+    if getattr(config, "auto_map", None):
+        raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
+    return config
+
+
 def load_pretrained(path: str, objective: str, dropout: float | None = None) -> PreTrainedModel:
     """A local Hugging Face model folder with the LM head the objective needs (a missing head is
     initialised fresh, e.g. for sentence-embedding checkpoints that ship only the encoder)."""
     folder = Path(path).expanduser()
     if not (folder / "config.json").exists():
         raise ModelError(f"{folder} is not a Hugging Face model folder: it has no config.json.")
-    try:
-        config = AutoConfig.from_pretrained(str(folder))
-    except Exception as err:
-        raise ModelError(f"Could not read {folder}/config.json: {str(err).splitlines()[0]}") from None
-    if getattr(config, "auto_map", None):
-        raise ModelError(f"{folder} needs custom code (auto_map in config.json); fmloop never runs remote code.")
+    config = read_config(folder)
     set_dropout(config, dropout)
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
     if objective == "clm" and hasattr(config, "is_decoder") and config.model_type in ("bert", "roberta"):

@@ -112,6 +112,10 @@ def choose(
 ) -> Choice:
     """The engine to serve `model` (loaded from `folder`) with; `offer` overrides which candidates
     `auto` builds (tests use it to exercise paths this machine would not take)."""
+    if model.task == "tokens" and not isinstance(model, OnnxModel):
+        # The probe parity compares one answer per input; a tagger's ONNX and int8 engines are made
+        # and checked on entity F1 by `fmloop export` / `fmloop quantize`, and served as folders.
+        return Choice("torch", model, requested, "token classification is served by PyTorch (or from an export folder)")
     if isinstance(model, OnnxModel) or not isinstance(model, (TextModel, ImageModel)):
         kind = "onnx" if isinstance(model, OnnxModel) else type(model).__name__
         return Choice(kind, model, requested, "the model folder is already in this format; served as it is")

@@ -72,6 +72,8 @@ class Served:
         batch = np.stack(inputs) if self.modality == "image" else list(inputs)
         on_cpu = getattr(self.model, "device", torch.device("cpu")).type == "cpu"
         size = CPU_TEXT_PASS if self.modality == "text" and on_cpu else len(inputs)
+        if self.task == "tokens":  # entities with their characters (models/tokens.py)
+            return self.model.predict(batch, batch_size=max(min(size, len(inputs)), 1))
         logits = self.model.logits(batch, batch_size=max(min(size, len(inputs)), 1))
         return get_task(self.task).decode(logits, self.labels)
 

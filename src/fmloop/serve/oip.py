@@ -9,7 +9,8 @@ and are stored like /v1's (their ids come back as the `prediction_id` output, fo
 An infer request carries one input tensor of datatype BYTES and shape [N] or [N, 1]: the texts, or
 for an image model each image file base64-encoded. The answer's outputs: `label` (BYTES [N]),
 `probabilities` (FP32 [N, classes], classification and multi-label), `labels` (BYTES [N], a JSON list
-per row, multi-label), `score` (FP32 [N], regression) and `prediction_id` (BYTES [N]).
+per row, multi-label), `score` (FP32 [N], regression), `entities` (BYTES [N], a JSON list of
+{label, start, end, text, score} per row, token classification) and `prediction_id` (BYTES [N]).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ async def metadata(name: str, state: State, version: str | None = None) -> dict:
     outputs = [{"name": "prediction_id", "datatype": "BYTES", "shape": [-1]}]
     if served.task == "regression":
         outputs.append({"name": "score", "datatype": "FP32", "shape": [-1]})
+    elif served.task == "tokens":
+        outputs.append({"name": "entities", "datatype": "BYTES", "shape": [-1]})
     else:
         n = len(served.labels or [])
         outputs.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, n]})
@@ -158,6 +161,11 @@ def _outputs(served: Served, preds: list[dict], ids: list[str]) -> list[dict]:
     outputs = [{"name": "prediction_id", "datatype": "BYTES", "shape": [n], "data": ids}]
     if served.task == "regression":
         outputs.append({"name": "score", "datatype": "FP32", "shape": [n], "data": [p["score"] for p in preds]})
+        return outputs
+    if served.task == "tokens":
+        outputs.append(
+            {"name": "entities", "datatype": "BYTES", "shape": [n], "data": [json.dumps(p["entities"]) for p in preds]}
+        )
         return outputs
     labels = served.labels or []
     probabilities = [[p["probabilities"][label] for label in labels] for p in preds]

@@ -62,12 +62,21 @@ class ModelRef(BaseModel):
     version: int
 
 
+class EntityOut(BaseModel):
+    label: str = Field(description="the entity type (the tag without its B-/I- prefix)")
+    start: int = Field(description="offset of its first character in the input")
+    end: int = Field(description="offset just past its last character")
+    text: str
+    score: float = Field(description="the mean probability of its words' tags")
+
+
 class PredictionOut(BaseModel):
     prediction_id: str
     label: str | None = None
     labels: list[str] | None = None
     probabilities: dict[str, float] | None = None
     score: float | None = None
+    entities: list[EntityOut] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -133,6 +142,8 @@ async def explain(body: ExplainRequest, state: State) -> dict:
     """Word (or pixel) attributions of one input's answer (fmloop.trust.explain); 503 while another
     explanation is being computed."""
     served = state.current()
+    if served.task == "tokens":
+        raise ApiError(422, "input: explanations are of one answer per input; a token model's are not explained yet")
     values, *_ = decode_inputs([body.input], served, state.config)
     if body.target is not None and body.target not in (served.labels or []):
         raise ApiError(422, f"target: {body.target!r} is not one of the model's labels {served.labels}")
@@ -242,6 +253,10 @@ def _sent_image(body: FeedbackRequest) -> bytes | None:
 
 def check_label(label, served: Served) -> str:
     """The stored form of a corrected label, or 422 when the model cannot have predicted it."""
+    if served.task == "tokens":
+        raise ApiError(
+            422, "label: corrections of a token model's entities are not taken yet; only its answers are served"
+        )
     if served.task == "regression":
         if isinstance(label, bool) or not isinstance(label, (int, float)):
             raise ApiError(422, "label: this model predicts a score; send a number")

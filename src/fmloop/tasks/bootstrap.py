@@ -11,15 +11,21 @@ N_BOOTSTRAP = 1000
 
 
 def bootstrap_intervals(
-    task: str | Task, y_true: np.ndarray, logits: np.ndarray, seed: int = 0, n: int = N_BOOTSTRAP
+    task: str | Task,
+    y_true: np.ndarray,
+    logits: np.ndarray,
+    seed: int = 0,
+    n: int = N_BOOTSTRAP,
+    labels: list[str] | None = None,
 ) -> dict[str, list[float]]:
     """95% percentile intervals of the task's main metrics over `n` resamples of the examples."""
     task = get_task(task)
     rng = np.random.default_rng(seed)
     samples = [rng.integers(0, len(y_true), len(y_true)) for _ in range(n)]
     out = {}
+    scalar = task.resampler(y_true, logits, labels)
     for name in task.bootstrapped:
-        values = [task.scalar(name, y_true[idx], logits[idx]) for idx in samples]
+        values = [scalar(name, idx) for idx in samples]
         out[name] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
     return out
 
@@ -31,17 +37,20 @@ def paired_bootstrap(
     logits_b: np.ndarray,
     seed: int = 0,
     n: int = N_BOOTSTRAP,
+    labels: list[str] | None = None,
 ) -> dict:
     """Model A vs B on the same examples: difference of the headline metric (A - B), its 95%
     interval, and a two-sided p-value from resampling examples jointly."""
     task = get_task(task)
     name, mode = task.headline
     rng = np.random.default_rng(seed)
-    observed = task.scalar(name, y_true, logits_a) - task.scalar(name, y_true, logits_b)
+    a, b = task.resampler(y_true, logits_a, labels), task.resampler(y_true, logits_b, labels)
+    every = np.arange(len(y_true))
+    observed = a(name, every) - b(name, every)
     diffs = []
     for _ in range(n):
         idx = rng.integers(0, len(y_true), len(y_true))
-        diffs.append(task.scalar(name, y_true[idx], logits_a[idx]) - task.scalar(name, y_true[idx], logits_b[idx]))
+        diffs.append(a(name, idx) - b(name, idx))
     diffs = np.asarray(diffs)
     p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
     better = "A" if (observed > 0) == (mode == "max") and observed != 0 else ("B" if observed != 0 else "neither")

@@ -1,5 +1,5 @@
-"""The task catalog: everything that differs between classification, multi-label classification
-and regression, so that no other module has to ask which task it is.
+"""The task catalog: everything that differs between classification, multi-label classification,
+regression and token classification, so that no other module has to ask which task it is.
 
     task = get_task("multilabel")
     task.probabilities(logits)            # softmax / sigmoid / the scores themselves
@@ -9,7 +9,8 @@ and regression, so that no other module has to ask which task it is.
     task.agreement(logits_a, logits_b)    # per example: do two models give the same answer?
 
 Targets are class indices (classification), 0/1 vectors (multi-label) or floats (regression);
-logits are (N, K), with K = 1 for regression.
+logits are (N, K), with K = 1 for regression. Token classification (tokens.py) scores words:
+targets (N, W) tag ids, -100 past a sentence's end; logits (N, W, K), NaN past it.
 """
 
 from __future__ import annotations
@@ -69,9 +70,25 @@ class Task:
         """Per example, True where logits `a` and `b` give the same answer."""
         raise NotImplementedError
 
-    def scalar(self, name: str, y: np.ndarray, logits: np.ndarray) -> float:
+    def scalar(self, name: str, y: np.ndarray, logits: np.ndarray, labels: list[str] | None = None) -> float:
         """One of `bootstrapped`, computed fast (bootstrap resamples call this thousands of times)."""
         raise NotImplementedError
+
+    def paired_outcomes(self, y, champion, challenger, labels: list[str] | None = None) -> np.ndarray:
+        """Per example, +1 where the challenger's answer is the better one, -1 where the
+        champion's is, 0 where neither (the promotion gate's evidence, feedback/sequential.py)."""
+        return np.sign(self.example_scores(y, challenger, labels) - self.example_scores(y, champion, labels)).astype(
+            np.int8
+        )
+
+    def example_scores(self, y, logits, labels: list[str] | None = None) -> np.ndarray:
+        """How good one model's answer is on each example (higher is better; only compared)."""
+        raise NotImplementedError
+
+    def resampler(self, y: np.ndarray, logits: np.ndarray, labels: list[str] | None = None):
+        """`(name, example indices) -> scalar` on a resample of the examples (bootstrap). A task
+        whose metric is costly per example computes what it needs once, here."""
+        return lambda name, idx: self.scalar(name, y[idx], logits[idx], labels)
 
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] before a log
@@ -135,7 +152,10 @@ class Classification(Task):
     def agreement(self, a, b):
         return a.argmax(-1) == b.argmax(-1)
 
-    def scalar(self, name, y, logits):
+    def example_scores(self, y, logits, labels=None):
+        return (logits.argmax(-1) == y).astype(np.float64)  # right or wrong
+
+    def scalar(self, name, y, logits, labels=None):
         pred = logits.argmax(axis=1)
         if name == "accuracy":
             return float((pred == y).mean())
@@ -189,7 +209,10 @@ class MultiLabel(Task):
     def agreement(self, a, b):
         return ((a >= 0) == (b >= 0)).all(-1)
 
-    def scalar(self, name, y, logits):
+    def example_scores(self, y, logits, labels=None):
+        return ((logits >= 0) == (y >= 0.5)).sum(-1).astype(np.float64)  # labels decided right
+
+    def scalar(self, name, y, logits, labels=None):
         pred = (logits >= 0).astype(int)
         return float(skm.f1_score(y.astype(int), pred, average=name.split("_")[0], zero_division=0))
 
@@ -238,7 +261,11 @@ class Regression(Task):
         tolerance = 0.01 * max(float(a.std()), 1e-6)
         return np.abs(a.astype(np.float64) - b.astype(np.float64))[:, 0] <= tolerance
 
-    def scalar(self, name, y, logits):
+    def example_scores(self, y, logits, labels=None):
+        # Minus the absolute error, rounded so that float noise is no win.
+        return -np.round(np.abs(logits.reshape(-1).astype(np.float64) - y.astype(np.float64)), 6)
+
+    def scalar(self, name, y, logits, labels=None):
         pred = logits.reshape(-1)
         if name == "mse":
             return float(((pred - y) ** 2).mean())
@@ -247,7 +274,9 @@ class Regression(Task):
         return float(skm.r2_score(y, pred))
 
 
-for _task in (Classification(), MultiLabel(), Regression()):
+from fmloop.tasks.tokens import TokenClassification  # noqa: E402  (it subclasses Task)
+
+for _task in (Classification(), MultiLabel(), Regression(), TokenClassification()):
     TASKS.register(_task.name, help=type(_task).__name__)(_task)
 
 _BY_PROBLEM_TYPE = {TASKS.get(n).problem_type: TASKS.get(n) for n in TASKS.names()}
@@ -259,5 +288,10 @@ def get_task(name: str | Task) -> Task:
 
 
 def task_of_config(config) -> Task:
-    """The task a transformers config was saved for (its problem_type; classification if unset)."""
+    """The task a transformers config was saved for (a token-classification architecture, else its
+    problem_type; classification if unset)."""
+    if getattr(config, "fmloop_task", None) == "tokens" or any(
+        a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or ()
+    ):  # fmloop_task: a LoRA adapter's saved config names no architecture
+        return TASKS.get("tokens")
     return _BY_PROBLEM_TYPE.get(getattr(config, "problem_type", None) or "", TASKS.get("classification"))

@@ -170,7 +170,9 @@ class FinetuneTrain(CommonTrainSection):
 
 class FinetuneConfig(StageConfig):
     stage: ClassVar[str] = "finetune"
-    task: Literal["classification", "multilabel", "regression"] = "classification"
+    task: Literal["classification", "multilabel", "regression", "tokens"] = Field(
+        "classification", description="tokens: a tag per word (named entities) from CoNLL or JSONL tagged data"
+    )
     strategy: str = "auto"
     data: FinetuneData = Field(default_factory=FinetuneData)
     model: FinetuneModel = Field(default_factory=FinetuneModel)

@@ -20,12 +20,14 @@ from fmloop.core.artifacts import RunDir, remove_output, require_new_folder
 from fmloop.core.errors import ConfigError
 from fmloop.core.runtime import launched_as_main, running
 from fmloop.data.images import is_image_source
+from fmloop.data.tagged import is_tagged_source
 from fmloop.train.choose import resolve_auto
 from fmloop.train.config import FinetuneConfig
 from fmloop.train.contrastive import run_contrastive
 from fmloop.train.embedding import run_embedding
 from fmloop.train.finetune_image import prepare_images
 from fmloop.train.finetune_text import prepare_text
+from fmloop.train.finetune_tokens import prepare_tokens
 from fmloop.train.supervised import run_supervised
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def check(cfg: FinetuneConfig, stage: str = "finetune") -> None:
 def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunDir:
     """Fine-tune `cfg.model.name` on `cfg.data.path` into the run dir `out` (or continue it)."""
     check(cfg)
+    check_task(cfg)
     cfg = resolve_auto(cfg)
     out = Path(out)
     if not resume and launched_as_main():
@@ -59,7 +62,10 @@ def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite
             cfg = cfg.model_copy(deep=True)
             cfg.model.pooling = "mean"
     with running(cfg.train) as runtime:
-        prepare = prepare_images if is_image_source(cfg.data.path) else prepare_text
+        if cfg.task == "tokens":
+            prepare = prepare_tokens
+        else:
+            prepare = prepare_images if is_image_source(cfg.data.path) else prepare_text
         inputs = prepare(cfg, runtime)
         try:
             if cfg.strategy == "embedding":
@@ -70,6 +76,28 @@ def run(cfg: FinetuneConfig, out: str | Path, *, resume: bool = False, overwrite
         except BaseException:
             discard_unstarted(out, resume)
             raise
+
+
+def check_task(cfg: FinetuneConfig) -> None:
+    """Tagged data needs --task tokens, and token classification needs tagged data and a strategy
+    that trains a tag per word."""
+    tagged = is_tagged_source(cfg.data.path)
+    if cfg.task != "tokens" and tagged:
+        raise ConfigError(
+            f"{cfg.data.path} holds tagged words (CoNLL / JSONL tokens and tags): pass --task tokens to "
+            f"train a tagger, or give {cfg.task} data a text and a label column."
+        )
+    if cfg.task == "tokens":
+        if not tagged:
+            raise ConfigError(
+                f"--task tokens reads tagged words: {cfg.data.path} is not a CoNLL file (.conll, .bio, .iob), "
+                'a JSONL file of {"tokens": [...], "tags": [...]}, or a folder of such split files.'
+            )
+        if cfg.strategy in ("embedding", "contrastive", "gradual"):
+            raise ConfigError(
+                f"The {cfg.strategy!r} strategy does not apply to token classification; use full, llrd, "
+                "linear-probe or lora."
+            )
 
 
 def discard_unstarted(out: Path, resumed: bool) -> None:

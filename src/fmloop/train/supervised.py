@@ -80,6 +80,9 @@ class TaskInputs:
     extra_manifest: dict = field(default_factory=dict)  # stage-specific manifest fields
     tokens: dict | None = None  # text: split -> TokenStore of the truncated ids (contrastive pairs read them)
     pad_id: int | None = None
+    # False: early stopping only when train.early_stopping_patience is set explicitly (a task whose
+    # headline metric sits at zero for many steps before it moves)
+    early_stop_by_default: bool = True
 
 
 MIN_STEPS = 200  # optimizer steps at least, below 1,000 training rows (unless epochs or max_steps are set)
@@ -145,6 +148,9 @@ def run_supervised(
         inputs.default_lr if inputs.default_lr and cfg.strategy == "full" else default_lr(n_params, cfg.strategy)
     )
     warmup = int(t.warmup_ratio * total_steps)
+    patience = t.early_stopping_patience
+    if not inputs.early_stop_by_default and "early_stopping_patience" not in t.model_fields_set:
+        patience = None
     checkpoint_every = eval_every if t.checkpoint_every is None else t.checkpoint_every
     if t.metric:
         metric, mode = t.metric, "min" if t.metric in ("eval_loss", "mse", "mae") else "max"
@@ -195,6 +201,7 @@ def run_supervised(
         max_steps=total_steps,
         metric=metric,
         checkpoint_every=checkpoint_every,
+        early_stopping_patience=patience,
         **plan.settings,
     )
     state = None
@@ -255,8 +262,8 @@ def run_supervised(
         *plan.callbacks,
         *callbacks,
     ]
-    if t.early_stopping_patience and choose:
-        loop_callbacks.append(EarlyStopping(t.early_stopping_patience))
+    if patience and choose:
+        loop_callbacks.append(EarlyStopping(patience))
     if t.max_time:
         loop_callbacks.append(TimeBudget(parse_duration(t.max_time)))
     loop = Loop(

@@ -10,15 +10,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
 
 from fmloop.core.errors import ModelError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.formats import Format, register
-from fmloop.models.formats.hf import config_of
+from fmloop.models.formats.hf import config_of, text_auto_class
 from fmloop.models.inference import ImageModel, TextModel, inference_device
 from fmloop.models.pooled import MeanPoolClassifier
+from fmloop.models.tokens import TokenModel
 from fmloop.models.vision import is_image_model_folder, read_preprocessor
+from fmloop.tasks.catalog import task_of_config
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def _skeleton(folder: Path, config):
             else AutoModel.from_config(config)
         )
         return MeanPoolClassifier(base, config)
-    auto = AutoModelForImageClassification if is_image_model_folder(str(folder)) else AutoModelForSequenceClassification
+    auto = AutoModelForImageClassification if is_image_model_folder(str(folder)) else text_auto_class(config)
     return auto.from_config(config)
 
 
@@ -82,7 +84,8 @@ def load(folder: Path, device="cpu"):
     model.eval()
     if is_image_model_folder(str(folder)):
         return ImageModel(model, folder, read_preprocessor(folder), "cpu")
-    return TextModel(model, load_tokenizer(folder), folder, "cpu")
+    model_class = TokenModel if task_of_config(config).name == "tokens" else TextModel
+    return model_class(model, load_tokenizer(folder), folder, "cpu")
 
 
 def recognise(folder: Path) -> bool:

@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForImageClassification
 
 from fmloop.core.artifacts import RunDir
 from fmloop.core.errors import ModelError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.formats import Format, register
+from fmloop.models.formats.hf import text_auto_class
 from fmloop.models.inference import ImageModel, TextModel
 from fmloop.models.pooled import MeanPoolClassifier
+from fmloop.models.tokens import TokenModel
 from fmloop.models.vision import is_image_model_folder, read_preprocessor
+from fmloop.tasks.catalog import task_of_config
 
 ADAPTER_FILE = "adapter_config.json"
 
@@ -54,7 +57,7 @@ def load_module(folder: Path):
     config = AutoConfig.from_pretrained(str(folder))  # the task config saved with the adapter
     if getattr(config, "fmloop_pooling", None) == "mean":
         return MeanPoolClassifier.load(folder, base=base)
-    auto = AutoModelForImageClassification if is_image_model_folder(str(base)) else AutoModelForSequenceClassification
+    auto = AutoModelForImageClassification if is_image_model_folder(str(base)) else text_auto_class(config)
     model = PeftModel.from_pretrained(auto.from_pretrained(str(base), config=config), str(folder))
     return model.merge_and_unload().eval()
 
@@ -63,7 +66,8 @@ def load(folder: Path, device="auto"):
     module = load_module(folder)
     if is_image_model_folder(str(adapter_base(folder))):
         return ImageModel(module, folder, read_preprocessor(folder), device)
-    return TextModel(module, load_tokenizer(folder), folder, device)
+    model_class = TokenModel if task_of_config(module.config).name == "tokens" else TextModel
+    return model_class(module, load_tokenizer(folder), folder, device)
 
 
 FORMAT = register(Format("lora", recognise, load, priority=20))

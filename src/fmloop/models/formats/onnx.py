@@ -14,6 +14,7 @@ from fmloop.data.reading import Reading
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.formats import Format, register
 from fmloop.models.inference import InferenceModel, batched, batched_by_length, encode_texts, inference_device
+from fmloop.models.tokens import as_words, outside_id, score_words
 
 ONNX_FILE = "model.onnx"
 META_FILE = "fmloop_onnx.json"
@@ -66,6 +67,12 @@ class OnnxModel(InferenceModel):
                 return self.session.run(None, {"pixel_values": x.astype(np.float32)})[0]
 
             return batched(len(pixels), run_images, batch_size, progress)
+
+        if self.task == "tokens":
+            return score_words(
+                lambda feeds: self.session.run(None, feeds)[0], self.tokenizer, as_words(inputs)[0], self.reading,
+                len(self.labels), batch_size, progress, outside_id(self.labels),
+            )  # fmt: skip
 
         def run(texts: list[str]) -> np.ndarray:
             return self.session.run(None, encode_texts(self.tokenizer, texts, self.reading))[0]
