@@ -105,7 +105,8 @@ def test_the_cli_exits_with_the_parity_code(text_run, sentiment_dir, tmp_path, m
 
     real = parity.compare_outputs
     monkeypatch.setattr(
-        "fmloop.compress.parity.compare_outputs", lambda task, a, b, y=None: real(task, a, b[:, ::-1].copy(), y)
+        "fmloop.compress.parity.compare_outputs",
+        lambda task, a, b, y=None, labels=None: real(task, a, b[:, ::-1].copy(), y, labels),
     )  # swapped classes
     result = CliRunner().invoke(
         app, ["export", str(text_run), "--out", str(tmp_path / "onnx"), "--data", str(sentiment_dir)]
