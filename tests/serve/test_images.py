@@ -73,3 +73,24 @@ def test_corrected_and_audited_images_are_kept_for_retraining_and_erased_with_th
     assert reopened.image(image_digest(raw[5])) == raw[5]
     reopened.erase_user("local")  # every prediction here was made by the loopback identity
     assert all(reopened.image(image_digest(b)) is None for b in raw)
+
+
+def test_a_labeller_sees_the_kept_image_of_an_audit_prediction_and_no_one_else_does(image_run, image_dir, tmp_path):
+    from fmloop.serve.identity import add_token
+
+    path = tmp_path / "tokens.txt"
+    user, labeller = add_token(path, "ann", "user"), add_token(path, "lee", "labeller")
+    raw = sorted(image_dir.rglob("*.png"))[0].read_bytes()
+    with make_client(image_run, tmp_path, audit_fraction=1.0, tokens=str(path)) as client:
+        client.post("/v1/predict", json={"inputs": [{"image_base64": base64.b64encode(raw).decode()}]})
+        client.app.state.server.writer.flush()
+        queued = client.get("/v1/audit", headers={"Authorization": f"Bearer {labeller}"}).json()["predictions"]
+        digest = queued[0]["input"]
+        assert digest == image_digest(raw)
+        shown = client.get(f"/v1/images/{digest}", headers={"Authorization": f"Bearer {labeller}"})
+        assert shown.status_code == 200 and shown.content == raw and shown.headers["content-type"] == "image/png"
+        assert client.get(f"/v1/images/{digest}", headers={"Authorization": f"Bearer {user}"}).status_code == 403
+        assert client.get(f"/v1/images/{digest}").status_code == 401
+        other = "sha256:" + "0" * 64
+        assert client.get(f"/v1/images/{other}", headers={"Authorization": f"Bearer {labeller}"}).status_code == 404
+        assert client.get("/v1/images/x", headers={"Authorization": f"Bearer {labeller}"}).status_code == 422
