@@ -269,7 +269,8 @@ def encode_split(ds: Dataset, tokenizer, reading: Reading) -> EncodedSplit:
 
 
 def _is_int(ds: Dataset) -> bool:
-    return "label" in ds.column_names and str(ds.features["label"].dtype).startswith("int")
+    # A multi-hot label column is a list feature, which has no dtype of its own (datasets >= 4).
+    return "label" in ds.column_names and str(getattr(ds.features["label"], "dtype", "")).startswith("int")
 
 
 @dataclass

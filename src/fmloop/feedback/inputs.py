@@ -9,8 +9,8 @@ reads, beside a replay of the champion's own images.
 
 from __future__ import annotations
 
-import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,24 +21,32 @@ from fmloop.data.images import decode_images, load_images
 from fmloop.data.labeled import load_labeled
 from fmloop.data.sampling import stratified_holdout
 from fmloop.feedback.store import Store
+from fmloop.tasks import Task, get_task
 
 
 @dataclass
 class ChampionData:
-    pool: list[tuple[object, str]]  # its training rows (input, label name): the replay draws from them
+    pool: list[tuple[object, str]]  # its training rows (input, stored label): the replay draws from them
     validation: object  # its validation inputs (texts, or uint8 images N x H x W x C)
-    validation_y: np.ndarray  # their class ids
+    validation_y: np.ndarray  # their targets (class ids, 0/1 vectors or floats)
 
 
 class TextInputs:
+    """Text of a classifier, a multi-label classifier or a regressor (`task`)."""
+
     modality = "text"
 
+    def __init__(self, task: Task):
+        self.task = task
+
     def champion_data(
-        self, data_path: str, labels: list[str], seed: int, validation_fraction: float = 0.1
+        self, data_path: str, labels: list[str] | None, seed: int, validation_fraction: float = 0.1
     ) -> ChampionData:
-        data = load_labeled(data_path, labels=labels, seed=seed)
+        data = load_labeled(
+            data_path, task=self.task.name, labels=labels, seed=seed, validation_fraction=validation_fraction
+        )
         train, validation = data.splits["train"], data.splits["validation"]
-        pool = [(row["text"], labels[row["label"]]) for row in train]
+        pool = [(row["text"], self.task.stored(row["label"], labels)) for row in train]
         return ChampionData(pool, list(validation["text"]), np.asarray(validation["label"]))
 
     def read(self, keys: list[str]) -> list[str]:
@@ -46,19 +54,22 @@ class TextInputs:
         return list(keys)
 
     def write_split(self, folder: Path, split: str, rows: list[tuple[object, str]]) -> None:
-        path = folder / f"{split}.csv"
+        """JSONL rows {"text", "label"}: a class name, a list of names (an empty one too) or a number."""
+        path = folder / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
+        with open(path, "w", encoding="utf-8") as fh:
+            for text, label in rows:
+                fh.write(json.dumps({"text": text, "label": self.task.data_label(label)}, ensure_ascii=False) + "\n")
 
 
 class ImageInputs:
+    """Images of a classifier."""
+
     modality = "image"
 
     def __init__(self, store: Store, size: int, channels: int):
         self.store, self.size, self.channels = store, size, channels
+        self.task = get_task("classification")
 
     def champion_data(
         self, data_path: str, labels: list[str], seed: int, validation_fraction: float = 0.1
@@ -116,4 +127,4 @@ def inputs_for(model, store: Store) -> TextInputs | ImageInputs:
     """The inputs of a retrain of `model` (the champion, loaded)."""
     if model.modality == "image":
         return ImageInputs(store, model.size, model.channels)
-    return TextInputs()
+    return TextInputs(get_task(model.task))

@@ -61,6 +61,7 @@ from fmloop.registry import models as registry
 from fmloop.registry.names import check_name
 from fmloop.registry.recipe import training_recipe
 from fmloop.registry.tracking import track_quietly
+from fmloop.tasks import Task, get_task
 from fmloop.train import finetune
 from fmloop.train.config import FinetuneConfig
 from fmloop.trust.robustness import accuracy_lost, text_robustness
@@ -96,15 +97,20 @@ def plan(
     high_water: int,
     pool: list[tuple[object, str]],
     modality: str = "text",
+    task: Task | str = "classification",
 ):
     """The training set for a challenger of `champion`, or a clear error when there is nothing to
     train on (raised before anything is written). `pool`: the champion's training rows (input,
-    label), which the replay samples."""
-    labels = champion.labels or []
+    stored label), which the replay samples. Labels are in the form the store keeps them (a class
+    name, a JSON list of names, a number; tasks/catalog.py): those the champion cannot have given
+    are left out."""
+    task = get_task(task)
+    labels = champion.labels
+    valid = lambda label: task.target_of(label, labels) is not None  # noqa: E731
     snapshot = read_snapshot(store, champion.name, high_water, since=since, trust=cfg.trust)
     audit = [
         e for e in read_snapshot(store, champion.name, high_water, kind=AUDIT, trust=cfg.trust).examples
-        if e.label in labels
+        if valid(e.label)
     ]  # fmt: skip
     if len(snapshot.examples) < cfg.min_corrections:
         raise NotEnoughFeedback(
@@ -112,7 +118,7 @@ def plan(
             f"(min_corrections {cfg.min_corrections}): nothing to retrain on yet. The registry is unchanged."
         )
     audited = {e.text for e in audit}  # a labeller's audit label wins over a user's correction
-    corrections = [e for e in snapshot.examples if e.label in labels and e.text not in audited]
+    corrections = [e for e in snapshot.examples if valid(e.label) and e.text not in audited]
     rng = random.Random(cfg.seed)
     corrections, capped = cap_identities(corrections, len(audit), cfg.max_identity_share, rng)
     if capped and len(corrections) < cfg.min_corrections:
@@ -122,7 +128,7 @@ def plan(
             f"identities have sent feedback. Raise max_identity_share if these senders are trusted. "
             f"The registry is unchanged."
         )
-    if len({e.label for e in corrections + audit}) < 2:
+    if task.single_class and len({e.label for e in corrections + audit}) < 2:
         raise NotEnoughFeedback(
             f"All {len(corrections)} usable corrections of {champion.name} carry one label "
             f"({corrections[0].label if corrections else 'none'!r}): a challenger needs labels of at least two "
@@ -134,18 +140,17 @@ def plan(
         for text, label in dict(
             store.accepted(champion.name, high_water, round(cfg.accepted_ratio * len(corrections)))
         ).items()
-        if text not in taken and label in labels
+        if text not in taken and valid(label)
     ]
     n_replay = min(len(pool), int(round(cfg.replay_ratio * len(corrections))))
     replay = [pool[i] for i in rng.sample(range(len(pool)), n_replay)]
-    if modality == "image":  # an image challenger's classes come from its folders: every class needs one
-        present = {label for _, label in replay} | {e.label for e in corrections + audit}
-        for label in labels:
-            if label not in present:
-                replay += [row for row in pool if row[1] == label][:1]
+    if task.has_classes:  # the challenger's classes come from its training rows: every class needs one
+        replay += missing_classes(replay + [(e.text, e.label) for e in corrections + audit], pool, labels, task)
     dropped, note = [], "off"
     if cfg.label_check and modality != "text":
         note = "off: the label check reads text features"
+    elif cfg.label_check and not task.single_class:
+        note = f"off: the label check reads one class per row ({task.name})"
     elif cfg.label_check:
         corrections, dropped, note = check_labels(corrections, replay, labels, cfg.seed)
     # A fifth of the labels (corrections and audit labels, never the champion's own answers) is
@@ -177,6 +182,22 @@ def plan(
         "replayed": len(replay),
     }
     return TrainingSet(snapshot, audit, rows, picking, dropped, note, counts)
+
+
+def missing_classes(rows, pool, labels: list[str], task: Task) -> list:
+    """Rows of `pool` that bring each class `rows` never names (one per class, the first found)."""
+    present = set().union(*(classes_named(task, label, labels) for _, label in rows))
+    extra = []
+    for j in range(len(labels)):
+        if j not in present:
+            extra += [row for row in pool if j in classes_named(task, row[1], labels)][:1]
+    return extra
+
+
+def classes_named(task: Task, label: str, labels: list[str]) -> set[int]:
+    """The class ids a stored label names: its class, or the classes of a multi-label set."""
+    target = task.target_of(label, labels)
+    return {int(target)} if task.single_class else {int(j) for j in np.flatnonzero(np.asarray(target) >= 0.5)}
 
 
 def cap_identities(
@@ -274,12 +295,13 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     store = Store.open(cfg.database)
     # A resumed run keeps the champion and the snapshot it started with, so it trains on the same rows.
     champion = registry.get(earlier["champion"] if earlier else f"models:/{check_name(cfg.name)}@{registry.CHAMPION}")
-    if champion.tags.get("fmloop.task") not in (None, "", "classification"):
-        raise ConfigError(f"{champion.reference} is a {champion.tags['fmloop.task']} model: retrain and its gate "
-                          f"take single-label classification models.")  # fmt: skip
+    champion_model = load(champion.reference, device="cpu")
+    if champion_model.task == "tokens":
+        raise ConfigError(f"{champion.reference} is a token classification model: retraining taggers from "
+                          f"feedback is not supported yet (the server does not take entity corrections).")  # fmt: skip
     recipe, data_path = training_recipe(champion)
-    labels = champion.labels or []
-    inputs = inputs_for(load(champion.reference, device="cpu"), store)
+    labels = champion.labels
+    inputs = inputs_for(champion_model, store)
     champion_data = inputs.champion_data(
         data_path,
         labels,
@@ -305,7 +327,7 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
         high_water = earlier["feedback"]["high_water"]
     else:
         high_water = cfg.high_water if cfg.high_water is not None else store.high_water()
-    training = plan(store, champion, cfg, since, high_water, champion_data.pool, inputs.modality)
+    training = plan(store, champion, cfg, since, high_water, champion_data.pool, inputs.modality, inputs.task)
 
     if earlier is None:
         run.create()
@@ -378,8 +400,13 @@ def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[
     if not served:
         return {"scored": 0, "disagreements": 0, "disagreement_rate": 1.0, "ask": []}
     model = load(challenger_folder, device="cpu")
-    answers = [model.labels[k] for k in model.logits(inputs.read([key for _, key, _ in served])).argmax(-1)]
-    disagree = [pid for (pid, _, label), answer in zip(served, answers) if answer != label]
+    logits = model.logits(inputs.read([key for _, key, _ in served]))
+    if inputs.task.single_class:  # against the class the champion served
+        disagree = [pid for (pid, _, label), k in zip(served, logits.argmax(-1)) if model.labels[k] != label]
+    else:  # label sets and scores: the champion scored again, compared as the task compares answers
+        seen = inputs.read([key for _, key, _ in served])
+        same = inputs.task.agreement(load(champion.reference, device="cpu").logits(seen), logits)
+        disagree = [pid for (pid, _, _), agree in zip(served, same) if not agree]
     random.Random(f"{cfg.seed}-{version.version}").shuffle(disagree)
     return {
         "scored": len(served),
@@ -404,7 +431,7 @@ def review(
     high_water = int(challenger.tags.get(HIGH_WATER_TAG, "0") or 0)
     target = [
         e for e in read_snapshot(store, champion.name, since=high_water, kind=AUDIT, trust=cfg.trust).examples
-        if e.label in labels
+        if inputs.task.target_of(e.label, labels) is not None
     ]  # fmt: skip
     index = int(challenger.tags.get(INDEX_TAG, "1"))
     rate = float(challenger.tags.get(RATE_TAG, "1.0"))
@@ -480,9 +507,16 @@ def judge(champion, challenger, target: list[Example], data, inputs, labels, cfg
     the labels and both models' answers on each set, in order)."""
     old = load(champion.reference, device="cpu")
     new = load(challenger.reference, device="cpu")
+    task = inputs.task
     seen = inputs.read([e.text for e in target])
-    y = np.array([labels.index(e.label) for e in target], dtype=np.int64)
-    width = len(labels)
+    width = task.n_outputs(labels)
+    targets = [task.target_of(e.label, labels) for e in target]
+    if task.single_class:
+        y = np.asarray(targets, dtype=np.int64)
+    elif task.has_classes:  # multi-label: 0/1 rows
+        y = np.asarray(targets, dtype=np.float32).reshape(len(target), width)
+    else:
+        y = np.asarray(targets, dtype=np.float64)
     old_t = old.logits(seen) if len(target) else np.zeros((0, width))
     new_t = new.logits(seen) if len(target) else np.zeros((0, width))
     val_inputs, val_y = data.validation, np.asarray(data.validation_y)
@@ -492,18 +526,20 @@ def judge(champion, challenger, target: list[Example], data, inputs, labels, cfg
     )
     decision = decide(
         (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
-        target_name="the audit labels since its snapshot",
+        target_name="the audit labels since its snapshot", task=task, labels=labels,
     )  # fmt: skip
     # the trust checks cost a dozen scorings: only where they can decide; their slices and
-    # perturbations are of texts
-    if decision.forgetting.passed and inputs.modality == "text":
+    # perturbations are of texts with one class each
+    if decision.forgetting.passed and inputs.modality == "text" and task.single_class:
         trust = trust_guard(old, new, val_inputs, val_y, old_v, new_v, cfg.robustness_rows, cfg.seed)
         decision = decide(
             (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
-            target_name="the audit labels since its snapshot", trust=trust,
+            target_name="the audit labels since its snapshot", trust=trust, task=task, labels=labels,
         )  # fmt: skip
+    # What the drills replay (bench/gate_drills.py): classes for a classifier, else the logits.
+    answer = (lambda logits: logits.argmax(-1).tolist()) if task.single_class else (lambda logits: logits.tolist())
     scores = {
-        name: {"y": truth.tolist(), "champion": a.argmax(-1).tolist(), "challenger": b.argmax(-1).tolist()}
+        name: {"y": truth.tolist(), "champion": answer(a), "challenger": answer(b)}
         for name, truth, a, b in (("target", y, old_t, new_t), ("guard", val_y, old_v, new_v))
     }
     return decision, scores

@@ -7,6 +7,7 @@ the model's description; and health, metrics and the web page.
                        ("kind": "audit" labels a prediction sampled for the audit: labeller role)
     GET  /v1/audit     predictions sampled for the audit that await a label (labeller role)
     GET  /v1/recent    the newest predictions and feedback (labeller role)
+    GET  /v1/images/{digest}  a kept image input's file (labeller role: the audit shows it)
     GET  /v1/model, /livez, /readyz, /metrics, /docs, /
 """
 
@@ -18,6 +19,7 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,6 +43,7 @@ from fmloop.serve.inputs import ImageInput, decode_inputs
 from fmloop.serve.metrics import ServerMetrics
 from fmloop.serve.model import Served
 from fmloop.serve.state import ServerState, caller, requires, server, store_down
+from fmloop.tasks import get_task
 from fmloop.trust.explain import explain_one
 
 PAGE = Path(__file__).parent / "page.html"
@@ -257,10 +260,11 @@ def check_label(label, served: Served) -> str:
         raise ApiError(
             422, "label: corrections of a token model's entities are not taken yet; only its answers are served"
         )
+    task = get_task(served.task)
     if served.task == "regression":
-        if isinstance(label, bool) or not isinstance(label, (int, float)):
-            raise ApiError(422, "label: this model predicts a score; send a number")
-        return repr(float(label))
+        if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+            raise ApiError(422, "label: this model predicts a score; send a finite number")
+        return task.stored(float(label), None)
     names = served.labels or []
     given = label if isinstance(label, list) else [label]
     if served.task == "classification" and isinstance(label, list):
@@ -268,7 +272,9 @@ def check_label(label, served: Served) -> str:
     unknown = [x for x in given if not isinstance(x, str) or x not in names]
     if unknown:
         raise ApiError(422, f"label: {unknown[0]!r} is not one of the model's labels {names}")
-    return given[0] if served.task == "classification" else json.dumps(sorted(given))
+    if served.task == "classification":
+        return task.stored(names.index(given[0]), names)
+    return task.stored([1.0 if n in given else 0.0 for n in names], names)  # the stored form retrain reads
 
 
 # The model and stored data ------------------------------------------------------------------------
@@ -344,6 +350,32 @@ async def audit(state: State, limit: int = 20) -> dict:
             for p in rows
         ],
     }
+
+
+IMAGE_TYPES = (  # magic bytes -> media type of the files image inputs arrive as
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+@router.get("/v1/images/{digest}", dependencies=[Depends(requires("labeller"))])
+async def image(digest: str, state: State) -> Response:
+    """The file of an image input the store kept (drawn for the audit, or corrected): what a
+    labeller looks at to give an audit label. Stored user data: the labeller role only."""
+    if not (digest.startswith("sha256:") and len(digest) == 71 and all(c in "0123456789abcdef" for c in digest[7:])):
+        raise ApiError(422, "digest: send an image input's digest, sha256: and 64 hex digits")
+    data = await state.from_store(lambda store: store.image(digest))
+    if data is None:
+        raise ApiError(404, f"no kept image {digest} (never kept, or erased)")
+    riff_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    media = "image/webp" if riff_webp else next((t for magic, t in IMAGE_TYPES if data.startswith(magic)), None)
+    return Response(
+        data,
+        media_type=media or "application/octet-stream",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"},
+    )
 
 
 def utc(moment: dt.datetime) -> str:

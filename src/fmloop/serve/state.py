@@ -25,6 +25,7 @@ from fmloop.serve.process import ModelUnavailable
 from fmloop.serve.ratelimit import RateLimiter
 from fmloop.serve.recent import RecentImages
 from fmloop.serve.writer import PredictionWriter
+from fmloop.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class ServerState:
         images = images or {}
         for digest, data in images.items():
             self.recent_images.put(digest, data)
+        answers = get_task(used.task)
         self.writer.put(
             ids,
             [
@@ -90,7 +92,7 @@ class ServerState:
                     model_version=used.version,
                     input_kind=used.modality,
                     input=text,
-                    label=p.get("label"),
+                    label=answers.stored_answer(p),  # the form feedback labels take (tasks/catalog.py)
                     probabilities=p.get("probabilities"),
                     score=p.get("score"),
                     latency_ms=latency_ms,

@@ -15,6 +15,9 @@ targets (N, W) tag ids, -100 past a sentence's end; logits (N, W, K), NaN past i
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -84,6 +87,25 @@ class Task:
     def example_scores(self, y, logits, labels: list[str] | None = None) -> np.ndarray:
         """How good one model's answer is on each example (higher is better; only compared)."""
         raise NotImplementedError
+
+    # Labels as the feedback store keeps them (one string per answer or correction):
+    # classification the class name, multi-label a JSON list of names (sorted), regression the
+    # number's repr. The server writes them, retrain reads them back.
+    def stored(self, target, labels: list[str] | None) -> str:
+        """The stored form of a target (a class id, a 0/1 vector, a float)."""
+        raise NotImplementedError
+
+    def stored_answer(self, prediction: dict) -> str | None:
+        """The stored form of a decoded answer (`decode`'s dict); None where it has none."""
+        return None
+
+    def target_of(self, stored: str, labels: list[str] | None):
+        """The target a stored label stands for, or None when this model cannot have given it."""
+        raise NotImplementedError
+
+    def data_label(self, stored: str):
+        """A stored label as a training file's `label` field holds it (JSONL; data/labeled.py)."""
+        return stored
 
     def resampler(self, y: np.ndarray, logits: np.ndarray, labels: list[str] | None = None):
         """`(name, example indices) -> scalar` on a resample of the examples (bootstrap). A task
@@ -155,6 +177,15 @@ class Classification(Task):
     def example_scores(self, y, logits, labels=None):
         return (logits.argmax(-1) == y).astype(np.float64)  # right or wrong
 
+    def stored(self, target, labels):
+        return labels[int(target)]
+
+    def stored_answer(self, prediction):
+        return prediction.get("label")
+
+    def target_of(self, stored, labels):
+        return labels.index(stored) if stored in (labels or []) else None
+
     def scalar(self, name, y, logits, labels=None):
         pred = logits.argmax(axis=1)
         if name == "accuracy":
@@ -212,6 +243,24 @@ class MultiLabel(Task):
     def example_scores(self, y, logits, labels=None):
         return ((logits >= 0) == (y >= 0.5)).sum(-1).astype(np.float64)  # labels decided right
 
+    def stored(self, target, labels):
+        return json.dumps(sorted(labels[j] for j in np.flatnonzero(np.asarray(target) >= 0.5)))
+
+    def stored_answer(self, prediction):
+        return json.dumps(sorted(prediction["labels"])) if "labels" in prediction else None
+
+    def target_of(self, stored, labels):
+        try:
+            names = json.loads(stored)
+        except ValueError:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) and n in (labels or []) for n in names):
+            return None
+        return np.isin(np.asarray(labels), names).astype(np.float32)
+
+    def data_label(self, stored):
+        return json.loads(stored)  # a list of names; [] where no label applies
+
     def scalar(self, name, y, logits, labels=None):
         pred = (logits >= 0).astype(int)
         return float(skm.f1_score(y.astype(int), pred, average=name.split("_")[0], zero_division=0))
@@ -264,6 +313,22 @@ class Regression(Task):
     def example_scores(self, y, logits, labels=None):
         # Minus the absolute error, rounded so that float noise is no win.
         return -np.round(np.abs(logits.reshape(-1).astype(np.float64) - y.astype(np.float64)), 6)
+
+    def stored(self, target, labels):
+        return repr(float(target))
+
+    def stored_answer(self, prediction):
+        return repr(float(prediction["score"])) if "score" in prediction else None
+
+    def target_of(self, stored, labels):
+        try:
+            value = float(stored)
+        except (TypeError, ValueError):
+            return None
+        return value if math.isfinite(value) else None
+
+    def data_label(self, stored):
+        return float(stored)
 
     def scalar(self, name, y, logits, labels=None):
         pred = logits.reshape(-1)

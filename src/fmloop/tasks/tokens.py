@@ -135,6 +135,9 @@ class TokenClassification(Task):
             "entities": {"true": int(counts[:, 0].sum()), "predicted": int(counts[:, 1].sum())},
         }
 
+    def target_of(self, stored, labels):
+        return None  # corrections of entities are not taken yet (the server refuses them)
+
     def agreement(self, a, b):
         n = lengths_of(a)
         same = np.nan_to_num(a).argmax(-1) == np.nan_to_num(b).argmax(-1)
