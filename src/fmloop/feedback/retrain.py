@@ -400,11 +400,11 @@ def shadow_scores(store: Store, champion, challenger_folder: Path, trained: set[
     if not served:
         return {"scored": 0, "disagreements": 0, "disagreement_rate": 1.0, "ask": []}
     model = load(challenger_folder, device="cpu")
-    logits = model.logits(inputs.read([key for _, key, _ in served]))
+    seen = inputs.read([key for _, key, _ in served])
+    logits = model.logits(seen)
     if inputs.task.single_class:  # against the class the champion served
         disagree = [pid for (pid, _, label), k in zip(served, logits.argmax(-1)) if model.labels[k] != label]
     else:  # label sets and scores: the champion scored again, compared as the task compares answers
-        seen = inputs.read([key for _, key, _ in served])
         same = inputs.task.agreement(load(champion.reference, device="cpu").logits(seen), logits)
         disagree = [pid for (pid, _, _), agree in zip(served, same) if not agree]
     random.Random(f"{cfg.seed}-{version.version}").shuffle(disagree)

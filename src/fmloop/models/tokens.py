@@ -8,8 +8,9 @@ one it gives the word's first piece (the convention of BERT's paper and of Huggi
 and the loss reads first pieces only. Words past the model's reading (max_length pieces) get no
 piece: they are tagged O.
 
-`word_logits` is the one scoring path: validation during fine-tuning, `fmloop evaluate`,
-`fmloop predict` and the server all go through it.
+`score_words` is the one scoring path (`word_logits` runs it with PyTorch, the ONNX format with
+ONNX Runtime): validation during fine-tuning, `fmloop evaluate`, `fmloop predict`, export parity
+and the server all go through it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from fmloop.data.reading import Reading
 from fmloop.data.tagged import IGNORE
+from fmloop.data.text import pad_width
 from fmloop.models.inference import InferenceModel, inference_device, text_reading
 from fmloop.tasks import get_task
 
@@ -59,9 +61,10 @@ def encode_words(tokenizer, sentences: list[list[str]], reading: Reading, tags: 
     return rows
 
 
-def pad_pieces(rows: list, pad_id: int) -> dict[str, np.ndarray]:
-    """input_ids + attention_mask (int64, padded to the longest row) from encode_words' rows."""
-    width = max(len(r[0]) for r in rows)
+def pad_pieces(rows: list, pad_id: int, multiple: int = 1) -> dict[str, np.ndarray]:
+    """input_ids + attention_mask (int64, padded to the longest row, rounded up to `multiple`) from
+    encode_words' rows."""
+    width = pad_width(max(len(r[0]) for r in rows), multiple)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros_like(ids)
     for i, row in enumerate(rows):

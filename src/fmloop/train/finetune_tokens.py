@@ -4,7 +4,7 @@ Tagged sentences (fmloop.data.tagged) are cut into word pieces; a word's tag is 
 first piece, the other pieces have none (models/tokens.py). The model is the base with a linear
 tag head on every piece (transformers' *ForTokenClassification); a token model fmloop fine-tuned
 before keeps its head when its tag set is the data's. Validation scores through the scoring path
-of predict and serve (`word_logits`), so checkpoints are chosen by the entity F1 users get.
+of predict and serve (`models.tokens.score_words`), so checkpoints are chosen by the entity F1 users get.
 
 `train.limit_per_class` is a budget of training sentences here (tags are not one per row).
 """
@@ -21,12 +21,12 @@ from fmloop.core.errors import ConfigError, ModelError
 from fmloop.core.runtime import Runtime
 from fmloop.data.reading import Reading, record_reading
 from fmloop.data.tagged import IGNORE, read_tagged, tag_ids
-from fmloop.data.text import default_pad_multiple, pad_width
+from fmloop.data.text import default_pad_multiple
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.anatomy import set_dropout
 from fmloop.models.classifier import resolve_model_folder
 from fmloop.models.presets import is_model_folder, read_config
-from fmloop.models.tokens import encode_words, word_logits
+from fmloop.models.tokens import encode_words, outside_id, pad_pieces, word_logits
 from fmloop.tasks.catalog import task_of_config
 from fmloop.train.supervised import SMALL_VALIDATION, TaskInputs
 
@@ -42,24 +42,20 @@ class TaggedCollator:
 
     def __call__(self, indices: np.ndarray, epoch: int = 0) -> dict:
         picked = [self.rows[i] for i in indices]
-        width = pad_width(max(len(r[0]) for r in picked), self.pad_multiple)
-        ids = np.full((len(picked), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        targets = np.full_like(ids, IGNORE)
-        for row, (piece_ids, _, piece_targets) in enumerate(picked):
-            n = len(piece_ids)
-            ids[row, :n], mask[row, :n], targets[row, :n] = piece_ids, 1, piece_targets
+        feeds = pad_pieces(picked, self.pad_id, self.pad_multiple)
+        targets = np.full_like(feeds["input_ids"], IGNORE)
+        for row, (_, _, piece_targets) in enumerate(picked):
+            targets[row, : len(piece_targets)] = piece_targets
         return {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask),
+            **{name: torch.from_numpy(value) for name, value in feeds.items()},
             "labels": torch.from_numpy(targets),
             "n_targets": int((targets != IGNORE).sum()),
-            "n_tokens": int(mask.sum()),
+            "n_tokens": int(feeds["attention_mask"].sum()),
         }
 
 
 def _start_model(name: str, labels: list[str], tokenizer, dropout: float | None):
-    """(model, continued): the base with a new tag head, or a token model continued."""
+    """(model, parents, continued): the base with a new tag head, or a token model continued."""
     folder = resolve_model_folder(name)
     fields = {
         "num_labels": len(labels),
@@ -142,7 +138,7 @@ def prepare_tokens(cfg, runtime: Runtime) -> TaskInputs:
         summary["rows"], "/".join(str(v) for v in summary["token_length_percentiles"].values()), limit, words_cut,
         summary["entity_counts"],
     )  # fmt: skip
-    outside = index.get("O", 0)
+    outside = outside_id(labels)
 
     def logits(model, split: str) -> np.ndarray:
         return word_logits(model, tokenizer, data.splits[split].words, reading, runtime.device, outside=outside)
