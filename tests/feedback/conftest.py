@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
+from fmloop.feedback.config import RetrainConfig
 from fmloop.feedback.store import Store
 
 POSTGRES = os.environ.get("FMLOOP_TEST_POSTGRES_URL")
@@ -36,3 +37,10 @@ def store(store_url):
     opened = Store.open(store_url)
     yield opened
     opened.close()
+
+
+def served_retrain(name: str, db: str, **settings) -> RetrainConfig:
+    """Retrain settings for a champion corrected over HTTP in a test: a dozen epochs of a tiny
+    model, and no cap per identity (the loopback caller sends every correction there)."""
+    train = {"epochs": 12, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1}
+    return RetrainConfig(name=name, database=db, train=train, min_corrections=10, max_identity_share=1.0, **settings)

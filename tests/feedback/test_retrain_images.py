@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from fmloop.feedback import retrain
-from fmloop.feedback.config import RetrainConfig
 from fmloop.models.loading import load
 from fmloop.registry import models
 from tests.conftest import make_image_folder
+from tests.feedback.conftest import served_retrain
 from tests.serve.conftest import make_client
 
 pytestmark = pytest.mark.slow
@@ -70,13 +70,7 @@ def test_image_corrections_over_http_teach_the_challenger(home, image_run, tmp_p
     corrected = [f for f, label in zip(files, said) if label != target]
     assert len(corrected) >= 24
 
-    cfg = RetrainConfig(
-        name="shapes",
-        database=db,
-        train={"epochs": 12, "lr": 3e-3, "max_steps": None, "early_stopping_patience": None, "threads": 1},
-        min_corrections=10,
-        max_identity_share=1.0,  # one identity (the loopback caller) sends every correction here
-    )
+    cfg = served_retrain("shapes", db)
     done = retrain.run(cfg, tmp_path / "retrain")
     manifest = done.read_manifest()
     assert manifest["decision"] in ("pending", "refused", "promoted"), manifest

@@ -1,5 +1,6 @@
 """A token model served: entities with character offsets from /v1 and the v2 protocol, in the
-server's process and in a model process; corrections of its entities are refused by name."""
+server's process and in a model process; corrections of its entities are stored as the tags of the
+input's words, and spans that do not fit are refused by name."""
 
 import json
 
@@ -39,11 +40,35 @@ def test_v2_infer_returns_entities_as_json(token_run, tmp_path):
         ]
 
 
-def test_corrections_and_explanations_of_entities_are_refused_by_name(token_run, tmp_path):
+def test_corrected_entities_are_stored_as_the_tags_of_the_words(token_run, tmp_path):
     with make_client(token_run, tmp_path) as client:
         pid = client.post("/v1/predict", json={"inputs": [TEXT]}).json()["predictions"][0]["prediction_id"]
-        refused = client.post(
-            "/v1/feedback", json={"prediction_id": pid, "label": "B-PER"}, headers={"Idempotency-Key": "k1"}
-        )
-        assert refused.status_code == 422 and "token model" in refused.text
+
+        def send(label, key, **body):
+            return client.post("/v1/feedback", json={"prediction_id": pid, "label": label, **body},
+                               headers={"Idempotency-Key": key})  # fmt: skip
+
+        # "tom" alone is the person, and "rome today" one place (a span covers every word it touches)
+        fixed = send([{"label": "PER", "start": 7, "end": 10}, {"label": "LOC", "start": 21, "end": 27}], "k1")
+        assert fixed.status_code == 200, fixed.text
+        assert json.loads(fixed.json()["label"]) == ["O", "O", "B-PER", "O", "O", "B-LOC", "I-LOC"]
+        assert json.loads(send([], "k2").json()["label"]) == ["O"] * 7  # no entity at all
+        for label, needle in (
+            ([{"label": "ORG", "start": 0, "end": 2}], "'ORG' is not an entity type"),
+            ([{"label": "PER", "start": 20, "end": 99}], "not a span"),
+            ([{"label": "PER", "start": 2, "end": 3}], "hold no word"),
+            ([{"label": "PER", "start": 7, "end": 16}, {"label": "LOC", "start": 11, "end": 16}], "overlaps"),
+            ("B-PER", "list of {label, start, end}"),
+        ):
+            refused = send(label, f"bad-{needle}")
+            assert refused.status_code == 422 and needle in refused.text, refused.text
         assert client.post("/v1/explain", json={"input": TEXT}).status_code == 422
+
+
+def test_served_answers_are_stored_as_tags(token_run, tmp_path):
+    from fmloop.feedback.store import Store
+
+    with make_client(token_run, tmp_path) as client:
+        pid = client.post("/v1/predict", json={"inputs": [TEXT]}).json()["predictions"][0]["prediction_id"]
+    store = Store.open(f"sqlite:///{tmp_path / 'feedback.db'}")
+    assert json.loads(store.prediction(pid).label) == ["O", "O", "B-PER", "I-PER", "O", "B-LOC", "O"]

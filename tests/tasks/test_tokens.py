@@ -66,3 +66,16 @@ def test_loss_reads_labeled_words_only_and_agreement_ignores_padding():
     noisy = logits.copy()
     noisy[np.isnan(noisy)] = 0  # what sits past a sentence's end changes no answer
     assert task.agreement(logits, noisy).all()
+
+
+def test_stored_tags_round_trip_and_stack_into_padded_targets():
+    task = get_task("tokens")
+    stored = task.stored([0, 3, 4, -100], LABELS)
+    assert stored == '["O", "B-PER", "I-PER"]' and task.data_label(stored) == ["O", "B-PER", "I-PER"]
+    target = task.target_of(stored, LABELS)
+    assert target.tolist() == [0, 3, 4] and task.named_classes(target) == {0, 3, 4}
+    assert task.stored_answer({"tags": ["O", "B-LOC"], "entities": []}) == '["O", "B-LOC"]'
+    for bad in ('["B-ORG"]', "[]", "not json", '"O"'):
+        assert task.target_of(bad, LABELS) is None
+    y = task.stack([target, np.array([1])], LABELS)
+    assert y.tolist() == [[0, 3, 4], [1, -100, -100]]

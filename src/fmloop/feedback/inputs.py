@@ -4,7 +4,8 @@ stored input becomes what the models read, and how the challenger's training fol
 Text inputs are stored as themselves. Image inputs are stored as their digest (`sha256:...`), their
 files in the store's images table (kept when corrected or drawn for the audit): a retrain reads the
 files back, and writes the challenger's data as one folder per class, the layout image fine-tuning
-reads, beside a replay of the champion's own images.
+reads, beside a replay of the champion's own images. A token classifier's inputs are texts too;
+its labels are tags per word, and its challenger's data tagged sentences (TaggedInputs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from fmloop.core.errors import DataError
 from fmloop.data.images import decode_images, load_images
 from fmloop.data.labeled import load_labeled
 from fmloop.data.sampling import stratified_holdout
+from fmloop.data.tagged import read_tagged, tag_ids
 from fmloop.feedback.store import Store
+from fmloop.models.tokens import split_words
 from fmloop.tasks import Task, get_task
 
 
@@ -60,6 +63,34 @@ class TextInputs:
         with open(path, "w", encoding="utf-8") as fh:
             for text, label in rows:
                 fh.write(json.dumps({"text": text, "label": self.task.data_label(label)}, ensure_ascii=False) + "\n")
+
+
+class TaggedInputs(TextInputs):
+    """Sentences of a token classifier. Stored inputs are texts, their labels the tags of their words
+    as split_words cuts them; the champion's own rows are lists of words (CoNLL or JSONL), replayed
+    as they are. The challenger's data is JSONL {"tokens", "tags"}, which tagged reading takes."""
+
+    def champion_data(
+        self, data_path: str, labels: list[str], seed: int, validation_fraction: float = 0.1
+    ) -> ChampionData:
+        data = read_tagged(data_path, labels=labels, seed=seed, validation_fraction=validation_fraction)
+        train, validation = data.splits["train"], data.splits["validation"]
+        pool = [(tuple(words), json.dumps(tags)) for words, tags in zip(train.words, train.tags)]
+        return ChampionData(pool, validation.words, tag_ids(validation.tags, labels))
+
+    def write_split(self, folder: Path, split: str, rows: list[tuple[object, str]]) -> None:
+        path = folder / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            for sentence, label in rows:
+                words = split_words(sentence)[0] if isinstance(sentence, str) else list(sentence)
+                tags = self.task.data_label(label)
+                if len(tags) != len(words):  # the words of a stored text are cut as when it was corrected
+                    raise DataError(
+                        f"the stored tags {label} do not fit the {len(words)} words of {sentence!r}; the text "
+                        f"was cut into words differently when it was labeled. Correct it again."
+                    )
+                fh.write(json.dumps({"tokens": words, "tags": tags}, ensure_ascii=False) + "\n")
 
 
 class ImageInputs:
@@ -123,8 +154,10 @@ class ImageInputs:
                 Image.fromarray(array).save(target / f"replay-{i:06d}.png")
 
 
-def inputs_for(model, store: Store) -> TextInputs | ImageInputs:
+def inputs_for(model, store: Store) -> TextInputs | TaggedInputs | ImageInputs:
     """The inputs of a retrain of `model` (the champion, loaded)."""
     if model.modality == "image":
         return ImageInputs(store, model.size, model.channels)
+    if model.task == "tokens":
+        return TaggedInputs(get_task("tokens"))
     return TextInputs(get_task(model.task))

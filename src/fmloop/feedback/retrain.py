@@ -46,7 +46,7 @@ from fmloop.core.artifacts import (
     require_new_folder,
 )
 from fmloop.core.config import build_config, deep_merge
-from fmloop.core.errors import ConfigError, DataError, FmloopError, Interrupted, NotEnoughFeedback
+from fmloop.core.errors import DataError, FmloopError, Interrupted, NotEnoughFeedback
 from fmloop.core.faults import crash_point
 from fmloop.core.html import CSS
 from fmloop.feedback.config import RetrainConfig
@@ -195,9 +195,8 @@ def missing_classes(rows, pool, labels: list[str], task: Task) -> list:
 
 
 def classes_named(task: Task, label: str, labels: list[str]) -> set[int]:
-    """The class ids a stored label names: its class, or the classes of a multi-label set."""
-    target = task.target_of(label, labels)
-    return {int(target)} if task.single_class else {int(j) for j in np.flatnonzero(np.asarray(target) >= 0.5)}
+    """The class ids a stored label names: its class, the classes of a label set, a sentence's tags."""
+    return task.named_classes(task.target_of(label, labels))
 
 
 def cap_identities(
@@ -296,9 +295,6 @@ def run(cfg: RetrainConfig, out: str | Path, *, resume: bool = False) -> RunDir:
     # A resumed run keeps the champion and the snapshot it started with, so it trains on the same rows.
     champion = registry.get(earlier["champion"] if earlier else f"models:/{check_name(cfg.name)}@{registry.CHAMPION}")
     champion_model = load(champion.reference, device="cpu")
-    if champion_model.task == "tokens":
-        raise ConfigError(f"{champion.reference} is a token classification model: retraining taggers from "
-                          f"feedback is not supported yet (the server does not take entity corrections).")  # fmt: skip
     recipe, data_path = training_recipe(champion)
     labels = champion.labels
     inputs = inputs_for(champion_model, store)
@@ -508,19 +504,13 @@ def judge(champion, challenger, target: list[Example], data, inputs, labels, cfg
     old = load(champion.reference, device="cpu")
     new = load(challenger.reference, device="cpu")
     task = inputs.task
-    seen = inputs.read([e.text for e in target])
-    width = task.n_outputs(labels)
-    targets = [task.target_of(e.label, labels) for e in target]
-    if task.single_class:
-        y = np.asarray(targets, dtype=np.int64)
-    elif task.has_classes:  # multi-label: 0/1 rows
-        y = np.asarray(targets, dtype=np.float32).reshape(len(target), width)
-    else:
-        y = np.asarray(targets, dtype=np.float64)
-    old_t = old.logits(seen) if len(target) else np.zeros((0, width))
-    new_t = new.logits(seen) if len(target) else np.zeros((0, width))
     val_inputs, val_y = data.validation, np.asarray(data.validation_y)
     old_v, new_v = old.logits(val_inputs), new.logits(val_inputs)
+    seen = inputs.read([e.text for e in target])
+    y = task.stack([task.target_of(e.label, labels) for e in target], labels)
+    none = np.zeros((0, *old_v.shape[1:]), dtype=old_v.dtype)  # no labels yet: logits of no input
+    old_t = old.logits(seen) if len(target) else none
+    new_t = new.logits(seen) if len(target) else none
     settings = GateSettings(
         cfg.alpha, cfg.tolerance, cfg.margin, cfg.max_labels, cfg.slice_tolerance, cfg.robustness_tolerance
     )
@@ -536,8 +526,9 @@ def judge(champion, challenger, target: list[Example], data, inputs, labels, cfg
             (y, old_t, new_t), (val_y, old_v, new_v), index, rate, settings,
             target_name="the audit labels since its snapshot", trust=trust, task=task, labels=labels,
         )  # fmt: skip
-    # What the drills replay (bench/gate_drills.py): classes for a classifier, else the logits.
-    answer = (lambda logits: logits.argmax(-1).tolist()) if task.single_class else (lambda logits: logits.tolist())
+    # What the drills replay (bench/gate_drills.py): classes for a classifier, tags for a tagger,
+    # else the logits.
+    answer = task.targets_from if task.single_class or task.name == "tokens" else (lambda logits: logits.tolist())
     scores = {
         name: {"y": truth.tolist(), "champion": answer(a), "challenger": answer(b)}
         for name, truth, a, b in (("target", y, old_t, new_t), ("guard", val_y, old_v, new_v))

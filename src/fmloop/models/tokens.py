@@ -169,6 +169,37 @@ def predict_entities(model: InferenceModel, inputs, batch_size: int = 64, progre
     return spans(decoded, words, offsets, texts)
 
 
+def entity_tags(entities: list[tuple[str, int, int]], text: str, labels: list[str]) -> list[str]:
+    """The tags of `text`'s words (as split_words cuts it) that mark `entities` ((type, start, end)
+    character spans), in the model's scheme (BIOES where its tags have S-/E-, else IOB2). A span
+    covers every word it overlaps. ValueError, naming the entity, for a type the model does not tag,
+    a span outside the text or over no word, and two entities on one word."""
+    words, offsets = split_words(text)
+    tags = ["O"] * len(words)
+    bioes = any(t[:2] in ("S-", "E-") for t in labels)
+    types = sorted({t[2:] for t in labels if t != "O"})
+    for i, (kind, start, end) in enumerate(entities):
+        if kind not in types:
+            raise ValueError(f"label.{i}: {kind!r} is not an entity type of the model ({', '.join(types)})")
+        if not 0 <= start < end <= len(text):
+            raise ValueError(f"label.{i}: characters {start}..{end} are not a span of the {len(text)}-character input")
+        covered = [j for j, (a, b) in enumerate(offsets) if a < end and b > start]
+        if not covered:
+            raise ValueError(f"label.{i}: characters {start}..{end} hold no word of the input")
+        if any(tags[j] != "O" for j in covered):
+            raise ValueError(f"label.{i}: {text[start:end]!r} overlaps another entity; send each word in one entity")
+        for k, j in enumerate(covered):
+            last = k == len(covered) - 1
+            prefix = "B" if k == 0 else "I"
+            if bioes and last:
+                prefix = "S" if k == 0 else "E"
+            tags[j] = f"{prefix}-{kind}"
+    missing = next((t for t in tags if t not in labels), None)
+    if missing is not None:
+        raise ValueError(f"label: the model has no tag {missing!r} (its tags: {', '.join(labels)})")
+    return tags
+
+
 def outside_id(labels: list[str]) -> int:
     return labels.index("O") if "O" in labels else 0
 

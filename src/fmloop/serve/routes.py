@@ -4,6 +4,7 @@ the model's description; and health, metrics and the web page.
     POST /v1/predict   {"inputs": ["text", ...]}  (images: {"inputs": [{"image_base64": "..."}]})
     POST /v1/explain   {"input": "text"}
     POST /v1/feedback  {"prediction_id": "...", "label": "..."}  + Idempotency-Key header
+                       (a token model's label: [{"label": "PER", "start": 7, "end": 16}, ...])
                        ("kind": "audit" labels a prediction sampled for the audit: labeller role)
     GET  /v1/audit     predictions sampled for the audit that await a label (labeller role)
     GET  /v1/recent    the newest predictions and feedback (labeller role)
@@ -37,6 +38,7 @@ from fmloop.feedback.store import (
     StoreUnavailable,
     UnknownPrediction,
 )
+from fmloop.models.tokens import entity_tags, split_words
 from fmloop.serve.guards import ApiError, check_text
 from fmloop.serve.identity import Identity
 from fmloop.serve.inputs import ImageInput, decode_inputs
@@ -93,13 +95,22 @@ class ExplainRequest(BaseModel):
     target: str | None = Field(None, description="the label to explain (default: the model's answer)")
 
 
+class EntityIn(BaseModel):
+    label: str = Field(description="the entity type (PER, LOC, ...: a tag without its B-/I- prefix)")
+    start: int = Field(description="offset of its first character in the input")
+    end: int = Field(description="offset just past its last character")
+
+
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prediction_id: str | None = Field(None, max_length=32, description="the id a prediction answered with")
     input: str | None = Field(
         None, description="a text that was never predicted (instead of prediction_id; labeller role)"
     )
-    label: str | float | list[str] = Field(description="the correct label (a score for regression)")
+    label: str | float | list[str] | list[EntityIn] = Field(
+        description="the correct label: a class, a list of classes (multi-label), a score (regression), or for a "
+        "token model every entity of the input as {label, start, end} character spans ([] for none)"
+    )
     kind: Literal["correction", "audit"] = Field(
         CORRECTION,
         description="a user's correction, or an audit label of a prediction GET /v1/audit lists (labeller role)",
@@ -191,9 +202,9 @@ async def feedback(
         if text is not None:
             check_text(text, where)
     if isinstance(body.label, list):
-        for i, name in enumerate(body.label):
-            check_text(name, f"label.{i}")
-    label = check_label(body.label, served)
+        for i, item in enumerate(body.label):
+            check_text(item.label if isinstance(item, EntityIn) else item, f"label.{i}")
+    label = check_label(body.label, served)  # a token model's needs the input's words: read below
     sent_image = _sent_image(body)
     wait = state.limiter.wait_s(identity.rate_key)
     if wait:
@@ -214,7 +225,6 @@ async def feedback(
         key=idempotency_key,
         body_hash=digest,
         model_name=served.name,
-        label=label,
         prediction_id=body.prediction_id,
         input=body.input,
         user=identity.name,
@@ -223,12 +233,15 @@ async def feedback(
         image=lambda digest: sent_image if sent_image is not None else state.recent_images.get(digest),
     )
 
+    def stored_label() -> str:
+        return label if label is not None else entity_label(body, served, store)
+
     def write():
         try:
-            return store.add_feedback(**kwargs)
+            return store.add_feedback(**kwargs, label=stored_label())
         except UnknownPrediction:
             state.writer.flush()  # a prediction answered a moment ago may still be queued
-            return store.add_feedback(**kwargs)
+            return store.add_feedback(**kwargs, label=stored_label())
 
     try:
         row, created = await asyncio.get_running_loop().run_in_executor(None, write)
@@ -254,12 +267,18 @@ def _sent_image(body: FeedbackRequest) -> bytes | None:
         raise ApiError(422, "image_base64: not valid base64") from None
 
 
-def check_label(label, served: Served) -> str:
-    """The stored form of a corrected label, or 422 when the model cannot have predicted it."""
+def check_label(label, served: Served) -> str | None:
+    """The stored form of a corrected label, or 422 when the model cannot have predicted it. A token
+    model's entities become tags of the input's words (`entity_label`): None here."""
     if served.task == "tokens":
-        raise ApiError(
-            422, "label: corrections of a token model's entities are not taken yet; only its answers are served"
-        )
+        if not isinstance(label, list) or not all(isinstance(e, EntityIn) for e in label):
+            raise ApiError(
+                422,
+                "label: send a token model's entities as a list of {label, start, end} character spans, [] for none",
+            )
+        return None
+    if isinstance(label, list) and any(isinstance(e, EntityIn) for e in label):
+        raise ApiError(422, f"label: entity spans correct a token model; this one is a {served.task} model")
     task = get_task(served.task)
     if served.task == "regression":
         if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
@@ -275,6 +294,24 @@ def check_label(label, served: Served) -> str:
     if served.task == "classification":
         return task.stored(names.index(given[0]), names)
     return task.stored([1.0 if n in given else 0.0 for n in names], names)  # the stored form retrain reads
+
+
+def entity_label(body: FeedbackRequest, served: Served, store) -> str:
+    """The stored form of a token model's corrected entities: the tags of the input's words (the
+    input sent, or the one the prediction was made for), in the model's scheme."""
+    text = body.input
+    if text is None:
+        predicted = store.prediction(body.prediction_id)
+        if predicted is None:
+            raise UnknownPrediction(f"No prediction has the id {body.prediction_id!r}.")
+        text = predicted.input
+    if not split_words(text)[0]:
+        raise ApiError(422, "input: it holds no word to tag")
+    try:
+        tags = entity_tags([(e.label, e.start, e.end) for e in body.label], text, served.labels or [])
+    except ValueError as err:
+        raise ApiError(422, str(err)) from None
+    return get_task("tokens").stored([served.labels.index(t) for t in tags], served.labels)
 
 
 # The model and stored data ------------------------------------------------------------------------

@@ -90,7 +90,8 @@ class Task:
 
     # Labels as the feedback store keeps them (one string per answer or correction):
     # classification the class name, multi-label a JSON list of names (sorted), regression the
-    # number's repr. The server writes them, retrain reads them back.
+    # number's repr, token classification a JSON list of tags, one per word of the input (as
+    # models/tokens.py's split_words cuts a text). The server writes them, retrain reads them back.
     def stored(self, target, labels: list[str] | None) -> str:
         """The stored form of a target (a class id, a 0/1 vector, a float)."""
         raise NotImplementedError
@@ -106,6 +107,14 @@ class Task:
     def data_label(self, stored: str):
         """A stored label as a training file's `label` field holds it (JSONL; data/labeled.py)."""
         return stored
+
+    def named_classes(self, target) -> set[int]:
+        """The class ids a target names (retrain makes sure the challenger's rows name every class)."""
+        return {int(target)}
+
+    def stack(self, targets: list, labels: list[str] | None) -> np.ndarray:
+        """`target_of`'s targets as one array, as `metrics` and the gate read them."""
+        return np.asarray(targets, dtype=np.int64)
 
     def resampler(self, y: np.ndarray, logits: np.ndarray, labels: list[str] | None = None):
         """`(name, example indices) -> scalar` on a resample of the examples (bootstrap). A task
@@ -261,6 +270,12 @@ class MultiLabel(Task):
     def data_label(self, stored):
         return json.loads(stored)  # a list of names; [] where no label applies
 
+    def named_classes(self, target):
+        return {int(j) for j in np.flatnonzero(np.asarray(target) >= 0.5)}
+
+    def stack(self, targets, labels):
+        return np.asarray(targets, dtype=np.float32).reshape(len(targets), len(labels))
+
     def scalar(self, name, y, logits, labels=None):
         pred = (logits >= 0).astype(int)
         return float(skm.f1_score(y.astype(int), pred, average=name.split("_")[0], zero_division=0))
@@ -329,6 +344,12 @@ class Regression(Task):
 
     def data_label(self, stored):
         return float(stored)
+
+    def named_classes(self, target):
+        return set()
+
+    def stack(self, targets, labels):
+        return np.asarray(targets, dtype=np.float64)
 
     def scalar(self, name, y, logits, labels=None):
         pred = logits.reshape(-1)

@@ -10,6 +10,8 @@ matching entities, summed (which is what makes bootstrap resamples cheap).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from seqeval.metrics import classification_report
 from seqeval.metrics.sequence_labeling import get_entities
@@ -135,8 +137,32 @@ class TokenClassification(Task):
             "entities": {"true": int(counts[:, 0].sum()), "predicted": int(counts[:, 1].sum())},
         }
 
+    def stored(self, target, labels):
+        return json.dumps([labels[int(j)] for j in target if j != IGNORE])
+
+    def stored_answer(self, prediction):
+        return json.dumps(prediction["tags"]) if "tags" in prediction else None
+
     def target_of(self, stored, labels):
-        return None  # corrections of entities are not taken yet (the server refuses them)
+        try:
+            tags = json.loads(stored)
+        except ValueError:
+            return None
+        if not isinstance(tags, list) or not tags or not all(isinstance(t, str) and t in (labels or []) for t in tags):
+            return None
+        return np.asarray([labels.index(t) for t in tags], dtype=np.int64)
+
+    def data_label(self, stored):
+        return json.loads(stored)  # the tags, one per word
+
+    def named_classes(self, target):
+        return {int(j) for j in target}
+
+    def stack(self, targets, labels):
+        out = np.full((len(targets), max((len(t) for t in targets), default=0)), IGNORE, dtype=np.int64)
+        for i, row in enumerate(targets):
+            out[i, : len(row)] = row
+        return out
 
     def agreement(self, a, b):
         n = lengths_of(a)
