@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fmloop.adapt.strategies import apply_strategy
+from fmloop.adapt.strategies import apply_strategy, scale_head_lr
 from fmloop.core.errors import ConfigError
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.anatomy import depth_of
@@ -45,6 +45,18 @@ def test_llrd_scales_by_depth(tiny_base):
     assert plan.lr_scale("bert.encoder.layer.0.output.dense.weight") == 0.25
     assert plan.lr_scale("bert.embeddings.word_embeddings.weight") == 0.125
     assert depth_of(model)("bert.pooler.dense.weight") == 3
+
+
+def test_the_head_lr_scale_multiplies_the_head_only_under_any_strategy(tiny_base):
+    model = _model(tiny_base)
+    plan = apply_strategy(model, "llrd", total_steps=10, llrd_decay=0.5)
+    scale_head_lr(plan, model, 10)
+    assert plan.lr_scale("classifier.weight") == 10.0 and plan.lr_scale("bert.pooler.dense.bias") == 10.0
+    assert plan.lr_scale("bert.encoder.layer.1.output.dense.weight") == 0.5 and "head lr x10" in plan.description
+    peft_name = "base_model.model.classifier.modules_to_save.default.weight"  # inside a LoRA wrapper
+    full = apply_strategy(model, "full", total_steps=10)
+    scale_head_lr(full, model, 4)
+    assert full.lr_scale(peft_name) == 4.0 and full.lr_scale("bert.embeddings.word_embeddings.weight") == 1.0
 
 
 def test_gradual_unfreezing_reaches_every_layer_by_mid_run(tiny_base):

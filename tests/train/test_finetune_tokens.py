@@ -4,6 +4,7 @@ seqeval's entity F1 and intervals, predict entities with character offsets, from
 import json
 
 import pytest
+import yaml
 
 from fmloop.core.config import load_config
 from fmloop.core.errors import ConfigError
@@ -21,6 +22,15 @@ def test_fine_tuning_learns_the_entities_and_reports_them(token_run):
     assert result["task"] == "tokens" and set(result["metrics"]["per_class"]) == {"LOC", "PER"}
     low, high = result["intervals_95"]["entity_f1"]
     assert low <= result["metrics"]["entity_f1"] <= high
+    config = yaml.safe_load((token_run / "config.yaml").read_text())
+    assert config["train"]["head_lr_scale"] == 30  # a new tag head learns at 30x the body's rate
+
+
+def test_a_continued_tagger_keeps_its_head_at_the_body_rate(token_run, tagged_dir, tmp_path):
+    run = finetune_tokens(token_run, tagged_dir, tmp_path / "more", max_steps=2)
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert json.loads((run.path / "manifest.json").read_text())["continued"] == "head kept"
+    assert config["train"]["head_lr_scale"] == 1
 
 
 def test_predict_gives_entities_with_character_offsets(token_run):

@@ -92,6 +92,19 @@ def apply_strategy(
     )
 
 
+def scale_head_lr(plan: Plan, model: nn.Module, scale: float) -> None:
+    """Train the task head (and a pooler) at `scale` times the rate of the rest: a new head starts
+    from nothing while a pretrained body only needs nudging. Names are matched inside wrappers
+    (peft's `base_model.model.classifier.modules_to_save...`)."""
+    if scale == 1:
+        return
+    heads = head_prefixes(model)
+    inner = plan.lr_scale
+    in_head = lambda name: any(f".{h}." in f".{name}" for h in heads)  # noqa: E731
+    plan.lr_scale = lambda name: inner(name) * (scale if in_head(name) else 1.0)
+    plan.description += f"; head lr x{scale:g}"
+
+
 def freeze_input_embeddings(model: nn.Module) -> None:
     """Stop training the token-embedding matrix (the vocabulary x hidden lookup table)."""
     model.get_input_embeddings().weight.requires_grad_(False)

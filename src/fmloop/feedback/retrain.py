@@ -473,8 +473,10 @@ def train_challenger(cfg: RetrainConfig, recipe: dict, champion_folder: Path, ou
         return existing
     start = str(champion_folder) if cfg.start == "champion" else recipe["model"]["name"]
     tree = deep_merge(recipe, {"model": {"name": start}, "data": {"path": str(out.parent / "data")}})
-    # The reading (length, truncation) is chosen again from the new rows, not the champion's data.
-    recipe_train = {k: v for k, v in tree.get("train", {}).items() if k not in ("max_length", "truncation")}
+    # The reading (length, truncation) is chosen again from the new rows, not the champion's data,
+    # and the head's rate by the rule for a continued head.
+    chosen_again = ("max_length", "truncation", "head_lr_scale")
+    recipe_train = {k: v for k, v in tree.get("train", {}).items() if k not in chosen_again}
     tree["train"] = deep_merge(recipe_train, cfg.train)
     if cfg.strategy:
         tree["strategy"] = cfg.strategy

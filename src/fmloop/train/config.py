@@ -153,6 +153,13 @@ class FinetuneTrain(CommonTrainSection):
         False, description="keep the input token-embedding matrix fixed (full and llrd): about 4% faster CPU steps"
     )
     llrd_decay: float = Field(0.8, gt=0, le=1)
+    head_lr_scale: float | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="the task head's learning rate as a multiple of lr (default 1; 30 for a new tag head, "
+        "which starts from nothing)",
+    )
     pair_iterations: int = Field(
         20, ge=1, description="contrastive: sentence pairs per labeled example and class relation (same / different)"
     )

