@@ -1,6 +1,7 @@
 """The feedback store: migrations, idempotent corrections, durability, and clear failures."""
 
 import hashlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -30,10 +31,10 @@ def _hash(body: str) -> str:
 
 
 def test_migrations_create_the_schema_once(store, store_url):
-    assert store.schema_version() == store.head_version() == "0005"
+    assert store.schema_version() == store.head_version() == "0006"
     assert {"predictions", "feedback", "erasures", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     again = Store.open(store_url)  # a second open migrates nothing and keeps the data
-    assert again.schema_version() == "0005"
+    assert again.schema_version() == "0006"
     again.close()
 
 
@@ -52,10 +53,17 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
         )
     old.close()
     upgraded = Store.open(store_url)
-    assert upgraded.schema_version() == "0005"
+    assert upgraded.schema_version() == "0006"
     (row,) = upgraded.recent_feedback()
     assert (row.input, row.kind) == ("kept", "correction")
     upgraded.close()
+
+
+def test_labels_of_any_length_are_kept(store):
+    tags = json.dumps(["B-PER", "I-PER", "O"] * 150)  # a tagger's answer for a 450-word text
+    (pid,) = store.add_predictions([_prediction("a long text", tags)])
+    row, _ = store.add_feedback(key="long", body_hash="h", model_name="sst2", label=tags, prediction_id=pid)
+    assert store.prediction(pid).label == tags == row.label and len(tags) > 3000
 
 
 def test_audit_labels_only_for_sampled_predictions_and_the_queue_empties(store):

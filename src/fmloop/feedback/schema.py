@@ -28,7 +28,7 @@ class Prediction(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     input_kind: Mapped[str] = mapped_column(String(10))  # text | image
     input: Mapped[str] = mapped_column(Text)  # the text, or sha256:<digest> of an image's bytes (StoredImage)
-    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)  # the stored answer (tasks/catalog.py)
     probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     score: Mapped[float | None] = mapped_column(Float, nullable=True)  # regression
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -58,7 +58,7 @@ class Feedback(Base):
     )
     model_name: Mapped[str] = mapped_column(String(100), index=True)
     input: Mapped[str | None] = mapped_column(Text, nullable=True)  # only without a prediction
-    label: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(Text)  # a class, a JSON list, a number, a tag per word
     kind: Mapped[str] = mapped_column(String(10), default=CORRECTION, index=True)  # correction | audit
     user: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)  # the sender's identity
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
