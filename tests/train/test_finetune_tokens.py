@@ -4,7 +4,9 @@ seqeval's entity F1 and intervals, predict entities with character offsets, from
 import json
 
 import pytest
+import torch
 import yaml
+from transformers import AutoModel
 
 from fmloop.core.config import load_config
 from fmloop.core.errors import ConfigError
@@ -67,6 +69,23 @@ def test_lora_trains_a_tagger_that_reloads_with_the_same_answers(tiny_base, tagg
         and model.predict(words)[0]["tags"] == load(run.path, device="cpu").predict(words)[0]["tags"]
     )
     assert json.loads((run.path / "manifest.json").read_text())["metrics"]["test_entity_f1"] > 0.5
+
+
+@pytest.mark.parametrize(
+    "strategy, frozen",
+    [("llrd", None), ("freeze:1", "bert.encoder.layer.0."), ("linear-probe", "bert.encoder.layer.1.")],
+)
+def test_the_other_loop_strategies_train_a_tagger(tiny_base, tagged_dir, tmp_path, strategy, frozen):
+    run = finetune_tokens(tiny_base, tagged_dir, tmp_path / "run", strategy=strategy, epochs=2)
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["metrics"]["steps"] > 0
+    model = load(run.path, device="cpu")
+    assert model.task == "tokens" and len(model.predict(["anna was in paris"])[0]["tags"]) == 4
+    if frozen:  # the frozen layers are the base's own
+        base = dict(AutoModel.from_pretrained(tiny_base).named_parameters())
+        tuned = dict(model.model.named_parameters())
+        name = next(n for n in tuned if n.startswith(frozen))
+        assert torch.equal(tuned[name], base[name.removeprefix("bert.")])
 
 
 def test_tagged_data_needs_the_tokens_task_and_back(tiny_base, tagged_dir, sentiment_dir, tmp_path):
