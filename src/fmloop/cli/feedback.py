@@ -15,15 +15,18 @@ feedback_app = typer.Typer(
 )
 
 
-def _champion_labels(name: str) -> list[str]:
+def _champion_labels(name: str) -> tuple[list[str], bool]:
+    """(the champion's labels, whether it is a tagger)."""
     from fmloop.core.errors import RegistryError
     from fmloop.registry import models
     from fmloop.registry.names import check_name
 
-    labels = models.get(f"models:/{check_name(name)}@{models.CHAMPION}").labels
-    if not labels:
-        raise RegistryError(f"models:/{name}@{models.CHAMPION} has no class labels: audits are for classifiers.")
-    return labels
+    champion = models.get(f"models:/{check_name(name)}@{models.CHAMPION}")
+    if not champion.labels:
+        raise RegistryError(
+            f"models:/{name}@{models.CHAMPION} has no class labels: audits are for classifiers and taggers."
+        )
+    return champion.labels, champion.tags.get("fmloop.task") == "tokens"
 
 
 @feedback_app.command("audit-export")
@@ -40,8 +43,8 @@ def audit_export_command(
     from fmloop.feedback import audit
     from fmloop.feedback.store import Store
 
-    labels = _champion_labels(name)
-    n = audit.export(Store.open(database), name, labels, out, limit)
+    labels, tagger = _champion_labels(name)
+    n = audit.export(Store.open(database), name, labels, out, limit, tagger=tagger)
     err_console.print(f"[green]{n} tasks[/] in {out / 'tasks.json'} (labelling interface: {out / 'label_config.xml'})")
 
 
@@ -57,7 +60,8 @@ def audit_import_command(
     from fmloop.feedback import audit
     from fmloop.feedback.store import Store
 
-    summary = audit.import_labels(Store.open(database), name, _champion_labels(name), str(annotations))
+    labels, tagger = _champion_labels(name)
+    summary = audit.import_labels(Store.open(database), name, labels, str(annotations), tagger=tagger)
     for skip in summary["skipped"][:20]:
         err_console.print(f"[yellow]skipped[/] {skip['where']}: {skip['reason']}")
     err_console.print(

@@ -34,6 +34,7 @@ from fmloop.data.labeled import TEXT_CANDIDATES, _choose, load_labeled
 from fmloop.data.sources import read_splits
 from fmloop.models.loading import load
 from fmloop.tasks.metrics import softmax
+from fmloop.tasks.tokens import entity_types
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +207,28 @@ def label_studio_config(labels: list[str]) -> str:
     )
 
 
+def label_studio_ner_config(labels: list[str]) -> str:
+    """Label Studio's labelling interface for marking the entities of a tagger's tags (`labels`)."""
+    kinds = "".join(f'    <Label value="{escape(kind)}"/>\n' for kind in entity_types(labels))
+    return (
+        f'<View>\n  <Labels name="label" toName="text">\n{kinds}  </Labels>\n'
+        f'  <Text name="text" value="$text"/>\n</View>\n'
+    )
+
+
 # Import ---------------------------------------------------------------------------------------------
 
 
-def read_annotations(path: str) -> list[dict]:
-    """[{"id", "text", "labels": [...], "data": {...}}] from a Label Studio JSON export or a CSV
-    (id, text, label; its other columns are the data)."""
+def read_annotations(path: str, spans: bool = False) -> list[dict]:
+    """[{"id", "text", "labels": [...], "entities": [...], "data": {...}}] from a Label Studio JSON
+    export or a CSV (id, text, label; its other columns are the data). `entities`: per annotation,
+    its marked spans as sorted (type, start, end); with `spans`, every annotated task is a row (no
+    span marked is an answer: the text has no entity)."""
     file = Path(path)
     if not file.exists():
         raise DataError(f"{path} does not exist.")
+    if spans and file.suffix.lower() == ".csv":
+        raise DataError(f"{path}: entity spans are read from Label Studio's JSON export, not a CSV.")
     if file.suffix.lower() == ".csv":
         import csv
 
@@ -246,18 +260,24 @@ def read_annotations(path: str) -> list[dict]:
         text = (task.get("data") or {}).get("text")
         if text is None:
             raise DataError(f"{path}: task {task.get('id', k)} has no data.text.")
-        labels = []
+        labels, marked = [], []
         for ann in task.get("annotations") or task.get("completions") or []:
             if ann.get("was_cancelled"):
                 continue
+            found = []
             for result in ann.get("result") or []:
-                labels += (result.get("value") or {}).get("choices") or []
-        if labels:
+                value = result.get("value") or {}
+                labels += value.get("choices") or []
+                if "start" in value and "end" in value:
+                    found += [(kind, int(value["start"]), int(value["end"])) for kind in value.get("labels") or []]
+            marked.append(sorted(found))
+        if labels or (spans and marked):
             rows.append(
                 {
                     "id": task.get("id", k + 1),
                     "text": text,
                     "labels": labels,
+                    "entities": marked,
                     "where": f"{path}, task {task.get('id', k + 1)}",
                     "data": task.get("data") or {},
                 }

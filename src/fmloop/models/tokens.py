@@ -26,6 +26,7 @@ from fmloop.data.tagged import IGNORE
 from fmloop.data.text import pad_width
 from fmloop.models.inference import InferenceModel, inference_device, text_reading
 from fmloop.tasks import get_task
+from fmloop.tasks.tokens import entity_types
 
 _WORD = re.compile(r"\w+(?:[-.]\w+)*|'\w+|\S")
 OUTSIDE_LOGIT = 20.0  # the O logit of a word past the reading (others 0): tagged O, probability ~1
@@ -177,7 +178,7 @@ def entity_tags(entities: list[tuple[str, int, int]], text: str, labels: list[st
     words, offsets = split_words(text)
     tags = ["O"] * len(words)
     bioes = any(t[:2] in ("S-", "E-") for t in labels)
-    types = sorted({t[2:] for t in labels if t != "O"})
+    types = entity_types(labels)
     for i, (kind, start, end) in enumerate(entities):
         if kind not in types:
             raise ValueError(f"label.{i}: {kind!r} is not an entity type of the model ({', '.join(types)})")
@@ -198,6 +199,12 @@ def entity_tags(entities: list[tuple[str, int, int]], text: str, labels: list[st
     if missing is not None:
         raise ValueError(f"label: the model has no tag {missing!r} (its tags: {', '.join(labels)})")
     return tags
+
+
+def stored_entities(entities: list[tuple[str, int, int]], text: str, labels: list[str]) -> str:
+    """The form the feedback store keeps a text's entities in (tasks/catalog.py): its words' tags."""
+    tags = entity_tags(entities, text, labels)
+    return get_task("tokens").stored([labels.index(t) for t in tags], labels)
 
 
 def outside_id(labels: list[str]) -> int:

@@ -38,7 +38,7 @@ from fmloop.feedback.store import (
     StoreUnavailable,
     UnknownPrediction,
 )
-from fmloop.models.tokens import entity_tags, split_words
+from fmloop.models.tokens import split_words, stored_entities
 from fmloop.serve.guards import ApiError, check_text
 from fmloop.serve.identity import Identity
 from fmloop.serve.inputs import ImageInput, decode_inputs
@@ -308,10 +308,9 @@ def entity_label(body: FeedbackRequest, served: Served, store) -> str:
     if not split_words(text)[0]:
         raise ApiError(422, "input: it holds no word to tag")
     try:
-        tags = entity_tags([(e.label, e.start, e.end) for e in body.label], text, served.labels or [])
+        return stored_entities([(e.label, e.start, e.end) for e in body.label], text, served.labels or [])
     except ValueError as err:
         raise ApiError(422, str(err)) from None
-    return get_task("tokens").stored([served.labels.index(t) for t in tags], served.labels)
 
 
 # The model and stored data ------------------------------------------------------------------------

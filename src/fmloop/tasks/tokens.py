@@ -23,6 +23,11 @@ from fmloop.tasks.catalog import EPS, Task
 IGNORE = -100
 
 
+def entity_types(labels: list[str]) -> list[str]:
+    """The entity types a tag set names (B-PER, I-PER -> PER), sorted."""
+    return sorted({t[2:] for t in labels if t != "O"})
+
+
 def lengths_of(logits: np.ndarray) -> np.ndarray:
     """Words per sentence: the rows before the NaN padding."""
     if logits.ndim != 3:
