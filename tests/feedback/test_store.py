@@ -59,6 +59,23 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
     upgraded.close()
 
 
+def test_a_store_with_corrections_is_upgraded_to_long_labels(store_url):
+    old = Store.open(store_url, migrate=False)
+    config = old._alembic()
+    with old.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+    old.close()
+    old = Store.open(store_url, migrate=False)
+    (pid,) = old.add_predictions([_prediction()])
+    old.add_feedback(key="k", body_hash="h", model_name="sst2", label="negative", prediction_id=pid)
+    old.close()
+    upgraded = Store.open(store_url)  # the feedback row names the prediction: both tables keep their rows
+    assert upgraded.schema_version() == "0006" and upgraded.prediction(pid).label == "positive"
+    assert [f.label for f in upgraded.recent_feedback()] == ["negative"]
+    upgraded.close()
+
+
 def test_labels_of_any_length_are_kept(store):
     tags = json.dumps(["B-PER", "I-PER", "O"] * 150)  # a tagger's answer for a 450-word text
     (pid,) = store.add_predictions([_prediction("a long text", tags)])

@@ -16,16 +16,21 @@ branch_labels = None
 depends_on = None
 
 
+def _sqlite() -> bool:
+    # SQLite keeps text of any length in a VARCHAR(200) column; altering it would copy and drop the
+    # predictions table, which the feedback rows' foreign keys forbid.
+    return op.get_bind().dialect.name == "sqlite"
+
+
 def upgrade() -> None:
-    # batch mode: SQLite cannot alter a column in place; alembic copies the table there
-    with op.batch_alter_table("predictions") as table:
-        table.alter_column("label", type_=sa.Text, existing_type=sa.String(200), existing_nullable=True)
-    with op.batch_alter_table("feedback") as table:
-        table.alter_column("label", type_=sa.Text, existing_type=sa.String(200), existing_nullable=False)
+    if _sqlite():
+        return
+    op.alter_column("predictions", "label", type_=sa.Text, existing_type=sa.String(200), existing_nullable=True)
+    op.alter_column("feedback", "label", type_=sa.Text, existing_type=sa.String(200), existing_nullable=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("feedback") as table:
-        table.alter_column("label", type_=sa.String(200), existing_type=sa.Text, existing_nullable=False)
-    with op.batch_alter_table("predictions") as table:
-        table.alter_column("label", type_=sa.String(200), existing_type=sa.Text, existing_nullable=True)
+    if _sqlite():
+        return
+    op.alter_column("feedback", "label", type_=sa.String(200), existing_type=sa.Text, existing_nullable=False)
+    op.alter_column("predictions", "label", type_=sa.String(200), existing_type=sa.Text, existing_nullable=True)
