@@ -109,6 +109,9 @@ def test_a_tagger_is_corrected_and_audited_by_clicking_words(token_run, tmp_path
         page.click("#labels button.word[data-index='6']")  # "today": LOC, one place with "rome"
         page.click("#labels .send-entities")
         page.wait_for_selector("#feedback-status.ok")
+        page.click("#tab-recent")  # the answer and the correction as entities, not tag lists
+        page.wait_for_selector("#recent-rows td:has-text('rome today (LOC)')")
+        assert "tom smith (PER), rome (LOC)" in page.inner_text("#recent-rows")
         page.click("#tab-audit")  # every prediction is sampled here (audit_fraction 1)
         for index, clicks in (("2", 2), ("3", 2), ("5", 1)):  # tom, smith: LOC then PER; rome: LOC
             for _ in range(clicks):
