@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fmloop.core.errors import DataError
-from fmloop.data.tagged import IGNORE, is_tagged_source, read_tagged, tag_ids, tag_order
+from fmloop.data.tagged import is_tagged_source, read_tagged, tag_ids, tag_order
+from fmloop.tasks.tokens import IGNORE
 
 CONLL = "-DOCSTART- O\n\nAda\tB-PER\nLovelace\tI-PER\nlived\tO\nin\tO\nLondon\tB-LOC\n\nHello\tO\nParis\tB-LOC\n"
 

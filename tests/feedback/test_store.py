@@ -38,14 +38,19 @@ def test_migrations_create_the_schema_once(store, store_url):
     again.close()
 
 
-def test_an_old_store_is_upgraded_with_its_rows(store_url):
+def store_at(store_url: str, revision: str) -> Store:
+    """A store whose schema is that of migration `revision`, opened without migrating it further."""
     old = Store.open(store_url, migrate=False)
     config = old._alembic()
     with old.engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+        command.upgrade(config, revision)
     old.close()
-    old = Store.open(store_url, migrate=False)
+    return Store.open(store_url, migrate=False)
+
+
+def test_an_old_store_is_upgraded_with_its_rows(store_url):
+    old = store_at(store_url, "0001")
     with old.engine.begin() as connection:  # a row written by the 0001 schema
         connection.exec_driver_sql(
             "INSERT INTO feedback (model_name, input, label, idempotency_key, body_hash, created_at) "
@@ -60,13 +65,7 @@ def test_an_old_store_is_upgraded_with_its_rows(store_url):
 
 
 def test_a_store_with_corrections_is_upgraded_to_long_labels(store_url):
-    old = Store.open(store_url, migrate=False)
-    config = old._alembic()
-    with old.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
-    old.close()
-    old = Store.open(store_url, migrate=False)
+    old = store_at(store_url, "0005")
     (pid,) = old.add_predictions([_prediction()])
     old.add_feedback(key="k", body_hash="h", model_name="sst2", label="negative", prediction_id=pid)
     old.close()

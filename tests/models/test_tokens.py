@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from fmloop.data.reading import Reading
-from fmloop.data.tagged import IGNORE
 from fmloop.data.tokenizer import load_tokenizer
 from fmloop.models.tokens import as_words, encode_words, entity_tags, split_words
+from fmloop.tasks.tokens import IGNORE
 
 
 def test_split_words_keeps_offsets():

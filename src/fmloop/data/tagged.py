@@ -26,8 +26,8 @@ import numpy as np
 from fmloop.core.artifacts import fingerprint_paths
 from fmloop.core.errors import DataError
 from fmloop.data.sampling import SPLIT_NAMES
+from fmloop.tasks import get_task
 
-IGNORE = -100  # the target of a position no loss or metric reads (padding, a word's later pieces)
 CONLL_SUFFIXES = (".conll", ".bio", ".iob", ".iob2", ".txt")
 JSON_SUFFIXES = (".jsonl",)
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
@@ -231,7 +231,4 @@ def read_tagged(
 def tag_ids(tags: list[list[str]], labels: list[str]) -> np.ndarray:
     """(N, longest sentence) int64 tag ids, IGNORE past each sentence's end."""
     index = {t: i for i, t in enumerate(labels)}
-    out = np.full((len(tags), max((len(s) for s in tags), default=0)), IGNORE, dtype=np.int64)
-    for i, sent in enumerate(tags):
-        out[i, : len(sent)] = [index[t] for t in sent]
-    return out
+    return get_task("tokens").stack([[index[t] for t in sent] for sent in tags], labels)

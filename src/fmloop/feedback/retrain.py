@@ -185,18 +185,15 @@ def plan(
 
 
 def missing_classes(rows, pool, labels: list[str], task: Task) -> list:
-    """Rows of `pool` that bring each class `rows` never names (one per class, the first found)."""
-    present = set().union(*(classes_named(task, label, labels) for _, label in rows))
+    """Rows of `pool` that bring each class `rows` never names (one per class, the first found): a
+    stored label names its class, the classes of a label set, or a sentence's tags."""
+    named = lambda label: task.named_classes(task.target_of(label, labels))  # noqa: E731
+    present = set().union(*(named(label) for _, label in rows))
     extra = []
     for j in range(len(labels)):
         if j not in present:
-            extra += [row for row in pool if j in classes_named(task, row[1], labels)][:1]
+            extra += [row for row in pool if j in named(row[1])][:1]
     return extra
-
-
-def classes_named(task: Task, label: str, labels: list[str]) -> set[int]:
-    """The class ids a stored label names: its class, the classes of a label set, a sentence's tags."""
-    return task.named_classes(task.target_of(label, labels))
 
 
 def cap_identities(

@@ -22,11 +22,10 @@ import numpy as np
 import torch
 
 from fmloop.data.reading import Reading
-from fmloop.data.tagged import IGNORE
 from fmloop.data.text import pad_width
 from fmloop.models.inference import InferenceModel, inference_device, text_reading
 from fmloop.tasks import get_task
-from fmloop.tasks.tokens import entity_types
+from fmloop.tasks.tokens import IGNORE, entity_types
 
 _WORD = re.compile(r"\w+(?:[-.]\w+)*|'\w+|\S")
 OUTSIDE_LOGIT = 20.0  # the O logit of a word past the reading (others 0): tagged O, probability ~1

@@ -20,7 +20,7 @@ from fmloop.core.errors import ConfigError
 from fmloop.tasks import metrics as M
 from fmloop.tasks.catalog import EPS, Task
 
-IGNORE = -100
+IGNORE = -100  # the target of a position no loss or metric reads (padding, a word's later pieces)
 
 
 def entity_types(labels: list[str]) -> list[str]:
